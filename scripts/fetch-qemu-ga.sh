@@ -1,0 +1,149 @@
+#!/usr/bin/env bash
+# Fetch the real QEMU guest agent (reference implementation) WITHOUT installing it.
+#
+#   scripts/fetch-qemu-ga.sh [DEST_DIR]      (default DEST_DIR: target/ref)
+#
+# Result:
+#   DEST_DIR/qemu-ga-10/usr/sbin/qemu-ga    qemu-guest-agent from bookworm-backports (10.0.x)
+#   DEST_DIR/qemu-ga-7.2/usr/sbin/qemu-ga   qemu-guest-agent from bookworm (7.2)
+# The last line printed on stdout is the absolute path of the 10.x binary.
+#
+# How: a private apt configuration (own sources list adding bookworm-backports,
+# own lists/cache dirs under DEST_DIR/.apt) is used for `apt-get download`; the
+# packages are unpacked with `dpkg-deb -x`. The system's apt sources are never
+# modified. Shared libraries the binaries need but the machine lacks (checked
+# with ldd) are installed from the system's own sources with
+# `apt-get install --no-remove` (never lets apt remove anything, e.g. the
+# backports qemu-utils that the machine image carries).
+#
+# Idempotent: when both binaries are present and run (`-V`), nothing is fetched.
+set -euo pipefail
+
+die() { echo "fetch-qemu-ga: ERROR: $*" >&2; exit 1; }
+log() { echo "fetch-qemu-ga: $*" >&2; }
+
+DEST=${1:-target/ref}
+mkdir -p "$DEST" || die "cannot create $DEST"
+DEST=$(cd "$DEST" && pwd)
+
+MIRROR=${QGA_DEBIAN_MIRROR:-http://deb.debian.org/debian}
+KEYRING=/usr/share/keyrings/debian-archive-keyring.gpg
+
+for tool in apt-get dpkg-deb ldd; do
+    command -v "$tool" >/dev/null 2>&1 || die "required tool '$tool' not found (Debian system expected)"
+done
+[ -r "$KEYRING" ] || die "Debian archive keyring $KEYRING missing (install debian-archive-keyring)"
+
+SUDO=""
+if [ "$(id -u)" != 0 ]; then
+    command -v sudo >/dev/null 2>&1 && SUDO="sudo" || true
+fi
+
+# ---- private apt configuration -------------------------------------------
+APTDIR="$DEST/.apt"
+APT_OPTS=()
+setup_private_apt() {
+    mkdir -p "$APTDIR/lists/partial" "$APTDIR/cache/archives/partial"
+    cat >"$APTDIR/sources.list" <<EOF
+deb [signed-by=$KEYRING] $MIRROR bookworm main
+deb [signed-by=$KEYRING] $MIRROR bookworm-updates main
+deb [signed-by=$KEYRING] $MIRROR bookworm-backports main
+EOF
+    APT_OPTS=(
+        -o "Dir::Etc::sourcelist=$APTDIR/sources.list"
+        -o "Dir::Etc::sourceparts=-"
+        -o "Dir::State::Lists=$APTDIR/lists"
+        -o "Dir::Cache=$APTDIR/cache"
+        -o "Dir::Cache::pkgcache=$APTDIR/cache/pkgcache.bin"
+        -o "Dir::Cache::srcpkgcache=$APTDIR/cache/srcpkgcache.bin"
+        -o "APT::Get::List-Cleanup=0"
+        -o "Debug::NoLocking=1"
+        -o "Acquire::IndexTargets::deb::DEP-11::DefaultEnabled=false"
+        -o "Acquire::IndexTargets::deb::DEP-11-icons::DefaultEnabled=false"
+    )
+}
+PRIVATE_UPDATED=0
+private_update() {
+    [ "$PRIVATE_UPDATED" = 1 ] && return 0
+    setup_private_apt
+    log "apt-get update (private sources: bookworm, bookworm-updates, bookworm-backports)"
+    apt-get "${APT_OPTS[@]}" -q update >&2 || die "apt-get update with the private sources list failed"
+    PRIVATE_UPDATED=1
+}
+
+# binary_ok DIR -> 0 if DIR/usr/sbin/qemu-ga exists and `-V` works
+binary_ok() {
+    local bin="$1/usr/sbin/qemu-ga"
+    [ -x "$bin" ] && "$bin" -V >/dev/null 2>&1
+}
+
+# fetch_pkg SPEC OUTDIR : apt-get download SPEC and dpkg-deb -x it into OUTDIR
+fetch_pkg() {
+    local spec="$1" out="$2" tmp deb
+    private_update
+    tmp=$(mktemp -d "$DEST/.dl.XXXXXX")
+    chmod 0755 "$tmp"   # lets apt's _apt sandbox user write the download
+    log "apt-get download $spec"
+    if ! (cd "$tmp" && apt-get "${APT_OPTS[@]}" -q download "$spec" >&2); then
+        rm -rf "$tmp"
+        die "apt-get download $spec failed"
+    fi
+    deb=$(ls "$tmp"/qemu-guest-agent_*.deb 2>/dev/null | head -n1)
+    [ -n "$deb" ] || { rm -rf "$tmp"; die "no .deb downloaded for $spec"; }
+    rm -rf "$out"
+    mkdir -p "$out"
+    dpkg-deb -x "$deb" "$out" || { rm -rf "$tmp"; die "dpkg-deb -x $deb failed"; }
+    # keep the package metadata next to the tree (Version/Depends for the record)
+    dpkg-deb -f "$deb" Package Version Depends >"$out/DEBIAN-control.txt"
+    cp "$deb" "$out/" 2>/dev/null || true
+    rm -rf "$tmp"
+    [ -x "$out/usr/sbin/qemu-ga" ] || die "extracted $spec has no usr/sbin/qemu-ga"
+}
+
+# ensure_libs DIR : install missing shared libraries for DIR/usr/sbin/qemu-ga
+SYSTEM_UPDATED=0
+ensure_libs() {
+    local dir="$1" bin="$1/usr/sbin/qemu-ga" missing pkgs
+    missing=$(ldd "$bin" 2>/dev/null | awk '/not found/ {print $1}' || true)
+    [ -z "$missing" ] && return 0
+    log "$bin: missing libraries: $(echo $missing)"
+    # Package names from the .deb's Depends (versions stripped, alternatives -> first).
+    pkgs=$(sed -n 's/^Depends: //p' "$dir/DEBIAN-control.txt" |
+        tr ',' '\n' | sed 's/|.*//; s/(.*)//; s/:any//; s/[[:space:]]//g' | grep -v '^$' |
+        while read -r p; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || echo "$p"; done)
+    [ -n "$pkgs" ] || die "libraries missing ($missing) but every Depends of the package is installed"
+    if [ "$SYSTEM_UPDATED" = 0 ]; then
+        log "apt-get update (system sources)"
+        $SUDO apt-get -q update >&2 || die "apt-get update failed"
+        SYSTEM_UPDATED=1
+    fi
+    log "apt-get install --no-remove $(echo $pkgs)"
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get -q -y install --no-remove --no-install-recommends $pkgs >&2 ||
+        die "could not install runtime libraries: $(echo $pkgs)"
+    missing=$(ldd "$bin" 2>/dev/null | awk '/not found/ {print $1}' || true)
+    [ -z "$missing" ] || die "$bin still lacks libraries after install: $(echo $missing)"
+}
+
+# get VERSION_DIR APT_SPEC EXPECTED_VERSION_PREFIX
+get() {
+    local dir="$DEST/$1" spec="$2" want="$3" ver
+    if [ -x "$dir/usr/sbin/qemu-ga" ]; then
+        ensure_libs "$dir"
+        if binary_ok "$dir"; then
+            log "$dir/usr/sbin/qemu-ga already present, skipping download"
+        fi
+    fi
+    if ! binary_ok "$dir"; then
+        fetch_pkg "$spec" "$dir"
+        ensure_libs "$dir"
+    fi
+    ver=$("$dir/usr/sbin/qemu-ga" -V 2>&1) || die "$dir/usr/sbin/qemu-ga -V failed: $ver"
+    case "$ver" in
+        *"QEMU Guest Agent $want"*) log "$dir/usr/sbin/qemu-ga: $ver" ;;
+        *) die "$dir/usr/sbin/qemu-ga reports '$ver', expected version $want.x" ;;
+    esac
+}
+
+get qemu-ga-7.2 qemu-guest-agent/bookworm 7.2
+get qemu-ga-10 qemu-guest-agent/bookworm-backports 10.
+echo "$DEST/qemu-ga-10/usr/sbin/qemu-ga"

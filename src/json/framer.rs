@@ -1,0 +1,587 @@
+//! Splits a byte stream into JSON messages the way QEMU's
+//! `json-lexer.c` + `json-streamer.c` do, incrementally: every byte is
+//! looked at once, so a 60 MiB request arriving in 4 KiB reads costs the
+//! same as one arriving in a single read.
+//!
+//! Differences from qemu-ga, all deliberate:
+//! * After a limit error (size, token count, nesting) the rest of that
+//!   message is discarded while its brackets are still counted, instead of
+//!   being re-parsed as new messages. qemu-ga answers a 10,000-deep
+//!   `[[[...]]]` line with 9,236 errors; this answers it with one.
+//! * At most [`MAX_ERRORS_PER_LINE`] framing errors are reported between
+//!   two newlines (or two good messages); further ones are counted but not
+//!   answered, so one hostile line cannot make thousands of replies.
+//! * A 0xFF byte is a lexical error exactly as in qemu-ga: it discards the
+//!   partial message and *is* answered with qemu-ga's
+//!   `JSON parse error, stray '\uFFFD'` reply. QEMU's own test suite and
+//!   every client we know tolerate that reply (they skip to the 0xFF that
+//!   precedes the guest-sync-delimited answer), and sending it keeps the
+//!   reply stream byte-identical to qemu-ga's.
+
+use super::parser::{self, Token, TokenKind};
+use super::utf8;
+use super::value::Value;
+
+/// `MAX_TOKEN_SIZE` of json-streamer.c: bytes of all tokens of one message.
+pub const MAX_TOKEN_SIZE: usize = 64 << 20;
+/// `MAX_TOKEN_COUNT` of json-streamer.c: tokens of one message.
+pub const MAX_TOKEN_COUNT: usize = 2 << 20;
+/// `MAX_NESTING` of json-streamer.c: open braces plus brackets.
+pub const MAX_NESTING: i64 = 1 << 10;
+/// Framing errors answered per input line before the rest are dropped.
+pub const MAX_ERRORS_PER_LINE: u32 = 4;
+
+/// What the framer produced: a parsed message, or the `desc` of a
+/// GenericError reply.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Frame {
+    Message(Value),
+    Error(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Lex {
+    Start,
+    Recovery,
+    DqString,
+    DqEscape,
+    SqString,
+    SqEscape,
+    Zero,
+    Sign,
+    Digits,
+    Mantissa,
+    MantissaDigits,
+    ExpE,
+    ExpSign,
+    ExpDigits,
+    Keyword,
+}
+
+/// What one lexer step did with the byte.
+enum Step {
+    /// The byte belongs to the current token (or was skipped).
+    Consumed,
+    /// A token ended before this byte; look at it again from `Start`.
+    Lookahead,
+}
+
+pub struct Framer {
+    state: Lex,
+    /// Bytes of the current token (always kept unless discarding).
+    token: Vec<u8>,
+    /// Text of the completed literal tokens of the current message.
+    text: Vec<u8>,
+    tokens: Vec<Token>,
+    /// Sum of all token lengths of the current message (QEMU's token_size).
+    token_size: usize,
+    brace: i64,
+    bracket: i64,
+    /// After a limit error: the rest of the message is lexed but dropped.
+    discarding: bool,
+    errors_this_line: u32,
+    /// The frame produced by the last step, handed out by `feed`.
+    ready: Option<Frame>,
+}
+
+impl Default for Framer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn is_structural(b: u8) -> bool {
+    matches!(b, b'[' | b']' | b'{' | b'}' | b':' | b',')
+}
+
+impl Framer {
+    pub fn new() -> Self {
+        Framer {
+            state: Lex::Start,
+            token: Vec::new(),
+            text: Vec::new(),
+            tokens: Vec::new(),
+            token_size: 0,
+            brace: 0,
+            bracket: 0,
+            discarding: false,
+            errors_this_line: 0,
+            ready: None,
+        }
+    }
+
+    /// True when no partial message or token is pending.
+    pub fn is_idle(&self) -> bool {
+        self.tokens.is_empty()
+            && self.token.is_empty()
+            && !self.discarding
+            && matches!(self.state, Lex::Start | Lex::Recovery)
+    }
+
+    /// Consumes bytes from `input` up to and including the first one that
+    /// completes a frame. Returns how many bytes were consumed and the frame,
+    /// if any; call again with the rest.
+    pub fn feed(&mut self, input: &[u8]) -> (usize, Option<Frame>) {
+        let mut i = 0;
+        while i < input.len() {
+            if matches!(self.state, Lex::DqString | Lex::SqString) {
+                let run = self.plain_string_run(&input[i..]);
+                if run > 0 {
+                    self.append_token_bytes(&input[i..i + run]);
+                    i += run;
+                    if let Some(frame) = self.ready.take() {
+                        return (i, Some(frame));
+                    }
+                    continue;
+                }
+            }
+            let step = self.step(input[i]);
+            if let Step::Consumed = step {
+                i += 1;
+            }
+            if let Some(frame) = self.ready.take() {
+                return (i, Some(frame));
+            }
+        }
+        (i, None)
+    }
+
+    /// Length of the run of ordinary string bytes at the start of `input`.
+    fn plain_string_run(&self, input: &[u8]) -> usize {
+        let quote = if self.state == Lex::DqString { b'"' } else { b'\'' };
+        input
+            .iter()
+            .position(|&b| b < 0x20 || b >= 0xFE || b == quote || b == b'\\')
+            .unwrap_or(input.len())
+    }
+
+    fn append_token_bytes(&mut self, bytes: &[u8]) {
+        if self.discarding {
+            return;
+        }
+        self.token.extend_from_slice(bytes);
+        if self.token_size + self.token.len() + 1 > MAX_TOKEN_SIZE {
+            // Checked while the token grows so memory stays bounded.
+            self.token = Vec::new();
+            self.limit_error("JSON token size limit exceeded");
+        }
+    }
+
+    fn step(&mut self, b: u8) -> Step {
+        use Lex::*;
+        let digit = b.is_ascii_digit();
+        match self.state {
+            Start => {
+                match b {
+                    b' ' | b'\t' | b'\r' => {}
+                    b'\n' => self.errors_this_line = 0,
+                    b'"' => self.begin(DqString, b),
+                    b'\'' => self.begin(SqString, b),
+                    b'0' => self.begin(Zero, b),
+                    b'1'..=b'9' => self.begin(Digits, b),
+                    b'-' => self.begin(Sign, b),
+                    b'a'..=b'z' => self.begin(Keyword, b),
+                    b'{' => self.token_done(TokenKind::LCurly),
+                    b'}' => self.token_done(TokenKind::RCurly),
+                    b'[' => self.token_done(TokenKind::LSquare),
+                    b']' => self.token_done(TokenKind::RSquare),
+                    b',' => self.token_done(TokenKind::Comma),
+                    b':' => self.token_done(TokenKind::Colon),
+                    _ => self.lexical_error(b),
+                }
+                Step::Consumed
+            }
+            Recovery => {
+                if (b < 0x20 && b != b'\t') || b >= 0xFE || is_structural(b) {
+                    self.state = Start;
+                    Step::Lookahead
+                } else {
+                    Step::Consumed
+                }
+            }
+            DqString | SqString => {
+                let quote = if self.state == DqString { b'"' } else { b'\'' };
+                if !(0x20..=0xFD).contains(&b) {
+                    self.lexical_error(b);
+                } else if b == b'\\' {
+                    self.append_token_bytes(&[b]);
+                    self.state = if self.state == DqString { DqEscape } else { SqEscape };
+                } else {
+                    self.append_token_bytes(&[b]);
+                    if b == quote {
+                        self.token_done(TokenKind::String);
+                    }
+                }
+                Step::Consumed
+            }
+            DqEscape | SqEscape => {
+                if (0x20..=0xFD).contains(&b) {
+                    self.append_token_bytes(&[b]);
+                    self.state = if self.state == DqEscape { DqString } else { SqString };
+                } else {
+                    self.lexical_error(b);
+                }
+                Step::Consumed
+            }
+            Zero => match b {
+                b'.' => self.grow(Mantissa, b),
+                _ if digit => self.consume_error(b),
+                _ => self.terminal(TokenKind::Integer),
+            },
+            Sign => match b {
+                b'0' => self.grow(Zero, b),
+                b'1'..=b'9' => self.grow(Digits, b),
+                _ => self.consume_error(b),
+            },
+            Digits => match b {
+                _ if digit => self.grow(Digits, b),
+                b'e' | b'E' => self.grow(ExpE, b),
+                b'.' => self.grow(Mantissa, b),
+                _ => self.terminal(TokenKind::Integer),
+            },
+            Mantissa => match b {
+                _ if digit => self.grow(MantissaDigits, b),
+                _ => self.consume_error(b),
+            },
+            MantissaDigits => match b {
+                _ if digit => self.grow(MantissaDigits, b),
+                b'e' | b'E' => self.grow(ExpE, b),
+                _ => self.terminal(TokenKind::Float),
+            },
+            ExpE => match b {
+                b'-' | b'+' => self.grow(ExpSign, b),
+                _ if digit => self.grow(ExpDigits, b),
+                _ => self.consume_error(b),
+            },
+            ExpSign => match b {
+                _ if digit => self.grow(ExpDigits, b),
+                _ => self.consume_error(b),
+            },
+            ExpDigits => match b {
+                _ if digit => self.grow(ExpDigits, b),
+                _ => self.terminal(TokenKind::Float),
+            },
+            Keyword => match b {
+                b'a'..=b'z' => self.grow(Keyword, b),
+                _ => self.terminal(TokenKind::Keyword),
+            },
+        }
+    }
+
+    fn begin(&mut self, state: Lex, b: u8) {
+        self.state = state;
+        self.append_token_bytes(&[b]);
+    }
+
+    fn grow(&mut self, state: Lex, b: u8) -> Step {
+        self.state = state;
+        self.append_token_bytes(&[b]);
+        Step::Consumed
+    }
+
+    fn terminal(&mut self, kind: TokenKind) -> Step {
+        self.token_done(kind);
+        Step::Lookahead
+    }
+
+    fn consume_error(&mut self, b: u8) -> Step {
+        self.lexical_error(b);
+        Step::Consumed
+    }
+
+    /// JSON_ERROR: reply `stray '<token + byte>'`, drop the message, and
+    /// skip input until a structural or control character.
+    fn lexical_error(&mut self, b: u8) {
+        let mut stray = std::mem::take(&mut self.token);
+        stray.push(b);
+        let desc = format!("JSON parse error, stray '{}'", utf8::lossy_c_string(&stray));
+        self.discarding = false;
+        self.reset_message();
+        self.state = Lex::Recovery;
+        self.emit_error(desc);
+    }
+
+    fn limit_error(&mut self, desc: &str) {
+        // Keep counting brackets until this message would have ended.
+        self.discarding = true;
+        self.tokens.clear();
+        self.text.clear();
+        self.token_size = 0;
+        self.emit_error(desc.to_string());
+    }
+
+    fn emit_error(&mut self, desc: String) {
+        self.errors_this_line = self.errors_this_line.saturating_add(1);
+        if self.errors_this_line <= MAX_ERRORS_PER_LINE {
+            self.ready = Some(Frame::Error(desc));
+        }
+    }
+
+    fn reset_message(&mut self) {
+        self.tokens.clear();
+        self.text.clear();
+        if self.text.capacity() > (1 << 20) {
+            self.text = Vec::new();
+            self.tokens = Vec::new();
+        }
+        self.token.clear();
+        self.token_size = 0;
+        self.brace = 0;
+        self.bracket = 0;
+    }
+
+    /// A token is complete: QEMU's `json_message_process_token()`.
+    fn token_done(&mut self, kind: TokenKind) {
+        self.state = Lex::Start;
+        match kind {
+            TokenKind::LCurly => self.brace += 1,
+            TokenKind::RCurly => self.brace -= 1,
+            TokenKind::LSquare => self.bracket += 1,
+            TokenKind::RSquare => self.bracket -= 1,
+            _ => {}
+        }
+        let open = (self.brace > 0 || self.bracket > 0) && self.brace >= 0 && self.bracket >= 0;
+        if self.discarding {
+            self.token.clear();
+            if !open {
+                self.discarding = false;
+                self.reset_message();
+            }
+            return;
+        }
+        let len = match kind {
+            TokenKind::Integer | TokenKind::Float | TokenKind::Keyword | TokenKind::String => {
+                self.token.len()
+            }
+            _ => 1,
+        };
+        if self.token_size + len + 1 > MAX_TOKEN_SIZE {
+            self.token.clear();
+            return self.limit_or_end("JSON token size limit exceeded", open);
+        }
+        if self.tokens.len() + 1 > MAX_TOKEN_COUNT {
+            self.token.clear();
+            return self.limit_or_end("JSON token count limit exceeded", open);
+        }
+        if self.brace + self.bracket > MAX_NESTING {
+            self.token.clear();
+            return self.limit_or_end("JSON nesting depth limit exceeded", open);
+        }
+        let start = self.text.len() as u32;
+        if len > 1 || !matches!(kind, TokenKind::LCurly | TokenKind::RCurly | TokenKind::LSquare | TokenKind::RSquare | TokenKind::Comma | TokenKind::Colon) {
+            self.text.extend_from_slice(&self.token);
+        }
+        self.token.clear();
+        self.tokens.push(Token { kind, start, end: self.text.len() as u32 });
+        self.token_size += len;
+        if open {
+            return;
+        }
+        let frame = match parser::parse(&self.tokens, &self.text) {
+            Ok(v) => {
+                self.errors_this_line = 0;
+                Some(Frame::Message(v))
+            }
+            Err(desc) => {
+                self.errors_this_line = self.errors_this_line.saturating_add(1);
+                (self.errors_this_line <= MAX_ERRORS_PER_LINE).then_some(Frame::Error(desc))
+            }
+        };
+        self.reset_message();
+        self.ready = frame;
+    }
+
+    fn limit_or_end(&mut self, desc: &str, open: bool) {
+        self.limit_error(desc);
+        if !open {
+            self.discarding = false;
+            self.reset_message();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::json::write_value;
+
+    /// Feeds `input` in pieces of `chunk` bytes and renders every frame.
+    fn frames(input: &[u8], chunk: usize) -> Vec<String> {
+        let mut f = Framer::new();
+        let mut out = Vec::new();
+        for piece in input.chunks(chunk.max(1)) {
+            let mut rest = piece;
+            loop {
+                let (n, frame) = f.feed(rest);
+                rest = &rest[n..];
+                match frame {
+                    Some(Frame::Message(v)) => {
+                        let mut s = Vec::new();
+                        write_value(&mut s, &v);
+                        out.push(String::from_utf8(s).unwrap());
+                    }
+                    Some(Frame::Error(e)) => out.push(format!("ERR {e}")),
+                    None => break,
+                }
+                if rest.is_empty() && n == 0 {
+                    break;
+                }
+            }
+        }
+        out
+    }
+
+    fn all(input: &[u8]) -> Vec<String> {
+        frames(input, usize::MAX)
+    }
+
+    #[test]
+    fn several_messages_and_splits() {
+        let input = b"{\"execute\": \"guest-ping\"}{'execute':'x', \"id\": [1, 2.5, -0, true, null]}\n42\n";
+        let whole = all(input);
+        assert_eq!(
+            whole,
+            [
+                r#"{"execute": "guest-ping"}"#,
+                r#"{"execute": "x", "id": [1, 2.5, 0, true, null]}"#,
+                "42"
+            ]
+        );
+        for chunk in 1..input.len() {
+            assert_eq!(frames(input, chunk), whole, "chunk {chunk}");
+        }
+    }
+
+    #[test]
+    fn every_split_point_gives_the_same_frames() {
+        let input: &[u8] = b"{\"a\":\"x\\u00e9\\\"y\"}\xff{\"execute\":\"gue\xff[1,\n{}]\n garbage\n-p 01 {\"b\":1e5}'s\\'q'";
+        let whole = all(input);
+        for cut in 0..=input.len() {
+            let mut f = Framer::new();
+            let mut got = Vec::new();
+            for part in [&input[..cut], &input[cut..]] {
+                let mut rest = part;
+                while !rest.is_empty() {
+                    let (n, frame) = f.feed(rest);
+                    rest = &rest[n..];
+                    if let Some(fr) = frame {
+                        got.push(match fr {
+                            Frame::Message(v) => {
+                                let mut s = Vec::new();
+                                write_value(&mut s, &v);
+                                String::from_utf8(s).unwrap()
+                            }
+                            Frame::Error(e) => format!("ERR {e}"),
+                        });
+                    }
+                }
+            }
+            assert_eq!(got, whole, "cut at {cut}");
+        }
+    }
+
+    #[test]
+    fn lexical_errors_and_recovery() {
+        assert_eq!(all(b"\xff"), ["ERR JSON parse error, stray '\u{FFFD}'"]);
+        assert_eq!(
+            all(b"{\"execute\":\"gue\xff{\"execute\":\"guest-ping\"}"),
+            ["ERR JSON parse error, stray '\"gue\u{FFFD}'", r#"{"execute": "guest-ping"}"#]
+        );
+        // Recovery skips ordinary bytes silently until a structural char.
+        assert_eq!(all(b"-p garbage {}"), ["ERR JSON parse error, stray '-p'", "{}"]);
+        assert_eq!(all(b"01 "), ["ERR JSON parse error, stray '01'"]);
+        assert_eq!(all(b"\x01"), ["ERR JSON parse error, stray '\u{1}'"]);
+        assert_eq!(all(b"\"a\x01\""), ["ERR JSON parse error, stray '\"a\u{1}'"]);
+        // A 0xFF during recovery is examined again and reported.
+        assert_eq!(
+            all(b"\x01abc\xff"),
+            ["ERR JSON parse error, stray '\u{1}'", "ERR JSON parse error, stray '\u{FFFD}'"]
+        );
+    }
+
+    #[test]
+    fn syntax_errors() {
+        let e = |s: &[u8]| all(s).into_iter().next().unwrap();
+        assert_eq!(e(b"garbage\n"), "ERR JSON parse error, invalid keyword 'garbage'");
+        assert_eq!(e(b"}"), "ERR JSON parse error, expecting value");
+        assert_eq!(e(b"{\"a\" 1}"), "ERR JSON parse error, missing : in object pair");
+        assert_eq!(e(b"{1:2}"), "ERR JSON parse error, key is not a string in object");
+        assert_eq!(e(b"{\"a\":1 \"b\":2}"), "ERR JSON parse error, expected separator in dict");
+        assert_eq!(e(b"[1 2]"), "ERR JSON parse error, expected separator in list");
+        assert_eq!(e(b"{\"a\":}"), "ERR JSON parse error, expecting value");
+        assert_eq!(e(b"{\"a\":1,}"), "ERR JSON parse error, expecting value");
+        assert_eq!(e(b"{\"a\":1,\"a\":2}"), "ERR JSON parse error, duplicate key");
+        assert_eq!(e(b"{\"a\":1]"), "ERR JSON parse error, expected separator in dict");
+        assert_eq!(e(b"[\"\\x\"]"), "ERR JSON parse error, invalid escape sequence in string");
+    }
+
+    #[test]
+    fn scalars_end_on_lookahead() {
+        let mut f = Framer::new();
+        assert_eq!(f.feed(b"42"), (2, None));
+        assert_eq!(f.feed(b"\n").1, Some(Frame::Message(Value::Int(42))));
+        assert_eq!(all(b"\"s\""), ["\"s\""]);
+    }
+
+    #[test]
+    fn nesting_limit_is_1024_and_hostile_depth_gives_one_error() {
+        let ok = format!("{}{}", "[".repeat(1024), "]".repeat(1024));
+        assert_eq!(all(ok.as_bytes()).len(), 1);
+        assert!(!all(ok.as_bytes())[0].starts_with("ERR"));
+        let bad = format!("{}{}", "[".repeat(1025), "]".repeat(1025));
+        assert_eq!(all(bad.as_bytes()), ["ERR JSON nesting depth limit exceeded"]);
+        let hostile = format!("{}{}\n{{}}", "[".repeat(10_000), "]".repeat(10_000));
+        assert_eq!(all(hostile.as_bytes()), ["ERR JSON nesting depth limit exceeded", "{}"]);
+    }
+
+    #[test]
+    fn many_errors_on_one_line_are_capped() {
+        let line = "}".repeat(10_000) + "\n{}";
+        let got = all(line.as_bytes());
+        assert_eq!(got.len(), MAX_ERRORS_PER_LINE as usize + 1);
+        assert_eq!(got.last().unwrap(), "{}");
+    }
+
+    #[test]
+    fn token_count_limit() {
+        let mut msg = String::from("[");
+        for _ in 0..(MAX_TOKEN_COUNT / 2) {
+            msg.push_str("1,");
+        }
+        msg.push_str("1]\n{}");
+        assert_eq!(all(msg.as_bytes()), ["ERR JSON token count limit exceeded", "{}"]);
+    }
+
+    #[test]
+    fn size_limit_once_then_recovery() {
+        let mut msg = Vec::from(&b"{\"execute\":\"guest-exec\",\"arguments\":{\"input-data\":\""[..]);
+        msg.resize(msg.len() + MAX_TOKEN_SIZE, b'A');
+        msg.extend_from_slice(b"\"}}{\"execute\":\"guest-ping\"}");
+        assert_eq!(
+            frames(&msg, 4096),
+            ["ERR JSON token size limit exceeded", r#"{"execute": "guest-ping"}"#]
+        );
+    }
+
+    #[test]
+    fn large_message_parses() {
+        let mut msg = Vec::from(&b"{\"d\":\""[..]);
+        msg.resize(msg.len() + (60 << 20), b'A');
+        msg.extend_from_slice(b"\"}");
+        let mut f = Framer::new();
+        let mut got = None;
+        for piece in msg.chunks(4096) {
+            let (n, fr) = f.feed(piece);
+            assert_eq!(n, piece.len());
+            if fr.is_some() {
+                got = fr;
+            }
+        }
+        match got {
+            Some(Frame::Message(Value::Object(o))) => {
+                assert_eq!(o.get("d").and_then(|v| v.as_str()).map(|s| s.len()), Some(60 << 20))
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}

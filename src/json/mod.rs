@@ -1,0 +1,14 @@
+//! QEMU's JSON dialect, without I/O: a streaming framer (lexer + message
+//! splitter with qemu-ga's limits), a parser from tokens to [`Value`], and a
+//! writer that emits byte-for-byte what QEMU's `json-writer.c` emits
+//! (compact `", "`/`": "` separators, ASCII-only strings, QDict member order).
+
+mod framer;
+mod parser;
+pub mod utf8;
+mod value;
+mod writer;
+
+pub use framer::{Frame, Framer, MAX_NESTING, MAX_TOKEN_COUNT, MAX_TOKEN_SIZE};
+pub use value::{Object, Value};
+pub use writer::{qdict_bucket, write_value};

@@ -1,0 +1,303 @@
+//! Turns the tokens of one complete message into a [`Value`], with the
+//! error texts of QEMU's recursive-descent `qobject/json-parser.c` (the
+//! first error found wins, as in `parse_error()`).
+
+use super::utf8;
+use super::value::{Object, Value};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenKind {
+    LCurly,
+    RCurly,
+    LSquare,
+    RSquare,
+    Comma,
+    Colon,
+    Integer,
+    Float,
+    Keyword,
+    String,
+}
+
+/// A token of the current message; its text is `text[start..end]` of the
+/// framer's message buffer (kept only for literals).
+#[derive(Debug, Clone, Copy)]
+pub struct Token {
+    pub kind: TokenKind,
+    pub start: u32,
+    pub end: u32,
+}
+
+type Parsed<T> = Result<T, String>;
+
+fn parse_error(detail: impl AsRef<str>) -> String {
+    format!("JSON parse error, {}", detail.as_ref())
+}
+
+struct Parser<'a> {
+    tokens: &'a [Token],
+    text: &'a [u8],
+    pos: usize,
+}
+
+/// Parses one message. `tokens` is non-empty and balanced (or ends at the
+/// first unbalanced closer), as the framer guarantees.
+pub fn parse(tokens: &[Token], text: &[u8]) -> Result<Value, String> {
+    let mut p = Parser { tokens, text, pos: 0 };
+    p.value()
+}
+
+impl<'a> Parser<'a> {
+    fn peek(&self) -> Option<Token> {
+        self.tokens.get(self.pos).copied()
+    }
+
+    fn pop(&mut self) -> Option<Token> {
+        let t = self.peek();
+        if t.is_some() {
+            self.pos += 1;
+        }
+        t
+    }
+
+    fn text_of(&self, t: Token) -> &'a [u8] {
+        &self.text[t.start as usize..t.end as usize]
+    }
+
+    fn value(&mut self) -> Parsed<Value> {
+        let Some(t) = self.peek() else {
+            return Err(parse_error("premature EOI"));
+        };
+        match t.kind {
+            TokenKind::LCurly => self.object(),
+            TokenKind::LSquare => self.array(),
+            TokenKind::Integer | TokenKind::Float | TokenKind::String => self.literal(),
+            TokenKind::Keyword => self.keyword(),
+            _ => Err(parse_error("expecting value")),
+        }
+    }
+
+    fn object(&mut self) -> Parsed<Value> {
+        self.pop(); // '{'
+        let mut obj = Object::new();
+        match self.peek() {
+            None => return Err(parse_error("premature EOI")),
+            Some(t) if t.kind == TokenKind::RCurly => {
+                self.pop();
+                return Ok(Value::Object(obj));
+            }
+            Some(_) => {}
+        }
+        loop {
+            self.pair(&mut obj)?;
+            let Some(t) = self.pop() else {
+                return Err(parse_error("premature EOI"));
+            };
+            match t.kind {
+                TokenKind::RCurly => return Ok(Value::Object(obj)),
+                TokenKind::Comma => {}
+                _ => return Err(parse_error("expected separator in dict")),
+            }
+        }
+    }
+
+    fn pair(&mut self, obj: &mut Object) -> Parsed<()> {
+        if self.peek().is_none() {
+            return Err(parse_error("premature EOI"));
+        }
+        let key = match self.value()? {
+            Value::Str(s) => s,
+            _ => return Err(parse_error("key is not a string in object")),
+        };
+        let Some(colon) = self.pop() else {
+            return Err(parse_error("premature EOI"));
+        };
+        if colon.kind != TokenKind::Colon {
+            return Err(parse_error("missing : in object pair"));
+        }
+        let value = self.value()?;
+        if obj.contains_key(&key) {
+            return Err(parse_error("duplicate key"));
+        }
+        obj.push(key, value);
+        Ok(())
+    }
+
+    fn array(&mut self) -> Parsed<Value> {
+        self.pop(); // '['
+        let mut list = Vec::new();
+        match self.peek() {
+            None => return Err(parse_error("premature EOI")),
+            Some(t) if t.kind == TokenKind::RSquare => {
+                self.pop();
+                return Ok(Value::List(list));
+            }
+            Some(_) => {}
+        }
+        loop {
+            list.push(self.value()?);
+            let Some(t) = self.pop() else {
+                return Err(parse_error("premature EOI"));
+            };
+            match t.kind {
+                TokenKind::RSquare => return Ok(Value::List(list)),
+                TokenKind::Comma => {}
+                _ => return Err(parse_error("expected separator in list")),
+            }
+        }
+    }
+
+    fn keyword(&mut self) -> Parsed<Value> {
+        let t = self.pop().ok_or_else(|| parse_error("premature EOI"))?;
+        match self.text_of(t) {
+            b"true" => Ok(Value::Bool(true)),
+            b"false" => Ok(Value::Bool(false)),
+            b"null" => Ok(Value::Null),
+            other => Err(parse_error(format!(
+                "invalid keyword '{}'",
+                utf8::lossy_c_string(other)
+            ))),
+        }
+    }
+
+    fn literal(&mut self) -> Parsed<Value> {
+        let t = self.pop().ok_or_else(|| parse_error("premature EOI"))?;
+        let text = self.text_of(t);
+        match t.kind {
+            TokenKind::String => parse_string(text).map(Value::Str),
+            TokenKind::Integer => Ok(parse_integer(text)),
+            _ => Ok(Value::Float(parse_float(text))),
+        }
+    }
+}
+
+/// JSON_INTEGER becomes int64 if it fits, else uint64 (non-negative), else
+/// a double, as in QEMU's `parse_literal()`.
+fn parse_integer(text: &[u8]) -> Value {
+    let s = std::str::from_utf8(text).unwrap_or("0");
+    if let Ok(i) = s.parse::<i64>() {
+        return Value::Int(i);
+    }
+    if !s.starts_with('-') {
+        if let Ok(u) = s.parse::<u64>() {
+            return Value::UInt(u);
+        }
+    }
+    Value::Float(parse_float(text))
+}
+
+fn parse_float(text: &[u8]) -> f64 {
+    std::str::from_utf8(text)
+        .ok()
+        .and_then(|s| s.parse::<f64>().ok())
+        .unwrap_or(0.0)
+}
+
+fn hex4(bytes: &[u8]) -> Option<u32> {
+    if bytes.len() < 4 {
+        return None;
+    }
+    let mut cp = 0u32;
+    for &b in &bytes[..4] {
+        cp = (cp << 4) | (b as char).to_digit(16)?;
+    }
+    Some(cp)
+}
+
+/// QEMU's `parse_string()`: unescapes a single- or double-quoted token.
+fn parse_string(token: &[u8]) -> Parsed<String> {
+    let body = &token[1..token.len().saturating_sub(1).max(1)];
+    let mut out = String::with_capacity(body.len());
+    let mut i = 0;
+    while i < body.len() {
+        let b = body[i];
+        if b != b'\\' {
+            // Fast path for runs of ASCII.
+            if b < 0x80 {
+                let run = body[i..].iter().position(|&c| c >= 0x80 || c == b'\\').unwrap_or(body.len() - i);
+                // SAFETY-free: ASCII is valid UTF-8.
+                out.push_str(std::str::from_utf8(&body[i..i + run]).unwrap_or_default());
+                i += run;
+                continue;
+            }
+            match utf8::decode(&body[i..]) {
+                (Some(cp), n) => {
+                    out.push(char::from_u32(cp).unwrap_or('\u{FFFD}'));
+                    i += n;
+                }
+                (None, _) => return Err(parse_error("invalid UTF-8 sequence in string")),
+            }
+            continue;
+        }
+        let beg = i;
+        let Some(&esc) = body.get(i + 1) else {
+            return Err(parse_error("invalid escape sequence in string"));
+        };
+        i += 2;
+        let c = match esc {
+            b'"' => '"',
+            b'\'' => '\'',
+            b'\\' => '\\',
+            b'/' => '/',
+            b'b' => '\u{8}',
+            b'f' => '\u{c}',
+            b'n' => '\n',
+            b'r' => '\r',
+            b't' => '\t',
+            b'u' => {
+                let mut cp = hex4(&body[i..]);
+                i = (i + 4).min(body.len());
+                if let Some(lead) = cp.filter(|c| (0xD800..=0xDBFF).contains(c)) {
+                    if body[i..].starts_with(b"\\u") {
+                        if let Some(trail) = hex4(&body[i + 2..]).filter(|c| (0xDC00..=0xDFFF).contains(c)) {
+                            cp = Some(0x10000 + (((lead & 0x3FF) << 10) | (trail & 0x3FF)));
+                            i += 6;
+                        }
+                    }
+                }
+                match cp.filter(|&c| c == 0 || utf8::is_valid_codepoint(c)).and_then(char::from_u32) {
+                    Some(c) => c,
+                    None => {
+                        return Err(parse_error(format!(
+                            "{} is not a valid Unicode character",
+                            utf8::lossy_c_string(&body[beg..i])
+                        )))
+                    }
+                }
+            }
+            _ => return Err(parse_error("invalid escape sequence in string")),
+        };
+        out.push(c);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strings() {
+        assert_eq!(parse_string(br#""a\"b\u00e9\ud83d\ude00""#).unwrap(), "a\"bé😀");
+        assert_eq!(parse_string(br#"'it\'s "x"'"#).unwrap(), "it's \"x\"");
+        assert_eq!(parse_string(br#""\u0000""#).unwrap(), "\0");
+        assert_eq!(
+            parse_string(br#""\ud800x""#).unwrap_err(),
+            "JSON parse error, \\ud800 is not a valid Unicode character"
+        );
+        assert_eq!(
+            parse_string(br#""\uFFFF""#).unwrap_err(),
+            "JSON parse error, \\uFFFF is not a valid Unicode character"
+        );
+        assert_eq!(parse_string(br#""\q""#).unwrap_err(), "JSON parse error, invalid escape sequence in string");
+        assert_eq!(parse_string(b"\"\xC3\"").unwrap_err(), "JSON parse error, invalid UTF-8 sequence in string");
+    }
+
+    #[test]
+    fn integers() {
+        assert_eq!(parse_integer(b"-9223372036854775808"), Value::Int(i64::MIN));
+        assert_eq!(parse_integer(b"18446744073709551615"), Value::UInt(u64::MAX));
+        assert_eq!(parse_integer(b"18446744073709551616"), Value::Float(18446744073709551616.0));
+        assert_eq!(parse_integer(b"-9223372036854775809"), Value::Float(-9223372036854775809.0));
+    }
+}

@@ -1,0 +1,79 @@
+//! QEMU's "modified UTF-8" rules (`util/unicode.c`): which byte sequences
+//! and code points its JSON parser and writer accept.
+
+/// QEMU's `is_valid_codepoint`: in range, not a surrogate, not a noncharacter.
+pub fn is_valid_codepoint(cp: u32) -> bool {
+    cp <= 0x10FFFF
+        && !(0xFDD0..=0xFDEF).contains(&cp)
+        && (cp & 0xFFFE) != 0xFFFE
+        && !(0xD800..=0xDFFF).contains(&cp)
+}
+
+/// QEMU's `mod_utf8_codepoint`: decodes one sequence at the start of `s`
+/// (which must be non-empty). Returns the code point (or `None` for an
+/// invalid sequence) and the number of bytes consumed. `C0 80` decodes to
+/// U+0000, as in Java's modified UTF-8.
+pub fn decode(s: &[u8]) -> (Option<u32>, usize) {
+    const MIN_CP: [u32; 5] = [0x80, 0x800, 0x10000, 0x200000, 0x4000000];
+    let byte = s[0] as u32;
+    if byte < 0x80 {
+        return (Some(byte), 1);
+    }
+    if byte >= 0xFE || byte & 0x40 == 0 {
+        return (None, 1);
+    }
+    let len = (byte as u8).leading_ones() as usize;
+    let mut cp = byte & ((0x80u32 >> len) - 1);
+    for i in 1..len {
+        match s.get(i) {
+            Some(&b) if b & 0xC0 == 0x80 => cp = (cp << 6) | (b as u32 & 0x3F),
+            _ => return (None, i),
+        }
+    }
+    let overlong = cp < MIN_CP[len - 2] && !(cp == 0 && len == 2);
+    if cp > 0x10FFFF || !is_valid_codepoint(cp) || overlong {
+        return (None, len);
+    }
+    (Some(cp), len)
+}
+
+/// Turns bytes that QEMU would print with `%s` into the text its JSON
+/// writer would show: stops at a NUL byte (C string) and maps every invalid
+/// sequence to U+FFFD.
+pub fn lossy_c_string(bytes: &[u8]) -> String {
+    let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
+    let bytes = &bytes[..end];
+    let mut out = String::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let (cp, n) = decode(&bytes[i..]);
+        out.push(cp.and_then(char::from_u32).unwrap_or('\u{FFFD}'));
+        i += n;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decodes_like_qemu() {
+        assert_eq!(decode(b"a"), (Some(0x61), 1));
+        assert_eq!(decode("é".as_bytes()), (Some(0xE9), 2));
+        assert_eq!(decode("😀".as_bytes()), (Some(0x1F600), 4));
+        assert_eq!(decode(b"\xC0\x80"), (Some(0), 2));
+        assert_eq!(decode(b"\xC1\x81"), (None, 2)); // overlong
+        assert_eq!(decode(b"\xFF"), (None, 1));
+        assert_eq!(decode(b"\x80"), (None, 1));
+        assert_eq!(decode(b"\xE2\x82"), (None, 2)); // truncated
+        assert_eq!(decode(b"\xED\xA0\x80"), (None, 3)); // surrogate
+        assert_eq!(decode(b"\xEF\xBF\xBF"), (None, 3)); // U+FFFF
+    }
+
+    #[test]
+    fn lossy_stops_at_nul_and_replaces() {
+        assert_eq!(lossy_c_string(b"\"gue\xFF"), "\"gue\u{FFFD}");
+        assert_eq!(lossy_c_string(b"ab\0cd"), "ab");
+    }
+}

@@ -1,0 +1,222 @@
+//! Serialisation exactly as QEMU's `qobject/json-writer.c` (non-pretty):
+//! `", "` between members, `": "` after keys, strings escaped to ASCII with
+//! upper-case `\uXXXX`, doubles as `%.17g`, and object members in QDict
+//! iteration order so replies can be diffed byte for byte with qemu-ga's.
+
+use super::utf8::is_valid_codepoint;
+use super::value::{Object, Value};
+use base64::Engine;
+
+/// Number of hash buckets of QEMU's QDict (`QDICT_BUCKET_MAX`).
+const QDICT_BUCKETS: u32 = 512;
+
+/// QEMU's `tdb_hash` modulo the bucket count: the bucket a key lands in.
+pub fn qdict_bucket(key: &str) -> u32 {
+    let bytes = key.as_bytes();
+    let mut value: u32 = 0x238F13AFu32.wrapping_mul(bytes.len() as u32);
+    for (i, &b) in bytes.iter().enumerate() {
+        value = value.wrapping_add((b as u32) << ((i * 5) % 24));
+    }
+    1103515243u32.wrapping_mul(value).wrapping_add(12345) % QDICT_BUCKETS
+}
+
+/// Appends the serialisation of `value` to `out`.
+pub fn write_value(out: &mut Vec<u8>, value: &Value) {
+    match value {
+        Value::Null => out.extend_from_slice(b"null"),
+        Value::Bool(true) => out.extend_from_slice(b"true"),
+        Value::Bool(false) => out.extend_from_slice(b"false"),
+        Value::Int(i) => out.extend_from_slice(i.to_string().as_bytes()),
+        Value::UInt(u) => out.extend_from_slice(u.to_string().as_bytes()),
+        Value::Float(f) => write_double(out, *f),
+        Value::Str(s) => write_str(out, s),
+        Value::Base64(bytes) => write_base64(out, bytes),
+        Value::List(items) => {
+            out.push(b'[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.extend_from_slice(b", ");
+                }
+                write_value(out, item);
+            }
+            out.push(b']');
+        }
+        Value::Object(obj) => write_object(out, obj),
+    }
+}
+
+fn write_object(out: &mut Vec<u8>, obj: &Object) {
+    // QDict iterates buckets upwards; inside a bucket the newest entry
+    // comes first (entries are inserted at the head of the bucket list).
+    let mut order: Vec<(u32, usize, &str, &Value)> = obj
+        .iter()
+        .enumerate()
+        .map(|(i, (k, v))| (qdict_bucket(k), i, k, v))
+        .collect();
+    order.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
+    out.push(b'{');
+    for (n, (_, _, key, value)) in order.into_iter().enumerate() {
+        if n > 0 {
+            out.extend_from_slice(b", ");
+        }
+        write_str(out, key);
+        out.extend_from_slice(b": ");
+        write_value(out, value);
+    }
+    out.push(b'}');
+}
+
+fn write_double(out: &mut Vec<u8>, f: f64) {
+    let mut buf = [0u8; 64];
+    // SAFETY: snprintf into a local buffer with its true size; "%.17g" with one double.
+    let n = unsafe {
+        libc::snprintf(
+            buf.as_mut_ptr() as *mut libc::c_char,
+            buf.len(),
+            c"%.17g".as_ptr(),
+            f,
+        )
+    };
+    let n = (n.max(0) as usize).min(buf.len() - 1);
+    out.extend_from_slice(&buf[..n]);
+}
+
+fn write_base64(out: &mut Vec<u8>, bytes: &[u8]) {
+    out.push(b'"');
+    let start = out.len();
+    let len = base64::encoded_len(bytes.len(), true).unwrap_or(0);
+    out.resize(start + len, 0);
+    let written = base64::engine::general_purpose::STANDARD
+        .encode_slice(bytes, &mut out[start..])
+        .unwrap_or(0);
+    out.truncate(start + written);
+    out.push(b'"');
+}
+
+fn write_str(out: &mut Vec<u8>, s: &str) {
+    out.push(b'"');
+    let mut plain_from = 0;
+    for (i, c) in s.char_indices() {
+        let cp = c as u32;
+        if (0x20..0x7F).contains(&cp) && c != '"' && c != '\\' {
+            continue;
+        }
+        out.extend_from_slice(&s.as_bytes()[plain_from..i]);
+        plain_from = i + c.len_utf8();
+        match c {
+            '"' => out.extend_from_slice(b"\\\""),
+            '\\' => out.extend_from_slice(b"\\\\"),
+            '\u{8}' => out.extend_from_slice(b"\\b"),
+            '\u{c}' => out.extend_from_slice(b"\\f"),
+            '\n' => out.extend_from_slice(b"\\n"),
+            '\r' => out.extend_from_slice(b"\\r"),
+            '\t' => out.extend_from_slice(b"\\t"),
+            _ => {
+                // QEMU re-validates every code point; noncharacters become U+FFFD.
+                let cp = if cp == 0 || is_valid_codepoint(cp) { cp } else { 0xFFFD };
+                if cp > 0xFFFF {
+                    let v = cp - 0x10000;
+                    push_u_escape(out, 0xD800 + (v >> 10));
+                    push_u_escape(out, 0xDC00 + (v & 0x3FF));
+                } else {
+                    push_u_escape(out, cp);
+                }
+            }
+        }
+    }
+    out.extend_from_slice(&s.as_bytes()[plain_from..]);
+    out.push(b'"');
+}
+
+fn push_u_escape(out: &mut Vec<u8>, unit: u32) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    out.extend_from_slice(b"\\u");
+    for shift in [12, 8, 4, 0] {
+        out.push(HEX[((unit >> shift) & 0xF) as usize]);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn w(v: &Value) -> String {
+        let mut out = Vec::new();
+        write_value(&mut out, v);
+        String::from_utf8(out).unwrap()
+    }
+
+    fn keys_in_qdict_order(keys: &[&str]) -> Vec<String> {
+        let mut obj = Object::new();
+        for k in keys {
+            obj.push(*k, Value::Null);
+        }
+        let s = w(&Value::Object(obj));
+        s.trim_matches(|c| c == '{' || c == '}')
+            .split(", ")
+            .map(|m| m.split(": ").next().unwrap().trim_matches('"').to_string())
+            .collect()
+    }
+
+    #[test]
+    fn member_orders_match_qemu() {
+        assert_eq!(keys_in_qdict_order(&["return", "id"]), ["return", "id"]);
+        assert_eq!(keys_in_qdict_order(&["error", "id"]), ["id", "error"]);
+        assert_eq!(keys_in_qdict_order(&["class", "desc"]), ["class", "desc"]);
+        assert_eq!(
+            keys_in_qdict_order(&[
+                "exited",
+                "exitcode",
+                "signal",
+                "out-data",
+                "err-data",
+                "out-truncated",
+                "err-truncated"
+            ]),
+            [
+                "exitcode",
+                "err-data",
+                "out-data",
+                "err-truncated",
+                "signal",
+                "out-truncated",
+                "exited"
+            ]
+        );
+        assert_eq!(
+            keys_in_qdict_order(&["version", "supported_commands"]),
+            ["version", "supported_commands"]
+        );
+        assert_eq!(
+            keys_in_qdict_order(&["name", "enabled", "success-response"]),
+            ["enabled", "name", "success-response"]
+        );
+        assert_eq!(
+            keys_in_qdict_order(&["logical-id", "online", "can-offline"]),
+            ["online", "can-offline", "logical-id"]
+        );
+        assert_eq!(keys_in_qdict_order(&["count", "eof", "buf-b64"]), ["count", "buf-b64", "eof"]);
+    }
+
+    #[test]
+    fn strings_are_ascii_with_upper_hex() {
+        assert_eq!(w(&Value::str("a\"b\\c/\n\t\u{1}")), r#""a\"b\\c/\n\t\u0001""#);
+        assert_eq!(w(&Value::str("é€😀")), r#""\u00E9\u20AC\uD83D\uDE00""#);
+        assert_eq!(w(&Value::str("\u{7f}\u{fffe}")), r#""\u007F\uFFFD""#);
+    }
+
+    #[test]
+    fn numbers_like_qemu() {
+        assert_eq!(w(&Value::Float(1.0)), "1");
+        assert_eq!(w(&Value::Float(0.08)), "0.080000000000000002");
+        assert_eq!(w(&Value::Int(-5)), "-5");
+        assert_eq!(w(&Value::UInt(u64::MAX)), "18446744073709551615");
+    }
+
+    #[test]
+    fn base64_and_lists() {
+        let v = Value::List(vec![Value::Base64(b"foo\n".to_vec()), Value::Null, Value::Bool(true)]);
+        assert_eq!(w(&v), r#"["Zm9vCg==", null, true]"#);
+        assert_eq!(w(&Value::empty_object()), "{}");
+    }
+}
