@@ -1,0 +1,120 @@
+//! Channel kinds: how the agent's one conversation with the host is
+//! opened. Listening sockets (unix, vsock, or one inherited through
+//! systemd socket activation) accept one client at a time; devices
+//! (virtio-serial, isa-serial) are a single fd that stays open forever.
+//!
+//! virtio-serial while the host end is closed: the port reports
+//! POLLIN|POLLHUP and read() returns 0 for as long as nobody is connected.
+//! mio registers fds edge-triggered, so that state produces one wakeup,
+//! not a stream of them: after read() returns 0 the agent simply waits.
+//! The virtio_console driver wakes the port's wait queue when the host
+//! opens the port and when data arrives, which is the next edge. As a
+//! second, independent wake-up the port is also put in O_ASYNC mode with
+//! the agent as owner, so the driver's SIGIO on host open/close reaches the
+//! signal pipe. Either way: zero wakeups while the host is away (qemu-ga
+//! polls 10 times a second).
+
+pub mod device;
+pub mod socket;
+
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+
+/// The `-m` methods.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    VirtioSerial,
+    IsaSerial,
+    UnixListen,
+    VsockListen,
+}
+
+impl Method {
+    pub fn parse(s: &str) -> Option<Method> {
+        match s {
+            "virtio-serial" => Some(Method::VirtioSerial),
+            "isa-serial" => Some(Method::IsaSerial),
+            "unix-listen" => Some(Method::UnixListen),
+            "vsock-listen" => Some(Method::VsockListen),
+            _ => None,
+        }
+    }
+
+    pub fn is_listener(self) -> bool {
+        matches!(self, Method::UnixListen | Method::VsockListen)
+    }
+}
+
+/// An opened channel endpoint.
+#[derive(Debug)]
+pub enum Endpoint {
+    Listener(OwnedFd),
+    Device { fd: OwnedFd, virtio: bool },
+}
+
+/// Opens the endpoint for `method` at `path`.
+pub fn open(method: Method, path: &str) -> Result<Endpoint, String> {
+    match method {
+        Method::VirtioSerial => device::open_virtio(path).map(|fd| Endpoint::Device { fd, virtio: true }),
+        Method::IsaSerial => device::open_serial(path).map(|fd| Endpoint::Device { fd, virtio: false }),
+        Method::UnixListen => socket::unix_listen(path).map(Endpoint::Listener),
+        Method::VsockListen => socket::vsock_listen(path).map(Endpoint::Listener),
+    }
+}
+
+fn errno() -> i32 {
+    std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO)
+}
+
+/// Result of one non-blocking read.
+pub enum ReadResult {
+    Data(usize),
+    WouldBlock,
+    Eof,
+    Error(i32),
+}
+
+pub fn read(fd: RawFd, buf: &mut [u8]) -> ReadResult {
+    loop {
+        // SAFETY: read into a live mutable buffer of its own length.
+        let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+        if n > 0 {
+            return ReadResult::Data(n as usize);
+        }
+        if n == 0 {
+            return ReadResult::Eof;
+        }
+        match errno() {
+            libc::EINTR => continue,
+            libc::EAGAIN => return ReadResult::WouldBlock,
+            e => return ReadResult::Error(e),
+        }
+    }
+}
+
+/// Result of one non-blocking write.
+pub enum WriteResult {
+    Wrote(usize),
+    WouldBlock,
+    Error(i32),
+}
+
+pub fn write(fd: RawFd, buf: &[u8]) -> WriteResult {
+    loop {
+        // SAFETY: write from a live buffer of its own length.
+        let n = unsafe { libc::write(fd, buf.as_ptr().cast(), buf.len()) };
+        if n >= 0 {
+            return WriteResult::Wrote(n as usize);
+        }
+        match errno() {
+            libc::EINTR => continue,
+            libc::EAGAIN => return WriteResult::WouldBlock,
+            e => return WriteResult::Error(e),
+        }
+    }
+}
+
+/// Marks an fd close-on-exec.
+pub fn set_cloexec(fd: &OwnedFd) {
+    // SAFETY: fcntl on an fd we own.
+    unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFD, libc::FD_CLOEXEC) };
+}

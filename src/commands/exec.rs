@@ -1,0 +1,290 @@
+//! guest-exec, guest-exec-status and the extensions: `cwd`, `user`,
+//! `timeout`, `stream`, status `wait`, and guest-exec-terminate.
+
+use std::ffi::CString;
+use std::time::{Duration, Instant};
+
+use super::Outcome;
+use crate::agent::Agent;
+use crate::exec::spawn::{self, Credentials, Redirect, SpawnSpec};
+use crate::exec::{ExecOptions, NewProcess};
+use crate::json::{Object, Value};
+use crate::protocol::{qbase64_decode, strerror, Args, QgaError};
+
+/// Longest `wait` a status call may ask for, in seconds.
+pub const MAX_WAIT_SECONDS: f64 = 600.0;
+
+/// A guest-exec-status reply held back by `wait`.
+#[derive(Debug)]
+pub struct Held {
+    pub pid: i64,
+    pub deadline: Instant,
+    pub id: Option<Value>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Capture {
+    None,
+    Stdout,
+    Stderr,
+    Separated,
+    Merged,
+}
+
+/// The `GuestExecCaptureOutput` alternate: a bool or a mode name.
+fn capture_mode(v: Option<Value>) -> Result<Capture, QgaError> {
+    const NAME: &str = "capture-output";
+    match v {
+        None | Some(Value::Bool(false)) => Ok(Capture::None),
+        Some(Value::Bool(true)) => Ok(Capture::Separated),
+        Some(Value::Str(s)) => match s.as_str() {
+            "none" => Ok(Capture::None),
+            "stdout" => Ok(Capture::Stdout),
+            "stderr" => Ok(Capture::Stderr),
+            "separated" => Ok(Capture::Separated),
+            "merged" => Ok(Capture::Merged),
+            _ => Err(QgaError::bad_enum_value(NAME, &s)),
+        },
+        Some(_) => Err(QgaError::invalid_type(NAME, "GuestExecCaptureOutput")),
+    }
+}
+
+/// Seconds as a positive duration, or the error for `name`.
+fn seconds(name: &str, v: f64, max: Option<f64>) -> Result<Duration, QgaError> {
+    let ok = v.is_finite() && v > 0.0 && max.is_none_or(|m| v <= m);
+    if !ok {
+        let want = match max {
+            Some(m) => format!("a number of seconds greater than 0 and at most {m}"),
+            None => "a number of seconds greater than 0".to_string(),
+        };
+        return Err(QgaError::invalid_value(name, &want));
+    }
+    Ok(Duration::from_secs_f64(v))
+}
+
+/// Checks `cwd` before anything is spawned.
+fn check_cwd(dir: &str) -> Result<(), QgaError> {
+    let fail = |e: i32| QgaError::generic(format!("Cannot use '{dir}' as working directory: {}", strerror(e)));
+    match std::fs::metadata(dir) {
+        Ok(m) if m.is_dir() => Ok(()),
+        Ok(_) => Err(fail(libc::ENOTDIR)),
+        Err(e) => Err(fail(e.raw_os_error().unwrap_or(libc::ENOENT))),
+    }
+}
+
+/// A passwd entry: uid, gid, name, home.
+struct Passwd {
+    uid: libc::uid_t,
+    gid: libc::gid_t,
+    name: String,
+    home: String,
+}
+
+fn lookup_user(user: &str) -> Result<Passwd, QgaError> {
+    let mut pw: libc::passwd = unsafe_zeroed();
+    let mut buf = vec![0 as libc::c_char; 16384];
+    let mut result: *mut libc::passwd = std::ptr::null_mut();
+    let numeric = user.parse::<libc::uid_t>().ok();
+    let rc = match numeric {
+        // SAFETY: getpwuid_r with valid out-pointers and a buffer of its stated size.
+        Some(uid) => unsafe { libc::getpwuid_r(uid, &mut pw, buf.as_mut_ptr(), buf.len(), &mut result) },
+        None => {
+            let c = CString::new(user).map_err(|_| unknown_user(user))?;
+            // SAFETY: as above, with a NUL-terminated name.
+            unsafe { libc::getpwnam_r(c.as_ptr(), &mut pw, buf.as_mut_ptr(), buf.len(), &mut result) }
+        }
+    };
+    if rc != 0 || result.is_null() {
+        return match numeric {
+            // A bare uid without a passwd entry still runs, in its own group.
+            Some(uid) => Ok(Passwd { uid, gid: uid, name: user.to_string(), home: "/".to_string() }),
+            None => Err(unknown_user(user)),
+        };
+    }
+    let cstr = |p: *const libc::c_char| {
+        if p.is_null() {
+            String::new()
+        } else {
+            // SAFETY: getpw*_r filled these with NUL-terminated strings in buf.
+            unsafe { std::ffi::CStr::from_ptr(p) }.to_string_lossy().into_owned()
+        }
+    };
+    Ok(Passwd { uid: pw.pw_uid, gid: pw.pw_gid, name: cstr(pw.pw_name), home: cstr(pw.pw_dir) })
+}
+
+fn unsafe_zeroed<T>() -> T {
+    // SAFETY: only used for the plain C struct passwd, valid when zeroed.
+    unsafe { std::mem::zeroed() }
+}
+
+fn unknown_user(user: &str) -> QgaError {
+    QgaError::generic(format!("User '{user}' does not exist"))
+}
+
+fn supplementary_groups(pw: &Passwd) -> Vec<libc::gid_t> {
+    let Ok(name) = CString::new(pw.name.as_str()) else { return vec![pw.gid] };
+    let mut n: libc::c_int = 64;
+    loop {
+        let mut groups = vec![0 as libc::gid_t; n as usize];
+        let mut count = n;
+        // SAFETY: getgrouplist writes at most `count` entries into `groups`.
+        let rc = unsafe { libc::getgrouplist(name.as_ptr(), pw.gid, groups.as_mut_ptr(), &mut count) };
+        if rc >= 0 {
+            groups.truncate(count.max(0) as usize);
+            return groups;
+        }
+        if count <= n || n > 65536 {
+            return vec![pw.gid];
+        }
+        n = count;
+    }
+}
+
+pub fn exec(agent: &mut Agent, mut a: Args) -> Result<Outcome, QgaError> {
+    let path = a.req_str("path")?;
+    let arg = a.opt_str_list("arg")?;
+    let env = a.opt_str_list("env")?;
+    let input = a.opt_str("input-data")?;
+    let capture = capture_mode(a.opt_value("capture-output"))?;
+    // Extensions (absent from qemu-ga's schema).
+    let cwd = a.opt_str("cwd")?;
+    let user = a.opt_str("user")?;
+    let timeout = a.opt_number("timeout")?;
+    let stream = a.opt_bool("stream")?.unwrap_or(false);
+    a.finish()?;
+
+    let input = input.map(|s| qbase64_decode(&s)).transpose()?;
+    let timeout = timeout.map(|t| seconds("timeout", t, None)).transpose()?;
+    if stream && capture == Capture::None {
+        return Err(QgaError::generic("Parameter 'stream' requires 'capture-output'"));
+    }
+    if let Some(dir) = &cwd {
+        check_cwd(dir)?;
+    }
+    let mut env = env;
+    let credentials = match &user {
+        None => None,
+        Some(u) => {
+            let pw = lookup_user(u)?;
+            if env.is_none() {
+                let mut vars: Vec<String> = std::env::vars()
+                    .filter(|(k, _)| !matches!(k.as_str(), "HOME" | "USER" | "LOGNAME"))
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect();
+                vars.push(format!("HOME={}", pw.home));
+                vars.push(format!("USER={}", pw.name));
+                vars.push(format!("LOGNAME={}", pw.name));
+                env = Some(vars);
+            }
+            Some(Credentials { uid: pw.uid, gid: pw.gid, groups: supplementary_groups(&pw) })
+        }
+    };
+    let (stdout, stderr) = match capture {
+        Capture::None => (Redirect::Null, Redirect::Null),
+        Capture::Stdout => (Redirect::Pipe, Redirect::Null),
+        Capture::Stderr => (Redirect::Null, Redirect::Pipe),
+        Capture::Separated => (Redirect::Pipe, Redirect::Pipe),
+        Capture::Merged => (Redirect::Pipe, Redirect::ToStdout),
+    };
+    let spec = SpawnSpec {
+        path,
+        args: arg.unwrap_or_default(),
+        env,
+        stdin: if input.is_some() { Redirect::Pipe } else { Redirect::Null },
+        stdout,
+        stderr,
+        cwd,
+        credentials,
+    };
+    agent.procs.reserve_slot(agent.poll.registry())?;
+    let spawned = spawn::spawn(&spec).map_err(QgaError::generic)?;
+    let opts = ExecOptions { stream, timeout };
+    let registry = agent.poll.registry();
+    let pid = agent.procs.insert(registry, NewProcess { spawned, input, opts });
+    Ok(Outcome::Return(Value::Object(Object::new().with("pid", Value::Int(pid as i64)))))
+}
+
+pub fn status(agent: &mut Agent, mut a: Args) -> Result<Outcome, QgaError> {
+    let pid = a.req_int("pid")?;
+    let wait = a.opt_number("wait")?;
+    a.finish()?;
+    // Fresh answers: collect any exit and pending output right now.
+    agent.refresh_processes();
+    let hold_for = match wait {
+        Some(w) if w == 0.0 => None,
+        Some(w) => Some(seconds("wait", w, Some(MAX_WAIT_SECONDS))?),
+        None => None,
+    };
+    if let Some(d) = hold_for {
+        let exists = libc::pid_t::try_from(pid).ok().and_then(|p| agent.procs.get(p));
+        if exists.is_some_and(|p| !p.exited() && !p.has_stream_data()) {
+            return Ok(Outcome::Hold(Held { pid, deadline: Instant::now() + d, id: None }));
+        }
+    }
+    let registry = agent.poll.registry();
+    agent.procs.status(registry, pid).map(Outcome::Return)
+}
+
+/// Signal numbers by name, with or without the SIG prefix.
+fn signal_by_name(name: &str) -> Option<libc::c_int> {
+    let n = name.strip_prefix("SIG").unwrap_or(name);
+    Some(match n {
+        "HUP" => libc::SIGHUP,
+        "INT" => libc::SIGINT,
+        "QUIT" => libc::SIGQUIT,
+        "ILL" => libc::SIGILL,
+        "TRAP" => libc::SIGTRAP,
+        "ABRT" => libc::SIGABRT,
+        "BUS" => libc::SIGBUS,
+        "FPE" => libc::SIGFPE,
+        "KILL" => libc::SIGKILL,
+        "USR1" => libc::SIGUSR1,
+        "SEGV" => libc::SIGSEGV,
+        "USR2" => libc::SIGUSR2,
+        "PIPE" => libc::SIGPIPE,
+        "ALRM" => libc::SIGALRM,
+        "TERM" => libc::SIGTERM,
+        "CHLD" => libc::SIGCHLD,
+        "CONT" => libc::SIGCONT,
+        "STOP" => libc::SIGSTOP,
+        "TSTP" => libc::SIGTSTP,
+        "TTIN" => libc::SIGTTIN,
+        "TTOU" => libc::SIGTTOU,
+        "URG" => libc::SIGURG,
+        "XCPU" => libc::SIGXCPU,
+        "XFSZ" => libc::SIGXFSZ,
+        "VTALRM" => libc::SIGVTALRM,
+        "PROF" => libc::SIGPROF,
+        "WINCH" => libc::SIGWINCH,
+        "IO" => libc::SIGIO,
+        "PWR" => libc::SIGPWR,
+        "SYS" => libc::SIGSYS,
+        _ => return None,
+    })
+}
+
+pub fn terminate(agent: &mut Agent, mut a: Args) -> Result<Outcome, QgaError> {
+    let pid = a.req_int("pid")?;
+    let signal = match a.opt_value("signal") {
+        None => libc::SIGKILL,
+        Some(Value::Str(s)) => {
+            signal_by_name(&s).ok_or_else(|| QgaError::bad_enum_value("signal", &s))?
+        }
+        Some(v) => match v.as_i64() {
+            Some(n) if (1..libc::SIGRTMAX() as i64 + 1).contains(&n) => n as libc::c_int,
+            Some(n) => return Err(QgaError::bad_enum_value("signal", &n.to_string())),
+            None => return Err(QgaError::invalid_type("signal", "integer or signal name")),
+        },
+    };
+    a.finish()?;
+    let not_found = || QgaError::generic(format!("PID {pid} does not exist"));
+    let pid32 = libc::pid_t::try_from(pid).map_err(|_| not_found())?;
+    if agent.procs.get(pid32).is_none() {
+        return Err(not_found());
+    }
+    // The child leads its own group: this reaches everything it forked
+    // (ESRCH once the whole group is gone is not an error).
+    // SAFETY: kill() on the process group we created for this child.
+    unsafe { libc::kill(-pid32, signal) };
+    Ok(Outcome::Return(Value::empty_object()))
+}

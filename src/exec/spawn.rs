@@ -1,0 +1,365 @@
+//! fork + execve for guest-exec, with GLib's `g_spawn_async_with_pipes()`
+//! semantics: PATH lookup (from the supplied environment first), argv[0]
+//! = the path as given, only fds 0-2 inherited, a clean signal state, and
+//! failures reported with GLib's texts. Each child also leads its own
+//! process group so that it and what it forks can be signalled together.
+
+use std::ffi::CString;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+use crate::protocol::strerror;
+
+/// Where a standard stream of the child goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Redirect {
+    Null,
+    Pipe,
+    /// stderr only: a duplicate of stdout (`merged`).
+    ToStdout,
+}
+
+/// Credentials to switch to in the child.
+#[derive(Debug, Clone)]
+pub struct Credentials {
+    pub uid: libc::uid_t,
+    pub gid: libc::gid_t,
+    pub groups: Vec<libc::gid_t>,
+}
+
+/// Everything needed to start one child.
+#[derive(Debug, Clone)]
+pub struct SpawnSpec {
+    pub path: String,
+    pub args: Vec<String>,
+    /// Replaces the whole environment when present.
+    pub env: Option<Vec<String>>,
+    pub stdin: Redirect,
+    pub stdout: Redirect,
+    pub stderr: Redirect,
+    pub cwd: Option<String>,
+    pub credentials: Option<Credentials>,
+}
+
+/// A started child and the parent's ends of its pipes (non-blocking,
+/// close-on-exec).
+#[derive(Debug)]
+pub struct Spawned {
+    pub pid: libc::pid_t,
+    pub stdin: Option<OwnedFd>,
+    pub stdout: Option<OwnedFd>,
+    pub stderr: Option<OwnedFd>,
+}
+
+/// Which step of child setup failed; selects GLib's message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(i32)]
+enum Stage {
+    Exec = 1,
+    Chdir = 2,
+    Redirect = 3,
+    Credentials = 4,
+}
+
+/// Capture pipes get this much kernel buffer (fewer wakeups per MiB).
+const CAPTURE_PIPE_SIZE: libc::c_int = 1 << 20;
+
+fn errno() -> i32 {
+    std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO)
+}
+
+fn cstring(s: &str) -> Result<CString, String> {
+    // A NUL can only come from a "\u0000" escape; GLib would cut the
+    // string there, exec would then not find it: report it as ENOENT.
+    CString::new(s).map_err(|_| s.split('\0').next().unwrap_or("").to_string())
+}
+
+fn pipe() -> Result<(OwnedFd, OwnedFd), i32> {
+    let mut fds = [0 as RawFd; 2];
+    // SAFETY: pipe2 fills the two-element array on success.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(errno());
+    }
+    // SAFETY: both fds were just created and are owned by nobody else.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+fn set_nonblocking(fd: &OwnedFd) {
+    // SAFETY: fcntl on an fd we own.
+    unsafe {
+        let fl = libc::fcntl(fd.as_raw_fd(), libc::F_GETFL);
+        if fl >= 0 {
+            libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, fl | libc::O_NONBLOCK);
+        }
+    }
+}
+
+fn open_dev_null() -> Result<OwnedFd, i32> {
+    // SAFETY: open with a static NUL-terminated path.
+    let fd = unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) };
+    if fd < 0 {
+        return Err(errno());
+    }
+    // SAFETY: fd was just opened and is owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// The executable candidates for `path`, in GLib's search order.
+fn candidates(path: &str, env: Option<&[String]>) -> Vec<String> {
+    if path.contains('/') {
+        return vec![path.to_string()];
+    }
+    let from_env = env.and_then(|e| e.iter().find_map(|kv| kv.strip_prefix("PATH=")).map(str::to_string));
+    let search = from_env
+        .or_else(|| std::env::var("PATH").ok())
+        .unwrap_or_else(|| "/bin:/usr/bin:.".to_string());
+    search
+        .split(':')
+        .map(|dir| {
+            let dir = if dir.is_empty() { "." } else { dir };
+            format!("{}/{}", dir.trim_end_matches('/'), path)
+        })
+        .collect()
+}
+
+/// GLib's error text for a failed spawn.
+fn spawn_error(stage: Stage, err: i32, spec: &SpawnSpec) -> String {
+    let reason = strerror(err);
+    match stage {
+        Stage::Exec => format!("Failed to execute child process \u{201C}{}\u{201D} ({reason})", spec.path),
+        Stage::Chdir => format!(
+            "Failed to change to directory \u{201C}{}\u{201D} ({reason})",
+            spec.cwd.as_deref().unwrap_or("")
+        ),
+        Stage::Redirect => format!("Failed to redirect output or input of child process ({reason})"),
+        Stage::Credentials => format!("Failed to switch to the requested user ({reason})"),
+    }
+}
+
+/// Starts the child. On failure returns the error text GLib would give.
+pub fn spawn(spec: &SpawnSpec) -> Result<Spawned, String> {
+    let to_c = |s: &str| cstring(s).map_err(|_| spawn_error(Stage::Exec, libc::ENOENT, spec));
+    let argv0 = to_c(&spec.path)?;
+    let mut argv: Vec<CString> = vec![argv0];
+    for a in &spec.args {
+        argv.push(cstring(a).map_err(|_| spawn_error(Stage::Exec, libc::EINVAL, spec))?);
+    }
+    let envp: Vec<CString> = match &spec.env {
+        Some(list) => list.iter().filter_map(|kv| CString::new(kv.as_str()).ok()).collect(),
+        None => std::env::vars_os()
+            .filter_map(|(k, v)| {
+                let mut kv = k.into_encoded_bytes();
+                kv.push(b'=');
+                kv.extend_from_slice(&v.into_encoded_bytes());
+                CString::new(kv).ok()
+            })
+            .collect(),
+    };
+    let cands: Vec<CString> = candidates(&spec.path, spec.env.as_deref())
+        .iter()
+        .filter_map(|c| CString::new(c.as_str()).ok())
+        .collect();
+    let cwd = spec.cwd.as_deref().map(to_c).transpose()?;
+    let mut argv_ptrs: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
+    argv_ptrs.push(std::ptr::null());
+    // For ENOEXEC: run the file with /bin/sh, as GLib's script_execute().
+    let mut sh_argv: Vec<*const libc::c_char> = vec![c"/bin/sh".as_ptr(), std::ptr::null()];
+    sh_argv.extend(argv.iter().skip(1).map(|a| a.as_ptr()));
+    sh_argv.push(std::ptr::null());
+    let mut envp_ptrs: Vec<*const libc::c_char> = envp.iter().map(|e| e.as_ptr()).collect();
+    envp_ptrs.push(std::ptr::null());
+
+    let fail_pipe = |e: i32| format!("Failed to create pipe for communicating with child process ({})", strerror(e));
+    let dev_null = open_dev_null().map_err(|e| format!("Failed to open file \u{201C}/dev/null\u{201D} ({})", strerror(e)))?;
+    let stdin_pipe = if spec.stdin == Redirect::Pipe { Some(pipe().map_err(fail_pipe)?) } else { None };
+    let stdout_pipe = if spec.stdout == Redirect::Pipe { Some(pipe().map_err(fail_pipe)?) } else { None };
+    let stderr_pipe = if spec.stderr == Redirect::Pipe { Some(pipe().map_err(fail_pipe)?) } else { None };
+    let (report_r, report_w) = pipe().map_err(fail_pipe)?;
+
+    let child_in = stdin_pipe.as_ref().map_or(dev_null.as_raw_fd(), |p| p.0.as_raw_fd());
+    let child_out = stdout_pipe.as_ref().map_or(dev_null.as_raw_fd(), |p| p.1.as_raw_fd());
+    let child_err = match spec.stderr {
+        Redirect::Pipe => stderr_pipe.as_ref().map_or(dev_null.as_raw_fd(), |p| p.1.as_raw_fd()),
+        Redirect::ToStdout => -1,
+        Redirect::Null => dev_null.as_raw_fd(),
+    };
+    let creds = spec.credentials.as_ref();
+
+    // SAFETY: fork in a single-threaded process; the child only makes
+    // async-signal-safe libc calls on memory prepared above, then execs or _exits.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        let e = errno();
+        return Err(format!("Failed to fork ({})", strerror(e)));
+    }
+    if pid == 0 {
+        // SAFETY: child side, see child_setup_and_exec.
+        unsafe {
+            child_setup_and_exec(ChildPlan {
+                fds: [child_in, child_out, child_err],
+                report: report_w.as_raw_fd(),
+                cwd: cwd.as_ref().map(|c| c.as_ptr()),
+                creds,
+                cands: &cands,
+                argv: argv_ptrs.as_ptr(),
+                sh_argv: &mut sh_argv,
+                envp: envp_ptrs.as_ptr(),
+            })
+        }
+    }
+    // Parent. Also set the group here so a terminate right after the
+    // reply cannot race the child's own setpgid.
+    // SAFETY: setpgid on our own child.
+    unsafe { libc::setpgid(pid, pid) };
+    drop(report_w);
+    let child_failure = read_report(&report_r);
+    if let Some((stage, err)) = child_failure {
+        let mut status = 0;
+        // SAFETY: reap the child that failed before exec.
+        unsafe { libc::waitpid(pid, &mut status, 0) };
+        return Err(spawn_error(stage, err, spec));
+    }
+    let parent_end = |p: Option<(OwnedFd, OwnedFd)>, keep_read: bool| {
+        p.map(|(r, w)| {
+            let fd = if keep_read { r } else { w };
+            set_nonblocking(&fd);
+            fd
+        })
+    };
+    let stdout = parent_end(stdout_pipe, true);
+    let stderr = parent_end(stderr_pipe, true);
+    for fd in stdout.iter().chain(stderr.iter()) {
+        // SAFETY: fcntl on our pipe end; failure just keeps the default size.
+        unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETPIPE_SZ, CAPTURE_PIPE_SIZE) };
+    }
+    Ok(Spawned { pid, stdin: parent_end(stdin_pipe, false), stdout, stderr })
+}
+
+/// Reads the child's (stage, errno) report; EOF means exec succeeded.
+fn read_report(fd: &OwnedFd) -> Option<(Stage, i32)> {
+    let mut buf = [0u8; 8];
+    let mut got = 0;
+    while got < buf.len() {
+        // SAFETY: read into the remaining part of a local buffer.
+        let n = unsafe { libc::read(fd.as_raw_fd(), buf[got..].as_mut_ptr().cast(), buf.len() - got) };
+        if n < 0 && errno() == libc::EINTR {
+            continue;
+        }
+        if n <= 0 {
+            break;
+        }
+        got += n as usize;
+    }
+    if got < buf.len() {
+        return None;
+    }
+    let stage = match i32::from_ne_bytes([buf[0], buf[1], buf[2], buf[3]]) {
+        2 => Stage::Chdir,
+        3 => Stage::Redirect,
+        4 => Stage::Credentials,
+        _ => Stage::Exec,
+    };
+    Some((stage, i32::from_ne_bytes([buf[4], buf[5], buf[6], buf[7]])))
+}
+
+struct ChildPlan<'a> {
+    fds: [RawFd; 3],
+    report: RawFd,
+    cwd: Option<*const libc::c_char>,
+    creds: Option<&'a Credentials>,
+    cands: &'a [CString],
+    argv: *const *const libc::c_char,
+    sh_argv: &'a mut [*const libc::c_char],
+    envp: *const *const libc::c_char,
+}
+
+/// Child side: tells the parent which step failed with which errno.
+unsafe fn report_and_exit(report: RawFd, stage: Stage) -> ! {
+    let e = *libc::__errno_location();
+    let mut msg = [0u8; 8];
+    msg[..4].copy_from_slice(&(stage as i32).to_ne_bytes());
+    msg[4..].copy_from_slice(&e.to_ne_bytes());
+    libc::write(report, msg.as_ptr().cast(), msg.len());
+    libc::_exit(127)
+}
+
+/// Runs in the forked child: never returns.
+unsafe fn child_setup_and_exec(plan: ChildPlan<'_>) -> ! {
+    let report = plan.report;
+    let fail = |stage: Stage| -> ! { report_and_exit(report, stage) };
+    // Clean signal state: default dispositions (ignored ones survive
+    // exec, SIGPIPE above all) and an empty mask.
+    for sig in 1..libc::SIGRTMAX() {
+        libc::signal(sig, libc::SIG_DFL);
+    }
+    let mut set: libc::sigset_t = std::mem::zeroed();
+    libc::sigemptyset(&mut set);
+    libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+    libc::setpgid(0, 0);
+    if let Some(c) = plan.creds {
+        if libc::setgroups(c.groups.len(), c.groups.as_ptr()) != 0
+            || libc::setgid(c.gid) != 0
+            || libc::setuid(c.uid) != 0
+        {
+            fail(Stage::Credentials);
+        }
+    }
+    if let Some(dir) = plan.cwd {
+        if libc::chdir(dir) != 0 {
+            fail(Stage::Chdir);
+        }
+    }
+    let [fin, fout, ferr] = plan.fds;
+    if libc::dup2(fin, 0) < 0 || libc::dup2(fout, 1) < 0 {
+        fail(Stage::Redirect);
+    }
+    if ferr < 0 {
+        if libc::dup2(1, 2) < 0 {
+            fail(Stage::Redirect);
+        }
+    } else if libc::dup2(ferr, 2) < 0 {
+        fail(Stage::Redirect);
+    }
+    // Only 0-2 survive exec: mark everything else close-on-exec (the
+    // report pipe must stay open until exec succeeds).
+    const CLOSE_RANGE_CLOEXEC: libc::c_uint = 1 << 2;
+    if libc::syscall(libc::SYS_close_range, 3 as libc::c_uint, libc::c_uint::MAX, CLOSE_RANGE_CLOEXEC) != 0 {
+        let mut lim: libc::rlimit = std::mem::zeroed();
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
+        let max = lim.rlim_cur.min(1 << 16) as RawFd;
+        for fd in 3..max {
+            libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
+        }
+    }
+    let mut got_eacces = false;
+    let mut last = libc::ENOENT;
+    for cand in plan.cands {
+        libc::execve(cand.as_ptr(), plan.argv, plan.envp);
+        let e = *libc::__errno_location();
+        if e == libc::ENOEXEC {
+            plan.sh_argv[1] = cand.as_ptr();
+            libc::execve(c"/bin/sh".as_ptr(), plan.sh_argv.as_ptr(), plan.envp);
+            fail(Stage::Exec);
+        }
+        match e {
+            libc::EACCES => got_eacces = true,
+            libc::ENOENT | libc::ESTALE | libc::ENOTDIR | libc::ENODEV | libc::ETIMEDOUT => {}
+            _ => fail(Stage::Exec),
+        }
+        last = e;
+    }
+    *libc::__errno_location() = if got_eacces { libc::EACCES } else { last };
+    fail(Stage::Exec)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn path_candidates_follow_glib() {
+        assert_eq!(candidates("/bin/true", None), ["/bin/true"]);
+        assert_eq!(candidates("./x", None), ["./x"]);
+        let env = vec!["PATH=/a::/b/".to_string()];
+        assert_eq!(candidates("ls", Some(&env)), ["/a/ls", "./ls", "/b/ls"]);
+    }
+}

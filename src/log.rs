@@ -1,0 +1,86 @@
+//! qemu-ga style logging: `<seconds>.<micro>: <level>: <message>` to
+//! stderr or the `-l` log file; error|critical|warning by default, all
+//! levels with `-v`.
+
+use std::io::Write;
+use std::sync::Mutex;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Level {
+    Error,
+    Critical,
+    Warning,
+    Message,
+    Info,
+    Debug,
+}
+
+impl Level {
+    fn word(self) -> &'static str {
+        match self {
+            Level::Error => "error",
+            Level::Critical => "critical",
+            Level::Warning => "warning",
+            Level::Message => "message",
+            Level::Info => "info",
+            Level::Debug => "debug",
+        }
+    }
+}
+
+struct Logger {
+    verbose: bool,
+    file: Option<std::fs::File>,
+    enabled: bool,
+}
+
+static LOGGER: Mutex<Logger> = Mutex::new(Logger { verbose: false, file: None, enabled: true });
+
+/// Configures verbosity and the optional log file (opened for append).
+pub fn init(verbose: bool, file: Option<std::fs::File>) {
+    if let Ok(mut l) = LOGGER.lock() {
+        l.verbose = verbose;
+        l.file = file;
+    }
+}
+
+/// Turns logging off or on (qemu-ga disables it while frozen).
+pub fn set_enabled(on: bool) {
+    if let Ok(mut l) = LOGGER.lock() {
+        l.enabled = on;
+    }
+}
+
+pub fn log(level: Level, msg: &str) {
+    let Ok(mut l) = LOGGER.lock() else { return };
+    if !l.enabled || (!l.verbose && level > Level::Warning) {
+        return;
+    }
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    let line = format!("{}.{:06}: {}: {}\n", now.as_secs(), now.subsec_micros(), level.word(), msg);
+    match l.file.as_mut() {
+        Some(f) => {
+            let _ = f.write_all(line.as_bytes());
+        }
+        None => {
+            let _ = std::io::stderr().write_all(line.as_bytes());
+        }
+    }
+}
+
+pub fn error(msg: &str) {
+    log(Level::Error, msg)
+}
+pub fn critical(msg: &str) {
+    log(Level::Critical, msg)
+}
+pub fn warning(msg: &str) {
+    log(Level::Warning, msg)
+}
+pub fn info(msg: &str) {
+    log(Level::Info, msg)
+}
+pub fn debug(msg: &str) {
+    log(Level::Debug, msg)
+}
