@@ -10,7 +10,10 @@ use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 
 use crate::channel::{self, Endpoint, ReadResult, WriteResult};
-use crate::commands::{self, Held, Outcome};
+use crate::commands::{self, Held, HelperResult, Outcome, Pending};
+use crate::exec::spawn::{self, Redirect, SpawnSpec};
+use crate::exec::{ExecOptions, NewProcess};
+use crate::json::Value;
 use crate::config::Config;
 use crate::exec::ProcessTable;
 use crate::json::{Frame, Framer};
@@ -33,6 +36,16 @@ const OUTPUT_HIGH_WATER: usize = 1 << 20;
 const OUTPUT_KEEP_CAPACITY: usize = 256 << 10;
 /// Grace period between SIGTERM and SIGKILL for `timeout`.
 const KILL_GRACE: Duration = Duration::from_secs(2);
+
+/// Commands that still run while file systems are frozen.
+pub const FROZEN_ALLOWED: &[&str] = &[
+    "guest-ping",
+    "guest-info",
+    "guest-sync",
+    "guest-sync-delimited",
+    "guest-fsfreeze-status",
+    "guest-fsfreeze-thaw",
+];
 
 /// The conversation with the host: one accepted client, or the device.
 struct Conn {
@@ -80,7 +93,10 @@ impl Conn {
 pub struct Agent {
     pub poll: Poll,
     pub procs: ProcessTable,
-    cfg: Config,
+    pub cfg: Config,
+    /// File systems frozen by guest-fsfreeze-freeze: only
+    /// [`FROZEN_ALLOWED`] commands run.
+    pub frozen: bool,
     listener: Option<OwnedFd>,
     /// Device channels keep one Conn forever; sockets one per client.
     is_device: bool,
@@ -90,6 +106,8 @@ pub struct Agent {
     signals: SignalPipe,
     held: Option<Held>,
     held_progress: u64,
+    /// A reply waiting for a helper program; requests queue behind it.
+    awaiting: Option<(Pending, Option<Value>)>,
     stop: bool,
 }
 
@@ -101,6 +119,7 @@ impl Agent {
             poll,
             procs: ProcessTable::new(),
             cfg,
+            frozen: false,
             listener: None,
             is_device: false,
             is_virtio: false,
@@ -109,6 +128,7 @@ impl Agent {
             signals,
             held: None,
             held_progress: 0,
+            awaiting: None,
             stop: false,
         };
         match endpoint {
@@ -126,8 +146,12 @@ impl Agent {
         Ok(agent)
     }
 
-    /// Whether `name` may run (block/allow lists, qemu-ga 9.1+ rules).
+    /// Whether `name` may run (block/allow lists and the frozen state,
+    /// qemu-ga 9.1+ rules).
     pub fn is_enabled(&self, name: &str) -> bool {
+        if self.frozen {
+            return FROZEN_ALLOWED.contains(&name);
+        }
         let listed = |l: &[String]| l.iter().any(|n| n == name);
         if self.cfg.has_allow_list && !listed(&self.cfg.allow_rpcs) {
             return false;
@@ -164,6 +188,7 @@ impl Agent {
             }
             self.procs.service(self.poll.registry());
             self.enforce_timeouts();
+            self.check_awaiting();
             self.service_channel();
             self.check_held();
         }
@@ -206,7 +231,7 @@ impl Agent {
         let busy = self.procs.has_ready_work()
             || (self.listener.is_some() && self.conn.is_none() && self.accept_ready)
             || self.conn.as_ref().is_some_and(|c| {
-                c.unsent() < OUTPUT_HIGH_WATER && (c.readable || c.in_start < c.in_end)
+                c.unsent() < OUTPUT_HIGH_WATER && self.awaiting.is_none() && (c.readable || c.in_start < c.in_end)
                     || (c.unsent() > 0 && !c.writable_interest)
             });
         if busy {
@@ -301,7 +326,7 @@ impl Agent {
                 self.handle_frame(frame);
             }
             let Some(c) = self.conn.as_mut() else { return };
-            if c.in_start < c.in_end || c.unsent() >= OUTPUT_HIGH_WATER || !c.readable || budget == 0 {
+            if c.in_start < c.in_end || c.unsent() >= OUTPUT_HIGH_WATER || !c.readable || budget == 0 || self.awaiting.is_some() {
                 return;
             }
             c.in_start = 0;
@@ -324,8 +349,12 @@ impl Agent {
         }
     }
 
-    /// The next complete frame from buffered input, if output has room.
+    /// The next complete frame from buffered input, if output has room
+    /// and no reply is waiting for a helper program.
     fn next_frame(&mut self) -> Option<Frame> {
+        if self.awaiting.is_some() {
+            return None;
+        }
         let c = self.conn.as_mut()?;
         while c.in_start < c.in_end && c.unsent() < OUTPUT_HIGH_WATER {
             let (n, frame) = c.framer.feed(&c.input[c.in_start..c.in_end]);
@@ -346,6 +375,67 @@ impl Agent {
         self.queue_output(out);
     }
 
+    /// Encodes a handler's result (shared by direct and awaited replies).
+    fn encode_outcome(&mut self, result: Result<Outcome, QgaError>, id: Option<Value>, out: &mut Vec<u8>) {
+        match result {
+            Ok(Outcome::Return(v)) => encode_reply(out, v, id),
+            Ok(Outcome::Delimited(v)) => {
+                out.push(SYNC_DELIMITER);
+                encode_reply(out, v, id);
+            }
+            Ok(Outcome::Silent) => {}
+            Ok(Outcome::Hold(mut h)) => {
+                h.id = id;
+                self.held_progress = self.procs.progress;
+                self.held = Some(h);
+            }
+            Ok(Outcome::Await(p)) => self.awaiting = Some((p, id)),
+            Err(e) => encode_error(out, &e, id),
+        }
+    }
+
+    /// Starts a helper program (stdin /dev/null, stdout and stderr merged
+    /// into one captured pipe, own session as qemu-ga's `ga_run_command`).
+    /// Its result is delivered to a [`Pending`] returned by the handler.
+    pub fn start_helper(&mut self, path: &str, args: &[&str]) -> Result<libc::pid_t, QgaError> {
+        let spec = SpawnSpec {
+            path: path.to_string(),
+            args: args.iter().map(|a| a.to_string()).collect(),
+            env: None,
+            stdin: Redirect::Null,
+            stdout: Redirect::Pipe,
+            stderr: Redirect::ToStdout,
+            cwd: None,
+            credentials: None,
+        };
+        self.procs.reserve_slot(self.poll.registry())?;
+        let spawned = spawn::spawn(&spec).map_err(QgaError::generic)?;
+        let opts = ExecOptions { internal: true, ..Default::default() };
+        Ok(self.procs.insert(self.poll.registry(), NewProcess { spawned, input: None, opts }))
+    }
+
+    /// Delivers a finished helper's result to the reply waiting for it.
+    fn check_awaiting(&mut self) {
+        let Some((p, _)) = self.awaiting.as_ref() else { return };
+        let pid = p.pid;
+        let Some((status, output)) = self.procs.take_helper_result(self.poll.registry(), pid) else {
+            if self.procs.get(pid).is_none() {
+                // Evicted or never inserted: fail rather than wait forever.
+                if let Some((_, id)) = self.awaiting.take() {
+                    let mut out = Vec::new();
+                    encode_error(&mut out, &QgaError::generic("helper process was lost"), id);
+                    self.queue_output(out);
+                }
+            }
+            return;
+        };
+        let Some((pending, id)) = self.awaiting.take() else { return };
+        let result = (pending.finish)(self, HelperResult { status, output });
+        let mut out = Vec::new();
+        self.encode_outcome(result, id, &mut out);
+        self.queue_output(out);
+    }
+
     /// `qmp_dispatch()`: envelope, lookup, enabled check, handler, reply.
     fn dispatch(&mut self, msg: crate::json::Value, out: &mut Vec<u8>) {
         let req = match parse_request(msg) {
@@ -359,20 +449,8 @@ impl Agent {
             let e = QgaError::command_disabled(spec.name, Some("the command is not allowed"));
             return encode_error(out, &e, req.id);
         }
-        match (spec.handler)(self, Args::new(req.arguments)) {
-            Ok(Outcome::Return(v)) => encode_reply(out, v, req.id),
-            Ok(Outcome::Delimited(v)) => {
-                out.push(SYNC_DELIMITER);
-                encode_reply(out, v, req.id);
-            }
-            Ok(Outcome::Silent) => {}
-            Ok(Outcome::Hold(mut h)) => {
-                h.id = req.id;
-                self.held_progress = self.procs.progress;
-                self.held = Some(h);
-            }
-            Err(e) => encode_error(out, &e, req.id),
-        }
+        let result = (spec.handler)(self, Args::new(req.arguments));
+        self.encode_outcome(result, req.id, out);
     }
 
     fn queue_output(&mut self, bytes: Vec<u8>) {

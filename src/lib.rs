@@ -10,6 +10,7 @@ pub mod config;
 pub mod exec;
 pub mod json;
 pub mod log;
+pub mod pid1;
 pub mod protocol;
 pub mod signals;
 pub mod startup;

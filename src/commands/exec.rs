@@ -198,7 +198,7 @@ pub fn exec(agent: &mut Agent, mut a: Args) -> Result<Outcome, QgaError> {
     };
     agent.procs.reserve_slot(agent.poll.registry())?;
     let spawned = spawn::spawn(&spec).map_err(QgaError::generic)?;
-    let opts = ExecOptions { stream, timeout };
+    let opts = ExecOptions { internal: false, stream, timeout };
     let registry = agent.poll.registry();
     let pid = agent.procs.insert(registry, NewProcess { spawned, input, opts });
     Ok(Outcome::Return(Value::Object(Object::new().with("pid", Value::Int(pid as i64)))))

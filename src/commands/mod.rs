@@ -21,6 +21,28 @@ pub enum Outcome {
     Silent,
     /// The reply is held until a condition or a deadline (status `wait`).
     Hold(Held),
+    /// The reply comes when a helper program (hwclock, shutdown, a hook...)
+    /// started with [`crate::agent::Agent::start_helper`] has exited; later
+    /// requests wait behind it, as with qemu-ga's synchronous helpers.
+    Await(Pending),
+}
+
+/// Output and wait status of a finished helper program.
+#[derive(Debug)]
+pub struct HelperResult {
+    /// Raw wait status.
+    pub status: i32,
+    /// stdout and stderr, merged.
+    pub output: Vec<u8>,
+}
+
+/// Turns a finished helper into the command's outcome.
+pub type Finish = Box<dyn FnOnce(&mut Agent, HelperResult) -> Result<Outcome, QgaError>>;
+
+/// A reply waiting for a helper program.
+pub struct Pending {
+    pub pid: libc::pid_t,
+    pub finish: Finish,
 }
 
 pub type Handler = fn(&mut Agent, Args) -> Result<Outcome, QgaError>;

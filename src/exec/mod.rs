@@ -85,6 +85,8 @@ struct StdinFeed {
 /// Options that change how a process is run or reported (extensions).
 #[derive(Debug, Clone, Default)]
 pub struct ExecOptions {
+    /// A helper run by the agent itself: invisible to guest-exec-status.
+    pub internal: bool,
     pub stream: bool,
     pub timeout: Option<std::time::Duration>,
 }
@@ -519,7 +521,7 @@ impl ProcessTable {
         let not_found = || QgaError::generic(format!("PID {pid} does not exist"));
         let pid32 = libc::pid_t::try_from(pid).map_err(|_| not_found())?;
         let slot = *self.by_pid.get(&pid32).ok_or_else(not_found)?;
-        let p = self.slots[slot].as_mut().ok_or_else(not_found)?;
+        let p = self.slots[slot].as_mut().filter(|p| !p.opts.internal).ok_or_else(not_found)?;
         let exited = p.exited();
         let mut obj = Object::new();
         obj.push("exited", Value::Bool(exited));
@@ -562,6 +564,17 @@ impl ProcessTable {
             obj.push("timed-out", Value::Bool(p.timed_out));
         }
         Ok(Value::Object(obj))
+    }
+
+    /// Takes the result of a finished internal helper: (wait status, merged output).
+    pub fn take_helper_result(&mut self, registry: &Registry, pid: libc::pid_t) -> Option<(i32, Vec<u8>)> {
+        let slot = *self.by_pid.get(&pid)?;
+        if !self.slots[slot].as_ref()?.exited() {
+            return None;
+        }
+        let mut p = self.remove_slot(registry, slot)?;
+        let out = p.out.take().map(|c| c.data).unwrap_or_default();
+        Some((p.status.unwrap_or(0), out))
     }
 
     /// Pids of all tracked processes, for signalling at shutdown.
