@@ -1,0 +1,309 @@
+//! Issue 3: guest-exec extensions over a real socket — streaming with
+//! backpressure, long-poll `wait`, guest-exec-terminate, timeouts, cwd,
+//! run-as-user — and the rule that standard replies stay unchanged.
+
+mod common;
+
+use common::*;
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+
+fn skip_on_reference() -> bool {
+    if is_reference_agent() {
+        eprintln!("note: extensions are qga-only; skipped against the reference agent");
+        return true;
+    }
+    false
+}
+
+/// VmHWM / VmRSS of a process in KiB.
+fn mem_kib(pid: u32, key: &str) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    s.lines()
+        .find(|l| l.starts_with(key))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap()
+}
+
+#[test]
+fn stream_100_mib_arrives_complete_in_order_with_bounded_rss() {
+    if skip_on_reference() {
+        return;
+    }
+    let (agent, mut c) = Agent::start();
+    // `seq` prints ~103 MB: every line must arrive once and in order.
+    const LAST: u64 = 14_000_000;
+    let pid = c.exec(json!({"path": "seq", "arg": ["1", LAST.to_string()], "capture-output": true, "stream": true}));
+    let mut next: u64 = 1;
+    let mut partial = Vec::new();
+    let mut total = 0usize;
+    let mut peak_rss = 0;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        assert!(Instant::now() < deadline, "stream did not finish");
+        let st = c.ok("guest-exec-status", json!({"pid": pid, "wait": 10}));
+        let chunk = data_of(&st, "out-data");
+        assert!(st.get("out-truncated").is_none(), "streamed output is never truncated: {st}");
+        assert!(chunk.len() <= 1 << 20, "chunk larger than the stream window: {}", chunk.len());
+        total += chunk.len();
+        partial.extend_from_slice(&chunk);
+        let cut = partial.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+        for line in partial[..cut].split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+            let n: u64 = std::str::from_utf8(line).unwrap().parse().unwrap();
+            assert_eq!(n, next, "line out of order");
+            next += 1;
+        }
+        partial.drain(..cut);
+        peak_rss = peak_rss.max(mem_kib(agent.pid(), "VmRSS:"));
+        if st["exited"] == json!(true) {
+            assert_eq!(st["exitcode"], json!(0));
+            break;
+        }
+    }
+    assert!(partial.is_empty());
+    assert_eq!(next, LAST + 1, "all lines arrived");
+    assert!(total > 100 << 20, "about 100 MiB streamed, got {total}");
+    let hwm = mem_kib(agent.pid(), "VmHWM:");
+    eprintln!("streamed {total} bytes; agent VmRSS peak seen {peak_rss} KiB, VmHWM {hwm} KiB");
+    assert!(hwm < 64 * 1024, "agent memory must stay bounded while streaming 100 MiB (VmHWM {hwm} KiB)");
+    // The result was consumed by the final status.
+    let (_, desc) = c.err("guest-exec-status", json!({"pid": pid}));
+    assert_eq!(desc, format!("PID {pid} does not exist"));
+}
+
+#[test]
+fn stream_backpressure_blocks_the_child_instead_of_dropping() {
+    if skip_on_reference() {
+        return;
+    }
+    let (_agent, mut c) = Agent::start();
+    // 8 MiB produced, nobody collects for a while: the child must block
+    // (still running), then every byte arrives.
+    let pid = c.exec(json!({"path": "head", "arg": ["-c", "8388608", "/dev/zero"], "capture-output": "stdout", "stream": true}));
+    std::thread::sleep(Duration::from_millis(700));
+    assert!(proc_exists(pid as u32), "the writer should be blocked by backpressure, not finished");
+    let mut got = 0;
+    loop {
+        let st = c.ok("guest-exec-status", json!({"pid": pid, "wait": 10}));
+        got += data_of(&st, "out-data").len();
+        if st["exited"] == json!(true) {
+            break;
+        }
+    }
+    assert_eq!(got, 8 << 20);
+}
+
+#[test]
+fn wait_returns_when_the_child_exits() {
+    if skip_on_reference() {
+        return;
+    }
+    let (_agent, mut c) = Agent::start();
+    let pid = c.exec(json!({"path": "sh", "arg": ["-c", "sleep 0.3; echo done"], "capture-output": true}));
+    let t = Instant::now();
+    let st = c.ok("guest-exec-status", json!({"pid": pid, "wait": 60}));
+    assert_eq!(st["exited"], json!(true), "{st}");
+    assert_eq!(data_of(&st, "out-data"), b"done\n");
+    assert!(t.elapsed() < Duration::from_secs(30), "wait must end when the child exits");
+}
+
+#[test]
+fn wait_ends_at_once_when_another_request_arrives() {
+    if skip_on_reference() {
+        return;
+    }
+    let (_agent, mut c) = Agent::start();
+    let pid = c.exec(json!({"path": "sleep", "arg": ["30"]}));
+    let t = Instant::now();
+    c.send_str(&format!(
+        "{{\"execute\":\"guest-exec-status\",\"arguments\":{{\"pid\":{pid},\"wait\":60}},\"id\":\"w\"}}\n"
+    ));
+    c.expect_silence(Duration::from_millis(300));
+    c.send_str("{\"execute\":\"guest-ping\",\"id\":\"p\"}\n");
+    let first = c.recv();
+    assert_eq!(first, json!({"return": {"exited": false}, "id": "w"}), "held status answered first");
+    assert_eq!(c.recv(), json!({"return": {}, "id": "p"}));
+    assert!(t.elapsed() < Duration::from_secs(20));
+    // A 0xFF also releases a held status (then its own stray error follows).
+    c.send_str(&format!("{{\"execute\":\"guest-exec-status\",\"arguments\":{{\"pid\":{pid},\"wait\":60}}}}\n"));
+    c.expect_silence(Duration::from_millis(200));
+    c.send(b"\xff");
+    assert_eq!(c.recv(), json!({"return": {"exited": false}}));
+    let stray = c.recv();
+    assert_eq!(error_of(&stray).unwrap().1, "JSON parse error, stray '\u{FFFD}'");
+    c.ok("guest-exec-terminate", json!({"pid": pid}));
+}
+
+#[test]
+fn wait_times_out_with_exited_false() {
+    if skip_on_reference() {
+        return;
+    }
+    let (_agent, mut c) = Agent::start();
+    let pid = c.exec(json!({"path": "sleep", "arg": ["30"]}));
+    let st = c.ok("guest-exec-status", json!({"pid": pid, "wait": 0.3}));
+    assert_eq!(st, json!({"exited": false}));
+    c.ok("guest-exec-terminate", json!({"pid": pid, "signal": "TERM"}));
+    let st = c.wait_exec(pid);
+    assert_eq!(st["signal"], json!(libc::SIGTERM));
+}
+
+/// Processes whose process group is `pgid`.
+fn group_members(pgid: i64) -> Vec<u32> {
+    let mut v = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else { continue };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
+        let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r.to_string()) else { continue };
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        // fields after comm: state ppid pgrp
+        if f.get(2).and_then(|g| g.parse::<i64>().ok()) == Some(pgid) && f[0] != "Z" {
+            v.push(pid);
+        }
+    }
+    v
+}
+
+#[test]
+fn terminate_kills_the_whole_process_tree() {
+    if skip_on_reference() {
+        return;
+    }
+    let (_agent, mut c) = Agent::start();
+    // A daemonized grandchild keeps the pipe open: without terminate,
+    // `exited` would stay false for 1000 s.
+    let pid = c.exec(json!({"path": "sh", "arg": ["-c", "sleep 1000 & sleep 1000 & echo up; wait"], "capture-output": true}));
+    assert!(wait_until(Duration::from_secs(10), || group_members(pid).len() >= 3), "tree started");
+    c.ok("guest-exec-terminate", json!({"pid": pid}));
+    let st = c.wait_exec(pid);
+    assert_eq!(st["signal"], json!(9), "{st}");
+    assert_eq!(data_of(&st, "out-data"), b"up\n");
+    assert!(wait_until(Duration::from_secs(10), || group_members(pid).is_empty()), "every member is gone");
+}
+
+#[test]
+fn terminate_errors() {
+    if skip_on_reference() {
+        return;
+    }
+    let (_agent, mut c) = Agent::start();
+    let (class, desc) = c.err("guest-exec-terminate", json!({"pid": 999999999}));
+    assert_eq!((class.as_str(), desc.as_str()), ("GenericError", "PID 999999999 does not exist"));
+    assert_eq!(c.err("guest-exec-terminate", json!({})).1, "Parameter 'pid' is missing");
+    let pid = c.exec(json!({"path": "sleep", "arg": ["30"]}));
+    assert_eq!(
+        c.err("guest-exec-terminate", json!({"pid": pid, "signal": "BOGUS"})).1,
+        "Parameter 'signal' does not accept value 'BOGUS'"
+    );
+    assert_eq!(
+        c.err("guest-exec-terminate", json!({"pid": pid, "signal": true})).1,
+        "Invalid parameter type for 'signal', expected: integer or signal name"
+    );
+    assert_eq!(c.err("guest-exec-terminate", json!({"pid": pid, "x": 1})).1, "Parameter 'x' is unexpected");
+    c.ok("guest-exec-terminate", json!({"pid": pid, "signal": 15}));
+    assert_eq!(c.wait_exec(pid)["signal"], json!(15));
+}
+
+#[test]
+fn timeout_kills_a_child_that_ignores_sigterm() {
+    if skip_on_reference() {
+        return;
+    }
+    let (_agent, mut c) = Agent::start();
+    let pid = c.exec(json!({"path": "sh", "arg": ["-c", "trap '' TERM; echo started; sleep 1000"], "capture-output": true, "timeout": 0.5}));
+    let st = c.wait_exec_for(pid, Duration::from_secs(30));
+    assert_eq!(st["timed-out"], json!(true), "{st}");
+    assert_eq!(st["signal"], json!(9), "SIGTERM ignored, so SIGKILL after the grace period: {st}");
+    assert_eq!(data_of(&st, "out-data"), b"started\n");
+    // A child that ends in time reports timed-out false.
+    let st = c.exec_and_wait(json!({"path": "true", "timeout": 30}));
+    assert_eq!(st, json!({"exitcode": 0, "timed-out": false, "exited": true}));
+}
+
+#[test]
+fn cwd_takes_effect_and_bad_cwd_is_refused_before_spawning() {
+    if skip_on_reference() {
+        return;
+    }
+    let (agent, mut c) = Agent::start();
+    let st = c.exec_and_wait(json!({"path": "pwd", "capture-output": true, "cwd": "/usr"}));
+    assert_eq!(data_of(&st, "out-data"), b"/usr\n");
+    let (class, desc) = c.err("guest-exec", json!({"path": "pwd", "cwd": "/nonexistent-dir"}));
+    assert_eq!(class, "GenericError");
+    assert_eq!(desc, "Cannot use '/nonexistent-dir' as working directory: No such file or directory");
+    let file = agent.dir().join("plainfile");
+    std::fs::write(&file, b"x").unwrap();
+    let (_, desc) = c.err("guest-exec", json!({"path": "pwd", "cwd": file.to_str().unwrap()}));
+    assert_eq!(desc, format!("Cannot use '{}' as working directory: Not a directory", file.display()));
+}
+
+#[test]
+fn user_takes_effect() {
+    if skip_on_reference() {
+        return;
+    }
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("note: not root, run-as-user cannot be tested here; skipped");
+        return;
+    }
+    let (_agent, mut c) = Agent::start();
+    let st = c.exec_and_wait(json!({"path": "sh", "arg": ["-c", "id -u; id -g; echo $USER $LOGNAME $HOME"], "capture-output": true, "user": "nobody"}));
+    let out = String::from_utf8(data_of(&st, "out-data")).unwrap();
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "65534", "{out}");
+    assert_eq!(lines[1], "65534", "{out}");
+    assert!(lines[2].starts_with("nobody nobody "), "{out}");
+    let st = c.exec_and_wait(json!({"path": "id", "arg": ["-u"], "capture-output": true, "user": "65534"}));
+    assert_eq!(data_of(&st, "out-data"), b"65534\n");
+    // env given: HOME/USER are not added.
+    let st = c.exec_and_wait(json!({"path": "env", "capture-output": true, "user": "nobody", "env": ["A=1"]}));
+    assert_eq!(data_of(&st, "out-data"), b"A=1\n");
+    let (_, desc) = c.err("guest-exec", json!({"path": "id", "user": "no-such-user-qga"}));
+    assert_eq!(desc, "User 'no-such-user-qga' does not exist");
+}
+
+#[test]
+fn bad_extension_values_get_exact_errors() {
+    if skip_on_reference() {
+        return;
+    }
+    let (_agent, mut c) = Agent::start();
+    let e = |c: &mut Conn, args: Value| c.err("guest-exec", args).1;
+    assert_eq!(e(&mut c, json!({"path": "true", "timeout": 0})), "Parameter 'timeout' expects a number of seconds greater than 0");
+    assert_eq!(e(&mut c, json!({"path": "true", "timeout": -1})), "Parameter 'timeout' expects a number of seconds greater than 0");
+    assert_eq!(e(&mut c, json!({"path": "true", "timeout": "5"})), "Invalid parameter type for 'timeout', expected: number");
+    assert_eq!(e(&mut c, json!({"path": "true", "stream": 1})), "Invalid parameter type for 'stream', expected: boolean");
+    assert_eq!(e(&mut c, json!({"path": "true", "stream": true})), "Parameter 'stream' requires 'capture-output'");
+    assert_eq!(e(&mut c, json!({"path": "true", "cwd": 5})), "Invalid parameter type for 'cwd', expected: string");
+    assert_eq!(e(&mut c, json!({"path": "true", "user": []})), "Invalid parameter type for 'user', expected: string");
+    let pid = c.exec(json!({"path": "sleep", "arg": ["30"]}));
+    assert_eq!(
+        c.err("guest-exec-status", json!({"pid": pid, "wait": 601})).1,
+        "Parameter 'wait' expects a number of seconds greater than 0 and at most 600"
+    );
+    assert_eq!(
+        c.err("guest-exec-status", json!({"pid": pid, "wait": "1"})).1,
+        "Invalid parameter type for 'wait', expected: number"
+    );
+    c.ok("guest-exec-terminate", json!({"pid": pid}));
+}
+
+#[test]
+fn standard_replies_are_unchanged_and_extensions_are_advertised() {
+    if skip_on_reference() {
+        return;
+    }
+    let (_agent, mut c) = Agent::start();
+    let st = c.exec_and_wait(json!({"path": "sh", "arg": ["-c", "echo x"], "capture-output": true}));
+    assert_eq!(st, json!({"exitcode": 0, "out-data": "eAo=", "out-truncated": false, "exited": true}));
+    let info = c.ok("guest-info", json!(null));
+    let cmds = info["supported_commands"].as_array().unwrap();
+    assert!(cmds.contains(&json!({"enabled": true, "name": "guest-exec-terminate", "success-response": true})));
+    drop(c);
+    let (_agent2, mut c2) = AgentBuilder::new().args(["-b", "guest-exec-terminate"]).start();
+    let (class, desc) = c2.err("guest-exec-terminate", json!({"pid": 1}));
+    assert_eq!(class, "CommandNotFound");
+    assert_eq!(desc, "Command guest-exec-terminate has been disabled: the command is not allowed");
+}
