@@ -216,6 +216,12 @@ fn timeout_kills_a_child_that_ignores_sigterm() {
     assert_eq!(st["timed-out"], json!(true), "{st}");
     assert_eq!(st["signal"], json!(9), "SIGTERM ignored, so SIGKILL after the grace period: {st}");
     assert_eq!(data_of(&st, "out-data"), b"started\n");
+    // The leader dies of SIGTERM but a grandchild that ignores it holds
+    // the pipe: the group still gets SIGKILL after the grace period.
+    let pid = c.exec(json!({"path": "sh", "arg": ["-c", "(trap '' TERM; sleep 1000) & sleep 1000"], "capture-output": true, "timeout": 0.5}));
+    let st = c.wait_exec_for(pid, Duration::from_secs(30));
+    assert_eq!(st["timed-out"], json!(true), "{st}");
+    assert_eq!(st["signal"], json!(15), "{st}");
     // A child that ends in time reports timed-out false.
     let st = c.exec_and_wait(json!({"path": "true", "timeout": 30}));
     assert_eq!(st, json!({"exitcode": 0, "timed-out": false, "exited": true}));

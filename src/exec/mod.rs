@@ -454,6 +454,8 @@ impl ProcessTable {
     fn check_finished(&mut self, slot: usize) {
         if let Some(Some(p)) = self.slots.get_mut(slot) {
             if p.finished_seq.is_none() && p.exited() {
+                p.deadline = None;
+                p.kill_at = None;
                 self.finished_counter += 1;
                 p.finished_seq = Some(self.finished_counter);
                 self.progress += 1;
@@ -466,9 +468,9 @@ impl ProcessTable {
         let Some(&slot) = self.by_pid.get(&pid) else { return false };
         if let Some(Some(p)) = self.slots.get_mut(slot) {
             if p.status.is_none() {
+                // Deadlines stay armed until the result is complete: a
+                // grandchild may still hold the pipe after the leader died.
                 p.status = Some(status);
-                p.kill_at = None;
-                p.deadline = None;
                 self.progress += 1;
             }
         }
