@@ -58,6 +58,7 @@ EOF
         -o "Dir::Cache::srcpkgcache=$APTDIR/cache/srcpkgcache.bin"
         -o "APT::Get::List-Cleanup=0"
         -o "Debug::NoLocking=1"
+        -o "APT::Sandbox::User=root"
         -o "Acquire::IndexTargets::deb::DEP-11::DefaultEnabled=false"
         -o "Acquire::IndexTargets::deb::DEP-11-icons::DefaultEnabled=false"
     )

@@ -28,6 +28,11 @@ pub struct Config {
     /// An allow list was given (even an empty one).
     pub has_allow_list: bool,
     pub dump_conf: bool,
+    /// qga extension `--init` / `init=true`: PID 1 mode even when not pid 1.
+    pub init: bool,
+    /// qga extension `--modules-dir` / `modules-dir=`: kernel modules to
+    /// load (file-name order) before opening the channel, in PID 1 mode.
+    pub modules_dir: Option<String>,
 }
 
 /// What the command line asks for.
@@ -65,6 +70,11 @@ const LONG_OPTS: &[(&str, HasArg, char)] = &[
     ("retry-path", HasArg::No, 'r'),
 ];
 
+/// qga's own long options (no short form). They are matched after
+/// qemu-ga's options, so every abbreviation qemu-ga accepts (`--m` for
+/// `--method`) keeps its meaning.
+const EXT_LONG_OPTS: &[(&str, HasArg, char)] = &[("init", HasArg::No, '1'), ("modules-dir", HasArg::Required, '2')];
+
 fn short_opt(c: char) -> Option<HasArg> {
     match c {
         'h' | 'V' | 'v' | 'd' | 'D' | 'r' => Some(HasArg::No),
@@ -96,8 +106,11 @@ fn getopt(argv0: &str, args: &[String]) -> Vec<Opt> {
                 Some((n, v)) => (n, Some(v.to_string())),
                 None => (body, None),
             };
-            let exact = LONG_OPTS.iter().find(|(n, _, _)| *n == name);
-            let matches: Vec<_> = LONG_OPTS.iter().filter(|(n, _, _)| n.starts_with(name)).collect();
+            let exact = LONG_OPTS.iter().chain(EXT_LONG_OPTS).find(|(n, _, _)| *n == name);
+            let mut matches: Vec<_> = LONG_OPTS.iter().filter(|(n, _, _)| n.starts_with(name)).collect();
+            if exact.is_none() && matches.is_empty() {
+                matches = EXT_LONG_OPTS.iter().filter(|(n, _, _)| n.starts_with(name)).collect();
+            }
             let found = match (exact, matches.len()) {
                 (Some(o), _) => o,
                 (None, 1) => matches[0],
@@ -165,8 +178,10 @@ fn getopt(argv0: &str, args: &[String]) -> Vec<Opt> {
     out
 }
 
+/// qemu-ga's `split_list()` builds each list with g_list_prepend, so a
+/// list comes out reversed (visible only in `-D` output).
 fn split_list(s: &str) -> Vec<String> {
-    s.split(',').filter(|x| !x.is_empty()).map(str::to_string).collect()
+    s.split(',').filter(|x| !x.is_empty()).rev().map(str::to_string).collect()
 }
 
 fn is_help_option(s: &str) -> bool {
@@ -178,8 +193,9 @@ pub fn usage(argv0: &str) -> String {
         "Usage: {argv0} [-m <method> -p <path>] [<options>]
 QEMU Guest Agent {VERSION}
 
-  -c, --config      configuration file path (default is
-                    {DEFAULT_CONFIG})
+  -c, --config=PATH configuration file path (default is
+                    {DEFAULT_CONFIG}
+                    unless overridden by the QGA_CONF environment variable)
   -m, --method      transport method: one of unix-listen, virtio-serial,
                     isa-serial, or vsock-listen (virtio-serial is the default)
   -p, --path        device/socket path (the default for virtio-serial is:
@@ -204,17 +220,18 @@ QEMU Guest Agent {VERSION}
   -V, --version     print version information and exit
   -d, --daemonize   become a daemon
   -b, --block-rpcs  comma-separated list of RPCs to disable (no spaces,
-                    use \"help\" to list available RPCs)
+                    use \"--block-rpcs=help\" to list available RPCs)
   -a, --allow-rpcs  comma-separated list of RPCs to enable (no spaces,
-                    use \"help\" to list available RPCs)
+                    use \"--allow-rpcs=help\" to list available RPCs)
   -D, --dump-conf   dump a qemu-ga config file based on current config
                     options / command-line parameters to stdout
   -r, --retry-path  attempt re-opening path if it's unavailable or closed
                     due to an error which may be recoverable in the future
-                    (virtio-serial driver re-load, etc.)
+                    (virtio-serial driver re-install, serial device hot
+                    plug/unplug, etc.)
   -h, --help        display this help and exit
 
-Report bugs to <https://github.com/qga-rs/qga/issues>
+qga extends qemu-ga with --init and --modules-dir (PID 1 mode); see README.md.
 "
     )
 }
@@ -241,7 +258,7 @@ pub fn parse(argv: &[String], env_conf: Option<&str>, command_names: &[&str]) ->
         None => (env_conf.unwrap_or(DEFAULT_CONFIG).to_string(), false),
     };
     if let Err(msg) = load_file(&mut cfg, &path, required) {
-        stderr.push_str(&format!("error loading configuration from path: {path}, {msg}\n"));
+        stderr.push_str(&crate::log::glib_critical_text(&format!("error loading configuration from path: {path}, {msg}")));
         return Action::Fail { stdout: String::new(), stderr, code: 1 };
     }
     for o in getopt(argv0, args) {
@@ -285,6 +302,8 @@ pub fn parse(argv: &[String], env_conf: Option<&str>, command_names: &[&str]) ->
                         }
                     }
                     'h' => return Action::Print(usage(argv0)),
+                    '1' => cfg.init = true,
+                    '2' => cfg.modules_dir = Some(v),
                     _ => {}
                 }
             }
@@ -349,6 +368,13 @@ pub fn dump(cfg: &Config) -> String {
     kv("retry-path", if cfg.retry_path { "true" } else { "false" });
     kv("block-rpcs", &cfg.block_rpcs.join(","));
     kv("allow-rpcs", &cfg.allow_rpcs.join(","));
+    // qga's own keys, only when set (qemu-ga's dump stays as it is).
+    if cfg.init {
+        kv("init", "true");
+    }
+    if let Some(d) = &cfg.modules_dir {
+        kv("modules-dir", d);
+    }
     s
 }
 
@@ -379,10 +405,7 @@ fn parse_bool(key: &str, v: &str) -> Result<bool, String> {
     match v.trim_end() {
         "true" | "1" => Ok(true),
         "false" | "0" => Ok(false),
-        _ => {
-            let _ = key;
-            Err(format!("Value \u{201C}{v}\u{201D} cannot be interpreted as a boolean."))
-        }
+        _ => Err(format!("Key file contains key \u{201C}{key}\u{201D} which has a value that cannot be interpreted.")),
     }
 }
 
@@ -446,6 +469,8 @@ pub fn load_text(cfg: &mut Config, text: &str) -> Result<(), String> {
                 cfg.allow_rpcs.extend(split_list(&value));
                 cfg.has_allow_list = true;
             }
+            "init" => cfg.init = parse_bool(key, &value)?,
+            "modules-dir" => cfg.modules_dir = Some(value),
             _ => {}
         }
     }
@@ -468,7 +493,8 @@ mod tests {
                 assert_eq!(c.path.as_deref(), Some("S"));
                 assert_eq!(c.statedir.as_deref(), Some("/t"));
                 assert!(c.verbose && c.daemonize);
-                assert_eq!(c.block_rpcs, ["a", "b", "c"]);
+                // Each list comes out reversed, as qemu-ga's g_list_prepend.
+                assert_eq!(c.block_rpcs, ["b", "a", "c"]);
             }
             other => panic!("{other:?}"),
         }
@@ -484,6 +510,29 @@ mod tests {
             Action::Print(s) => assert_eq!(s, "QEMU Guest Agent 10.2.0\n"),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn pid1_options() {
+        match parse(&argv(&["--init", "--modules-dir", "/lib/modules/qga", "--m", "isa-serial"]), Some("/nonexistent"), &[]) {
+            Action::Run(c) => {
+                assert!(c.init);
+                assert_eq!(c.modules_dir.as_deref(), Some("/lib/modules/qga"));
+                // qemu-ga's abbreviations keep their meaning.
+                assert_eq!(c.method.as_deref(), Some("isa-serial"));
+                assert_eq!(dump(&c).lines().rev().take(2).collect::<Vec<_>>(), ["modules-dir=/lib/modules/qga", "init=true"]);
+            }
+            other => panic!("{other:?}"),
+        }
+        match parse(&argv(&["--ini", "--mod=/m"]), Some("/nonexistent"), &[]) {
+            Action::Run(c) => assert!(c.init && c.modules_dir.as_deref() == Some("/m")),
+            other => panic!("{other:?}"),
+        }
+        let mut c = Config::default();
+        load_text(&mut c, "[general]\ninit=true\nmodules-dir=/lib/modules/qga\n").unwrap();
+        assert!(c.init && c.modules_dir.as_deref() == Some("/lib/modules/qga"));
+        // Unset, the dump is qemu-ga's.
+        assert!(!dump(&Config::default()).contains("init"));
     }
 
     #[test]

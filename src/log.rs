@@ -84,3 +84,34 @@ pub fn info(msg: &str) {
 pub fn debug(msg: &str) {
     log(Level::Debug, msg)
 }
+
+/// The text GLib's default log handler prints for `g_critical()` before
+/// qemu-ga installs its own handler (command-line and config errors):
+/// `\n** (process:PID): CRITICAL **: HH:MM:SS.mmm: msg\n`, with
+/// non-ASCII characters shown as `?` unless the locale is UTF-8.
+pub fn glib_critical_text(msg: &str) -> String {
+    let utf8 = ["LC_ALL", "LC_CTYPE", "LANG"]
+        .iter()
+        .find_map(|k| std::env::var(k).ok().filter(|v| !v.is_empty()))
+        .is_some_and(|v| {
+            let v = v.to_ascii_lowercase();
+            v.contains("utf-8") || v.contains("utf8")
+        });
+    let msg: String = if utf8 { msg.to_string() } else { msg.chars().map(|c| if c.is_ascii() { c } else { '?' }).collect() };
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    // SAFETY: localtime_r fills a local struct tm from a local time_t.
+    let tm = unsafe {
+        let t = now.as_secs() as libc::time_t;
+        let mut tm: libc::tm = std::mem::zeroed();
+        libc::localtime_r(&t, &mut tm);
+        tm
+    };
+    format!(
+        "\n** (process:{}): CRITICAL **: {:02}:{:02}:{:02}.{:03}: {msg}\n",
+        std::process::id(),
+        tm.tm_hour,
+        tm.tm_min,
+        tm.tm_sec,
+        now.subsec_millis()
+    )
+}

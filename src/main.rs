@@ -3,7 +3,7 @@
 use qga::agent::Agent;
 use qga::channel::{self, Endpoint, Method};
 use qga::config::{self, Action};
-use qga::{commands, log, startup};
+use qga::{commands, log, pid1, startup};
 
 fn main() {
     std::process::exit(run());
@@ -17,22 +17,37 @@ fn fatal(msg: &str) -> i32 {
 fn run() -> i32 {
     let argv: Vec<String> = std::env::args().collect();
     let env_conf = std::env::var("QGA_CONF").ok();
+    // As pid 1, exiting would panic the kernel: whatever the command line
+    // did, init goes on (with the defaults when it could not be used).
+    // SAFETY: getpid has no preconditions.
+    let is_pid1 = unsafe { libc::getpid() } == 1;
     let mut cfg = match config::parse(&argv, env_conf.as_deref(), &commands::names()) {
         Action::Run(cfg) => cfg,
         Action::Print(text) => {
             print!("{text}");
-            return 0;
+            if !is_pid1 {
+                return 0;
+            }
+            config::Config::default()
         }
         Action::Fail { stdout, stderr, code } => {
             eprint!("{stderr}");
             print!("{stdout}");
-            return code;
+            if !is_pid1 {
+                return code;
+            }
+            config::Config::default()
         }
     };
     config::apply_defaults(&mut cfg);
     if cfg.dump_conf {
         print!("{}", config::dump(&cfg));
-        return 0;
+        if !is_pid1 {
+            return 0;
+        }
+    }
+    if pid1::wanted(cfg.init) {
+        pid1::run(cfg);
     }
     startup::prepare_process();
 
@@ -45,19 +60,32 @@ fn run() -> i32 {
     };
     log::init(cfg.verbose, logfile);
 
-    let endpoint = match channel::socket::from_systemd() {
+    let activated = match channel::socket::from_systemd() {
         Err(e) => return fatal(&e),
-        Ok(Some((fd, method))) => {
+        Ok(a) => a,
+    };
+    if activated.is_none() && cfg.path.is_none() {
+        eprint!("{}", log::glib_critical_text("must specify a path for this channel"));
+        return 1;
+    }
+    // qemu-ga creates the state file before it opens the channel.
+    if let Some(dir) = cfg.statedir.as_deref() {
+        if let Err(e) = startup::ensure_state_file(dir) {
+            return fatal(&e);
+        }
+    }
+    let endpoint = match activated {
+        Some((fd, method)) => {
             cfg.method = Some(if method == Method::UnixListen { "unix-listen" } else { "vsock-listen" }.into());
             Endpoint::Listener(fd)
         }
-        Ok(None) => {
+        None => {
             let method_name = cfg.method.clone().unwrap_or_default();
+            let path = cfg.path.clone().unwrap_or_default();
             let Some(method) = Method::parse(&method_name) else {
-                return fatal(&format!("unsupported channel method/type: {method_name}"));
-            };
-            let Some(path) = cfg.path.clone() else {
-                return fatal("must specify a path for this channel");
+                log::critical(&format!("unsupported channel method/type: {method_name}"));
+                log::critical("failed to initialize guest agent channel");
+                return fatal("error initializing guest agent");
             };
             loop {
                 match channel::open(method, &path) {
@@ -69,17 +97,13 @@ fn run() -> i32 {
                     }
                     Err(e) => {
                         log::critical(&e);
-                        return fatal("failed to create guest agent channel");
+                        log::critical("failed to initialize guest agent channel");
+                        return fatal("error initializing guest agent");
                     }
                 }
             }
         }
     };
-    if let Some(dir) = cfg.statedir.as_deref() {
-        if let Err(e) = startup::ensure_state_file(dir) {
-            return fatal(&e);
-        }
-    }
     if cfg.daemonize {
         if let Err(e) = startup::daemonize(cfg.pidfile.as_deref()) {
             return fatal(&e);
@@ -89,5 +113,6 @@ fn run() -> i32 {
         Ok(a) => a,
         Err(e) => return fatal(&format!("failed to initialise the event loop: {e}")),
     };
+    agent.frozen = startup::frozen_at_start();
     agent.run()
 }

@@ -4,6 +4,7 @@
 
 use std::io::Write;
 use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::protocol::strerror;
 
@@ -41,11 +42,35 @@ pub fn prepare_process() {
     }
 }
 
+/// Set when `<statedir>/qga.state.isfrozen` existed at start-up.
+static FROZEN_AT_START: AtomicBool = AtomicBool::new(false);
+
+/// Whether a previous instance left file systems frozen (the marker
+/// `<statedir>/qga.state.isfrozen` existed when [`ensure_state_file`]
+/// ran): the agent starts in the frozen state, with logging off, until
+/// guest-fsfreeze-thaw.
+pub fn frozen_at_start() -> bool {
+    FROZEN_AT_START.load(Ordering::SeqCst)
+}
+
 /// `<statedir>/qga.state`, created with qemu-ga's default fd counter if
-/// missing (guest-file handles count up from it).
+/// missing (guest-file handles count up from it). Also notices the frozen
+/// marker of a previous instance (see [`frozen_at_start`]).
 pub fn ensure_state_file(statedir: &str) -> Result<(), String> {
+    let marker = format!("{statedir}/qga.state.isfrozen");
+    if std::path::Path::new(&marker).exists() {
+        crate::log::warning(&format!(
+            "previous instance appears to have exited with frozen filesystems. deferring logging/pidfile \
+             creation and disabling non-fsfreeze-safe commands until guest-fsfreeze-thaw is issued, or \
+             filesystems are manually unfrozen and the file {marker} is removed"
+        ));
+        crate::log::set_enabled(false);
+        FROZEN_AT_START.store(true, Ordering::SeqCst);
+    }
     let path = format!("{statedir}/qga.state");
-    if std::path::Path::new(&path).exists() {
+    // Nothing is written while file systems may be frozen: the defaults
+    // are used and the file is written by the first guest-file-open.
+    if frozen_at_start() || std::path::Path::new(&path).exists() {
         return Ok(());
     }
     std::fs::write(&path, "[global]\nfd_counter=1000\n")

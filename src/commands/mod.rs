@@ -2,8 +2,16 @@
 //! (`qga/qapi-schema.json`), which is the order `-b help` prints and the
 //! reverse of the order guest-info lists.
 
+mod accounts;
 mod exec;
+mod files;
+mod freeze;
+mod helper;
+mod host;
 mod info;
+mod power;
+mod scan;
+mod system;
 
 use crate::agent::Agent;
 use crate::json::Value;
@@ -57,14 +65,55 @@ const fn cmd(name: &'static str, handler: Handler) -> CommandSpec {
     CommandSpec { name, handler, success_response: true }
 }
 
+/// A `'success-response': false` command: no reply on success.
+const fn silent(name: &'static str, handler: Handler) -> CommandSpec {
+    CommandSpec { name, handler, success_response: false }
+}
+
 /// Registered commands, schema order; extensions last.
 pub static COMMANDS: &[CommandSpec] = &[
     cmd("guest-sync-delimited", info::sync_delimited),
     cmd("guest-sync", info::sync),
     cmd("guest-ping", info::ping),
+    cmd("guest-get-time", system::get_time),
+    cmd("guest-set-time", system::set_time),
     cmd("guest-info", info::info),
+    silent("guest-shutdown", power::shutdown),
+    cmd("guest-file-open", files::open),
+    cmd("guest-file-close", files::close),
+    cmd("guest-file-read", files::read),
+    cmd("guest-file-write", files::write),
+    cmd("guest-file-seek", files::seek),
+    cmd("guest-file-flush", files::flush),
+    cmd("guest-fsfreeze-status", freeze::status),
+    cmd("guest-fsfreeze-freeze", freeze::freeze),
+    cmd("guest-fsfreeze-freeze-list", freeze::freeze_list),
+    cmd("guest-fsfreeze-thaw", freeze::thaw),
+    cmd("guest-fstrim", host::fstrim),
+    silent("guest-suspend-disk", power::suspend_disk),
+    silent("guest-suspend-ram", power::suspend_ram),
+    silent("guest-suspend-hybrid", power::suspend_hybrid),
+    cmd("guest-network-get-interfaces", host::network_get_interfaces),
+    cmd("guest-get-vcpus", system::get_vcpus),
+    cmd("guest-set-vcpus", system::set_vcpus),
+    cmd("guest-get-fsinfo", host::get_fsinfo),
+    cmd("guest-set-user-password", accounts::set_user_password),
+    cmd("guest-get-memory-blocks", system::get_memory_blocks),
+    cmd("guest-set-memory-blocks", system::set_memory_blocks),
+    cmd("guest-get-memory-block-info", system::get_memory_block_info),
     cmd("guest-exec-status", exec::status),
     cmd("guest-exec", exec::exec),
+    cmd("guest-get-host-name", system::get_host_name),
+    cmd("guest-get-users", system::get_users),
+    cmd("guest-get-timezone", system::get_timezone),
+    cmd("guest-get-osinfo", system::get_osinfo),
+    cmd("guest-ssh-get-authorized-keys", accounts::ssh_get),
+    cmd("guest-ssh-add-authorized-keys", accounts::ssh_add),
+    cmd("guest-ssh-remove-authorized-keys", accounts::ssh_remove),
+    cmd("guest-get-diskstats", system::get_diskstats),
+    cmd("guest-get-cpustats", system::get_cpustats),
+    cmd("guest-get-load", system::get_load),
+    cmd("guest-network-get-route", host::network_get_route),
     cmd("guest-exec-terminate", exec::terminate),
 ];
 

@@ -8,13 +8,26 @@ use crate::json::{Object, Value};
 /// The `arguments` object of one request, consumed member by member.
 pub struct Args {
     rest: Object,
+    /// Full name of the struct being visited (`vcpus[0]` for a list
+    /// element), prepended to member names in errors as QEMU's
+    /// `full_name()` does; empty for the top-level arguments.
+    prefix: String,
 }
 
 type R<T> = Result<T, QgaError>;
 
 impl Args {
     pub fn new(arguments: Object) -> Self {
-        Args { rest: arguments }
+        Args { rest: arguments, prefix: String::new() }
+    }
+
+    /// The name QEMU reports for member `name` of this struct.
+    pub fn full_name(&self, name: &str) -> String {
+        if self.prefix.is_empty() {
+            name.to_string()
+        } else {
+            format!("{}.{name}", self.prefix)
+        }
     }
 
     /// Takes an optional member without checking its type.
@@ -22,33 +35,62 @@ impl Args {
         self.rest.take(name)
     }
 
+    /// Takes a mandatory member without checking its type (alternates).
+    pub fn req_value(&mut self, name: &str) -> R<Value> {
+        self.required(name)
+    }
+
     fn required(&mut self, name: &str) -> R<Value> {
-        self.rest.take(name).ok_or_else(|| QgaError::missing(name))
+        match self.rest.take(name) {
+            Some(v) => Ok(v),
+            None => Err(QgaError::missing(&self.full_name(name))),
+        }
     }
 
     pub fn req_str(&mut self, name: &str) -> R<String> {
         let v = self.required(name)?;
-        to_str(name, v)
+        to_str(&self.full_name(name), v)
     }
 
     pub fn opt_str(&mut self, name: &str) -> R<Option<String>> {
-        self.rest.take(name).map(|v| to_str(name, v)).transpose()
+        let full = self.full_name(name);
+        self.rest.take(name).map(|v| to_str(&full, v)).transpose()
     }
 
     pub fn req_int(&mut self, name: &str) -> R<i64> {
         let v = self.required(name)?;
-        to_int(name, &v)
+        to_int(&self.full_name(name), &v)
     }
 
     pub fn opt_int(&mut self, name: &str) -> R<Option<i64>> {
-        self.rest.take(name).map(|v| to_int(name, &v)).transpose()
+        let full = self.full_name(name);
+        self.rest.take(name).map(|v| to_int(&full, &v)).transpose()
+    }
+
+    /// A QAPI `uint64` (negative integers are accepted and wrap, as
+    /// `qobject_input_type_uint64()` does for backward compatibility).
+    pub fn req_uint64(&mut self, name: &str) -> R<u64> {
+        let v = self.required(name)?;
+        to_uint64(&self.full_name(name), &v)
+    }
+
+    pub fn opt_uint64(&mut self, name: &str) -> R<Option<u64>> {
+        let full = self.full_name(name);
+        self.rest.take(name).map(|v| to_uint64(&full, &v)).transpose()
+    }
+
+    pub fn req_bool(&mut self, name: &str) -> R<bool> {
+        match self.required(name)? {
+            Value::Bool(b) => Ok(b),
+            _ => Err(QgaError::invalid_type(&self.full_name(name), "boolean")),
+        }
     }
 
     pub fn opt_bool(&mut self, name: &str) -> R<Option<bool>> {
         match self.rest.take(name) {
             None => Ok(None),
             Some(Value::Bool(b)) => Ok(Some(b)),
-            Some(_) => Err(QgaError::invalid_type(name, "boolean")),
+            Some(_) => Err(QgaError::invalid_type(&self.full_name(name), "boolean")),
         }
     }
 
@@ -56,7 +98,7 @@ impl Args {
     pub fn opt_number(&mut self, name: &str) -> R<Option<f64>> {
         match self.rest.take(name) {
             None => Ok(None),
-            Some(v) => v.as_f64().map(Some).ok_or_else(|| QgaError::invalid_type(name, "number")),
+            Some(v) => v.as_f64().map(Some).ok_or_else(|| QgaError::invalid_type(&self.full_name(name), "number")),
         }
     }
 
@@ -64,20 +106,54 @@ impl Args {
     pub fn opt_str_list(&mut self, name: &str) -> R<Option<Vec<String>>> {
         match self.rest.take(name) {
             None => Ok(None),
-            Some(Value::List(items)) => items
+            Some(v) => self.str_list(name, v).map(Some),
+        }
+    }
+
+    /// A mandatory QAPI `['str']`.
+    pub fn req_str_list(&mut self, name: &str) -> R<Vec<String>> {
+        let v = self.required(name)?;
+        self.str_list(name, v)
+    }
+
+    fn str_list(&self, name: &str, v: Value) -> R<Vec<String>> {
+        let full = self.full_name(name);
+        match v {
+            Value::List(items) => items
                 .into_iter()
                 .enumerate()
-                .map(|(i, v)| to_str(&format!("{name}[{i}]"), v))
-                .collect::<R<Vec<_>>>()
-                .map(Some),
-            Some(_) => Err(QgaError::invalid_type(name, "array")),
+                .map(|(i, v)| to_str(&format!("{full}[{i}]"), v))
+                .collect::<R<Vec<_>>>(),
+            _ => Err(QgaError::invalid_type(&full, "array")),
         }
+    }
+
+    /// A mandatory list of structs: each element is handed to `visit`
+    /// as its own [`Args`] (named `name[i]`), visited and checked for
+    /// unexpected members before the next element, in QAPI's order.
+    pub fn req_struct_list<T>(&mut self, name: &str, mut visit: impl FnMut(&mut Args) -> R<T>) -> R<Vec<T>> {
+        let full = self.full_name(name);
+        let items = match self.required(name)? {
+            Value::List(items) => items,
+            _ => return Err(QgaError::invalid_type(&full, "array")),
+        };
+        let mut out = Vec::with_capacity(items.len());
+        for (i, item) in items.into_iter().enumerate() {
+            let elem = format!("{full}[{i}]");
+            let Value::Object(obj) = item else {
+                return Err(QgaError::invalid_type(&elem, "object"));
+            };
+            let mut sub = Args { rest: obj, prefix: elem };
+            out.push(visit(&mut sub)?);
+            sub.finish()?;
+        }
+        Ok(out)
     }
 
     /// `visit_check_struct()`: any member not visited is unexpected.
     pub fn finish(self) -> R<()> {
         match self.rest.iter().next() {
-            Some((k, _)) => Err(QgaError::unexpected(k)),
+            Some((k, _)) => Err(QgaError::unexpected(&self.full_name(k))),
             None => Ok(()),
         }
     }
@@ -92,6 +168,14 @@ fn to_str(name: &str, v: Value) -> R<String> {
 
 fn to_int(name: &str, v: &Value) -> R<i64> {
     v.as_i64().ok_or_else(|| QgaError::invalid_type(name, "integer"))
+}
+
+fn to_uint64(name: &str, v: &Value) -> R<u64> {
+    match *v {
+        Value::UInt(u) => Ok(u),
+        Value::Int(i) => Ok(i as u64),
+        _ => Err(QgaError::invalid_value(name, "uint64")),
+    }
 }
 
 #[cfg(test)]

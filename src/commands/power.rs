@@ -1,0 +1,216 @@
+//! guest-shutdown and guest-suspend-disk/-ram/-hybrid
+//! (`qga/commands-posix.c`, `qga/commands-linux.c`). All four send no
+//! reply on success.
+//!
+//! guest-shutdown follows QEMU 10.2: /sbin/poweroff, /sbin/halt or
+//! /sbin/reboot (by mode) when it exists, else `/sbin/shutdown -h
+//! -P|-H|-r +0 "hypervisor initiated shutdown"`. qga extension: when
+//! neither exists (a bare initramfs), or when qga itself is PID 1, it ends
+//! all processes, syncs and calls reboot(2) directly.
+
+use std::os::unix::fs::FileTypeExt;
+
+use super::{helper, Outcome};
+use crate::agent::Agent;
+use crate::log;
+use crate::pid1::{self, PowerAction};
+use crate::protocol::{strerror, Args, QgaError};
+
+type R = Result<Outcome, QgaError>;
+
+/// `file_exists()` of QEMU 10.2: stat() succeeds on a regular file.
+fn file_exists(path: &str) -> bool {
+    std::fs::metadata(path).is_ok_and(|m| m.is_file() || m.file_type().is_symlink())
+}
+
+fn reboot_directly(action: PowerAction) -> R {
+    let e = pid1::end_all_and_reboot(action);
+    Err(QgaError::with_errno("failed to shutdown", e.raw_os_error().unwrap_or(libc::EIO)))
+}
+
+pub fn shutdown(agent: &mut Agent, mut a: Args) -> R {
+    let mode = a.opt_str("mode")?;
+    a.finish()?;
+    log::info(&format!("guest-shutdown called, mode: {}", mode.as_deref().unwrap_or("(null)")));
+    let (flag, cmd, action) = match mode.as_deref() {
+        None | Some("powerdown") => ("-P", "/sbin/poweroff", PowerAction::PowerOff),
+        Some("halt") => ("-H", "/sbin/halt", PowerAction::Halt),
+        Some("reboot") => ("-r", "/sbin/reboot", PowerAction::Reboot),
+        Some(_) => return Err(QgaError::generic("mode is invalid (valid values are: halt|powerdown|reboot")),
+    };
+    if pid1::active() {
+        return reboot_directly(action);
+    }
+    let argv: Vec<&str> = if file_exists(cmd) {
+        vec![cmd]
+    } else if file_exists("/sbin/shutdown") {
+        vec!["/sbin/shutdown", "-h", flag, "+0", "hypervisor initiated shutdown"]
+    } else {
+        return reboot_directly(action);
+    };
+    helper::run(agent, &argv, None, "shutdown", Box::new(|_| Ok(Outcome::Silent)))
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Disk,
+    Ram,
+    Hybrid,
+}
+
+impl Mode {
+    fn systemd_unit(self) -> &'static str {
+        match self {
+            Mode::Disk => "systemd-hibernate",
+            Mode::Ram => "systemd-suspend",
+            Mode::Hybrid => "systemd-hybrid-sleep",
+        }
+    }
+    fn systemctl_verb(self) -> &'static str {
+        match self {
+            Mode::Disk => "hibernate",
+            Mode::Ram => "suspend",
+            Mode::Hybrid => "hybrid-sleep",
+        }
+    }
+    fn pm_flag(self) -> &'static str {
+        match self {
+            Mode::Disk => "--hibernate",
+            Mode::Ram => "--suspend",
+            Mode::Hybrid => "--suspend-hybrid",
+        }
+    }
+    fn pm_binary(self) -> &'static str {
+        match self {
+            Mode::Disk => "pm-hibernate",
+            Mode::Ram => "pm-suspend",
+            Mode::Hybrid => "pm-suspend-hybrid",
+        }
+    }
+    fn sys_state(self) -> Option<&'static str> {
+        match self {
+            Mode::Disk => Some("disk"),
+            Mode::Ram => Some("mem"),
+            Mode::Hybrid => None,
+        }
+    }
+}
+
+fn in_path(prog: &str) -> bool {
+    let path = std::env::var("PATH").unwrap_or_else(|_| "/bin:/usr/bin:.".to_string());
+    path.split(':').any(|d| {
+        let p = format!("{}/{prog}", if d.is_empty() { "." } else { d });
+        std::fs::metadata(&p).is_ok_and(|m| m.is_file() && !m.file_type().is_block_device())
+    })
+}
+
+/// `run_process_child()`: runs `argv` (PATH search, output discarded) and
+/// hands `then` its exit status, or -1 when the program does not exist.
+fn run_child(agent: &mut Agent, argv: &[&str], then: Box<dyn FnOnce(&mut Agent, Result<i32, QgaError>) -> R>) -> R {
+    if !in_path(argv[0]) {
+        return then(agent, Ok(-1));
+    }
+    let pid = match helper::start(agent, argv, None) {
+        Ok(p) => p,
+        Err(e) => {
+            let e = QgaError::generic(format!("failed to create child process, error '{}'", e.desc));
+            return then(agent, Err(e));
+        }
+    };
+    Ok(Outcome::Await(super::Pending {
+        pid,
+        finish: Box::new(move |agent: &mut Agent, r: super::HelperResult| {
+            then(agent, Ok(libc::WEXITSTATUS(r.status)))
+        }),
+    }))
+}
+
+/// `guest_suspend()`: systemd, then pm-utils, then /sys/power/state, each
+/// step tried when the previous one is unsupported or failed.
+fn suspend(agent: &mut Agent, a: Args, mode: Mode) -> R {
+    a.finish()?;
+    let unit = mode.systemd_unit();
+    run_child(
+        agent,
+        &["systemctl", "status", unit],
+        Box::new(move |agent: &mut Agent, st: Result<i32, QgaError>| {
+            // LSB status codes 1..3: the unit exists.
+            if !matches!(st, Ok(1..=3)) {
+                return pm_utils(agent, mode, false);
+            }
+            run_child(
+                agent,
+                &["systemctl", mode.systemctl_verb()],
+                Box::new(move |agent: &mut Agent, st: Result<i32, QgaError>| match st {
+                    Ok(0) => Ok(Outcome::Silent),
+                    _ => pm_utils(agent, mode, true),
+                }),
+            )
+        }),
+    )
+}
+
+fn pm_utils(agent: &mut Agent, mode: Mode, supported: bool) -> R {
+    run_child(
+        agent,
+        &["pm-is-supported", mode.pm_flag()],
+        Box::new(move |agent: &mut Agent, st: Result<i32, QgaError>| {
+            if !matches!(st, Ok(0)) {
+                return sys_state(mode, supported);
+            }
+            run_child(
+                agent,
+                &[mode.pm_binary()],
+                Box::new(move |_: &mut Agent, st: Result<i32, QgaError>| match st {
+                    Ok(0) => Ok(Outcome::Silent),
+                    _ => sys_state(mode, true),
+                }),
+            )
+        }),
+    )
+}
+
+const SYS_STATE: &str = "/sys/power/state";
+
+fn sys_state(mode: Mode, supported: bool) -> R {
+    let Some(word) = mode.sys_state() else {
+        return Err(QgaError::generic(if supported {
+            "unknown guest suspend mode"
+        } else {
+            "the requested suspend mode is not supported by the guest"
+        }));
+    };
+    let mut buf = [0u8; 31];
+    let avail = std::fs::File::open(SYS_STATE)
+        .and_then(|mut f| std::io::Read::read(&mut f, &mut buf))
+        .is_ok_and(|n| n > 0 && String::from_utf8_lossy(&buf[..n]).contains(word));
+    if !avail {
+        if supported {
+            // A supported mode whose helper failed: qemu-ga reports no error.
+            return Ok(Outcome::Silent);
+        }
+        return Err(QgaError::generic("the requested suspend mode is not supported by the guest"));
+    }
+    // Suspends right here; returns after resume.
+    match std::fs::OpenOptions::new().write(true).open(SYS_STATE).and_then(|mut f| {
+        std::io::Write::write(&mut f, word.as_bytes())
+    }) {
+        Ok(_) => Ok(Outcome::Silent),
+        Err(e) => Err(QgaError::generic(format!(
+            "suspend: cannot write to '{SYS_STATE}': {}",
+            strerror(e.raw_os_error().unwrap_or(libc::EIO))
+        ))),
+    }
+}
+
+pub fn suspend_disk(agent: &mut Agent, a: Args) -> R {
+    suspend(agent, a, Mode::Disk)
+}
+
+pub fn suspend_ram(agent: &mut Agent, a: Args) -> R {
+    suspend(agent, a, Mode::Ram)
+}
+
+pub fn suspend_hybrid(agent: &mut Agent, a: Args) -> R {
+    suspend(agent, a, Mode::Hybrid)
+}
