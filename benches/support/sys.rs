@@ -1,0 +1,231 @@
+//! Machine facts and /proc readings: memory, CPU time, affinity, load.
+
+use std::ffi::CString;
+use std::path::Path;
+use std::time::Duration;
+
+/// A `Name:   N kB` field of /proc/PID/status, in KiB.
+pub fn status_kib(pid: i32, field: &str) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    text.lines()
+        .find(|l| l.starts_with(field) && l[field.len()..].starts_with(':'))
+        .and_then(|l| l[field.len() + 1..].split_whitespace().next()?.parse().ok())
+}
+
+pub fn vm_rss_kib(pid: i32) -> Option<u64> {
+    status_kib(pid, "VmRSS")
+}
+
+pub fn vm_hwm_kib(pid: i32) -> Option<u64> {
+    status_kib(pid, "VmHWM")
+}
+
+pub fn threads(pid: i32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/task")).map(|d| d.count()).unwrap_or(0)
+}
+
+/// CPU used by a process (all threads).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CpuUse {
+    /// utime + stime, clock ticks converted to ms.
+    pub ticks_ms: f64,
+    /// sum of /proc/PID/task/*/schedstat run time, ns.
+    pub sched_ns: u64,
+    /// voluntary + involuntary context switches of all threads (wake-ups).
+    pub switches: u64,
+}
+
+pub fn cpu_use(pid: i32) -> CpuUse {
+    let mut u = CpuUse::default();
+    if let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // Fields after the ")" of comm: state is field 3; utime 14, stime 15.
+        if let Some(rest) = stat.rfind(')').map(|i| &stat[i + 2..]) {
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            let ut: u64 = f.get(11).and_then(|s| s.parse().ok()).unwrap_or(0);
+            let st: u64 = f.get(12).and_then(|s| s.parse().ok()).unwrap_or(0);
+            let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+            u.ticks_ms = (ut + st) as f64 * 1000.0 / hz;
+        }
+    }
+    if let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) {
+        for t in dir.flatten() {
+            let p = t.path();
+            if let Ok(s) = std::fs::read_to_string(p.join("schedstat")) {
+                u.sched_ns += s.split_whitespace().next().and_then(|x| x.parse().ok()).unwrap_or(0);
+            }
+            if let Ok(s) = std::fs::read_to_string(p.join("status")) {
+                for l in s.lines() {
+                    if l.starts_with("voluntary_ctxt_switches") || l.starts_with("nonvoluntary_ctxt_switches") {
+                        u.switches += l.split_whitespace().nth(1).and_then(|x| x.parse().ok()).unwrap_or(0);
+                    }
+                }
+            }
+        }
+    }
+    u
+}
+
+/// Pins every thread of `pid` (0 = this thread) to `cpus`.
+pub fn set_affinity(pid: i32, cpus: &[usize]) {
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    for &c in cpus {
+        unsafe { libc::CPU_SET(c, &mut set) };
+    }
+    let tids: Vec<i32> = if pid == 0 {
+        vec![0]
+    } else {
+        std::fs::read_dir(format!("/proc/{pid}/task"))
+            .map(|d| d.flatten().filter_map(|e| e.file_name().to_str()?.parse().ok()).collect())
+            .unwrap_or_default()
+    };
+    for tid in tids {
+        unsafe { libc::sched_setaffinity(tid, std::mem::size_of::<libc::cpu_set_t>(), &set) };
+    }
+}
+
+pub fn all_cpus() -> Vec<usize> {
+    (0..nproc()).collect()
+}
+
+/// Online CPUs (not this thread's affinity, which pinning changes).
+pub fn nproc() -> usize {
+    (unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) }).max(1) as usize
+}
+
+pub fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string()))
+        .unwrap_or_else(|| "unknown".into())
+}
+
+pub fn kernel() -> String {
+    let mut u: libc::utsname = unsafe { std::mem::zeroed() };
+    unsafe { libc::uname(&mut u) };
+    let s = |a: &[libc::c_char]| unsafe { std::ffi::CStr::from_ptr(a.as_ptr()) }.to_string_lossy().into_owned();
+    format!("{} {} {}", s(&u.sysname), s(&u.release), s(&u.machine))
+}
+
+pub fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
+}
+
+/// (busy, total) jiffies of all CPUs from /proc/stat.
+fn cpu_jiffies() -> (u64, u64) {
+    let s = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let line = s.lines().next().unwrap_or("");
+    let v: Vec<u64> = line.split_whitespace().skip(1).filter_map(|x| x.parse().ok()).collect();
+    let total: u64 = v.iter().take(8).sum();
+    let idle = v.get(3).copied().unwrap_or(0) + v.get(4).copied().unwrap_or(0);
+    (total - idle, total)
+}
+
+/// Busy fraction of the whole machine (0..1 of all CPUs) while `f` runs.
+pub fn machine_busy_during<T>(f: impl FnOnce() -> T) -> (T, f64) {
+    let (b0, t0) = cpu_jiffies();
+    let r = f();
+    let (b1, t1) = cpu_jiffies();
+    let frac = if t1 > t0 { (b1 - b0) as f64 / (t1 - t0) as f64 } else { 0.0 };
+    (r, frac)
+}
+
+/// Background load: busy fraction of all CPUs over `d` while we sleep.
+pub fn background_busy(d: Duration) -> f64 {
+    machine_busy_during(|| std::thread::sleep(d)).1
+}
+
+/// Shared libraries `ldd` lists (None: static / not dynamic).
+pub fn ldd(bin: &Path) -> Vec<String> {
+    let out = std::process::Command::new("ldd").arg(bin).output();
+    let Ok(out) = out else { return vec![] };
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines()
+        .filter(|l| !l.contains("linux-vdso") && !l.contains("not a dynamic") && !l.contains("statically linked"))
+        .filter_map(|l| l.split_whitespace().next().map(str::to_string))
+        .filter(|s| !s.is_empty())
+        .collect()
+}
+
+pub fn file_size(p: &Path) -> Option<u64> {
+    std::fs::metadata(p).ok().map(|m| m.len())
+}
+
+extern "C" {
+    static environ: *const *const libc::c_char;
+}
+
+/// posix_spawn(path, argv) with optional fd redirections (child fd <- our fd);
+/// every other fd of ours is close-on-exec or closed explicitly.
+pub fn posix_spawn(path: &str, args: &[&str], dup: &[(i32, i32)], close: &[i32]) -> i32 {
+    let cpath = CString::new(path).unwrap();
+    let cargs: Vec<CString> = std::iter::once(path).chain(args.iter().copied()).map(|a| CString::new(a).unwrap()).collect();
+    let mut argv: Vec<*mut libc::c_char> = cargs.iter().map(|a| a.as_ptr() as *mut _).collect();
+    argv.push(std::ptr::null_mut());
+    let mut pid = 0;
+    unsafe {
+        let mut fa: libc::posix_spawn_file_actions_t = std::mem::zeroed();
+        libc::posix_spawn_file_actions_init(&mut fa);
+        for &(ours, theirs) in dup {
+            libc::posix_spawn_file_actions_adddup2(&mut fa, ours, theirs);
+        }
+        for &fd in close {
+            libc::posix_spawn_file_actions_addclose(&mut fa, fd);
+        }
+        let rc = libc::posix_spawn(&mut pid, cpath.as_ptr(), &fa, std::ptr::null(), argv.as_ptr(), environ as *const *mut _);
+        libc::posix_spawn_file_actions_destroy(&mut fa);
+        assert_eq!(rc, 0, "posix_spawn {path} failed: {rc}");
+    }
+    pid
+}
+
+pub fn waitpid(pid: i32) -> i32 {
+    let mut st = 0;
+    loop {
+        let r = unsafe { libc::waitpid(pid, &mut st, 0) };
+        if r == pid {
+            return st;
+        }
+        if r < 0 && std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
+            panic!("waitpid({pid}): {}", std::io::Error::last_os_error());
+        }
+    }
+}
+
+/// A close-on-exec pipe: (read, write).
+pub fn pipe() -> (i32, i32) {
+    let mut fds = [0; 2];
+    assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+    (fds[0], fds[1])
+}
+
+pub fn close(fd: i32) {
+    unsafe { libc::close(fd) };
+}
+
+/// Reads fd to EOF, counting bytes (into a reused buffer).
+pub fn drain(fd: i32, buf: &mut [u8]) -> usize {
+    let mut total = 0;
+    loop {
+        let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+        if n > 0 {
+            total += n as usize;
+        } else if n == 0 {
+            return total;
+        } else if std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
+            panic!("read: {}", std::io::Error::last_os_error());
+        }
+    }
+}
+
+pub fn write_all(fd: i32, mut data: &[u8]) {
+    while !data.is_empty() {
+        let n = unsafe { libc::write(fd, data.as_ptr().cast(), data.len()) };
+        if n > 0 {
+            data = &data[n as usize..];
+        } else if std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
+            panic!("write: {}", std::io::Error::last_os_error());
+        }
+    }
+}
