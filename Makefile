@@ -19,7 +19,7 @@ release:
 # scripts/fetch-qemu-ga.sh (they skip with a note otherwise).
 test:
 	$(CARGO) build --release
-	$(CARGO) test --all-targets -- --test-threads=4
+	$(CARGO) test --lib --bins --tests -- --test-threads=4
 
 unit:
 	$(CARGO) test --lib
@@ -29,3 +29,68 @@ run: release
 
 clean:
 	$(CARGO) clean
+
+# ---- Minimal guests (docs/vm.md) -------------------------------------------
+# `make static`: a fully static, stripped x86_64 qga at $(STATIC_BIN): the
+# musl target when its standard library is installed, else glibc with
+# crt-static (an explicit --target keeps RUSTFLAGS off build scripts and
+# away from target/release).
+STATIC_BIN ?= target/static/qga
+INITRAMFS ?= target/initramfs.cpio.gz
+E2E_DIR ?= target/e2e
+KERNEL_DIR ?= $(E2E_DIR)/kernel/current
+BUSYBOX ?= /bin/busybox
+MUSL_TARGET := x86_64-unknown-linux-musl
+GNU_TARGET := x86_64-unknown-linux-gnu
+
+.PHONY: initramfs
+
+static:
+	@set -e; \
+	if [ -d "$$(rustc --print target-libdir --target $(MUSL_TARGET) 2>/dev/null)" ]; then \
+		t=$(MUSL_TARGET); flags=""; \
+	else \
+		t=$(GNU_TARGET); flags="-C target-feature=+crt-static"; \
+	fi; \
+	echo "static: building for $$t $$flags"; \
+	RUSTFLAGS="$$flags" $(CARGO) build --release --bin qga --target $$t; \
+	mkdir -p $(dir $(STATIC_BIN)); \
+	cp target/$$t/release/qga $(STATIC_BIN); \
+	if readelf -lW $(STATIC_BIN) | grep -q 'INTERP'; then echo "static: $(STATIC_BIN) is NOT static" >&2; exit 1; fi; \
+	echo "static: $(STATIC_BIN): $$(stat -c %s $(STATIC_BIN)) bytes ($$t, static, stripped)"
+
+# `make initramfs`: static qga as /init + static busybox + the virtio
+# modules of Debian's cloud kernel (fetched, never installed).
+initramfs: static
+	bash scripts/e2e/setup.sh --busybox --kernel
+	python3 scripts/initramfs.py --init $(STATIC_BIN) --busybox $(BUSYBOX) --kernel $(KERNEL_DIR) --out $(INITRAMFS)
+	@echo "initramfs: $(INITRAMFS) (kernel: $$(ls $(KERNEL_DIR)/boot/vmlinuz-*))"
+
+# `make e2e`: installs what it needs, boots TCG guests whose /init is qga.
+e2e: static
+	bash scripts/e2e/setup.sh --all
+	$(CARGO) build --release --bins || echo "e2e: warning: could not build every binary; checks needing qgactl will skip"
+	python3 scripts/e2e/run.py --qga $(STATIC_BIN) --busybox $(BUSYBOX) --kernel $(KERNEL_DIR) --work $(E2E_DIR)
+
+# `make install`: the binary, the systemd unit and the udev rule.
+BINDIR ?= $(PREFIX)/bin
+UNITDIR ?= $(PREFIX)/lib/systemd/system
+UDEVRULESDIR ?= $(PREFIX)/lib/udev/rules.d
+install:
+	$(CARGO) build --release --bin qga
+	install -D -m 0755 target/release/qga $(DESTDIR)$(BINDIR)/qga
+	install -d $(DESTDIR)$(UNITDIR) $(DESTDIR)$(UDEVRULESDIR)
+	sed 's|@BINDIR@|$(BINDIR)|g' packaging/qga.service.in > $(DESTDIR)$(UNITDIR)/qga.service
+	chmod 0644 $(DESTDIR)$(UNITDIR)/qga.service
+	install -m 0644 packaging/60-qga.rules $(DESTDIR)$(UDEVRULESDIR)/60-qga.rules
+
+# `make bench`: qga against Debian's qemu-ga (when scripts/fetch-qemu-ga.sh
+# fetched it; otherwise qga only, with a note saying how to get it) and the
+# machine's floors, same workloads, alternating, in one run. Builds release
+# and, when it builds, the static binary; installs nothing. The table is
+# printed and written to target/bench/agents.md. Informational: a missed
+# target is printed as MISS, never a failure. QGA_BENCH_QUICK=1: fewer reps.
+bench:
+	$(CARGO) build --release
+	-@$(MAKE) --no-print-directory static
+	@$(CARGO) bench --bench agents || echo "bench: the harness did not complete (see above)"
