@@ -104,15 +104,21 @@ fn run() -> i32 {
             }
         }
     };
+    let mut pidfile_written = None;
     if cfg.daemonize {
         if let Err(e) = startup::daemonize(cfg.pidfile.as_deref()) {
             return fatal(&e);
         }
+        pidfile_written = cfg.pidfile.clone();
     }
     let mut agent = match Agent::new(cfg, endpoint) {
         Ok(a) => a,
         Err(e) => return fatal(&format!("failed to initialise the event loop: {e}")),
     };
     agent.frozen = startup::frozen_at_start();
-    agent.run()
+    let status = agent.run();
+    if let Some(p) = pidfile_written {
+        let _ = std::fs::remove_file(p);
+    }
+    status
 }

@@ -62,7 +62,7 @@ pub fn vsock_listen(spec: &str) -> Result<OwnedFd, String> {
         let (cid, port) = spec.split_once(':')?;
         Some((cid.parse().ok()?, port.parse().ok()?))
     };
-    let (cid, port) = parse().ok_or_else(|| format!("error parsing vsock address '{spec}'"))?;
+    let (cid, port) = parse().ok_or_else(|| format!("error parsing address '{spec}'"))?;
     let fd = socket(libc::AF_VSOCK).map_err(|e| format!("Failed to create socket: {}", strerror(e)))?;
     let mut addr: libc::sockaddr_vm = unsafe_zeroed();
     addr.svm_family = libc::AF_VSOCK as libc::sa_family_t;

@@ -1,0 +1,404 @@
+//! Channels and process lifecycle (reference §1.11, §4.1, §4.3): SIGTERM,
+//! unix-listen client handling, isa-serial/virtio-serial on a pty, systemd
+//! socket activation.
+#[macro_use]
+mod common;
+
+use common::*;
+use serde_json::json;
+use std::io::{Read, Write};
+use std::os::unix::io::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+#[test]
+fn sigterm_exits_zero_promptly_repeatedly() {
+    skip_on_reference!(
+        "qemu-ga deadlocks on SIGTERM now and then (g_main_loop_quit() from its signal handler)"
+    );
+    for i in 0..20 {
+        let (mut agent, mut c) = Agent::start();
+        let mut _c2 = None;
+        let mut sleeper = None;
+        match i % 4 {
+            0 => {} // connected, idle
+            1 => c.ping(),
+            2 => {
+                // a child running and a request half sent
+                sleeper = Some(c.exec(json!({"path": "sleep", "arg": ["30"], "capture-output": true})));
+                c.send_str("{\"execute\":\"guest-pi");
+            }
+            _ => {
+                // no client at all; a queued one waiting
+                drop(c);
+                _c2 = Some(agent.connect());
+                c = agent.connect();
+            }
+        }
+        let t0 = Instant::now();
+        let sig = if i % 2 == 0 { libc::SIGTERM } else { libc::SIGINT };
+        agent.signal(sig);
+        let st = loop {
+            if let Some(st) = agent.try_wait() {
+                break st;
+            }
+            assert!(t0.elapsed() < Duration::from_secs(5), "round {}: no exit within 5 s after signal {}", i, sig);
+            std::thread::sleep(Duration::from_millis(2));
+        };
+        assert_eq!(st.code(), Some(0), "round {}: exit status {:?}", i, st);
+        drop(c);
+        agent.stop(); // already exited: only checks the status again
+        if let Some(pid) = sleeper {
+            unsafe { libc::kill(pid as i32, libc::SIGKILL) }; // orphaned child (qemu-ga leaves children running too)
+        }
+    }
+}
+
+#[test]
+fn one_client_at_a_time() {
+    let (agent, mut a) = Agent::start();
+    a.ping();
+    let mut b = agent.connect(); // queued in the backlog
+    b.send_str("{\"execute\":\"guest-ping\",\"id\":\"b\"}");
+    b.expect_silence(Duration::from_millis(500));
+    // A is still served
+    a.send_str("{\"execute\":\"guest-ping\",\"id\":\"a\"}");
+    assert_eq!(a.recv(), json!({"return": {}, "id": "a"}));
+    drop(a);
+    // now B gets its reply
+    assert_eq!(b.recv(), json!({"return": {}, "id": "b"}));
+    b.ping();
+}
+
+#[test]
+fn new_connection_starts_with_a_clean_parser() {
+    skip_on_reference!("deviation 2: qemu-ga carries partial input over to the next client");
+    let (agent, mut a) = Agent::start();
+    a.ping();
+    a.send_str("{\"execute\":\"guest-exec\",\"arguments\":{\"pa");
+    drop(a);
+    let mut b = agent.connect();
+    assert_eq!(b.cmd_raw("{\"execute\":\"guest-ping\"}\n"), "{\"return\": {}}\n");
+    // also a half-open string and an open array
+    b.send_str("[[[\"abc");
+    drop(b);
+    let mut c = agent.connect();
+    assert_eq!(c.cmd_raw("{\"execute\":\"guest-sync\",\"arguments\":{\"id\":5}}"), "{\"return\": 5}\n");
+}
+
+#[test]
+fn client_vanishing_with_replies_pending() {
+    let (agent, mut a) = Agent::start();
+    let mut req = String::new();
+    for i in 0..200 {
+        req.push_str(&format!("{{\"execute\":\"guest-info\",\"id\":{}}}", i));
+    }
+    a.send_str(&req);
+    drop(a); // never reads the ~1 MB of replies
+    let mut b = agent.connect();
+    b.ping();
+    b.ping();
+}
+
+#[test]
+fn reconnect_many_times() {
+    let (agent, c) = Agent::start();
+    drop(c);
+    for i in 0..50 {
+        let mut c = agent.connect();
+        assert_eq!(c.ok("guest-sync", json!({"id": i})), json!(i));
+    }
+}
+
+#[test]
+fn stale_socket_path_is_replaced() {
+    // unix_listen() unlinks an existing path first
+    let dir = TempDir::new("qga-stale");
+    let sock = dir.join("stale.sock");
+    std::fs::write(&sock, "old").unwrap();
+    let (_agent, mut c) = AgentBuilder::new().no_channel_args_with(&dir, &sock).start_at(&sock);
+    c.ping();
+}
+
+/// Builder helpers to run the agent with an explicit socket path.
+trait AtPath {
+    fn no_channel_args_with(self, dir: &TempDir, sock: &std::path::Path) -> AgentBuilder;
+}
+impl AtPath for AgentBuilder {
+    fn no_channel_args_with(self, dir: &TempDir, sock: &std::path::Path) -> AgentBuilder {
+        self.no_channel_args()
+            .arg("-m")
+            .arg("unix-listen")
+            .arg("-p")
+            .arg(sock)
+            .arg("-t")
+            .arg(dir.path())
+    }
+}
+trait StartAt {
+    fn start_at(self, sock: &std::path::Path) -> (Agent, Conn);
+}
+impl StartAt for AgentBuilder {
+    fn start_at(self, sock: &std::path::Path) -> (Agent, Conn) {
+        let agent = self.spawn();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            match UnixStream::connect(sock) {
+                Ok(s) => return (agent, Conn::new(s)),
+                Err(e) => {
+                    assert!(Instant::now() < deadline, "connect {}: {}\n{}", sock.display(), e, agent.stderr_log());
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn works_with_stdio_closed() {
+    let dir = TempDir::new("qga-closed");
+    let sock = dir.join("sock");
+    let mut cmd = Command::new(agent_bin());
+    cmd.args(["-m", "unix-listen", "-p", sock.to_str().unwrap(), "-t", dir.path().to_str().unwrap()])
+        .current_dir(dir.path());
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::close(0);
+            libc::close(1);
+            libc::close(2);
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().expect("spawn");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let s = loop {
+        match UnixStream::connect(&sock) {
+            Ok(s) => break s,
+            Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+            Err(e) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("connect: {}", e)
+            }
+        }
+    };
+    let mut c = Conn::new(s);
+    c.ping();
+    let st = c.exec_and_wait(json!({"path": "sh", "arg": ["-c", "readlink /proc/self/fd/0; ls /proc/$$/fd; exit 0"], "capture-output": true}));
+    let st2 = c.exec_and_wait(json!({"path": "cat", "input-data": "aGVsbG8=", "capture-output": true}));
+    drop(c);
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let code = wait_timeout(&mut child, Duration::from_secs(5));
+    if code.is_none() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    assert_eq!(data_of(&st, "out-data"), b"/dev/null\n0\n1\n2\n".to_vec(), "{}", st);
+    assert_eq!(data_of(&st2, "out-data"), b"hello".to_vec(), "{}", st2);
+    assert_eq!(code.and_then(|s| s.code()), Some(0));
+}
+
+// ---------------------------------------------------------------------------
+// Serial channels on a pseudo-terminal
+// ---------------------------------------------------------------------------
+
+struct Pty {
+    master: std::fs::File,
+    _slave: OwnedFd, // kept open so the line never hangs up
+    slave_path: String,
+    slave_fd: RawFd,
+}
+
+fn open_pty() -> Pty {
+    unsafe {
+        let m = libc::posix_openpt(libc::O_RDWR | libc::O_NOCTTY);
+        assert!(m >= 0, "posix_openpt");
+        assert_eq!(libc::grantpt(m), 0);
+        assert_eq!(libc::unlockpt(m), 0);
+        let mut buf = [0 as libc::c_char; 128];
+        assert_eq!(libc::ptsname_r(m, buf.as_mut_ptr(), buf.len()), 0);
+        let path = std::ffi::CStr::from_ptr(buf.as_ptr()).to_string_lossy().into_owned();
+        let cpath = std::ffi::CString::new(path.clone()).unwrap();
+        let s = libc::open(cpath.as_ptr(), libc::O_RDWR | libc::O_NOCTTY);
+        assert!(s >= 0, "open {}", path);
+        // raw, no echo, until the agent sets its own mode
+        let mut t: libc::termios = std::mem::zeroed();
+        assert_eq!(libc::tcgetattr(s, &mut t), 0);
+        libc::cfmakeraw(&mut t);
+        assert_eq!(libc::tcsetattr(s, libc::TCSANOW, &t), 0);
+        Pty { master: std::fs::File::from_raw_fd(m), _slave: OwnedFd::from_raw_fd(s), slave_path: path, slave_fd: s }
+    }
+}
+
+/// Read one line from the pty master with a deadline.
+fn pty_read_line(m: &mut std::fs::File, pending: &mut Vec<u8>, t: Duration) -> Option<Vec<u8>> {
+    let deadline = Instant::now() + t;
+    loop {
+        if let Some(p) = pending.iter().position(|&b| b == b'\n') {
+            return Some(pending.drain(..=p).collect());
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            return None;
+        }
+        let mut pfd = libc::pollfd { fd: m.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+        let ms = (deadline - now).as_millis().min(1000) as i32;
+        let r = unsafe { libc::poll(&mut pfd, 1, ms) };
+        if r > 0 {
+            let mut buf = [0u8; 4096];
+            match m.read(&mut buf) {
+                Ok(n) if n > 0 => pending.extend_from_slice(&buf[..n]),
+                _ => std::thread::sleep(Duration::from_millis(10)),
+            }
+        }
+    }
+}
+
+fn serial_roundtrip(method: &str) -> (Agent, Pty) {
+    let mut pty = open_pty();
+    let agent = AgentBuilder::new()
+        .no_channel_args()
+        .args(["-m", method, "-p", &pty.slave_path])
+        .spawn();
+    let mut pending = Vec::new();
+    // The agent flushes pending input when it opens the line: retry until a
+    // reply arrives.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        pty.master.write_all(b"{\"execute\":\"guest-sync\",\"arguments\":{\"id\":77}}\n").unwrap();
+        if let Some(l) = pty_read_line(&mut pty.master, &mut pending, Duration::from_millis(300)) {
+            assert_eq!(String::from_utf8_lossy(&l), "{\"return\": 77}\n");
+            break;
+        }
+        assert!(Instant::now() < deadline, "no reply on {} {}\n{}", method, pty.slave_path, agent.stderr_log());
+    }
+    // drain duplicates of the retried request, then a clean exchange
+    std::thread::sleep(Duration::from_millis(200));
+    while pty_read_line(&mut pty.master, &mut pending, Duration::from_millis(100)).is_some() {}
+    pty.master.write_all(b"{\"execute\":\"guest-ping\",\"id\":\"serial\"}").unwrap();
+    let l = pty_read_line(&mut pty.master, &mut pending, Duration::from_secs(10)).expect("ping reply");
+    assert_eq!(String::from_utf8_lossy(&l), "{\"return\": {}, \"id\": \"serial\"}\n");
+    pty.master.write_all(b"\xff{\"execute\":\"guest-sync-delimited\",\"arguments\":{\"id\":5}}").unwrap();
+    let l = pty_read_line(&mut pty.master, &mut pending, Duration::from_secs(10)).expect("0xFF error");
+    assert!(String::from_utf8_lossy(&l).contains("stray"), "{:?}", l);
+    let l = pty_read_line(&mut pty.master, &mut pending, Duration::from_secs(10)).expect("sync-delimited");
+    assert_eq!(l, b"\xff{\"return\": 5}\n".to_vec());
+    (agent, pty)
+}
+
+#[test]
+fn isa_serial_on_a_pty() {
+    let (agent, pty) = serial_roundtrip("isa-serial");
+    // qemu-ga's raw mode (reference §4.3)
+    let mut t: libc::termios = unsafe { std::mem::zeroed() };
+    assert_eq!(unsafe { libc::tcgetattr(pty.slave_fd, &mut t) }, 0);
+    assert_eq!(t.c_oflag, 0, "c_oflag");
+    assert_eq!(t.c_lflag, 0, "c_lflag");
+    let cleared = libc::IGNBRK | libc::BRKINT | libc::IGNPAR | libc::PARMRK | libc::INPCK | libc::ISTRIP
+        | libc::INLCR | libc::IGNCR | libc::ICRNL | libc::IXON | libc::IXOFF | libc::IXANY | libc::IMAXBEL;
+    assert_eq!(t.c_iflag & cleared, 0, "c_iflag");
+    assert_eq!(t.c_cc[libc::VMIN], 1);
+    assert_eq!(t.c_cc[libc::VTIME], 0);
+    assert_eq!(t.c_cflag & libc::B38400, libc::B38400, "B38400 or-ed into c_cflag");
+    drop(pty);
+    drop(agent);
+}
+
+#[test]
+fn virtio_serial_path_on_a_pty() {
+    // A pty stands in for the virtio port: plain read/write works the same.
+    let (agent, pty) = serial_roundtrip("virtio-serial");
+    drop(agent);
+    drop(pty);
+}
+
+// ---------------------------------------------------------------------------
+// systemd socket activation
+// ---------------------------------------------------------------------------
+
+#[test]
+fn systemd_socket_activation() {
+    let dir = TempDir::new("qga-sd");
+    let sock = dir.join("activated.sock");
+    let listener = UnixListener::bind(&sock).unwrap();
+    let lfd = listener.as_raw_fd();
+    // -m/-p are ignored with LISTEN_FDS; the method comes from the socket
+    let mut cmd = activated_command(
+        &["-m", "virtio-serial", "-p", "/nonexistent/port", "-t", dir.path().to_str().unwrap()],
+        &[lfd],
+    );
+    cmd.current_dir(dir.path()).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
+    let mut child = cmd.spawn().expect("spawn");
+    drop(listener);
+    let s = UnixStream::connect(&sock).expect("connect");
+    let mut c = Conn::new(s);
+    let r = c.execute("guest-sync", json!({"id": 99}));
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let st = wait_timeout(&mut child, Duration::from_secs(5));
+    if st.is_none() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    assert_eq!(r, json!({"return": 99}));
+    if !is_reference_agent() || st.is_some() {
+        assert_eq!(st.and_then(|s| s.code()), Some(0));
+    }
+}
+
+#[test]
+fn socket_activation_rejects_two_fds() {
+    let (st, _out, err) = {
+        let dir = TempDir::new("qga-sd2");
+        let l1 = UnixListener::bind(dir.join("a")).unwrap();
+        let l2 = UnixListener::bind(dir.join("b")).unwrap();
+        let mut cmd = activated_command(&["-t", dir.path().to_str().unwrap()], &[l1.as_raw_fd(), l2.as_raw_fd()]);
+        cmd.current_dir(dir.path()).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        let child = cmd.spawn().expect("spawn");
+        let out = wait_output(child);
+        out
+    };
+    assert_eq!(st, Some(1), "stderr: {}", err);
+    assert!(err.contains("qemu-ga only supports listening on one socket"), "{:?}", err);
+}
+
+/// The agent started as systemd would: the given fds as 3, 4, ...,
+/// LISTEN_FDS = their number and LISTEN_PID = the agent's pid (set by a
+/// `sh` that then execs the agent, so the pid is right).
+fn activated_command(args: &[&str], fds: &[RawFd]) -> Command {
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c")
+        .arg("LISTEN_PID=$$; export LISTEN_PID; exec \"$0\" \"$@\"")
+        .arg(agent_bin())
+        .args(args)
+        .env("LISTEN_FDS", fds.len().to_string());
+    let fds = fds.to_vec();
+    unsafe {
+        cmd.pre_exec(move || {
+            // move the sources out of the way first, then into place
+            let tmp: Vec<RawFd> = fds.iter().map(|&f| libc::fcntl(f, libc::F_DUPFD_CLOEXEC, 100)).collect();
+            for (i, &t) in tmp.iter().enumerate() {
+                if t < 0 || libc::dup2(t, 3 + i as RawFd) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        });
+    }
+    cmd
+}
+
+fn wait_output(mut child: std::process::Child) -> (Option<i32>, String, String) {
+    let st = wait_timeout(&mut child, Duration::from_secs(10));
+    if st.is_none() {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("agent did not exit");
+    }
+    let mut out = String::new();
+    let mut err = String::new();
+    let _ = child.stdout.take().unwrap().read_to_string(&mut out);
+    let _ = child.stderr.take().unwrap().read_to_string(&mut err);
+    (st.and_then(|s| s.code()), out, err)
+}
