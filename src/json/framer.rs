@@ -68,10 +68,10 @@ enum Step {
 
 pub struct Framer {
     state: Lex,
-    /// Bytes of the current token (always kept unless discarding).
-    token: Vec<u8>,
-    /// Text of the completed literal tokens of the current message.
+    /// Text of the literal tokens of the current message; the token being
+    /// lexed is its tail from `token_start` (kept in place, never copied).
     text: Vec<u8>,
+    token_start: usize,
     tokens: Vec<Token>,
     /// Sum of all token lengths of the current message (QEMU's token_size).
     token_size: usize,
@@ -98,8 +98,8 @@ impl Framer {
     pub fn new() -> Self {
         Framer {
             state: Lex::Start,
-            token: Vec::new(),
             text: Vec::new(),
+            token_start: 0,
             tokens: Vec::new(),
             token_size: 0,
             brace: 0,
@@ -113,7 +113,7 @@ impl Framer {
     /// True when no partial message or token is pending.
     pub fn is_idle(&self) -> bool {
         self.tokens.is_empty()
-            && self.token.is_empty()
+            && self.text.len() == self.token_start
             && !self.discarding
             && matches!(self.state, Lex::Start | Lex::Recovery)
     }
@@ -159,10 +159,9 @@ impl Framer {
         if self.discarding {
             return;
         }
-        self.token.extend_from_slice(bytes);
-        if self.token_size + self.token.len() + 1 > MAX_TOKEN_SIZE {
+        self.text.extend_from_slice(bytes);
+        if self.token_size + (self.text.len() - self.token_start) + 1 > MAX_TOKEN_SIZE {
             // Checked while the token grows so memory stays bounded.
-            self.token = Vec::new();
             self.limit_error("JSON token size limit exceeded");
         }
     }
@@ -292,7 +291,7 @@ impl Framer {
     /// JSON_ERROR: reply `stray '<token + byte>'`, drop the message, and
     /// skip input until a structural or control character.
     fn lexical_error(&mut self, b: u8) {
-        let mut stray = std::mem::take(&mut self.token);
+        let mut stray = self.text.split_off(self.token_start.min(self.text.len()));
         stray.push(b);
         let desc = format!("JSON parse error, stray '{}'", utf8::lossy_c_string(&stray));
         self.discarding = false;
@@ -305,7 +304,8 @@ impl Framer {
         // Keep counting brackets until this message would have ended.
         self.discarding = true;
         self.tokens.clear();
-        self.text.clear();
+        self.text = Vec::new();
+        self.token_start = 0;
         self.token_size = 0;
         self.emit_error(desc.to_string());
     }
@@ -324,7 +324,7 @@ impl Framer {
             self.text = Vec::new();
             self.tokens = Vec::new();
         }
-        self.token.clear();
+        self.token_start = 0;
         self.token_size = 0;
         self.brace = 0;
         self.bracket = 0;
@@ -342,36 +342,25 @@ impl Framer {
         }
         let open = (self.brace > 0 || self.bracket > 0) && self.brace >= 0 && self.bracket >= 0;
         if self.discarding {
-            self.token.clear();
             if !open {
                 self.discarding = false;
                 self.reset_message();
             }
             return;
         }
-        let len = match kind {
-            TokenKind::Integer | TokenKind::Float | TokenKind::Keyword | TokenKind::String => {
-                self.token.len()
-            }
-            _ => 1,
-        };
+        // Literal tokens are already in `text`; structural ones count as 1.
+        let len = (self.text.len() - self.token_start).max(1);
         if self.token_size + len + 1 > MAX_TOKEN_SIZE {
-            self.token.clear();
             return self.limit_or_end("JSON token size limit exceeded", open);
         }
         if self.tokens.len() + 1 > MAX_TOKEN_COUNT {
-            self.token.clear();
             return self.limit_or_end("JSON token count limit exceeded", open);
         }
         if self.brace + self.bracket > MAX_NESTING {
-            self.token.clear();
             return self.limit_or_end("JSON nesting depth limit exceeded", open);
         }
-        let start = self.text.len() as u32;
-        if len > 1 || !matches!(kind, TokenKind::LCurly | TokenKind::RCurly | TokenKind::LSquare | TokenKind::RSquare | TokenKind::Comma | TokenKind::Colon) {
-            self.text.extend_from_slice(&self.token);
-        }
-        self.token.clear();
+        let start = self.token_start as u32;
+        self.token_start = self.text.len();
         self.tokens.push(Token { kind, start, end: self.text.len() as u32 });
         self.token_size += len;
         if open {

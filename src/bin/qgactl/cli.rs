@@ -72,8 +72,8 @@ Ctrl-C (or SIGTERM/SIGHUP to qgactl) forwards that signal to the program
 killed (SIGKILL); a third Ctrl-C makes qgactl give up waiting (exit 130).
 With stock qemu-ga the signal is delivered by running `kill` in the guest.
 
-stdin up to 48 MiB (50266112 bytes) travels in the guest-exec request
-(input-data; QEMU's 64 MiB message limit). Larger input is uploaded to a
+stdin up to 50266112 bytes (48 MiB - 64 KiB) travels in the guest-exec
+request (input-data; QEMU's 64 MiB message limit). Larger input is uploaded to a
 private file in the guest first (guest-file-*; needs /bin/sh, mkdir, rm in
 the guest) and given to the program as its stdin: a regular file instead
 of a pipe, and not streamed while the program runs.
@@ -210,14 +210,30 @@ pub enum Command {
     Help(&'static str),
     Version,
     Ping,
-    Info { json: bool },
+    Info {
+        json: bool,
+    },
     Sync,
-    Osinfo { json: bool },
-    Shutdown { mode: Option<String> },
-    Raw { request: String },
+    Osinfo {
+        json: bool,
+    },
+    Shutdown {
+        mode: Option<String>,
+    },
+    Raw {
+        request: String,
+    },
     Exec(ExecArgs),
-    Push { local: PathBuf, remote: String, progress: Option<bool> },
-    Pull { remote: String, local: PathBuf, progress: Option<bool> },
+    Push {
+        local: PathBuf,
+        remote: String,
+        progress: Option<bool>,
+    },
+    Pull {
+        remote: String,
+        local: PathBuf,
+        progress: Option<bool>,
+    },
 }
 
 #[derive(Debug, Default)]
@@ -233,7 +249,9 @@ fn usage(msg: impl Into<String>) -> Failure {
 }
 
 fn utf8(s: &OsStr, what: &str) -> Result<String> {
-    s.to_str().map(str::to_string).ok_or_else(|| usage(format!("{what} is not valid UTF-8: {}", s.to_string_lossy())))
+    s.to_str()
+        .map(str::to_string)
+        .ok_or_else(|| usage(format!("{what} is not valid UTF-8: {}", s.to_string_lossy())))
 }
 
 fn seconds(opt: &str, v: &str) -> Result<f64> {
@@ -244,7 +262,8 @@ fn seconds(opt: &str, v: &str) -> Result<f64> {
 }
 
 fn parse_port(spec: &str, v: &str, opt: &str) -> Result<u32> {
-    v.parse::<u32>().map_err(|_| usage(format!("{opt}: bad port '{v}' in '{spec}'")))
+    v.parse::<u32>()
+        .map_err(|_| usage(format!("{opt}: bad port '{v}' in '{spec}'")))
 }
 
 /// Walks the arguments of one command.
@@ -286,7 +305,11 @@ impl Args {
             return Ok(v);
         }
         let v = self.items.get(self.i).ok_or_else(|| {
-            let sub = if self.command.is_empty() { String::new() } else { format!("{} ", self.command) };
+            let sub = if self.command.is_empty() {
+                String::new()
+            } else {
+                format!("{} ", self.command)
+            };
             usage(format!("{opt} needs a value (see 'qgactl {sub}--help')"))
         })?;
         self.i += 1;
@@ -303,7 +326,10 @@ impl Args {
         if self.command.is_empty() {
             usage(format!("unknown option '{opt}' (see 'qgactl --help')"))
         } else {
-            usage(format!("unknown option '{opt}' for {} (see 'qgactl {} --help')", self.command, self.command))
+            usage(format!(
+                "unknown option '{opt}' for {} (see 'qgactl {} --help')",
+                self.command, self.command
+            ))
         }
     }
 }
@@ -330,22 +356,36 @@ impl Global {
         let v = args.value(opt, inline)?;
         if let Some(prev) = self.target_opt {
             if prev != which {
-                return Err(usage(format!("give only one of --socket, --vsock and --hybrid-vsock ({prev} and {which})")));
+                return Err(usage(format!(
+                    "give only one of --socket, --vsock and --hybrid-vsock ({prev} and {which})"
+                )));
             }
         }
         let target = match which {
             "--socket" => Target::Unix(PathBuf::from(&v)),
             "--vsock" => {
-                let (c, p) = v.split_once(':').ok_or_else(|| usage(format!("--vsock wants CID:PORT, not '{v}'")))?;
-                let cid = c.parse::<u32>().map_err(|_| usage(format!("--vsock: bad CID '{c}' in '{v}'")))?;
-                Target::Vsock { cid, port: parse_port(&v, p, opt)? }
+                let (c, p) = v
+                    .split_once(':')
+                    .ok_or_else(|| usage(format!("--vsock wants CID:PORT, not '{v}'")))?;
+                let cid = c
+                    .parse::<u32>()
+                    .map_err(|_| usage(format!("--vsock: bad CID '{c}' in '{v}'")))?;
+                Target::Vsock {
+                    cid,
+                    port: parse_port(&v, p, opt)?,
+                }
             }
             _ => {
-                let (path, p) = v.rsplit_once(':').ok_or_else(|| usage(format!("--hybrid-vsock wants PATH:PORT, not '{v}'")))?;
+                let (path, p) = v
+                    .rsplit_once(':')
+                    .ok_or_else(|| usage(format!("--hybrid-vsock wants PATH:PORT, not '{v}'")))?;
                 if path.is_empty() {
                     return Err(usage(format!("--hybrid-vsock wants PATH:PORT, not '{v}'")));
                 }
-                Target::Hybrid { path: PathBuf::from(path), port: parse_port(&v, p, opt)? }
+                Target::Hybrid {
+                    path: PathBuf::from(path),
+                    port: parse_port(&v, p, opt)?,
+                }
             }
         };
         self.target = Some(target);
@@ -373,13 +413,19 @@ impl Global {
     }
 }
 
-const COMMANDS: [&str; 10] = ["exec", "push", "pull", "ping", "info", "sync", "osinfo", "shutdown", "raw", "help"];
+const COMMANDS: [&str; 10] = [
+    "exec", "push", "pull", "ping", "info", "sync", "osinfo", "shutdown", "raw", "help",
+];
 
 /// Parses the whole command line. Returns the connection options (None
 /// for help/version, which need no agent) and the command.
 pub fn parse(items: Vec<OsString>) -> Result<(Option<Options>, Command)> {
     let mut g = Global::default();
-    let mut args = Args { items, i: 0, command: "" };
+    let mut args = Args {
+        items,
+        i: 0,
+        command: "",
+    };
     // Global options, then the command name.
     let name = loop {
         match args.next() {
@@ -404,14 +450,19 @@ pub fn parse(items: Vec<OsString>) -> Result<(Option<Options>, Command)> {
     };
     args.command = command;
     if command == "help" {
-        return Ok((None, match args.next() {
-            None => Command::Help(MAIN_HELP),
-            Some(Arg::Word(w)) => {
-                let w = w.to_string_lossy();
-                Command::Help(help_for(&w).ok_or_else(|| usage(format!("unknown command '{w}' (see 'qgactl --help')")))?)
-            }
-            Some(_) => Command::Help(MAIN_HELP),
-        }));
+        return Ok((
+            None,
+            match args.next() {
+                None => Command::Help(MAIN_HELP),
+                Some(Arg::Word(w)) => {
+                    let w = w.to_string_lossy();
+                    Command::Help(
+                        help_for(&w).ok_or_else(|| usage(format!("unknown command '{w}' (see 'qgactl --help')")))?,
+                    )
+                }
+                Some(_) => Command::Help(MAIN_HELP),
+            },
+        ));
     }
     let help = help_for(command).unwrap_or(MAIN_HELP);
     let mut words: Vec<OsString> = Vec::new();
@@ -453,7 +504,11 @@ pub fn parse(items: Vec<OsString>) -> Result<(Option<Options>, Command)> {
                     ("push" | "pull", "--no-progress") => progress = Some(false),
                     ("exec", "--stdin") => {
                         let v = args.value(&o, inline)?;
-                        ex.stdin = Some(if v == "-" { StdinSource::Stdin } else { StdinSource::File(PathBuf::from(v)) });
+                        ex.stdin = Some(if v == "-" {
+                            StdinSource::Stdin
+                        } else {
+                            StdinSource::File(PathBuf::from(v))
+                        });
                     }
                     ("exec", "-e" | "--env") => {
                         let v = args.value(&o, inline)?;
@@ -518,11 +573,19 @@ pub fn parse(items: Vec<OsString>) -> Result<(Option<Options>, Command)> {
         }
         "push" => {
             nwords(2, "LOCAL and REMOTE")?;
-            Command::Push { local: PathBuf::from(&words[0]), remote: utf8(&words[1], "REMOTE")?, progress }
+            Command::Push {
+                local: PathBuf::from(&words[0]),
+                remote: utf8(&words[1], "REMOTE")?,
+                progress,
+            }
         }
         "pull" => {
             nwords(2, "REMOTE and LOCAL")?;
-            Command::Pull { remote: utf8(&words[0], "REMOTE")?, local: PathBuf::from(&words[1]), progress }
+            Command::Pull {
+                remote: utf8(&words[0], "REMOTE")?,
+                local: PathBuf::from(&words[1]),
+                progress,
+            }
         }
         _ => {
             let Some(p) = program.filter(|p| !p.is_empty()) else {

@@ -81,7 +81,12 @@ fn errno() -> i32 {
 }
 
 fn strerror(e: i32) -> String {
-    std::io::Error::from_raw_os_error(e).to_string().split(" (os error").next().unwrap_or_default().to_string()
+    std::io::Error::from_raw_os_error(e)
+        .to_string()
+        .split(" (os error")
+        .next()
+        .unwrap_or_default()
+        .to_string()
 }
 
 fn ms_until(t: Instant) -> libc::c_int {
@@ -97,10 +102,14 @@ fn ms_until(t: Instant) -> libc::c_int {
 /// A random sync id in 0..2^53 (exact in every JSON implementation).
 pub fn random_id() -> i64 {
     let mut b = [0u8; 8];
-    let ok = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut b)).is_ok();
+    let ok = std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut b))
+        .is_ok();
     let mut v = u64::from_le_bytes(b);
     if !ok {
-        let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
         v = (t.as_nanos() as u64) ^ ((std::process::id() as u64) << 32);
     }
     (v & ((1u64 << 53) - 1)) as i64
@@ -109,7 +118,10 @@ pub fn random_id() -> i64 {
 /// Random lowercase hex, for names of staging files in the guest.
 pub fn random_hex(bytes: usize) -> String {
     let mut b = vec![0u8; bytes];
-    if std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut b)).is_err() {
+    if std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut b))
+        .is_err()
+    {
         let seed = random_id() as u64;
         for (i, x) in b.iter_mut().enumerate() {
             *x = (seed.rotate_left(i as u32 * 7) ^ (i as u64 * 0x9E37_79B9)) as u8;
@@ -157,7 +169,13 @@ fn connect_unix(path: &PathBuf) -> std::result::Result<OwnedFd, String> {
 
 fn connect_vsock(cid: u32, port: u32, deadline: Instant) -> std::result::Result<OwnedFd, String> {
     // SAFETY: socket(2); the fd is owned right away.
-    let raw = unsafe { libc::socket(libc::AF_VSOCK, libc::SOCK_STREAM | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK, 0) };
+    let raw = unsafe {
+        libc::socket(
+            libc::AF_VSOCK,
+            libc::SOCK_STREAM | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK,
+            0,
+        )
+    };
     if raw < 0 {
         let e = errno();
         return Err(if e == libc::EAFNOSUPPORT {
@@ -192,7 +210,15 @@ fn connect_vsock(cid: u32, port: u32, deadline: Instant) -> std::result::Result<
         let mut err: libc::c_int = 0;
         let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
         // SAFETY: SO_ERROR into a c_int of the stated size.
-        unsafe { libc::getsockopt(raw, libc::SOL_SOCKET, libc::SO_ERROR, (&mut err as *mut libc::c_int).cast(), &mut len) };
+        unsafe {
+            libc::getsockopt(
+                raw,
+                libc::SOL_SOCKET,
+                libc::SO_ERROR,
+                (&mut err as *mut libc::c_int).cast(),
+                &mut len,
+            )
+        };
         if err != 0 {
             return Err(strerror(err));
         }
@@ -238,7 +264,10 @@ impl Session {
                     Target::Unix(_) => " (is the agent running? set --socket or QGA_SOCKET)",
                     _ => "",
                 };
-                return Err(Failure::Connection(format!("cannot connect to {}: {last_err}{hint}", opts.target)));
+                return Err(Failure::Connection(format!(
+                    "cannot connect to {}: {last_err}{hint}",
+                    opts.target
+                )));
             }
             std::thread::sleep(Duration::from_millis(100).min(deadline.saturating_duration_since(Instant::now())));
         }
@@ -250,7 +279,8 @@ impl Session {
             Target::Vsock { cid, port } => connect_vsock(*cid, *port, deadline).map(|fd| Session::new(fd, opts)),
             Target::Hybrid { path, port } => {
                 let mut s = Session::new(connect_unix(path)?, opts);
-                s.write_all(format!("CONNECT {port}\n").as_bytes(), deadline).map_err(|f| f.to_string())?;
+                s.write_all(format!("CONNECT {port}\n").as_bytes(), deadline)
+                    .map_err(|f| f.to_string())?;
                 let mut dl = deadline;
                 loop {
                     if let Some(line) = s.take_line() {
@@ -258,7 +288,10 @@ impl Session {
                         if text.starts_with("OK") {
                             return Ok(s);
                         }
-                        return Err(format!("hybrid vsock handshake failed: the backend answered '{}'", text.trim()));
+                        return Err(format!(
+                            "hybrid vsock handshake failed: the backend answered '{}'",
+                            text.trim()
+                        ));
                     }
                     match s.fill(&mut dl, None, false) {
                         Ok(_) => {}
@@ -282,9 +315,13 @@ impl Session {
         loop {
             let id = random_id();
             let mut msg = vec![0xFFu8];
-            msg.extend(serde_json::to_vec(&json!({"execute": "guest-sync-delimited", "arguments": {"id": id}})).unwrap_or_default());
+            msg.extend(
+                serde_json::to_vec(&json!({"execute": "guest-sync-delimited", "arguments": {"id": id}}))
+                    .unwrap_or_default(),
+            );
             msg.push(b'\n');
-            self.write_all(&msg, deadline).map_err(|f| SyncError::Closed(f.to_string()))?;
+            self.write_all(&msg, deadline)
+                .map_err(|f| SyncError::Closed(f.to_string()))?;
             let try_deadline = (Instant::now() + per_try).min(deadline);
             let mut dl = deadline;
             let mut seeking = true;
@@ -304,7 +341,9 @@ impl Session {
                 }
                 if !seeking {
                     if let Some(line) = self.take_line() {
-                        let got = serde_json::from_slice::<Value>(&line).ok().and_then(|v| v.get("return").and_then(Value::as_i64));
+                        let got = serde_json::from_slice::<Value>(&line)
+                            .ok()
+                            .and_then(|v| v.get("return").and_then(Value::as_i64));
                         if got == Some(id) {
                             self.sync_id = id;
                             return Ok(());
@@ -351,9 +390,18 @@ impl Session {
                     }
                 }
                 libc::EPIPE | libc::ECONNRESET => {
-                    return Err(Failure::Connection(format!("{}: connection closed by the agent", self.target)))
+                    return Err(Failure::Connection(format!(
+                        "{}: connection closed by the agent",
+                        self.target
+                    )))
                 }
-                e => return Err(Failure::Connection(format!("{}: write failed: {}", self.target, strerror(e)))),
+                e => {
+                    return Err(Failure::Connection(format!(
+                        "{}: write failed: {}",
+                        self.target,
+                        strerror(e)
+                    )))
+                }
             }
         }
         Ok(())
@@ -362,7 +410,12 @@ impl Session {
     /// Reads more bytes: Ok(true) = data arrived; Ok(false) = the `wake`
     /// time passed or (when `interruptible`) a signal is pending.
     /// `deadline` is extended while bytes keep arriving.
-    fn fill(&mut self, deadline: &mut Instant, wake: Option<Instant>, interruptible: bool) -> std::result::Result<bool, FillError> {
+    fn fill(
+        &mut self,
+        deadline: &mut Instant,
+        wake: Option<Instant>,
+        interruptible: bool,
+    ) -> std::result::Result<bool, FillError> {
         let fd = self.fd.as_raw_fd();
         let sig = if interruptible { signals::fd() } else { None };
         loop {
@@ -375,8 +428,16 @@ impl Session {
             }
             let until = wake.map_or(*deadline, |w| w.min(*deadline));
             let mut fds = [
-                libc::pollfd { fd, events: libc::POLLIN, revents: 0 },
-                libc::pollfd { fd: sig.unwrap_or(-1), events: libc::POLLIN, revents: 0 },
+                libc::pollfd {
+                    fd,
+                    events: libc::POLLIN,
+                    revents: 0,
+                },
+                libc::pollfd {
+                    fd: sig.unwrap_or(-1),
+                    events: libc::POLLIN,
+                    revents: 0,
+                },
             ];
             // SAFETY: poll on two pollfds (a negative fd is ignored).
             let r = unsafe { libc::poll(fds.as_mut_ptr(), 2, ms_until(until)) };
@@ -422,7 +483,11 @@ impl Session {
 
     fn fill_failure(&self, e: FillError) -> Failure {
         Failure::Connection(match e {
-            FillError::Timeout => format!("{}: the agent did not reply within {}", self.target, secs(self.reply_timeout)),
+            FillError::Timeout => format!(
+                "{}: the agent did not reply within {}",
+                self.target,
+                secs(self.reply_timeout)
+            ),
             FillError::Closed => format!("{}: connection closed by the agent", self.target),
             FillError::Other(m) => format!("{}: {m}", self.target),
         })
@@ -466,13 +531,18 @@ impl Session {
             if wake.is_some_and(|w| Instant::now() >= w) {
                 return Ok(Event::Wake);
             }
-            self.fill(deadline, wake, interruptible).map_err(|e| self.fill_failure(e))?;
+            self.fill(deadline, wake, interruptible)
+                .map_err(|e| self.fill_failure(e))?;
         }
     }
 
     fn signal_pending(&self) -> bool {
         let Some(fd) = signals::fd() else { return false };
-        let mut p = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
+        let mut p = libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
         // SAFETY: non-blocking poll on one pollfd.
         unsafe { libc::poll(&mut p, 1, 0) > 0 }
     }
@@ -517,7 +587,9 @@ impl Session {
         bytes.extend_from_slice(b":\"");
         let start = bytes.len();
         bytes.resize(start + base64::encoded_len(data.len(), true).unwrap_or(0), 0);
-        let n = base64::engine::general_purpose::STANDARD.encode_slice(data, &mut bytes[start..]).unwrap_or(0);
+        let n = base64::engine::general_purpose::STANDARD
+            .encode_slice(data, &mut bytes[start..])
+            .unwrap_or(0);
         bytes.truncate(start + n);
         bytes.extend_from_slice(b"\"}}\n");
         let deadline = Instant::now() + self.reply_timeout;
@@ -570,8 +642,16 @@ pub fn parse_reply(line: &[u8]) -> Result<Reply> {
         return Ok(Reply::Return(r.clone()));
     }
     if let Some(e) = v.get("error") {
-        let class = e.get("class").and_then(Value::as_str).unwrap_or("GenericError").to_string();
-        let desc = e.get("desc").and_then(Value::as_str).unwrap_or("(no description)").to_string();
+        let class = e
+            .get("class")
+            .and_then(Value::as_str)
+            .unwrap_or("GenericError")
+            .to_string();
+        let desc = e
+            .get("desc")
+            .and_then(Value::as_str)
+            .unwrap_or("(no description)")
+            .to_string();
         return Ok(Reply::Error { class, desc });
     }
     Err(bad())

@@ -45,9 +45,15 @@ struct Caps {
 
 fn query_caps(sess: &mut Session) -> Result<Caps> {
     let v = sess.call("guest-info", None)?;
-    let cmds = v.get("supported_commands").and_then(Value::as_array).cloned().unwrap_or_default();
+    let cmds = v
+        .get("supported_commands")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
     let enabled = |n: &str| {
-        cmds.iter().any(|c| c.get("name").and_then(Value::as_str) == Some(n) && c.get("enabled").and_then(Value::as_bool) != Some(false))
+        cmds.iter().any(|c| {
+            c.get("name").and_then(Value::as_str) == Some(n) && c.get("enabled").and_then(Value::as_bool) != Some(false)
+        })
     };
     Ok(Caps {
         ext: enabled("guest-exec-terminate"),
@@ -59,7 +65,10 @@ enum Input {
     None,
     Data(Vec<u8>),
     /// Uploaded to `file` inside the private directory `dir`.
-    Staged { dir: String, file: String },
+    Staged {
+        dir: String,
+        file: String,
+    },
 }
 
 fn needs_ext(opt: &str) -> Failure {
@@ -102,7 +111,8 @@ fn prepare_input(sess: &mut Session, a: &ExecArgs, caps: &Caps) -> Result<Input>
     let (mut reader, size): (Box<dyn Read>, Option<u64>) = match src {
         StdinSource::Stdin => (Box::new(std::io::stdin().lock()), None),
         StdinSource::File(p) => {
-            let f = File::open(p).map_err(|e| Failure::Local(format!("cannot open {}: {}", p.display(), strip_os_error(&e))))?;
+            let f = File::open(p)
+                .map_err(|e| Failure::Local(format!("cannot open {}: {}", p.display(), strip_os_error(&e))))?;
             let size = f.metadata().ok().filter(|m| m.is_file()).map(|m| m.len());
             (Box::new(f), size)
         }
@@ -129,7 +139,11 @@ fn prepare_input(sess: &mut Session, a: &ExecArgs, caps: &Caps) -> Result<Input>
     let dir = format!("/tmp/qgactl-{}", random_hex(16));
     let (code, err) = run_helper(sess, "mkdir", &["-m", "0711", &dir])?;
     if code != 0 {
-        return Err(Failure::agent("guest-exec", "GenericError", &format!("cannot create {dir} in the guest to stage stdin: {}", one_line(&err))));
+        return Err(Failure::agent(
+            "guest-exec",
+            "GenericError",
+            &format!("cannot create {dir} in the guest to stage stdin: {}", one_line(&err)),
+        ));
     }
     let file = format!("{dir}/stdin");
     let mut prog = Progress::new("stdin", size, None);
@@ -148,7 +162,10 @@ fn prepare_input(sess: &mut Session, a: &ExecArgs, caps: &Caps) -> Result<Input>
 
 /// Runs a short helper in the guest, collecting (exit code, stderr).
 fn run_helper(sess: &mut Session, path: &str, args: &[&str]) -> Result<(i64, String)> {
-    let v = sess.call("guest-exec", Some(json!({"path": path, "arg": args, "capture-output": true})))?;
+    let v = sess.call(
+        "guest-exec",
+        Some(json!({"path": path, "arg": args, "capture-output": true})),
+    )?;
     let pid = pid_of(&v)?;
     let deadline = Instant::now() + sess.reply_timeout;
     let mut delay = POLL_FIRST;
@@ -160,7 +177,10 @@ fn run_helper(sess: &mut Session, path: &str, args: &[&str]) -> Result<(i64, Str
             return Ok((code, String::from_utf8_lossy(&err).into_owned()));
         }
         if Instant::now() >= deadline {
-            return Err(Failure::Connection(format!("guest-exec {path}: did not finish within {}", secs(sess.reply_timeout))));
+            return Err(Failure::Connection(format!(
+                "guest-exec {path}: did not finish within {}",
+                secs(sess.reply_timeout)
+            )));
         }
         std::thread::sleep(delay);
         delay = (delay * 2).min(POLL_MAX);
@@ -168,7 +188,9 @@ fn run_helper(sess: &mut Session, path: &str, args: &[&str]) -> Result<(i64, Str
 }
 
 fn pid_of(v: &Value) -> Result<i64> {
-    v.get("pid").and_then(Value::as_i64).ok_or_else(|| Failure::Connection(format!("guest-exec: unexpected reply {v}")))
+    v.get("pid")
+        .and_then(Value::as_i64)
+        .ok_or_else(|| Failure::Connection(format!("guest-exec: unexpected reply {v}")))
 }
 
 fn decode(v: &Value, key: &str) -> Vec<u8> {
@@ -196,7 +218,14 @@ enum Act {
 
 impl Terminator {
     fn new(pid: i64) -> Self {
-        Terminator { pid, forwarded: 0, kill_at: None, give_up_at: None, helpers: Vec::new(), gave_up: false }
+        Terminator {
+            pid,
+            forwarded: 0,
+            kill_at: None,
+            give_up_at: None,
+            helpers: Vec::new(),
+            gave_up: false,
+        }
     }
 
     /// A signal for the program: the first is forwarded as is, the second
@@ -323,7 +352,12 @@ fn run_program(sess: &mut Session, a: &ExecArgs, caps: &Caps, input: &Input) -> 
     let mut argv: Vec<String> = Vec::new();
     let path = match input {
         Input::Staged { file, .. } => {
-            argv.extend(["-c".to_string(), STAGE_SCRIPT.to_string(), file.clone(), a.program.clone()]);
+            argv.extend([
+                "-c".to_string(),
+                STAGE_SCRIPT.to_string(),
+                file.clone(),
+                a.program.clone(),
+            ]);
             "/bin/sh".to_string()
         }
         _ => a.program.clone(),
@@ -362,7 +396,11 @@ fn run_program(sess: &mut Session, a: &ExecArgs, caps: &Caps, input: &Input) -> 
     let pid = pid_of(&v)?;
     let mut term = Terminator::new(pid);
     let start = Instant::now();
-    let result = if streaming { stream_loop(sess, &mut term) } else { poll_loop(sess, a, caps, &mut term, start) };
+    let result = if streaming {
+        stream_loop(sess, &mut term)
+    } else {
+        poll_loop(sess, a, caps, &mut term, start)
+    };
     if !term.helpers.is_empty() && !matches!(result, Err(Failure::Connection(_))) {
         term.reap_helpers(sess);
     }
@@ -374,7 +412,12 @@ fn run_program(sess: &mut Session, a: &ExecArgs, caps: &Caps, input: &Input) -> 
     }
     if fin.timed_out {
         let t = a.timeout.unwrap_or(0.0);
-        eprintln!("qgactl: {}: timed out after {} s{}", a.program, t, if fin.exited { "" } else { "; it may still be running" });
+        eprintln!(
+            "qgactl: {}: timed out after {} s{}",
+            a.program,
+            t,
+            if fin.exited { "" } else { "; it may still be running" }
+        );
         return Ok(EXIT_TIMEOUT);
     }
     Ok(match (fin.exitcode, fin.signal) {
@@ -425,7 +468,10 @@ fn stream_loop(sess: &mut Session, term: &mut Terminator) -> Result<Final> {
             deadline = Instant::now() + Duration::from_secs(STATUS_WAIT) + sess.reply_timeout;
         }
         let mut acts = Vec::new();
-        match sess.next_event(&mut deadline, term.wake(), true).map_err(|f| ctx(f, "guest-exec-status"))? {
+        match sess
+            .next_event(&mut deadline, term.wake(), true)
+            .map_err(|f| ctx(f, "guest-exec-status"))?
+        {
             Event::Line(line) => match queue.pop_front() {
                 Some(Expect::Status) => {
                     status_out = false;
@@ -447,7 +493,12 @@ fn stream_loop(sess: &mut Session, term: &mut Terminator) -> Result<Final> {
                         eprintln!("qgactl: guest-exec-terminate: {}", one_line(&desc));
                     }
                 }
-                None => return Err(Failure::Connection(format!("unexpected reply from the agent: {}", String::from_utf8_lossy(&line)))),
+                None => {
+                    return Err(Failure::Connection(format!(
+                        "unexpected reply from the agent: {}",
+                        String::from_utf8_lossy(&line)
+                    )))
+                }
             },
             Event::Signal => acts.extend(signals::take().into_iter().map(|s| term.on_signal(s))),
             Event::Wake => acts.extend(term.due()),
@@ -479,7 +530,11 @@ fn ctx(f: Failure, command: &str) -> Failure {
 fn poll_loop(sess: &mut Session, a: &ExecArgs, caps: &Caps, term: &mut Terminator, start: Instant) -> Result<Final> {
     let pid = term.pid;
     // qga enforces --timeout itself; with stock qemu-ga qgactl does.
-    let client_deadline = if caps.ext { None } else { a.timeout.map(|t| start + Duration::from_secs_f64(t)) };
+    let client_deadline = if caps.ext {
+        None
+    } else {
+        a.timeout.map(|t| start + Duration::from_secs_f64(t))
+    };
     let mut timed_out = false;
     let mut delay = POLL_FIRST;
     loop {
@@ -487,7 +542,10 @@ fn poll_loop(sess: &mut Session, a: &ExecArgs, caps: &Caps, term: &mut Terminato
         if v.get("exited").and_then(Value::as_bool) == Some(true) {
             let mut sink = Sink::default();
             sink.write_status(&v);
-            for (flag, data, stream) in [("out-truncated", "out-data", "stdout"), ("err-truncated", "err-data", "stderr")] {
+            for (flag, data, stream) in [
+                ("out-truncated", "out-data", "stdout"),
+                ("err-truncated", "err-data", "stderr"),
+            ] {
                 // qemu-ga < 10.2 sends `false` exactly when it truncated
                 // (qga-protocol.md §2.6), so a capture of exactly the cap
                 // with the flag present counts as truncated too.
@@ -530,7 +588,10 @@ fn poll_loop(sess: &mut Session, a: &ExecArgs, caps: &Caps, term: &mut Terminato
                 Act::Send(sig) => term.kill_via_exec(sess, sig)?,
                 Act::GiveUp => {
                     if timed_out {
-                        return Ok(Final { timed_out: true, ..Final::default() });
+                        return Ok(Final {
+                            timed_out: true,
+                            ..Final::default()
+                        });
                     }
                     term.gave_up = true;
                     return Ok(Final::default());

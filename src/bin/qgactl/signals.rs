@@ -23,7 +23,7 @@ extern "C" fn on_signal(sig: libc::c_int) {
     }
 }
 
-/// Routes SIGINT, SIGTERM and SIGHUP to the self-pipe.
+/// Routes SIGINT, SIGTERM and SIGHUP to the self-pipe (those not ignored).
 pub fn install() {
     if READ_FD.load(Ordering::Relaxed) >= 0 {
         return;
@@ -38,6 +38,12 @@ pub fn install() {
     for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
         // SAFETY: a zeroed sigaction with our handler and an empty mask.
         unsafe {
+            // A signal ignored at startup (`qgactl ... &` in a script,
+            // nohup) stays ignored, as shells expect.
+            let mut old: libc::sigaction = std::mem::zeroed();
+            if libc::sigaction(sig, std::ptr::null(), &mut old) == 0 && old.sa_sigaction == libc::SIG_IGN {
+                continue;
+            }
             let mut sa: libc::sigaction = std::mem::zeroed();
             sa.sa_sigaction = on_signal as extern "C" fn(libc::c_int) as usize;
             sa.sa_flags = libc::SA_RESTART;
@@ -69,6 +75,11 @@ pub fn take() -> Vec<i32> {
     out
 }
 
+/// True (and the signals consumed) if a signal arrived since the last check.
+pub fn interrupted() -> bool {
+    !take().is_empty()
+}
+
 /// Sleeps until `until` or until a signal arrives (then returns true; the
 /// signal stays pending for `take`).
 pub fn sleep_until(until: Instant) -> bool {
@@ -81,7 +92,11 @@ pub fn sleep_until(until: Instant) -> bool {
         match fd() {
             None => std::thread::sleep(until - now),
             Some(fd) => {
-                let mut p = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
+                let mut p = libc::pollfd {
+                    fd,
+                    events: libc::POLLIN,
+                    revents: 0,
+                };
                 // SAFETY: poll on one valid pollfd.
                 let r = unsafe { libc::poll(&mut p, 1, ms) };
                 if r > 0 {
