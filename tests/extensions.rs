@@ -313,3 +313,77 @@ fn standard_replies_are_unchanged_and_extensions_are_advertised() {
     assert_eq!(class, "CommandNotFound");
     assert_eq!(desc, "Command guest-exec-terminate has been disabled: the command is not allowed");
 }
+
+#[test]
+fn streamed_stdin_with_guest_exec_input() {
+    if skip_on_reference() {
+        return;
+    }
+    let (_agent, mut c) = Agent::start();
+    let pid = c.exec(json!({"path": "sha256sum", "capture-output": true, "input-stream": true}));
+    let mut expected = Vec::new();
+    let mut offered = 0usize;
+    // 24 MiB in 3 MiB pieces; every refused byte is offered again.
+    for i in 0..8u8 {
+        let piece: Vec<u8> = (0..3 << 20).map(|j: usize| (j as u8) ^ i).collect();
+        expected.extend_from_slice(&piece);
+        let mut off = 0;
+        while off < piece.len() {
+            let r = c.ok("guest-exec-input", json!({"pid": pid, "input-data": b64encode(&piece[off..])}));
+            let n = r["count"].as_u64().unwrap() as usize;
+            off += n;
+            offered += n;
+            if n == 0 {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+    }
+    assert_eq!(c.ok("guest-exec-input", json!({"pid": pid, "eof": true})), json!({"count": 0}));
+    let st = c.wait_exec_for(pid, Duration::from_secs(60));
+    assert_eq!(offered, 24 << 20);
+    let out = String::from_utf8(data_of(&st, "out-data")).unwrap();
+    let digest = std::process::Command::new("sha256sum")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut ch| {
+            use std::io::Write;
+            ch.stdin.take().unwrap().write_all(&expected)?;
+            ch.wait_with_output()
+        })
+        .unwrap();
+    assert_eq!(out, String::from_utf8(digest.stdout).unwrap(), "every byte arrived, in order");
+}
+
+#[test]
+fn guest_exec_input_window_and_errors() {
+    if skip_on_reference() {
+        return;
+    }
+    let (_agent, mut c) = Agent::start();
+    // A reader that does not read: the window (4 MiB) takes what fits.
+    let pid = c.exec(json!({"path": "sleep", "arg": ["30"], "input-stream": true}));
+    let big = vec![b'a'; 5 << 20];
+    let r = c.ok("guest-exec-input", json!({"pid": pid, "input-data": b64encode(&big)}));
+    assert_eq!(r, json!({"count": 4 << 20}));
+    // A process started without input-stream has no open input.
+    let other = c.exec(json!({"path": "sleep", "arg": ["30"]}));
+    let (_, desc) = c.err("guest-exec-input", json!({"pid": other, "input-data": "eA=="}));
+    assert_eq!(desc, format!("Input of PID {other} is closed"));
+    let (_, desc) = c.err("guest-exec-input", json!({"pid": 999999999, "input-data": "eA=="}));
+    assert_eq!(desc, "PID 999999999 does not exist");
+    assert_eq!(
+        c.err("guest-exec-input", json!({"pid": pid, "input-data": "!!"})).1,
+        "Base64 data contains invalid characters"
+    );
+    assert_eq!(c.err("guest-exec-input", json!({"pid": pid, "eof": 1})).1, "Invalid parameter type for 'eof', expected: boolean");
+    assert_eq!(c.err("guest-exec", json!({"path": "true", "input-stream": "yes"})).1, "Invalid parameter type for 'input-stream', expected: boolean");
+    for p in [pid, other] {
+        c.ok("guest-exec-terminate", json!({"pid": p}));
+    }
+    // After eof the input is closed.
+    let pid = c.exec(json!({"path": "cat", "capture-output": true, "input-stream": true, "input-data": "aGk="}));
+    c.ok("guest-exec-input", json!({"pid": pid, "input-data": "IQ==", "eof": true}));
+    let st = c.wait_exec(pid);
+    assert_eq!(data_of(&st, "out-data"), b"hi!");
+}

@@ -151,6 +151,7 @@ pub fn exec(agent: &mut Agent, mut a: Args) -> Result<Outcome, QgaError> {
     let user = a.opt_str("user")?;
     let timeout = a.opt_number("timeout")?;
     let stream = a.opt_bool("stream")?.unwrap_or(false);
+    let input_stream = a.opt_bool("input-stream")?.unwrap_or(false);
     a.finish()?;
 
     let input = input.map(|s| qbase64_decode(&s)).transpose()?;
@@ -190,7 +191,7 @@ pub fn exec(agent: &mut Agent, mut a: Args) -> Result<Outcome, QgaError> {
         path,
         args: arg.unwrap_or_default(),
         env,
-        stdin: if input.is_some() { Redirect::Pipe } else { Redirect::Null },
+        stdin: if input.is_some() || input_stream { Redirect::Pipe } else { Redirect::Null },
         stdout,
         stderr,
         cwd,
@@ -198,7 +199,7 @@ pub fn exec(agent: &mut Agent, mut a: Args) -> Result<Outcome, QgaError> {
     };
     agent.procs.reserve_slot(agent.poll.registry())?;
     let spawned = spawn::spawn(&spec).map_err(QgaError::generic)?;
-    let opts = ExecOptions { internal: false, stream, timeout };
+    let opts = ExecOptions { internal: false, input_stream, stream, timeout };
     let registry = agent.poll.registry();
     let pid = agent.procs.insert(registry, NewProcess { spawned, input, opts });
     Ok(Outcome::Return(Value::Object(Object::new().with("pid", Value::Int(pid as i64)))))
@@ -223,6 +224,19 @@ pub fn status(agent: &mut Agent, mut a: Args) -> Result<Outcome, QgaError> {
     }
     let registry = agent.poll.registry();
     agent.procs.status(registry, pid).map(Outcome::Return)
+}
+
+/// guest-exec-input {pid, input-data?, eof?}: more stdin for a process
+/// started with `input-stream: true`. Takes what fits in the stdin window
+/// and answers `{"count": n}`; the client offers the rest again later.
+pub fn input(agent: &mut Agent, mut a: Args) -> Result<Outcome, QgaError> {
+    let pid = a.req_int("pid")?;
+    let data = a.opt_str("input-data")?;
+    let eof = a.opt_bool("eof")?.unwrap_or(false);
+    a.finish()?;
+    let bytes = data.map(|d| qbase64_decode(&d)).transpose()?.unwrap_or_default();
+    let n = agent.procs.feed_input(pid, &bytes, eof)?;
+    Ok(Outcome::Return(Value::Object(Object::new().with("count", Value::Int(n as i64)))))
 }
 
 /// Signal numbers by name, with or without the SIG prefix.

@@ -115,6 +115,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     cmd("guest-get-load", system::get_load),
     cmd("guest-network-get-route", host::network_get_route),
     cmd("guest-exec-terminate", exec::terminate),
+    cmd("guest-exec-input", exec::input),
 ];
 
 pub fn find(name: &str) -> Option<&'static CommandSpec> {

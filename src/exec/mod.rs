@@ -37,6 +37,8 @@ pub const MAX_PROCESSES: usize = 1024;
 pub const MAX_CAPTURED_BYTES: usize = 256 << 20;
 /// Per-stream buffer of a streamed process; the pipe is not read while full.
 pub const STREAM_WINDOW: usize = 1 << 20;
+/// Unwritten streamed-stdin bytes held per process (guest-exec-input).
+pub const STDIN_WINDOW: usize = 4 << 20;
 /// Largest single read from a child's pipe.
 const READ_CHUNK: usize = 256 << 10;
 /// Bytes moved per pipe per loop iteration, so that one chatty child
@@ -80,6 +82,9 @@ struct StdinFeed {
     data: Vec<u8>,
     written: usize,
     ready: bool,
+    /// Streamed stdin (extension): the pipe stays open after the data is
+    /// written, until guest-exec-input sends `eof`.
+    keep_open: bool,
 }
 
 /// Options that change how a process is run or reported (extensions).
@@ -87,6 +92,8 @@ struct StdinFeed {
 pub struct ExecOptions {
     /// A helper run by the agent itself: invisible to guest-exec-status.
     pub internal: bool,
+    /// stdin stays open for guest-exec-input (extension).
+    pub input_stream: bool,
     pub stream: bool,
     pub timeout: Option<std::time::Duration>,
 }
@@ -218,7 +225,7 @@ impl ProcessTable {
         };
         let stdin = spawned.stdin.map(|pipe| {
             reg(&pipe, Kind::Stdin, Interest::WRITABLE);
-            StdinFeed { pipe, data: input.unwrap_or_default(), written: 0, ready: true }
+            StdinFeed { pipe, data: input.unwrap_or_default(), written: 0, ready: true, keep_open: opts.input_stream }
         });
         let capture = |pipe: Option<OwnedFd>, kind: Kind| {
             pipe.map(|p| {
@@ -342,6 +349,13 @@ impl ProcessTable {
             if budget == 0 && feed.written < feed.data.len() {
                 return true;
             }
+        }
+        if feed.keep_open && feed.written == feed.data.len() {
+            // Streamed stdin: wait for more input or for eof.
+            feed.data.clear();
+            feed.written = 0;
+            feed.ready = false;
+            return false;
         }
         // Everything written (or the reader is gone): EOF for the child.
         if let Some(feed) = p.stdin.take() {
@@ -577,6 +591,37 @@ impl ProcessTable {
         let mut p = self.remove_slot(registry, slot)?;
         let out = p.out.take().map(|c| c.data).unwrap_or_default();
         Some((p.status.unwrap_or(0), out))
+    }
+
+    /// guest-exec-input: queues up to the free part of the
+    /// [`STDIN_WINDOW`] for a streamed stdin; `eof` closes it once
+    /// everything queued is written. Returns the bytes accepted.
+    pub fn feed_input(&mut self, pid: i64, data: &[u8], eof: bool) -> Result<usize, QgaError> {
+        let not_found = || QgaError::generic(format!("PID {pid} does not exist"));
+        let pid32 = libc::pid_t::try_from(pid).map_err(|_| not_found())?;
+        let slot = *self.by_pid.get(&pid32).ok_or_else(not_found)?;
+        let p = self.slots[slot].as_mut().filter(|p| !p.opts.internal).ok_or_else(not_found)?;
+        let feed = p
+            .stdin
+            .as_mut()
+            .filter(|f| f.keep_open)
+            .ok_or_else(|| QgaError::generic(format!("Input of PID {pid} is closed")))?;
+        if feed.written > 0 {
+            feed.data.drain(..feed.written);
+            feed.written = 0;
+        }
+        let room = STDIN_WINDOW.saturating_sub(feed.data.len());
+        let n = data.len().min(room);
+        feed.data.extend_from_slice(&data[..n]);
+        // Only close once everything offered was taken.
+        if eof && n == data.len() {
+            feed.keep_open = false;
+        }
+        if !feed.ready {
+            feed.ready = true;
+            self.ready.push((slot, Kind::Stdin));
+        }
+        Ok(n)
     }
 
     /// Pids of all tracked processes, for signalling at shutdown.

@@ -128,7 +128,7 @@ pub const SCHEMA_ORDER: &[&str] = &[
 ];
 
 /// Commands qga adds beyond QEMU's schema (issue 3 extensions).
-pub const KNOWN_EXTENSIONS: &[&str] = &["guest-exec-terminate"];
+pub const KNOWN_EXTENSIONS: &[&str] = &["guest-exec-terminate", "guest-exec-input"];
 
 /// The guest-info `version` qga reports (the qemu-ga release it matches).
 pub const QGA_VERSION: &str = "10.2.0";
