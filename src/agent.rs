@@ -206,8 +206,13 @@ impl Agent {
             }
         }
         if p.terminate {
-            log::info("received termination signal, exiting");
-            self.stop = true;
+            if self.frozen {
+                // As qemu-ga: exiting now would leave file systems frozen.
+                log::warning("ignoring termination signal while file systems are frozen");
+            } else {
+                log::info("received termination signal, exiting");
+                self.stop = true;
+            }
         }
     }
 
@@ -394,15 +399,15 @@ impl Agent {
         }
     }
 
-    /// Starts a helper program (stdin /dev/null, stdout and stderr merged
+    /// Starts a helper program (stdin `input` or /dev/null, stdout and stderr merged
     /// into one captured pipe, own session as qemu-ga's `ga_run_command`).
     /// Its result is delivered to a [`Pending`] returned by the handler.
-    pub fn start_helper(&mut self, path: &str, args: &[&str]) -> Result<libc::pid_t, QgaError> {
+    pub fn start_helper(&mut self, path: &str, args: &[&str], input: Option<Vec<u8>>) -> Result<libc::pid_t, QgaError> {
         let spec = SpawnSpec {
             path: path.to_string(),
             args: args.iter().map(|a| a.to_string()).collect(),
             env: None,
-            stdin: Redirect::Null,
+            stdin: if input.is_some() { Redirect::Pipe } else { Redirect::Null },
             stdout: Redirect::Pipe,
             stderr: Redirect::ToStdout,
             cwd: None,
@@ -411,7 +416,7 @@ impl Agent {
         self.procs.reserve_slot(self.poll.registry())?;
         let spawned = spawn::spawn(&spec).map_err(QgaError::generic)?;
         let opts = ExecOptions { internal: true, ..Default::default() };
-        Ok(self.procs.insert(self.poll.registry(), NewProcess { spawned, input: None, opts }))
+        Ok(self.procs.insert(self.poll.registry(), NewProcess { spawned, input, opts }))
     }
 
     /// Delivers a finished helper's result to the reply waiting for it.

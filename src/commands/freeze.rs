@@ -90,7 +90,7 @@ fn open_dir(path: &str) -> Result<OwnedFd, i32> {
 fn do_freeze(mounts: &[FsMount], only: Option<&[String]>) -> Result<i64, QgaError> {
     let mut n = 0;
     for m in mounts.iter().rev() {
-        if only.is_some_and(|list| !list.iter().any(|p| *p == m.dirname)) {
+        if only.is_some_and(|list| !list.contains(&m.dirname)) {
             continue;
         }
         let fd = open_dir(&m.dirname).map_err(|e| QgaError::with_errno(format!("failed to open {}", m.dirname), e))?;
@@ -180,8 +180,11 @@ fn freeze_list_impl(agent: &mut Agent, mountpoints: Option<Vec<String>>) -> R {
     )
 }
 
+/// Continuation of a thaw: receives the count or the error.
+type ThawThen = Box<dyn FnOnce(&mut Agent, Result<i64, QgaError>) -> R>;
+
 /// `qmp_guest_fsfreeze_thaw()`; `then` receives the count or the error.
-fn thaw_impl(agent: &mut Agent, then: Box<dyn FnOnce(&mut Agent, Result<i64, QgaError>) -> R>) -> R {
+fn thaw_impl(agent: &mut Agent, then: ThawThen) -> R {
     let n = match do_thaw() {
         Ok(n) => n,
         Err(e) => return then(agent, Err(e)),

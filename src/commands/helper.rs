@@ -8,8 +8,6 @@ use std::ffi::CString;
 
 use super::{HelperResult, Outcome, Pending};
 use crate::agent::Agent;
-use crate::exec::spawn::{self, Redirect, SpawnSpec};
-use crate::exec::{ExecOptions, NewProcess};
 use crate::protocol::{strerror, QgaError};
 
 /// What to do once the helper succeeded.
@@ -121,27 +119,7 @@ pub fn run_any(
 
 /// Starts a helper (merged, captured output) and returns its pid.
 pub fn start(agent: &mut Agent, argv: &[&str], input: Option<Vec<u8>>) -> Result<libc::pid_t, QgaError> {
-    let prog = argv[0];
-    let pid = match input {
-        None => agent.start_helper(prog, &argv[1..])?,
-        Some(data) => {
-            let spec = SpawnSpec {
-                path: prog.to_string(),
-                args: argv[1..].iter().map(|s| s.to_string()).collect(),
-                env: None,
-                stdin: Redirect::Pipe,
-                stdout: Redirect::Pipe,
-                stderr: Redirect::ToStdout,
-                cwd: None,
-                credentials: None,
-            };
-            agent.procs.reserve_slot(agent.poll.registry())?;
-            let spawned = spawn::spawn(&spec).map_err(QgaError::generic)?;
-            let opts = ExecOptions { internal: true, ..Default::default() };
-            agent.procs.insert(agent.poll.registry(), NewProcess { spawned, input: Some(data), opts })
-        }
-    };
-    Ok(pid)
+    agent.start_helper(argv[0], &argv[1..], input)
 }
 
 #[cfg(test)]

@@ -104,9 +104,12 @@ fn in_path(prog: &str) -> bool {
     })
 }
 
+/// Continuation of [`run_child`]: the exit status (-1: not found).
+type StatusThen = Box<dyn FnOnce(&mut Agent, Result<i32, QgaError>) -> R>;
+
 /// `run_process_child()`: runs `argv` (PATH search, output discarded) and
 /// hands `then` its exit status, or -1 when the program does not exist.
-fn run_child(agent: &mut Agent, argv: &[&str], then: Box<dyn FnOnce(&mut Agent, Result<i32, QgaError>) -> R>) -> R {
+fn run_child(agent: &mut Agent, argv: &[&str], then: StatusThen) -> R {
     if !in_path(argv[0]) {
         return then(agent, Ok(-1));
     }

@@ -98,8 +98,40 @@ extern "C" {
     fn tzset();
 }
 
+/// Whether GLib's `g_time_zone_new_identifier()` accepts `TZ`: a zoneinfo
+/// file (absolute, or under $TZDIR or /usr/share/zoneinfo) or a POSIX rule
+/// with an offset. GLib falls back to UTC otherwise, where glibc would
+/// keep the bogus name as the abbreviation.
+fn tz_usable(tz: &str) -> bool {
+    let id = tz.strip_prefix(':').unwrap_or(tz);
+    if id.is_empty() {
+        return true;
+    }
+    let dir = std::env::var("TZDIR").unwrap_or_else(|_| "/usr/share/zoneinfo".to_string());
+    let file = if id.starts_with('/') { id.to_string() } else { format!("{dir}/{id}") };
+    if std::path::Path::new(&file).is_file() {
+        return true;
+    }
+    let rest = if let Some(r) = id.strip_prefix('<') {
+        match r.find('>') {
+            Some(i) => &r[i + 1..],
+            None => return false,
+        }
+    } else {
+        let n = id.bytes().take_while(|b| b.is_ascii_alphabetic()).count();
+        if n < 3 {
+            return false;
+        }
+        &id[n..]
+    };
+    rest.starts_with(|c: char| c.is_ascii_digit() || c == '+' || c == '-')
+}
+
 pub fn get_timezone(_: &mut Agent, a: Args) -> R {
     a.finish()?;
+    if std::env::var("TZ").is_ok_and(|tz| !tz_usable(&tz)) {
+        return ok(obj(vec![("zone", Value::str("UTC")), ("offset", Value::Int(0))]));
+    }
     // SAFETY: tzset/time/localtime_r with valid pointers; tm_zone points
     // into libc's static zone data.
     let (offset, zone) = unsafe {
@@ -288,6 +320,9 @@ pub fn get_users(_: &mut Agent, a: Args) -> R {
             if e.ut_type != libc::USER_PROCESS {
                 continue;
             }
+            // ut_user is not NUL-terminated when 32 bytes long; qemu-ga's
+            // g_strdup() then reads on into ut_host (a buffer overread, not
+            // copied: the name ends at the field's end).
             let name = c_chars(&e.ut_user);
             let t = e.ut_tv.tv_sec as f64 + e.ut_tv.tv_usec as f64 / 1_000_000.0;
             match users.iter_mut().find(|(n, _)| *n == name) {

@@ -199,4 +199,35 @@ mod tests {
         let mut b = Args::new(Object::new().with("id", Value::UInt(u64::MAX)));
         assert!(b.req_int("id").is_err());
     }
+
+    #[test]
+    fn struct_lists_and_uint64() {
+        let elem = |o: Object| Value::Object(o);
+        let obj = Object::new().with(
+            "mem-blks",
+            Value::List(vec![
+                elem(Object::new().with("phys-index", Value::Int(-1)).with("online", Value::Bool(true))),
+                elem(Object::new().with("phys-index", Value::Float(1.5))),
+            ]),
+        );
+        let mut a = Args::new(obj);
+        let e = a
+            .req_struct_list("mem-blks", |e| Ok((e.req_uint64("phys-index")?, e.req_bool("online")?)))
+            .unwrap_err();
+        assert_eq!(e.desc, "Parameter 'mem-blks[1].phys-index' expects uint64");
+        let obj = Object::new().with(
+            "vcpus",
+            Value::List(vec![elem(Object::new().with("logical-id", Value::Int(0)).with("x", Value::Null))]),
+        );
+        let e = Args::new(obj).req_struct_list("vcpus", |e| e.req_bool("online")).unwrap_err();
+        assert_eq!(e.desc, "Parameter 'vcpus[0].online' is missing");
+        let obj = Object::new().with("vcpus", Value::List(vec![Value::Int(1)]));
+        let e = Args::new(obj).req_struct_list("vcpus", |e| e.req_int("logical-id")).unwrap_err();
+        assert_eq!(e.desc, "Invalid parameter type for 'vcpus[0]', expected: object");
+        let obj = Object::new().with("vcpus", Value::List(vec![elem(Object::new().with("logical-id", Value::Int(0)).with("x", Value::Null))]));
+        let e = Args::new(obj).req_struct_list("vcpus", |e| e.req_int("logical-id")).unwrap_err();
+        assert_eq!(e.desc, "Parameter 'vcpus[0].x' is unexpected");
+        let mut c = Args::new(Object::new().with("n", Value::Int(-1)));
+        assert_eq!(c.req_uint64("n").unwrap(), u64::MAX);
+    }
 }

@@ -1,0 +1,252 @@
+//! A small self-contained client for the tests/commands_*.rs suites: starts
+//! the real binary as `qga -m unix-listen -p DIR/sock -t DIR -f DIR/pid`
+//! (cwd = DIR, a fresh temp dir), optionally through a wrapper command
+//! (e.g. `unshare -m sh -c ...` for the privileged cases), and talks to it
+//! over the unix socket one line per reply.
+#![allow(dead_code)]
+
+use serde_json::Value;
+use std::io::{ErrorKind, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+/// The agent under test: qga, or `$QGA_TEST_BIN` (e.g. the reference
+/// qemu-ga, to validate the expectations themselves).
+pub fn bin() -> String {
+    match std::env::var("QGA_TEST_BIN") {
+        Ok(p) if !p.is_empty() => p,
+        _ => env!("CARGO_BIN_EXE_qga").to_string(),
+    }
+}
+
+/// True when the suite runs against the reference qemu-ga.
+pub fn is_reference() -> bool {
+    std::env::var("QGA_TEST_BIN").is_ok_and(|p| !p.is_empty())
+}
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+/// A fresh directory, removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let p = std::env::temp_dir().join(format!("qga-cmd-{tag}.{}.{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).expect("temp dir");
+        TempDir(p)
+    }
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+    pub fn join(&self, p: &str) -> PathBuf {
+        self.0.join(p)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        if self.0.as_os_str().is_empty() {
+            return;
+        }
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+pub struct Agent {
+    pub child: Child,
+    pub conn: UnixStream,
+    pub dir: TempDir,
+    buf: Vec<u8>,
+}
+
+#[derive(Default)]
+pub struct Opts {
+    /// Extra agent arguments.
+    pub args: Vec<String>,
+    /// Extra environment variables.
+    pub env: Vec<(String, String)>,
+    /// Run as `sh -c "<prelude> && exec qga ..."` inside `unshare -m`.
+    pub ns_prelude: Option<String>,
+    /// Use this directory instead of a fresh one (it is not removed).
+    pub dir: Option<TempDir>,
+}
+
+impl Agent {
+    pub fn start() -> Agent {
+        Agent::start_with(Opts::default()).expect("agent starts")
+    }
+
+    /// Starts an agent; None if it did not come up (e.g. the namespace
+    /// prelude failed).
+    pub fn start_with(o: Opts) -> Option<Agent> {
+        let dir = o.dir.unwrap_or_else(|| TempDir::new("agent"));
+        let d = dir.path().to_str().unwrap().to_string();
+        let sock = format!("{d}/sock");
+        let mut argv: Vec<String> =
+            vec!["-m".into(), "unix-listen".into(), "-p".into(), sock.clone(), "-t".into(), d.clone(), "-f".into(), format!("{d}/pid")];
+        argv.extend(o.args);
+        let mut cmd = match &o.ns_prelude {
+            None => {
+                let mut c = Command::new(bin());
+                c.args(&argv);
+                c
+            }
+            Some(prelude) => {
+                let mut c = Command::new("unshare");
+                c.arg("-m").arg("sh").arg("-c").arg(format!("{prelude} && exec \"$0\" \"$@\"")).arg(bin()).args(&argv);
+                c
+            }
+        };
+        cmd.current_dir(dir.path())
+            .env("QGA_CONF", "/nonexistent/qga-test.conf")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(std::fs::File::create(dir.join("stderr")).unwrap()));
+        for (k, v) in &o.env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().ok()?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let conn = loop {
+            if let Ok(c) = UnixStream::connect(&sock) {
+                break c;
+            }
+            if child.try_wait().ok().flatten().is_some() || Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        conn.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+        Some(Agent { child, conn, dir, buf: Vec::new() })
+    }
+
+    pub fn send_raw(&mut self, text: &str) {
+        self.conn.write_all(text.as_bytes()).unwrap();
+    }
+
+    /// The next reply line, or None if nothing arrives within `wait`.
+    pub fn line_within(&mut self, wait: Duration) -> Option<String> {
+        let deadline = Instant::now() + wait;
+        loop {
+            if let Some(i) = self.buf.iter().position(|&b| b == b'\n') {
+                let line: Vec<u8> = self.buf.drain(..=i).collect();
+                return Some(String::from_utf8_lossy(&line[..line.len() - 1]).into_owned());
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            let mut chunk = [0u8; 65536];
+            match self.conn.read(&mut chunk) {
+                Ok(0) => return None,
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+                Err(e) => panic!("read: {e}"),
+            }
+        }
+    }
+
+    pub fn line(&mut self) -> String {
+        self.line_within(Duration::from_secs(30)).expect("a reply line")
+    }
+
+    /// Sends one request (JSON text) and returns the raw reply line.
+    pub fn raw(&mut self, req: &str) -> String {
+        self.send_raw(req);
+        self.line()
+    }
+
+    /// Sends one request and returns the parsed reply.
+    pub fn cmd(&mut self, req: &str) -> Value {
+        let l = self.raw(req);
+        serde_json::from_str(&l).unwrap_or_else(|e| panic!("bad reply {l:?}: {e}"))
+    }
+
+    /// `execute` with `arguments` (a JSON object text), expecting success.
+    pub fn ok(&mut self, name: &str, args: &str) -> Value {
+        let r = self.cmd(&format!("{{\"execute\":\"{name}\",\"arguments\":{args}}}"));
+        match r.get("return") {
+            Some(v) => v.clone(),
+            None => panic!("{name} {args} failed: {r}"),
+        }
+    }
+
+    /// `execute` with `arguments`, expecting an error: returns (class, desc).
+    pub fn err(&mut self, name: &str, args: &str) -> (String, String) {
+        let r = self.cmd(&format!("{{\"execute\":\"{name}\",\"arguments\":{args}}}"));
+        let e = r.get("error").unwrap_or_else(|| panic!("{name} {args} succeeded: {r}"));
+        (e["class"].as_str().unwrap().to_string(), e["desc"].as_str().unwrap().to_string())
+    }
+
+    /// The GenericError text of `name` with `args`.
+    pub fn desc(&mut self, name: &str, args: &str) -> String {
+        let (class, desc) = self.err(name, args);
+        assert_eq!(class, "GenericError", "{name} {args}: {desc}");
+        desc
+    }
+
+    /// Stops the agent (SIGTERM, clean exit) and keeps its directory.
+    pub fn stop_keep_dir(mut self) -> TempDir {
+        self.terminate();
+        std::mem::replace(&mut self.dir, TempDir(PathBuf::new()))
+    }
+
+    /// Sends SIGTERM and checks a clean exit.
+    pub fn stop(mut self) {
+        self.terminate();
+    }
+
+    fn terminate(&mut self) {
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                assert!(st.success(), "agent exit status {st:?}");
+                return;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("agent did not stop on SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Whether this process runs as root (needed by the namespace cases).
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// Whether `unshare -m` and bind mounts work here.
+pub fn can_unshare() -> bool {
+    is_root()
+        && Command::new("unshare")
+            .args(["-m", "sh", "-c", "mount --bind /tmp /tmp"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+}
+
+/// Writes an executable shell script.
+pub fn script(path: &Path, body: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, format!("#!/bin/sh\n{body}\n")).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}

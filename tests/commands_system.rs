@@ -1,0 +1,342 @@
+//! The information commands over a real socket (shapes and the values
+//! checkable on this machine), test-qga.c's osinfo case, and the argument
+//! checks of every command — the machine-changing ones only on paths that
+//! change nothing.
+
+mod commands_common;
+
+use commands_common::{Agent, Opts};
+use serde_json::{json, Value};
+
+fn keys(v: &Value) -> Vec<String> {
+    let mut k: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
+    k.sort();
+    k
+}
+
+#[test]
+fn test_qga_osinfo_file() {
+    let dir = commands_common::TempDir::new("osr");
+    let f = dir.join("test-qga-os-release");
+    std::fs::write(
+        &f,
+        "ID=qemu-ga-test\nNAME=QEMU-GA\nPRETTY_NAME=\"QEMU Guest Agent test\"\nVERSION=\"Test 1\"\nVERSION_ID=1\n\
+         VARIANT=\"Unit test \\\"\\'\\$\\`\\\\ and \\\\\\\\ etc.\"\nVARIANT_ID=unit-test\n",
+    )
+    .unwrap();
+    let mut a = Agent::start_with(Opts {
+        env: vec![("QGA_OS_RELEASE".into(), f.to_str().unwrap().into())],
+        ..Default::default()
+    })
+    .unwrap();
+    let r = a.ok("guest-get-osinfo", "{}");
+    assert_eq!(r["id"], "qemu-ga-test");
+    assert_eq!(r["name"], "QEMU-GA");
+    assert_eq!(r["pretty-name"], "QEMU Guest Agent test");
+    assert_eq!(r["version"], "Test 1");
+    assert_eq!(r["version-id"], "1");
+    assert_eq!(r["variant"], "Unit test \"'$`\\ and \\\\ etc.");
+    assert_eq!(r["variant-id"], "unit-test");
+    let mut u: libc::utsname = unsafe { std::mem::zeroed() };
+    // SAFETY: uname fills the struct.
+    assert_eq!(unsafe { libc::uname(&mut u) }, 0);
+    let release = unsafe { std::ffi::CStr::from_ptr(u.release.as_ptr()) }.to_str().unwrap().to_string();
+    assert_eq!(r["kernel-release"], release.as_str());
+    assert!(r["kernel-version"].is_string() && r["machine"].is_string());
+
+    // qemu-ga's quirks: unquoted values end at a space or ';', single
+    // quotes are not quotes, CR is dropped, a later duplicate wins, keys of
+    // another group are not seen; an unterminated quote keeps the tail.
+    std::fs::write(
+        &f,
+        "ID=  spaced ;x\nNAME=\"abc\nPRETTY_NAME='single quoted'\n  VERSION = \"a\" trailing  \n# c\n\
+         VERSION_ID=\"x\"\nVERSION_ID=dup\n[other]\nVARIANT=hidden\n[os-release]\nVARIANT_ID=\r\n",
+    )
+    .unwrap();
+    let r = a.ok("guest-get-osinfo", "{}");
+    assert_eq!(r["id"], "spaced");
+    assert_eq!(r["name"], "abcc");
+    assert_eq!(r["pretty-name"], "'single");
+    assert_eq!(r["version"], "a");
+    assert_eq!(r["version-id"], "dup");
+    assert_eq!(r["variant-id"], "");
+    assert!(r.get("variant").is_none());
+    // Not a key file at all: no os-release members (no fallback with QGA_OS_RELEASE).
+    std::fs::write(&f, "ID=ok\nthis is not a pair\n").unwrap();
+    let r = a.ok("guest-get-osinfo", "{}");
+    assert_eq!(keys(&r), vec!["kernel-release", "kernel-version", "machine"]);
+    a.stop();
+}
+
+#[test]
+fn information_commands() {
+    let mut a = Agent::start();
+    let t = a.ok("guest-get-time", "{}").as_i64().unwrap();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as i64;
+    assert!(t > 0 && (now - t).abs() < 60_000_000_000, "time {t} vs {now}");
+    assert_eq!(t % 1000, 0, "microsecond resolution");
+
+    let host = a.ok("guest-get-host-name", "{}");
+    let mut buf = [0u8; 256];
+    // SAFETY: gethostname into our buffer.
+    unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    let end = buf.iter().position(|&b| b == 0).unwrap();
+    assert_eq!(host, json!({"host-name": std::str::from_utf8(&buf[..end]).unwrap()}));
+
+    let tz = a.ok("guest-get-timezone", "{}");
+    assert!(tz["offset"].is_i64());
+    assert!(tz.get("zone").is_none_or(|z| z.is_string()));
+
+    assert!(a.ok("guest-get-users", "{}").is_array());
+
+    let load = a.ok("guest-get-load", "{}");
+    assert_eq!(keys(&load), vec!["load15m", "load1m", "load5m"]);
+    assert!(load["load1m"].is_number());
+
+    let ifs = a.ok("guest-network-get-interfaces", "{}");
+    let ifs = ifs.as_array().unwrap();
+    assert!(ifs[0]["name"].is_string());
+    if let Some(lo) = ifs.iter().find(|i| i["name"] == "lo") {
+        assert_eq!(lo["hardware-address"], "00:00:00:00:00:00");
+        let addrs = lo["ip-addresses"].as_array().unwrap();
+        assert!(addrs.contains(&json!({"ip-address-type": "ipv4", "ip-address": "127.0.0.1", "prefix": 8})));
+        let st = &lo["statistics"];
+        assert_eq!(
+            keys(st),
+            vec!["rx-bytes", "rx-dropped", "rx-errs", "rx-packets", "tx-bytes", "tx-dropped", "tx-errs", "tx-packets"]
+        );
+    }
+
+    let routes = a.ok("guest-network-get-route", "{}");
+    for r in routes.as_array().unwrap() {
+        assert!(r["iface"].is_string() && r["destination"].is_string() && r["metric"].is_i64());
+        match r["version"].as_i64().unwrap() {
+            4 => assert_eq!(
+                keys(r),
+                vec!["destination", "flags", "gateway", "iface", "irtt", "mask", "metric", "mtu", "refcnt", "use", "version", "window"]
+            ),
+            6 => assert_eq!(
+                keys(r),
+                vec!["desprefixlen", "destination", "flags", "iface", "metric", "nexthop", "refcnt", "source", "srcprefixlen", "use", "version"]
+            ),
+            v => panic!("version {v}"),
+        }
+    }
+
+    if std::path::Path::new("/sys/devices/system/cpu/cpu0").exists() {
+        let v = a.ok("guest-get-vcpus", "{}");
+        let first = &v[0];
+        assert!(first["online"].is_boolean() && first["logical-id"].is_i64() && first["can-offline"].is_boolean());
+    }
+
+    let fs = a.ok("guest-get-fsinfo", "{}");
+    if let Some(first) = fs.as_array().unwrap().first() {
+        for k in ["name", "mountpoint", "type", "disk"] {
+            assert!(first.get(k).is_some(), "fsinfo member {k}: {first}");
+        }
+    }
+
+    let info = a.cmd(r#"{"execute":"guest-get-memory-block-info"}"#);
+    if let Some(r) = info.get("return") {
+        assert!(r["size"].as_u64().unwrap() > 0);
+    }
+    let blocks = a.cmd(r#"{"execute":"guest-get-memory-blocks"}"#);
+    if let Some(first) = blocks.get("return").and_then(|b| b.get(0)) {
+        assert!(first["phys-index"].is_u64() && first["online"].is_boolean() && first["can-offline"].is_boolean());
+    }
+
+    let cpus = a.ok("guest-get-cpustats", "{}");
+    for c in cpus.as_array().unwrap() {
+        assert_eq!(c["type"], "linux");
+        for k in ["cpu", "user", "nice", "system", "idle"] {
+            assert!(c[k].is_u64(), "{k} in {c}");
+        }
+    }
+    let disks = a.ok("guest-get-diskstats", "{}");
+    for d in disks.as_array().unwrap() {
+        assert!(d["name"].is_string() && d["major"].is_u64() && d["minor"].is_u64() && d["stats"].is_object());
+    }
+
+    assert_eq!(a.ok("guest-fsfreeze-status", "{}"), "thawed");
+    a.stop();
+}
+
+#[test]
+fn guest_info_lists_the_linux_set() {
+    let mut a = Agent::start();
+    let info = a.ok("guest-info", "{}");
+    let cmds = info["supported_commands"].as_array().unwrap();
+    let names: Vec<&str> = cmds.iter().map(|c| c["name"].as_str().unwrap()).collect();
+    for n in [
+        "guest-get-time", "guest-set-time", "guest-shutdown", "guest-file-open", "guest-file-close", "guest-file-read",
+        "guest-file-write", "guest-file-seek", "guest-file-flush", "guest-fsfreeze-status", "guest-fsfreeze-freeze",
+        "guest-fsfreeze-freeze-list", "guest-fsfreeze-thaw", "guest-fstrim", "guest-suspend-disk", "guest-suspend-ram",
+        "guest-suspend-hybrid", "guest-network-get-interfaces", "guest-get-vcpus", "guest-set-vcpus", "guest-get-fsinfo",
+        "guest-set-user-password", "guest-get-memory-blocks", "guest-set-memory-blocks", "guest-get-memory-block-info",
+        "guest-get-host-name", "guest-get-users", "guest-get-timezone", "guest-get-osinfo",
+        "guest-ssh-get-authorized-keys", "guest-ssh-add-authorized-keys", "guest-ssh-remove-authorized-keys",
+        "guest-get-diskstats", "guest-get-cpustats", "guest-get-load", "guest-network-get-route",
+    ] {
+        assert!(names.contains(&n), "{n} missing from guest-info");
+    }
+    // Reverse schema order: get-time registered right after ping.
+    let pos = |n: &str| names.iter().position(|x| *x == n).unwrap();
+    assert_eq!(pos("guest-get-time") + 1, pos("guest-ping"));
+    assert_eq!(pos("guest-set-time") + 1, pos("guest-get-time"));
+    assert!(pos("guest-network-get-route") < pos("guest-get-load"));
+    for c in cmds {
+        let silent = ["guest-shutdown", "guest-suspend-disk", "guest-suspend-ram", "guest-suspend-hybrid"];
+        assert_eq!(c["success-response"], !silent.contains(&c["name"].as_str().unwrap()), "{c}");
+    }
+    // Needs libudev / Windows in qemu-ga: not built (Debian's qemu-ga has
+    // libudev, so only guest-get-devices is absent there).
+    let absent: &[&str] = if commands_common::is_reference() { &["guest-get-devices"] } else { &["guest-get-disks", "guest-get-devices"] };
+    for &n in absent {
+        assert!(!names.contains(&n));
+        let (class, desc) = a.err(n, "{}");
+        assert_eq!((class.as_str(), desc), ("CommandNotFound", format!("The command {n} has not been found")));
+    }
+    a.stop();
+}
+
+#[test]
+fn argument_checks() {
+    let mut a = Agent::start();
+    let cases: &[(&str, &str, &str)] = &[
+        ("guest-get-time", r#"{"x":1}"#, "Parameter 'x' is unexpected"),
+        ("guest-get-osinfo", r#"{"x":1}"#, "Parameter 'x' is unexpected"),
+        ("guest-get-fsinfo", r#"{"x":1}"#, "Parameter 'x' is unexpected"),
+        ("guest-set-time", r#"{"time":"x"}"#, "Invalid parameter type for 'time', expected: integer"),
+        ("guest-set-time", r#"{"time":1.0}"#, "Invalid parameter type for 'time', expected: integer"),
+        // Out of qemu-ga's [1970, 2070) window: rejected before settimeofday().
+        ("guest-set-time", r#"{"time":-1000000000}"#, "Invalid time"),
+        ("guest-set-time", r#"{"time":3250000000000000000}"#, "Invalid time"),
+        ("guest-shutdown", r#"{"mode":"foo"}"#, "mode is invalid (valid values are: halt|powerdown|reboot"),
+        ("guest-shutdown", r#"{"mode":1}"#, "Invalid parameter type for 'mode', expected: string"),
+        ("guest-shutdown", r#"{"mode":"halt","x":1}"#, "Parameter 'x' is unexpected"),
+        ("guest-suspend-disk", r#"{"x":1}"#, "Parameter 'x' is unexpected"),
+        ("guest-suspend-ram", r#"{"x":1}"#, "Parameter 'x' is unexpected"),
+        ("guest-suspend-hybrid", r#"{"x":1}"#, "Parameter 'x' is unexpected"),
+        ("guest-fstrim", r#"{"minimum":"x"}"#, "Invalid parameter type for 'minimum', expected: integer"),
+        ("guest-fsfreeze-freeze", r#"{"x":1}"#, "Parameter 'x' is unexpected"),
+        ("guest-fsfreeze-freeze-list", r#"{"mountpoints":"x"}"#, "Invalid parameter type for 'mountpoints', expected: array"),
+        ("guest-fsfreeze-freeze-list", r#"{"mountpoints":[1]}"#, "Invalid parameter type for 'mountpoints[0]', expected: string"),
+        ("guest-fsfreeze-thaw", r#"{"x":1}"#, "Parameter 'x' is unexpected"),
+        ("guest-set-vcpus", r#"{}"#, "Parameter 'vcpus' is missing"),
+        ("guest-set-vcpus", r#"{"vcpus":{}}"#, "Invalid parameter type for 'vcpus', expected: array"),
+        ("guest-set-vcpus", r#"{"vcpus":[1]}"#, "Invalid parameter type for 'vcpus[0]', expected: object"),
+        ("guest-set-vcpus", r#"{"vcpus":[{"online":true}]}"#, "Parameter 'vcpus[0].logical-id' is missing"),
+        ("guest-set-vcpus", r#"{"vcpus":[{"logical-id":0}]}"#, "Parameter 'vcpus[0].online' is missing"),
+        ("guest-set-vcpus", r#"{"vcpus":[{"logical-id":0,"online":1}]}"#, "Invalid parameter type for 'vcpus[0].online', expected: boolean"),
+        ("guest-set-vcpus", r#"{"vcpus":[{"logical-id":0,"online":true,"foo":1}],"bar":1}"#, "Parameter 'vcpus[0].foo' is unexpected"),
+        ("guest-set-vcpus", r#"{"vcpus":[],"bar":1}"#, "Parameter 'bar' is unexpected"),
+        ("guest-set-vcpus", r#"{"vcpus":[{"logical-id":99999,"online":true}]}"#, "open(\"/sys/devices/system/cpu/cpu99999/\"): No such file or directory"),
+        ("guest-set-memory-blocks", r#"{"mem-blks":[{"phys-index":1.5,"online":true}]}"#, "Parameter 'mem-blks[0].phys-index' expects uint64"),
+        ("guest-set-memory-blocks", r#"{"mem-blks":[{"phys-index":1,"online":true,"can-offline":"x"}]}"#, "Invalid parameter type for 'mem-blks[0].can-offline', expected: boolean"),
+        ("guest-ssh-get-authorized-keys", r#"{}"#, "Parameter 'username' is missing"),
+        ("guest-ssh-get-authorized-keys", r#"{"username":"qga-no-such-user"}"#, "failed to lookup user 'qga-no-such-user': Success"),
+        ("guest-ssh-add-authorized-keys", r#"{"username":"root"}"#, "Parameter 'keys' is missing"),
+        ("guest-ssh-add-authorized-keys", r#"{"username":"root","keys":[1]}"#, "Invalid parameter type for 'keys[0]', expected: string"),
+        ("guest-ssh-add-authorized-keys", r##"{"username":"root","keys":["#x"]}"##, "invalid OpenSSH public key: '#x'"),
+        ("guest-ssh-add-authorized-keys", r#"{"username":"root","keys":["a\nb"]}"#, "invalid OpenSSH public key: 'a\nb'"),
+        ("guest-ssh-add-authorized-keys", r#"{"username":"root","keys":["x"],"reset":"no"}"#, "Invalid parameter type for 'reset', expected: boolean"),
+        ("guest-ssh-add-authorized-keys", r#"{"username":"qga-no-such-user","keys":["a b"]}"#, "failed to lookup user 'qga-no-such-user': Success"),
+        ("guest-ssh-remove-authorized-keys", r#"{"username":"qga-no-such-user","keys":[]}"#, "failed to lookup user 'qga-no-such-user': Success"),
+        ("guest-set-user-password", r#"{"username":"x","password":"YQ=="}"#, "Parameter 'crypted' is missing"),
+        ("guest-set-user-password", r#"{"username":"x","crypted":false,"password":1}"#, "Invalid parameter type for 'password', expected: string"),
+        ("guest-set-user-password", r#"{"username":"x","password":"!!","crypted":false}"#, "Base64 data contains invalid characters"),
+        ("guest-set-user-password", r#"{"username":"a:b","password":"YQ==","crypted":false}"#, "forbidden characters in username"),
+        ("guest-set-user-password", r#"{"username":"a\nb","password":"YQ==","crypted":false}"#, "forbidden characters in username"),
+        ("guest-set-user-password", r#"{"username":"ab","password":"YQpi","crypted":false}"#, "forbidden characters in raw password"),
+    ];
+    for (cmd, args, want) in cases {
+        assert_eq!(a.desc(cmd, args), *want, "{cmd} {args}");
+    }
+    a.stop();
+}
+
+#[test]
+fn harmless_machine_paths() {
+    let mut a = Agent::start();
+    // Nothing to freeze: the hook-less freeze of no file system is 0 and
+    // leaves the agent thawed; thaw of thawed file systems is 0.
+    assert_eq!(a.ok("guest-fsfreeze-freeze-list", r#"{"mountpoints":["/qga-not-a-mountpoint"]}"#), 0);
+    assert_eq!(a.ok("guest-fsfreeze-status", "{}"), "thawed");
+    assert!(!a.dir.join("qga.state.isfrozen").exists());
+    assert_eq!(a.ok("guest-fsfreeze-thaw", "{}"), 0);
+    assert_eq!(a.ok("guest-set-vcpus", r#"{"vcpus":[]}"#), 0);
+    // Setting a vcpu to the state it has changes nothing.
+    let vcpus = a.ok("guest-get-vcpus", "{}");
+    let online: Vec<&Value> = vcpus.as_array().unwrap().iter().filter(|v| v["online"] == true).collect();
+    let list: Vec<Value> = online.iter().map(|v| json!({"logical-id": v["logical-id"], "online": true})).collect();
+    assert_eq!(a.ok("guest-set-vcpus", &json!({"vcpus": list}).to_string()), json!(list.len()));
+    if let Some(v) = vcpus.as_array().unwrap().iter().find(|v| v["can-offline"] == false) {
+        let id = v["logical-id"].as_i64().unwrap();
+        let args = json!({"vcpus": [{"logical-id": id, "online": false}]}).to_string();
+        assert_eq!(a.desc("guest-set-vcpus", &args), format!("logical processor #{id} can't be offlined"));
+        // The first one worked: the count of processed entries, no error.
+        let args = json!({"vcpus": [{"logical-id": id, "online": true}, {"logical-id": 99999, "online": true}]}).to_string();
+        assert_eq!(a.ok("guest-set-vcpus", &args), 1);
+    }
+    let r = a.ok("guest-set-memory-blocks", r#"{"mem-blks":[{"phys-index":99999999,"online":true}]}"#);
+    if std::path::Path::new("/sys/devices/system/memory").exists() {
+        assert_eq!(r, json!([{"phys-index": 99999999, "response": "not-found", "error-code": 2}]));
+    }
+    let blocks = a.cmd(r#"{"execute":"guest-get-memory-blocks"}"#);
+    if let Some(b) = blocks.get("return").and_then(|b| b.as_array()).and_then(|b| b.iter().find(|b| b["online"] == true)) {
+        let args = json!({"mem-blks": [{"phys-index": b["phys-index"], "online": true}]}).to_string();
+        assert_eq!(a.ok("guest-set-memory-blocks", &args), json!([{"phys-index": b["phys-index"], "response": "success"}]));
+    }
+    assert_eq!(a.ok("guest-set-memory-blocks", r#"{"mem-blks":[]}"#), json!([]));
+    a.stop();
+}
+
+#[test]
+fn set_user_password_runs_chpasswd() {
+    // A fake chpasswd first in PATH records its stdin and arguments.
+    let bin = commands_common::TempDir::new("fakebin");
+    let log = bin.join("log");
+    commands_common::script(
+        &bin.join("chpasswd"),
+        &format!("cat >> {l}; echo \"args:$*\" >> {l}; [ -e {l}.fail ] && {{ echo 'no such user'; exit 1; }}; exit 0", l = log.display()),
+    );
+    let path = format!("{}:/usr/bin:/bin", bin.path().display());
+    let mut a = Agent::start_with(Opts { env: vec![("PATH".into(), path)], ..Default::default() }).unwrap();
+    assert_eq!(a.ok("guest-set-user-password", r#"{"username":"alice","password":"c2VjcmV0","crypted":false}"#), json!({}));
+    assert_eq!(a.ok("guest-set-user-password", r#"{"username":"bob","password":"JDEkeHl6","crypted":true}"#), json!({}));
+    assert_eq!(std::fs::read_to_string(&log).unwrap(), "alice:secret\nargs:\nbob:$1$xyz\nargs:-e\n");
+    std::fs::write(format!("{}.fail", log.display()), "").unwrap();
+    assert_eq!(
+        a.desc("guest-set-user-password", r#"{"username":"alice","password":"c2VjcmV0","crypted":false}"#),
+        "child process has failed to set user password: no such user\n"
+    );
+    // Requests sent while the helper runs are answered after it, in order.
+    a.send_raw(r#"{"execute":"guest-set-user-password","arguments":{"username":"a","password":"YQ==","crypted":false},"id":1}{"execute":"guest-ping","id":2}"#);
+    assert!(a.line().contains("\"id\": 1"));
+    assert_eq!(a.line(), r#"{"return": {}, "id": 2}"#);
+    a.stop();
+
+    // Without chpasswd: qemu-ga's exec failure text.
+    let empty = commands_common::TempDir::new("nobin");
+    let mut a = Agent::start_with(Opts { env: vec![("PATH".into(), empty.path().to_str().unwrap().into())], ..Default::default() }).unwrap();
+    assert_eq!(
+        a.desc("guest-set-user-password", r#"{"username":"alice","password":"c2VjcmV0","crypted":false}"#),
+        "child process has failed to set user password: failed to exec 'chpasswd': No such file or directory\n"
+    );
+    a.stop();
+}
+
+#[test]
+fn timezone_follows_tz_like_glib() {
+    for (tz, want) in [
+        ("<+0330>-3:30", json!({"zone": "+0330", "offset": 12600})),
+        ("EST5", json!({"zone": "EST", "offset": -18000})),
+        // Unusable TZ values: GLib falls back to UTC.
+        ("FOO", json!({"zone": "UTC", "offset": 0})),
+        ("AB5", json!({"zone": "UTC", "offset": 0})),
+    ] {
+        let mut a = Agent::start_with(Opts { env: vec![("TZ".into(), tz.into())], ..Default::default() }).unwrap();
+        assert_eq!(a.ok("guest-get-timezone", "{}"), want, "TZ={tz}");
+        a.stop();
+    }
+}
