@@ -16,16 +16,6 @@ fn skip_on_reference() -> bool {
     false
 }
 
-/// VmHWM / VmRSS of a process in KiB.
-fn mem_kib(pid: u32, key: &str) -> u64 {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    s.lines()
-        .find(|l| l.starts_with(key))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap()
-}
-
 #[test]
 fn stream_100_mib_arrives_complete_in_order_with_bounded_rss() {
     if skip_on_reference() {
@@ -55,7 +45,7 @@ fn stream_100_mib_arrives_complete_in_order_with_bounded_rss() {
             next += 1;
         }
         partial.drain(..cut);
-        peak_rss = peak_rss.max(mem_kib(agent.pid(), "VmRSS:"));
+        peak_rss = peak_rss.max(proc_status_kib(agent.pid(), "VmRSS:"));
         if st["exited"] == json!(true) {
             assert_eq!(st["exitcode"], json!(0));
             break;
@@ -64,7 +54,7 @@ fn stream_100_mib_arrives_complete_in_order_with_bounded_rss() {
     assert!(partial.is_empty());
     assert_eq!(next, LAST + 1, "all lines arrived");
     assert!(total > 100 << 20, "about 100 MiB streamed, got {total}");
-    let hwm = mem_kib(agent.pid(), "VmHWM:");
+    let hwm = proc_status_kib(agent.pid(), "VmHWM:");
     eprintln!("streamed {total} bytes; agent VmRSS peak seen {peak_rss} KiB, VmHWM {hwm} KiB");
     assert!(hwm < 64 * 1024, "agent memory must stay bounded while streaming 100 MiB (VmHWM {hwm} KiB)");
     // The result was consumed by the final status.

@@ -7,15 +7,6 @@ use common::*;
 use serde_json::json;
 use std::time::Duration;
 
-fn vm_kib(pid: u32, key: &str) -> u64 {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    s.lines()
-        .find(|l| l.starts_with(key))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap()
-}
-
 #[test]
 fn unclaimed_results_are_bounded_oldest_finished_first() {
     if is_reference_agent() {
@@ -65,7 +56,7 @@ fn huge_input_data_in_small_writes_is_parsed_once() {
     let st = c.wait_exec_for(pid, Duration::from_secs(60));
     assert_eq!(data_of(&st, "out-data"), format!("{}\n", 40 << 20).as_bytes());
     let cpu = cpu_ticks(agent.pid()) - t0;
-    eprintln!("agent CPU for a 53 MiB request in 4 KiB writes: {} ticks; VmHWM {} KiB", cpu, vm_kib(agent.pid(), "VmHWM:"));
+    eprintln!("agent CPU for a 53 MiB request in 4 KiB writes: {} ticks; VmHWM {} KiB", cpu, proc_status_kib(agent.pid(), "VmHWM:"));
     // Re-parsing from the start on every 4 KiB read would be quadratic
     // (hours); linear parsing is a few seconds even unoptimised.
     assert!(cpu < 60 * ticks_per_sec(), "framing cost must be linear in the message size");
@@ -87,7 +78,7 @@ fn a_client_that_never_reads_cannot_grow_the_agent() {
     }
     let writer = c.send_in_background(flood);
     std::thread::sleep(Duration::from_secs(2));
-    let rss = vm_kib(agent.pid(), "VmRSS:");
+    let rss = proc_status_kib(agent.pid(), "VmRSS:");
     eprintln!("agent VmRSS with an unread reply backlog: {rss} KiB");
     assert!(rss < 32 * 1024, "unsent replies are bounded (VmRSS {rss} KiB)");
     // The client gives up: closing both directions ends the writer too.

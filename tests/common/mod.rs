@@ -1019,3 +1019,13 @@ pub fn release_fifo(path: &Path, data: &[u8]) {
 pub fn unique(tag: &str) -> String {
     format!("{}-{}", tag, TMP_COUNTER.fetch_add(1, Ordering::SeqCst))
 }
+
+/// A `VmRSS:`/`VmHWM:`-style value of /proc/PID/status, in KiB.
+pub fn proc_status_kib(pid: u32, key: &str) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read /proc/PID/status");
+    s.lines()
+        .find(|l| l.starts_with(key))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {key} in /proc/{pid}/status"))
+}
