@@ -1,0 +1,705 @@
+#!/usr/bin/env python3
+"""qga's VM suite: boots TCG guests whose /init is the static qga and talks
+to it over the real channels (virtio-serial, isa-serial, vsock through the
+user-space vhost-device-vsock backend).
+
+    scripts/e2e/run.py --qga target/static/qga --kernel target/e2e/kernel/current \
+        [--busybox /bin/busybox] [--work target/e2e] [--only virtio,isa,vsock] [--keep]
+
+Prerequisites are installed by scripts/e2e/setup.sh (`make e2e` runs both).
+Prints PASS/FAIL/SKIP per check, the measurements (time from QEMU start to
+the first reply, qga's wakeups while the host is away), and a closing
+"N passed, N failed, N skipped" line; exits 1 when a check failed. A guest
+that does not answer gets its console log printed.
+"""
+
+import argparse
+import base64
+import glob
+import hashlib
+import json
+import os
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+RESULTS = {"passed": 0, "failed": 0, "skipped": 0}
+MEASURED = []
+VSOCK_PORT = 1024
+GUEST_CID = 3
+
+
+def say(msg):
+    print(msg, flush=True)
+
+
+def passed(name, detail=""):
+    RESULTS["passed"] += 1
+    say(f"PASS {name}{': ' + detail if detail else ''}")
+
+
+def failed(name, detail):
+    RESULTS["failed"] += 1
+    say(f"FAIL {name}: {detail}")
+
+
+def skipped(name, why):
+    RESULTS["skipped"] += 1
+    say(f"SKIP {name}: {why}")
+
+
+def measured(name, value):
+    MEASURED.append((name, value))
+    say(f"MEASURED {name}: {value}")
+
+
+def check(name, cond, detail=""):
+    if cond:
+        passed(name)
+    else:
+        failed(name, detail or "condition false")
+    return cond
+
+
+class AgentError(Exception):
+    pass
+
+
+# ---------------------------------------------------------------------------
+# The client side of the protocol
+
+
+class Client:
+    """One connection to the agent: 0xFF + guest-sync-delimited resync,
+    newline-separated replies, stale replies ignored."""
+
+    def __init__(self, connect, resend=1.0):
+        self._connect = connect
+        self.sock = None
+        self.buf = b""
+        self.resend = resend
+
+    def open(self, deadline):
+        last = None
+        while time.monotonic() < deadline:
+            try:
+                self.sock = self._connect()
+                self.buf = b""
+                return
+            except OSError as e:
+                last = e
+                time.sleep(0.02)
+        raise AgentError(f"cannot connect: {last}")
+
+    def close(self):
+        if self.sock:
+            try:
+                self.sock.close()
+            except OSError:
+                pass
+        self.sock = None
+
+    def send(self, obj):
+        data = obj if isinstance(obj, bytes) else json.dumps(obj).encode() + b"\n"
+        self.sock.sendall(data)
+
+    def _fill(self, deadline):
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("no reply in time")
+        self.sock.settimeout(min(left, 0.5))
+        try:
+            chunk = self.sock.recv(1 << 20)
+        except socket.timeout:
+            return
+        if not chunk:
+            raise AgentError("connection closed by the other side")
+        self.buf += chunk
+
+    def reply(self, deadline):
+        """The next JSON reply (0xFF bytes and unparsable lines skipped)."""
+        while True:
+            while b"\n" in self.buf:
+                line, self.buf = self.buf.split(b"\n", 1)
+                line = line.replace(b"\xff", b"").strip()
+                if not line:
+                    continue
+                try:
+                    return json.loads(line)
+                except ValueError:
+                    continue
+            self._fill(deadline)
+
+    def sync(self, timeout):
+        """Resyncs; returns seconds until the first matching reply."""
+        t0 = time.monotonic()
+        deadline = t0 + timeout
+        ids = set()
+        next_send = 0
+        while True:
+            now = time.monotonic()
+            if now >= next_send:
+                i = random.randrange(1, 1 << 31)
+                ids.add(i)
+                self.send(b"\xff" + json.dumps({"execute": "guest-sync-delimited", "arguments": {"id": i}}).encode() + b"\n")
+                next_send = now + self.resend
+            try:
+                r = self.reply(min(deadline, next_send))
+            except TimeoutError:
+                if time.monotonic() >= deadline:
+                    raise AgentError(f"agent not answering guest-sync-delimited within {timeout} s")
+                continue
+            if r.get("return") in ids:
+                break
+        took = time.monotonic() - t0
+        if len(ids) > 1:
+            # Earlier syncs may still be answered: flush with one more.
+            i = random.randrange(1, 1 << 31)
+            self.send(b"\xff" + json.dumps({"execute": "guest-sync-delimited", "arguments": {"id": i}}).encode() + b"\n")
+            while self.reply(deadline + 10).get("return") != i:
+                pass
+        return took
+
+    def call(self, name, args=None, timeout=30):
+        req = {"execute": name}
+        if args is not None:
+            req["arguments"] = args
+        self.send(req)
+        return self.reply(time.monotonic() + timeout)
+
+    def ok(self, name, args=None, timeout=30):
+        r = self.call(name, args, timeout)
+        if "return" not in r:
+            raise AgentError(f"{name}: {r}")
+        return r["return"]
+
+    def exec_wait(self, args, timeout=30):
+        """guest-exec, then status until exited. Returns the status."""
+        pid = self.ok("guest-exec", args)["pid"]
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            st = self.ok("guest-exec-status", {"pid": pid})
+            if st.get("exited"):
+                return st
+            time.sleep(0.05)
+        raise AgentError(f"process {pid} did not exit within {timeout} s")
+
+
+def b64(s):
+    return base64.b64encode(s if isinstance(s, bytes) else s.encode()).decode()
+
+
+def unb64(s):
+    return base64.b64decode(s) if s else b""
+
+
+# ---------------------------------------------------------------------------
+# Guests
+
+
+class Guest:
+    def __init__(self, name, opts, transport="virtio", init_args=""):
+        self.name = name
+        self.opts = opts
+        self.transport = transport
+        self.run = os.path.join(opts.work, "run", name)
+        shutil.rmtree(self.run, ignore_errors=True)
+        os.makedirs(self.run)
+        self.console = os.path.join(self.run, "console.log")
+        self.sock = os.path.join(self.run, "qga.sock")
+        self.init_args = init_args
+        self.qemu = None
+        self.backend = None
+        self.t0 = None
+
+    def cmdline(self):
+        o = self.opts
+        append = "console=ttyS0 panic=-1 rdinit=/init quiet"
+        if self.init_args:
+            append += " -- " + self.init_args
+        cmd = [
+            "qemu-system-x86_64", "-nodefaults", "-nographic", "-no-user-config",
+            "-accel", "tcg,thread=single", "-cpu", "max", "-smp", "1", "-m", "256M",
+            "-kernel", o.vmlinuz, "-initrd", o.initramfs, "-append", append,
+            "-serial", f"file:{self.console}", "-monitor", "none", "-no-reboot",
+        ]
+        if self.transport == "virtio":
+            cmd += [
+                "-machine", "q35",
+                "-device", "virtio-serial-pci,id=vser0",
+                "-chardev", f"socket,id=qga0,path={self.sock},server=on,wait=off",
+                "-device", "virtserialport,bus=vser0.0,chardev=qga0,name=org.qemu.guest_agent.0",
+            ]
+        elif self.transport == "isa":
+            cmd += [
+                "-machine", "q35",
+                "-chardev", f"socket,id=qga0,path={self.sock},server=on,wait=off",
+                "-serial", "chardev:qga0",
+            ]
+        elif self.transport == "vsock":
+            cmd += [
+                "-object", "memory-backend-memfd,id=mem,size=256M,share=on",
+                "-machine", "q35,memory-backend=mem",
+                "-chardev", f"socket,id=vh,path={os.path.join(self.run, 'vhost.sock')}",
+                "-device", "vhost-user-vsock-pci,chardev=vh",
+            ]
+        return cmd
+
+    def start(self):
+        if self.transport == "vsock":
+            vhost = os.path.join(self.run, "vhost.sock")
+            self.backend = subprocess.Popen(
+                [self.opts.vsock_backend, "--guest-cid", str(GUEST_CID), "--socket", vhost, "--uds-path", self.sock],
+                stdout=open(os.path.join(self.run, "vhost-device-vsock.log"), "wb"), stderr=subprocess.STDOUT,
+            )
+            deadline = time.monotonic() + 10
+            while not os.path.exists(vhost) and time.monotonic() < deadline:
+                time.sleep(0.01)
+        log = open(os.path.join(self.run, "qemu.log"), "wb")
+        self.t0 = time.monotonic()
+        self.qemu = subprocess.Popen(self.cmdline(), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+
+    def connector(self):
+        if self.transport == "vsock":
+            def connect():
+                s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                try:
+                    s.settimeout(2)
+                    s.connect(self.sock)
+                    s.sendall(f"CONNECT {VSOCK_PORT}\n".encode())
+                    line = b""
+                    while not line.endswith(b"\n"):
+                        c = s.recv(1)
+                        if not c:
+                            raise ConnectionError("vsock backend closed the connection (agent not listening yet)")
+                        line += c
+                    if not line.startswith(b"OK"):
+                        raise ConnectionError(f"vsock handshake: {line!r}")
+                    return s
+                except Exception:
+                    s.close()
+                    raise
+        else:
+            def connect():
+                s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                try:
+                    s.connect(self.sock)
+                except Exception:
+                    s.close()
+                    raise
+                return s
+        return connect
+
+    def client(self, resend=1.0):
+        return Client(self.connector(), resend)
+
+    def connect_and_sync(self, timeout, resend=1.0):
+        """A synced client. For vsock a refused connect is retried until
+        the agent listens."""
+        deadline = time.monotonic() + timeout
+        last = None
+        while time.monotonic() < deadline:
+            c = self.client(resend)
+            try:
+                c.open(deadline)
+                c.sync(max(0.5, deadline - time.monotonic()))
+                return c
+            except (AgentError, OSError) as e:
+                last = e
+                c.close()
+                if self.exited():
+                    break
+                time.sleep(0.05)
+        raise AgentError(f"{self.name}: no agent: {last}")
+
+    def exited(self):
+        return self.qemu is not None and self.qemu.poll() is not None
+
+    def wait_exit(self, timeout):
+        try:
+            self.qemu.wait(timeout)
+            return True
+        except subprocess.TimeoutExpired:
+            return False
+
+    def dump_console(self, why):
+        say(f"---- {self.name}: {why}; guest console log ({self.console}) ----")
+        try:
+            with open(self.console, "rb") as f:
+                sys.stdout.write(f.read()[-20000:].decode(errors="replace"))
+        except OSError as e:
+            say(f"(no console log: {e})")
+        for extra in ("qemu.log", "vhost-device-vsock.log"):
+            p = os.path.join(self.run, extra)
+            if os.path.exists(p) and os.path.getsize(p):
+                say(f"---- {extra} ----")
+                with open(p, "rb") as f:
+                    sys.stdout.write(f.read()[-4000:].decode(errors="replace"))
+        say(f"---- end of {self.name} logs ----")
+
+    def stop(self):
+        for p in (self.qemu, self.backend):
+            if p is None or p.poll() is not None:
+                continue
+            p.terminate()
+            try:
+                p.wait(3)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+
+
+# ---------------------------------------------------------------------------
+# The checks
+
+
+def boot(g, timeout=60):
+    g.start()
+    try:
+        c = g.connect_and_sync(timeout, resend=0.5 if g.transport == "isa" else 1.0)
+    except AgentError as e:
+        failed(f"{g.name}: boot", str(e))
+        g.dump_console("no reply from the agent")
+        return None
+    first = time.monotonic() - g.t0
+    passed(f"{g.name}: boot and guest-sync-delimited", f"{first:.2f} s from QEMU start")
+    measured(f"{g.name}: QEMU start to first reply", f"{first:.2f} s")
+    return c
+
+
+def checks_basic(g, c):
+    i = random.randrange(1, 1 << 30)
+    c.send(b"\xff" + json.dumps({"execute": "guest-sync-delimited", "arguments": {"id": i}}).encode())
+    # qemu-ga answers the 0xFF itself with a parse error, then 0xFF + reply.
+    deadline = time.monotonic() + 10
+    while not (b"\xff" in c.buf and b"\n" in c.buf.split(b"\xff", 1)[1]):
+        c._fill(deadline)
+    before, after = c.buf.split(b"\xff", 1)
+    line, c.buf = after.split(b"\n", 1)
+    check(f"{g.name}: guest-sync-delimited sends 0xFF then the id",
+          json.loads(line) == {"return": i} and b"JSON parse error" in before, repr(before + b"\xff" + line))
+    check(f"{g.name}: guest-ping", c.call("guest-ping") == {"return": {}})
+    info = c.ok("guest-info")
+    names = {x["name"] for x in info.get("supported_commands", [])}
+    check(f"{g.name}: guest-info", "version" in info and "guest-exec" in names, str(info)[:200])
+    return names
+
+
+def checks_exec(g, c, names):
+    script = ["-c", "echo out; echo err >&2"]
+    modes = [
+        (None, None, None),
+        (False, None, None),
+        (True, b"out\n", b"err\n"),
+        ("none", None, None),
+        ("stdout", b"out\n", None),
+        ("stderr", None, b"err\n"),
+        ("separated", b"out\n", b"err\n"),
+        ("merged", b"out\nerr\n", None),
+    ]
+    for mode, out, err in modes:
+        args = {"path": "sh", "arg": script}
+        if mode is not None:
+            args["capture-output"] = mode
+        st = c.exec_wait(args)
+        got_out = unb64(st["out-data"]) if "out-data" in st else None
+        got_err = unb64(st["err-data"]) if "err-data" in st else None
+        check(f"{g.name}: guest-exec capture-output={json.dumps(mode)}",
+              st.get("exitcode") == 0 and got_out == out and got_err == err, f"status {st}")
+
+    data = os.urandom(200_000)
+    st = c.exec_wait({"path": "cat", "input-data": b64(data), "capture-output": True})
+    check(f"{g.name}: guest-exec input-data (200 kB binary through cat)", unb64(st.get("out-data")) == data,
+          f"got {len(unb64(st.get('out-data')))} bytes, exitcode {st.get('exitcode')}")
+
+    st = c.exec_wait({"path": "sh", "arg": ["-c", "exit 42"]})
+    check(f"{g.name}: exit code", st.get("exitcode") == 42 and "signal" not in st, str(st))
+    st = c.exec_wait({"path": "sh", "arg": ["-c", "kill -USR1 $$"]})
+    check(f"{g.name}: killed by a signal", st.get("signal") == signal.SIGUSR1 and "exitcode" not in st, str(st))
+    r = c.call("guest-exec", {"path": "/no/such/program"})
+    check(f"{g.name}: exec of a missing program fails", "error" in r, str(r))
+
+    # Orphans re-parented to init are reaped.
+    c.exec_wait({"path": "sh", "arg": ["-c", "(sleep 0.2 &) ; exit 0"]})
+    time.sleep(1.0)
+    st = c.exec_wait({"path": "sh", "arg": ["-c", "cat /proc/[0-9]*/stat 2>/dev/null"], "capture-output": True})
+    zombies = [l for l in unb64(st.get("out-data")).decode(errors="replace").splitlines() if ") Z " in l]
+    check(f"{g.name}: orphans are reaped (no zombies)", not zombies, "; ".join(zombies))
+
+    if "guest-exec-terminate" not in names:
+        skipped(f"{g.name}: extensions", "the agent has no guest-exec-terminate")
+        return
+    # stream: output arrives while the program runs.
+    pid = c.ok("guest-exec", {"path": "sh", "arg": ["-c", "for i in 1 2 3; do echo $i; sleep 0.4; done"],
+                              "capture-output": True, "stream": True})["pid"]
+    chunks, deadline = [], time.monotonic() + 20
+    st = {}
+    while time.monotonic() < deadline:
+        st = c.ok("guest-exec-status", {"pid": pid, "wait": 5}, timeout=10)
+        if st.get("out-data"):
+            chunks.append((bool(st.get("exited")), unb64(st["out-data"])))
+        if st.get("exited"):
+            break
+    live = len(chunks) >= 2 and not chunks[0][0]  # output came while it ran
+    check(f"{g.name}: stream (live output)", b"".join(x for _, x in chunks) == b"1\n2\n3\n" and live and st.get("exitcode") == 0,
+          f"chunks {chunks}, last {st}")
+    # wait: the status is held until the exit.
+    pid = c.ok("guest-exec", {"path": "sleep", "arg": ["1"]})["pid"]
+    t = time.monotonic()
+    st = c.ok("guest-exec-status", {"pid": pid, "wait": 10}, timeout=15)
+    took = time.monotonic() - t
+    check(f"{g.name}: guest-exec-status wait", st.get("exited") and took > 0.5, f"{st} after {took:.2f} s")
+    # terminate: SIGKILL by default, or a named signal.
+    for sig, want in ((None, signal.SIGKILL), ("TERM", signal.SIGTERM)):
+        pid = c.ok("guest-exec", {"path": "sleep", "arg": ["100"]})["pid"]
+        args = {"pid": pid} if sig is None else {"pid": pid, "signal": sig}
+        r = c.call("guest-exec-terminate", args)
+        st = c.ok("guest-exec-status", {"pid": pid, "wait": 10}, timeout=15)
+        check(f"{g.name}: guest-exec-terminate signal={sig or 'default'}", r == {"return": {}} and st.get("signal") == want, f"{r} {st}")
+    # user / cwd: the static binary resolves names from /etc/passwd.
+    st = c.exec_wait({"path": "sh", "arg": ["-c", "id -un; pwd"], "capture-output": True, "user": "nobody", "cwd": "/tmp"})
+    check(f"{g.name}: guest-exec user and cwd", unb64(st.get("out-data")) == b"nobody\n/tmp\n", str(st))
+    # timeout: SIGTERM at expiry, timed-out in the status.
+    pid = c.ok("guest-exec", {"path": "sleep", "arg": ["100"], "timeout": 1})["pid"]
+    st = c.ok("guest-exec-status", {"pid": pid, "wait": 10}, timeout=15)
+    check(f"{g.name}: timeout", st.get("timed-out") is True and st.get("signal") == signal.SIGTERM, str(st))
+
+
+def checks_disconnect(g, c):
+    """Host goes away in the middle of an exec, comes back, and the result
+    is still there. The exec measures qga's own voluntary context switches
+    over 10 s while the host side is disconnected."""
+    script = ("sleep 1; a=$(awk '/^voluntary_ctxt_switches/ {print $2}' /proc/$PPID/status); sleep 10; "
+              "b=$(awk '/^voluntary_ctxt_switches/ {print $2}' /proc/$PPID/status); echo $a $b; echo done")
+    pid = c.ok("guest-exec", {"path": "sh", "arg": ["-c", script], "capture-output": True})["pid"]
+    c.close()
+    time.sleep(12)
+    try:
+        c.open(time.monotonic() + 10)
+        c.sync(20)
+    except AgentError as e:
+        failed(f"{g.name}: reconnect after a host disconnect", str(e))
+        g.dump_console("no reply after reconnecting")
+        return False
+    passed(f"{g.name}: reconnect after a host disconnect")
+    st = c.ok("guest-exec-status", {"pid": pid, "wait": 10}, timeout=15)
+    out = unb64(st.get("out-data")).decode(errors="replace").split()
+    ok = check(f"{g.name}: exec result kept across the disconnect", st.get("exited") and out[-1:] == ["done"], str(st))
+    if ok and len(out) == 3:
+        a, b = int(out[0]), int(out[1])
+        measured(f"{g.name}: qga voluntary context switches in 10 s with the host disconnected", f"{b - a} ({(b - a) / 10:.1f} wakeups/s)")
+    return True
+
+
+def checks_files(g, c, names):
+    need = {"guest-file-open", "guest-file-write", "guest-file-read", "guest-file-close"}
+    if not need <= names:
+        skipped(f"{g.name}: guest-file-*", "the agent lacks " + ", ".join(sorted(need - names)))
+        return
+    data = os.urandom(100_000) + b"\0\xff\n"
+    h = c.ok("guest-file-open", {"path": "/tmp/e2e.bin", "mode": "w"})
+    w = c.ok("guest-file-write", {"handle": h, "buf-b64": b64(data)})
+    c.ok("guest-file-close", {"handle": h})
+    h = c.ok("guest-file-open", {"path": "/tmp/e2e.bin", "mode": "r"})
+    got = b""
+    while True:
+        r = c.ok("guest-file-read", {"handle": h, "count": 65536})
+        got += unb64(r.get("buf-b64"))
+        if r.get("eof") or not r.get("count"):
+            break
+    c.ok("guest-file-close", {"handle": h})
+    st = c.exec_wait({"path": "md5sum", "arg": ["/tmp/e2e.bin"], "capture-output": True})
+    guest_md5 = unb64(st.get("out-data")).split()[:1]
+    check(f"{g.name}: guest-file-* write/read round trip", w.get("count") == len(data) and got == data
+          and guest_md5 == [hashlib.md5(data).hexdigest().encode()], f"wrote {w}, read {len(got)} bytes, md5 {guest_md5}")
+
+
+def checks_osinfo(g, c, names):
+    if "guest-get-osinfo" in names:
+        r = c.ok("guest-get-osinfo")
+        check(f"{g.name}: guest-get-osinfo", str(r.get("kernel-release", "")).startswith(os.path.basename(
+            g.opts.vmlinuz).replace("vmlinuz-", "")[:5]) and r.get("machine") == "x86_64", str(r))
+    else:
+        skipped(f"{g.name}: guest-get-osinfo", "not implemented by the agent")
+    if "guest-network-get-interfaces" in names:
+        r = c.ok("guest-network-get-interfaces")
+        check(f"{g.name}: guest-network-get-interfaces", any(i.get("name") == "lo" for i in r), str(r)[:300])
+    else:
+        skipped(f"{g.name}: guest-network-get-interfaces", "not implemented by the agent")
+
+
+def qgactl_path():
+    p = os.path.join(ROOT, "target", "release", "qgactl")
+    return p if os.access(p, os.X_OK) else None
+
+
+def checks_qgactl(g, c):
+    """Runs with our own client disconnected (the chardev takes one client)."""
+    tool = qgactl_path()
+    if not tool:
+        skipped(f"{g.name}: qgactl", "target/release/qgactl not built")
+        return
+    env = dict(os.environ, QGA_SOCKET=g.sock)
+    c.close()
+    try:
+        # Live output: the first line arrives long before the program ends.
+        t = time.monotonic()
+        p = subprocess.Popen([tool, "exec", "--", "sh", "-c", "echo first; sleep 2; echo second; exit 3"],
+                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        first = p.stdout.readline()
+        t_first = time.monotonic() - t
+        rest, err = p.communicate(timeout=60)
+        t_all = time.monotonic() - t
+        check(f"{g.name}: qgactl exec live output and exit code",
+              first == b"first\n" and rest == b"second\n" and p.returncode == 3 and t_all - t_first > 1.5,
+              f"first {first!r} at {t_first:.2f} s, rest {rest!r} at {t_all:.2f} s, rc {p.returncode}, stderr {err[-300:]!r}")
+        # push / pull of a binary file.
+        local = os.path.join(g.run, "push.bin")
+        back = os.path.join(g.run, "pull.bin")
+        data = os.urandom(1 << 20) + bytes(range(256))
+        with open(local, "wb") as f:
+            f.write(data)
+        r1 = subprocess.run([tool, "push", local, "/tmp/pushed.bin"], env=env, capture_output=True, timeout=120)
+        r2 = subprocess.run([tool, "pull", "/tmp/pushed.bin", back], env=env, capture_output=True, timeout=120)
+        got = open(back, "rb").read() if os.path.exists(back) else b""
+        if r1.returncode != 0 and b"guest-file" in r1.stderr + r1.stdout:
+            skipped(f"{g.name}: qgactl push/pull", r1.stderr.decode(errors="replace").strip()[-200:])
+        else:
+            check(f"{g.name}: qgactl push/pull of a binary file (1 MiB)", r1.returncode == 0 and r2.returncode == 0 and got == data,
+                  f"push rc {r1.returncode} {r1.stderr[-200:]!r}, pull rc {r2.returncode} {r2.stderr[-200:]!r}, {len(got)} bytes back")
+    finally:
+        c.open(time.monotonic() + 10)
+        c.sync(20)
+
+
+def checks_poweroff(g, c, names, how):
+    """Ends the guest from inside; QEMU must exit (ACPI power off)."""
+    t = time.monotonic()
+    if how == "guest-shutdown":
+        if "guest-shutdown" not in names:
+            skipped(f"{g.name}: guest-shutdown", "not implemented by the agent; using SIGTERM to pid 1 instead")
+            how = "kill -TERM 1"
+        else:
+            c.send({"execute": "guest-shutdown"})
+    if how != "guest-shutdown":
+        c.send({"execute": "guest-exec", "arguments": {"path": "sh", "arg": ["-c", how]}})
+    ok = g.wait_exit(20)
+    check(f"{g.name}: {how} powers QEMU off", ok, "QEMU still running after 20 s")
+    if ok:
+        measured(f"{g.name}: {how} to QEMU exit", f"{time.monotonic() - t:.2f} s")
+    else:
+        g.dump_console(f"{how} did not power off")
+
+
+def guard(g, fn, *args):
+    """Runs a group of checks; an exception fails the group, with the console."""
+    try:
+        return fn(g, *args)
+    except (AgentError, OSError, TimeoutError, KeyError, ValueError) as e:
+        failed(f"{g.name}: {fn.__name__}", f"{type(e).__name__}: {e}")
+        g.dump_console("error while talking to the agent")
+        return None
+
+
+def guest_virtio(opts):
+    g = Guest("virtio", opts)
+    try:
+        c = boot(g)
+        if not c:
+            return
+        names = guard(g, checks_basic, c) or set()
+        guard(g, checks_exec, c, names)
+        guard(g, checks_files, c, names)
+        guard(g, checks_osinfo, c, names)
+        guard(g, checks_qgactl, c)
+        if guard(g, checks_disconnect, c):
+            guard(g, checks_poweroff, c, names, "guest-shutdown")
+    finally:
+        g.stop()
+
+
+def guest_isa(opts):
+    g = Guest("isa-serial", opts, "isa", "-m isa-serial -p /dev/ttyS1")
+    try:
+        c = boot(g)
+        if not c:
+            return
+        names = guard(g, checks_basic, c) or set()
+        st = guard(g, lambda g, c: c.exec_wait({"path": "sh", "arg": ["-c", "echo hello; exit 7"], "capture-output": True}), c)
+        check(f"{g.name}: guest-exec", st is not None and unb64(st.get("out-data")) == b"hello\n" and st.get("exitcode") == 7, str(st))
+        # busybox `poweroff` signals init (SIGUSR2).
+        guard(g, checks_poweroff, c, names, "poweroff")
+    finally:
+        g.stop()
+
+
+def guest_vsock(opts):
+    if not opts.vsock_backend:
+        skipped("vsock", "vhost-device-vsock is not installed and could not be built "
+                         f"(see {os.path.join(opts.work, 'vsock-install.log')})")
+        return
+    g = Guest("vsock", opts, "vsock", f"-m vsock-listen -p {0xFFFFFFFF}:{VSOCK_PORT}")
+    try:
+        c = boot(g)
+        if not c:
+            return
+        names = guard(g, checks_basic, c) or set()
+        st = guard(g, lambda g, c: c.exec_wait({"path": "sh", "arg": ["-c", "echo hello"], "capture-output": True}), c)
+        check(f"{g.name}: guest-exec", st is not None and unb64(st.get("out-data")) == b"hello\n", str(st))
+        c.close()
+        try:
+            c2 = g.connect_and_sync(20)
+            passed(f"{g.name}: a second connection after the first closed")
+        except AgentError as e:
+            failed(f"{g.name}: a second connection after the first closed", str(e))
+            g.dump_console("no second connection")
+            return
+        # SIGTERM to pid 1 ends the machine (qemu-ga would exit and panic the kernel).
+        guard(g, checks_poweroff, c2, names, "kill -TERM 1")
+    finally:
+        g.stop()
+
+
+def main():
+    ap = argparse.ArgumentParser(description="qga VM suite")
+    ap.add_argument("--qga", default=os.path.join(ROOT, "target/static/qga"))
+    ap.add_argument("--busybox", default="/bin/busybox")
+    ap.add_argument("--kernel", default=os.path.join(ROOT, "target/e2e/kernel/current"))
+    ap.add_argument("--work", default=os.path.join(ROOT, "target/e2e"))
+    ap.add_argument("--only", default="virtio,isa,vsock")
+    opts = ap.parse_args()
+    opts.work = os.path.abspath(opts.work)
+    t_start = time.monotonic()
+
+    vmlinuz = sorted(glob.glob(os.path.join(opts.kernel, "boot", "vmlinuz-*")))
+    if not vmlinuz:
+        sys.exit(f"e2e: no kernel under {opts.kernel}/boot (run scripts/e2e/setup.sh --kernel)")
+    opts.vmlinuz = vmlinuz[0]
+    opts.initramfs = os.path.join(opts.work, "initramfs.cpio.gz")
+    subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "initramfs.py"), "--init", opts.qga,
+                    "--busybox", opts.busybox, "--kernel", opts.kernel, "--out", opts.initramfs], check=True)
+    opts.vsock_backend = shutil.which("vhost-device-vsock") or next(
+        (p for p in [os.path.join(opts.work, "tools", "bin", "vhost-device-vsock")] if os.access(p, os.X_OK)), None)
+    say(f"e2e: kernel {os.path.basename(opts.vmlinuz)}, qga {opts.qga} ({os.path.getsize(opts.qga)} bytes), "
+        f"qgactl {'present' if qgactl_path() else 'absent'}")
+
+    only = set(opts.only.split(","))
+    for name, fn in (("virtio", guest_virtio), ("isa", guest_isa), ("vsock", guest_vsock)):
+        if name in only:
+            fn(opts)
+
+    say("")
+    say(f"e2e: measurements ({time.monotonic() - t_start:.0f} s in all):")
+    for name, value in MEASURED:
+        say(f"  {name}: {value}")
+    say(f"{RESULTS['passed']} passed, {RESULTS['failed']} failed, {RESULTS['skipped']} skipped")
+    sys.exit(1 if RESULTS["failed"] else 0)
+
+
+if __name__ == "__main__":
+    main()
