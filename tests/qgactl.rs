@@ -1,14 +1,16 @@
 //! qgactl against qga and against Debian's qemu-ga (when fetched into
 //! target/ref by scripts/fetch-qemu-ga.sh; otherwise a skip note is
 //! printed and only qga is used): output, exit codes and signals match
-//! between the agents; streaming, Ctrl-C, timeouts, big stdin, push/pull,
-//! the simple commands, connection handling.
+//! between the agents; streaming, Ctrl-C, timeouts, big stdin (streamed
+//! with guest-exec-input, or in the request / staged without it),
+//! push/pull, the simple commands, connection handling.
 
 mod qgactl_support;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
+use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -341,7 +343,7 @@ fn staging_dirs() -> Vec<String> {
 
 #[test]
 fn big_stdin_in_one_request() {
-    let agents = agents("big_stdin_in_one_request");
+    let agents = agents_without_input_stream("big_stdin_in_one_request");
     let dir = TempDir::new("qgactl-stdin");
     // The largest stdin that fits one guest-exec request.
     let at_limit = dir.join("limit.bin");
@@ -356,7 +358,7 @@ fn big_stdin_in_one_request() {
 
 #[test]
 fn big_stdin_staged_through_guest_files() {
-    let agents = agents("big_stdin_staged_through_guest_files");
+    let agents = agents_without_input_stream("big_stdin_staged_through_guest_files");
     let dir = TempDir::new("qgactl-stdin");
     // Above the one-request limit: staged through guest-file-* when the
     // agent has them (200 MB work too; 100 MiB keeps the suite short with
@@ -409,6 +411,189 @@ fn big_stdin_staged_through_guest_files() {
             assert_one_line_error(&r.stderr, "stdin too big");
             assert!(r.stderr.contains("48 MiB"), "{}", r.stderr);
         }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Streamed stdin (qga's guest-exec-input)
+// ---------------------------------------------------------------------------
+
+#[test]
+fn streamed_stdin_large_through_sha256sum() {
+    let agent = Agent::start(Kind::Qga);
+    assert!(agent.has("guest-exec-input"), "qga lists guest-exec-input");
+    // Twice the one-request limit, from a pipe (size unknown). 200 MiB
+    // and more work the same way; 100 MiB keeps the debug-build suite short.
+    const BIG: usize = 100 << 20;
+    let data = test_bytes(BIG, 21);
+    let path = agent.dir.join("big.bin");
+    std::fs::write(&path, &data).unwrap();
+    let want = sha256_file(&path);
+    std::fs::remove_file(&path).unwrap();
+    let r = agent.run_with(
+        &[
+            "exec",
+            "--stdin",
+            "-",
+            "--",
+            "sh",
+            "-c",
+            "test -p /dev/stdin && echo pipe; sha256sum",
+        ],
+        Some(data),
+        Duration::from_secs(120),
+    );
+    assert_eq!(r.code, Some(0), "{}\nagent log: {}", r.stderr, agent.log());
+    // A pipe: more than one guest-exec request can carry, and not staged
+    // (a staged stdin is a regular file).
+    assert_eq!(r.out(), format!("pipe\n{want}  -\n"), "stdin is a live pipe, data intact");
+    assert_eq!(r.stderr, "");
+    eprintln!("streamed {} MiB through sha256sum in {:?} (debug builds)", BIG >> 20, r.elapsed);
+
+    // A file, echoed back by cat while input still flows: both directions
+    // at once, more than the agent's 4 MiB input and 1 MiB output windows.
+    let data = test_bytes((9 << 20) + 5, 22);
+    let path = agent.dir.join("echo.bin");
+    std::fs::write(&path, &data).unwrap();
+    let r = agent.run_with(
+        &["exec", "--stdin", &path.display().to_string(), "--", "cat"],
+        None,
+        Duration::from_secs(60),
+    );
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    assert!(r.stdout == data, "cat echoed {} of {} bytes, or different ones", r.stdout.len(), data.len());
+
+    // The program decides how much it reads: the rest is dropped quietly.
+    for (args, out) in [
+        (vec!["head", "-c", "5"], data[..5].to_vec()),
+        (vec!["true"], vec![]),
+        (vec!["sh", "-c", "exec 0<&-; sleep 0.2; echo closed"], b"closed\n".to_vec()),
+    ] {
+        let mut a = vec!["exec", "--stdin", "-", "--"];
+        a.extend(args.iter().copied());
+        let r = agent.run_with(&a, Some(test_bytes(20 << 20, 23)), Duration::from_secs(60));
+        assert_eq!(r.code, Some(0), "{args:?}: {}", r.stderr);
+        assert_eq!(r.stderr, "", "{args:?}");
+        assert!(r.stdout == out, "{args:?}: {:?}", r.out());
+    }
+    // Empty stdin: the program sees EOF at once.
+    let r = agent.run_with(&["exec", "--stdin", "-", "--", "wc", "-c"], Some(vec![]), Duration::from_secs(20));
+    assert_eq!((r.code, r.out().as_str()), (Some(0), "0\n"), "{}", r.stderr);
+}
+
+/// `for i in 1..=n: echo line $i; sleep 0.1` as a separate process, whose
+/// stdout becomes qgactl's stdin (`exec EXTRA --stdin - -- PROGRAM`);
+/// returns (qgactl, producer).
+fn live_producer_into(
+    agent: &Agent,
+    lines: usize,
+    extra: &[&str],
+    program: &[&str],
+) -> (std::process::Child, std::process::Child) {
+    let script = format!("i=1; while [ $i -le {lines} ]; do echo line $i; i=$((i+1)); sleep 0.1; done");
+    let mut producer = Command::new("sh")
+        .args(["-c", &script])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn producer");
+    let pipe = producer.stdout.take().unwrap();
+    let mut args = vec!["exec"];
+    args.extend(extra.iter().copied());
+    args.extend(["--stdin", "-", "--"]);
+    args.extend(program.iter().copied());
+    let q = agent.spawn_with_stdin(&args, Stdio::from(pipe));
+    (q, producer)
+}
+
+/// Reads qgactl's stdout line by line with arrival times (since `start`).
+fn timed_lines(c: &mut std::process::Child, start: Instant) -> Vec<(String, Duration)> {
+    let out = BufReader::new(c.stdout.take().unwrap());
+    out.lines().map(|l| (l.unwrap(), start.elapsed())).collect()
+}
+
+#[test]
+fn streamed_stdin_from_a_slow_live_producer() {
+    let agent = Agent::start(Kind::Qga);
+    let start = Instant::now();
+    let (mut q, mut producer) = live_producer_into(&agent, 10, &[], &["cat"]);
+    let got = timed_lines(&mut q, start);
+    let st = wait_timeout(&mut q, Duration::from_secs(20)).expect("qgactl exits after the producer's EOF");
+    let _ = producer.wait();
+    let mut err = String::new();
+    q.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    assert_eq!(st.code(), Some(0), "{err}");
+    assert_eq!(err, "");
+    let lines: Vec<&str> = got.iter().map(|(l, _)| l.as_str()).collect();
+    let want: Vec<String> = (1..=10).map(|i| format!("line {i}")).collect();
+    assert_eq!(lines, want, "every line, in order");
+    // Streamed: the lines come out while the producer is still writing
+    // (it spends 0.9 s between the first and the last); read to EOF first,
+    // they would all arrive together.
+    let spread = got[9].1 - got[0].1;
+    assert!(
+        spread >= Duration::from_millis(500),
+        "lines arrived within {spread:?}: {got:?}"
+    );
+
+    // Ctrl-C still reaches the program while stdin stays open and idle.
+    let pidfile = agent.dir.join("live.pid");
+    let script = format!("echo $$ > {}; exec sleep 60", pidfile.display());
+    let mut holder = Command::new("sleep")
+        .arg("30")
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn stdin holder");
+    let pipe = holder.stdout.take().unwrap();
+    let mut c = agent.spawn_with_stdin(&["exec", "--stdin", "-", "--", "sh", "-c", &script], Stdio::from(pipe));
+    let pid = wait_pidfile(&pidfile, Duration::from_secs(10));
+    sigint(&c);
+    let st = wait_timeout(&mut c, Duration::from_secs(10)).expect("qgactl exits after Ctrl-C");
+    let _ = holder.kill();
+    let _ = holder.wait();
+    assert_eq!(st.code(), Some(128 + libc::SIGINT));
+    assert!(process_gone(pid, Duration::from_secs(3)), "guest process {pid} still running");
+}
+
+#[test]
+fn stdin_without_the_extension_uses_the_old_paths() {
+    let mut runs: Vec<(Agent, &[&str], String)> = Vec::new();
+    for agent in agents_without_input_stream("stdin_without_the_extension_uses_the_old_paths") {
+        assert!(!agent.has("guest-exec-input"), "{}", agent.name());
+        let label = match agent.kind {
+            Kind::Qga => "qga -b guest-exec-input".to_string(),
+            Kind::QemuGa => "qemu-ga".to_string(),
+        };
+        runs.push((agent, &[], label));
+    }
+    // --poll keeps qga on the old path too.
+    runs.push((Agent::start(Kind::Qga), &["--poll"], "qga --poll".to_string()));
+    for (agent, extra, label) in &runs {
+        // A live pipe is read to its end, then sent with guest-exec: all
+        // lines come out after the producer finished (0.4 s of sleeps
+        // before its last line).
+        let start = Instant::now();
+        let (mut q, mut producer) = live_producer_into(agent, 5, extra, &["cat"]);
+        let got = timed_lines(&mut q, start);
+        let st = wait_timeout(&mut q, Duration::from_secs(20)).expect("qgactl exits");
+        let _ = producer.wait();
+        let mut err = String::new();
+        q.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+        assert_eq!(st.code(), Some(0), "{label}: {err}");
+        let lines: Vec<&str> = got.iter().map(|(l, _)| l.as_str()).collect();
+        assert_eq!(lines, ["line 1", "line 2", "line 3", "line 4", "line 5"], "{label}");
+        assert!(
+            got[0].1 >= Duration::from_millis(400),
+            "{label}: first line after {:?}, before the producer finished",
+            got[0].1
+        );
+        let data = test_bytes(3 << 20, 31);
+        let mut a = vec!["exec"];
+        a.extend(extra.iter().copied());
+        a.extend(["--stdin", "-", "--", "cat"]);
+        let r = agent.run_with(&a, Some(data.clone()), Duration::from_secs(30));
+        assert_eq!(r.code, Some(0), "{label}: {}", r.stderr);
+        assert!(r.stdout == data, "{label}: cat returned other bytes");
     }
 }
 

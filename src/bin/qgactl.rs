@@ -14,6 +14,8 @@ mod exec;
 mod fail;
 #[path = "qgactl/files.rs"]
 mod files;
+#[path = "qgactl/input.rs"]
+mod input;
 #[path = "qgactl/progress.rs"]
 mod progress;
 #[path = "qgactl/signals.rs"]

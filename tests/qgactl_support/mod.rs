@@ -134,11 +134,18 @@ impl Agent {
 
     /// qgactl started with piped stdout/stderr, for tests that signal it.
     pub fn spawn(&self, args: &[&str]) -> Child {
+        self.spawn_with_stdin(args, Stdio::null())
+    }
+
+    /// Like [`Agent::spawn`], with the given stdin (e.g. another process's
+    /// stdout, for live pipes).
+    pub fn spawn_with_stdin(&self, args: &[&str], stdin: Stdio) -> Child {
         Command::new(QGACTL)
             .arg("--socket")
             .arg(&self.sock)
             .args(args)
-            .stdin(Stdio::null())
+            .env_remove("QGA_SOCKET")
+            .stdin(stdin)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -173,6 +180,19 @@ impl Drop for Agent {
             }
         }
     }
+}
+
+/// Agents without streamed stdin: qga with guest-exec-input blocked, and
+/// Debian's qemu-ga when it was fetched (else a skip note).
+pub fn agents_without_input_stream(test: &str) -> Vec<Agent> {
+    let mut v = vec![Agent::start_with(Kind::Qga, &["-b", "guest-exec-input"])];
+    match qemu_ga_bin() {
+        Some(_) => v.push(Agent::start(Kind::QemuGa)),
+        None => eprintln!(
+            "SKIP ({test}): target/ref/qemu-ga-10/usr/sbin/qemu-ga is absent (run scripts/fetch-qemu-ga.sh); testing against qga -b guest-exec-input only"
+        ),
+    }
+    v
 }
 
 /// qga always; Debian's qemu-ga when it was fetched (else a skip note).

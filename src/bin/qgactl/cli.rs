@@ -54,8 +54,9 @@ backoff) and output is printed when the program ends; qemu-ga keeps only the
 first 16 MiB of each stream (a warning says so).
 
 Options:
-  --stdin FILE|-     feed FILE (or qgactl's stdin) to the program's stdin;
-                     without it the program's stdin is /dev/null
+  --stdin FILE|-     feed FILE (or qgactl's stdin) to the program's stdin
+                     (any size; see below); without it the program's stdin
+                     is /dev/null
   -e, --env K=V      environment variable; repeatable. NOTE: like qemu-ga's
                      guest-exec, giving any --env REPLACES the whole
                      environment (add PATH=... if the program needs it)
@@ -65,18 +66,24 @@ Options:
                      qga kills its process group (TERM, then KILL); with
                      stock qemu-ga qgactl runs `kill` in the guest instead
   --merge            stderr into stdout, in order (qemu-ga >= 8.1, qga)
-  --poll             poll even when the agent can stream (for comparisons)
+  --poll             poll even when the agent can stream, and send stdin as
+                     for stock qemu-ga (for comparisons)
 
 Ctrl-C (or SIGTERM/SIGHUP to qgactl) forwards that signal to the program
 (its process group on qga); after 5 s, or at the second Ctrl-C, it is
 killed (SIGKILL); a third Ctrl-C makes qgactl give up waiting (exit 130).
 With stock qemu-ga the signal is delivered by running `kill` in the guest.
 
-stdin up to 50266112 bytes (48 MiB - 64 KiB) travels in the guest-exec
-request (input-data; QEMU's 64 MiB message limit). Larger input is uploaded to a
-private file in the guest first (guest-file-*; needs /bin/sh, mkdir, rm in
-the guest) and given to the program as its stdin: a regular file instead
-of a pipe, and not streamed while the program runs.
+stdin with qga (guest-info lists guest-exec-input): streamed while the
+program runs, in chunks of 1 MiB, read from FILE or the pipe as it comes
+(a live `producer | qgactl exec --stdin - ...` works); no size limit, and
+the program sees EOF when the input ends. It decides how much it reads:
+input it does not take is dropped without an error.
+stdin with stock qemu-ga: read to its end first. Up to 50266112 bytes
+(48 MiB - 64 KiB) travels in the guest-exec request (input-data; QEMU's
+64 MiB message limit). Larger input is uploaded to a private file in the
+guest first (guest-file-*; needs /bin/sh, mkdir, rm in the guest) and given
+to the program as its stdin: a regular file instead of a pipe.
 
 Exit codes: the program's; 128+N for signal N; 124 timeout; 125 the agent
 refused (e.g. cannot execute PROGRAM, command disabled); 255 connection.

@@ -53,6 +53,8 @@ pub enum Event {
     Signal,
     /// The caller's wake-up time passed.
     Wake,
+    /// The caller's extra descriptor (`watch`) is readable.
+    Watch,
 }
 
 /// A decoded reply.
@@ -150,6 +152,17 @@ fn wait_fd(fd: RawFd, events: libc::c_short, deadline: Instant) -> bool {
             return Instant::now() < deadline && r < 0;
         }
     }
+}
+
+/// Whether `fd` is readable right now (non-blocking poll).
+fn readable(fd: RawFd) -> bool {
+    let mut p = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: non-blocking poll on one pollfd.
+    unsafe { libc::poll(&mut p, 1, 0) > 0 }
 }
 
 fn connect_unix(path: &PathBuf) -> std::result::Result<OwnedFd, String> {
@@ -367,7 +380,10 @@ impl Session {
     }
 
     /// Sends bytes, waiting (bounded by `deadline`, extended while the
-    /// agent keeps accepting data) when the socket is full.
+    /// agent keeps accepting data) when the socket is full. Replies that
+    /// arrive meanwhile are read into the buffer: an agent that stops
+    /// reading while its own output is unsent (qga does, above a high-water
+    /// mark) must not deadlock with a client that is still writing.
     pub fn write_all(&mut self, mut data: &[u8], mut deadline: Instant) -> Result<()> {
         let fd = self.fd.as_raw_fd();
         while !data.is_empty() {
@@ -381,7 +397,21 @@ impl Session {
             match errno() {
                 libc::EINTR => continue,
                 libc::EAGAIN => {
-                    if !wait_fd(fd, libc::POLLOUT, deadline) && Instant::now() >= deadline {
+                    let mut p = libc::pollfd {
+                        fd,
+                        events: libc::POLLOUT | libc::POLLIN,
+                        revents: 0,
+                    };
+                    // SAFETY: poll on one valid pollfd.
+                    let r = unsafe { libc::poll(&mut p, 1, ms_until(deadline)) };
+                    if r > 0 && p.revents & libc::POLLIN != 0 {
+                        match self.read_more() {
+                            Ok(n) if n > 0 => deadline = deadline.max(Instant::now() + self.reply_timeout),
+                            Ok(_) => {}
+                            Err(e) => return Err(self.fill_failure(e)),
+                        }
+                    }
+                    if r == 0 && Instant::now() >= deadline {
                         return Err(Failure::Connection(format!(
                             "{}: the agent stopped reading requests (nothing accepted for {})",
                             self.target,
@@ -416,6 +446,17 @@ impl Session {
         wake: Option<Instant>,
         interruptible: bool,
     ) -> std::result::Result<bool, FillError> {
+        self.fill_watching(deadline, wake, interruptible, None)
+    }
+
+    /// [`Session::fill`] that also returns Ok(false) when `watch` is readable.
+    fn fill_watching(
+        &mut self,
+        deadline: &mut Instant,
+        wake: Option<Instant>,
+        interruptible: bool,
+        watch: Option<RawFd>,
+    ) -> std::result::Result<bool, FillError> {
         let fd = self.fd.as_raw_fd();
         let sig = if interruptible { signals::fd() } else { None };
         loop {
@@ -438,28 +479,48 @@ impl Session {
                     events: libc::POLLIN,
                     revents: 0,
                 },
+                libc::pollfd {
+                    fd: watch.unwrap_or(-1),
+                    events: libc::POLLIN,
+                    revents: 0,
+                },
             ];
-            // SAFETY: poll on two pollfds (a negative fd is ignored).
-            let r = unsafe { libc::poll(fds.as_mut_ptr(), 2, ms_until(until)) };
+            // SAFETY: poll on three pollfds (a negative fd is ignored).
+            let r = unsafe { libc::poll(fds.as_mut_ptr(), 3, ms_until(until)) };
             if r < 0 {
                 if errno() == libc::EINTR {
                     continue;
                 }
                 return Err(FillError::Other(format!("poll failed: {}", strerror(errno()))));
             }
-            if fds[1].revents != 0 {
+            if fds[1].revents != 0 || fds[2].revents != 0 {
                 return Ok(false);
             }
             if fds[0].revents == 0 {
                 continue;
             }
-            // Compact, then read into spare capacity.
-            if self.pos > 0 && (self.pos == self.buf.len() || self.pos > (1 << 20)) {
-                self.buf.drain(..self.pos);
-                self.scanned = self.scanned.saturating_sub(self.pos);
-                self.pos = 0;
+            match self.read_more()? {
+                0 => continue,
+                _ => {
+                    *deadline = (*deadline).max(Instant::now() + self.reply_timeout);
+                    return Ok(true);
+                }
             }
-            self.buf.reserve(READ_CHUNK);
+        }
+    }
+
+    /// One non-blocking read into the buffer: the byte count (0: nothing
+    /// there right now).
+    fn read_more(&mut self) -> std::result::Result<usize, FillError> {
+        let fd = self.fd.as_raw_fd();
+        // Compact, then read into spare capacity.
+        if self.pos > 0 && (self.pos == self.buf.len() || self.pos > (1 << 20)) {
+            self.buf.drain(..self.pos);
+            self.scanned = self.scanned.saturating_sub(self.pos);
+            self.pos = 0;
+        }
+        self.buf.reserve(READ_CHUNK);
+        loop {
             let len = self.buf.len();
             let room = self.buf.capacity() - len;
             // SAFETY: read into the reserved spare capacity of the Vec.
@@ -467,14 +528,14 @@ impl Session {
             if n > 0 {
                 // SAFETY: the kernel initialised n bytes past len.
                 unsafe { self.buf.set_len(len + n as usize) };
-                *deadline = (*deadline).max(Instant::now() + self.reply_timeout);
-                return Ok(true);
+                return Ok(n as usize);
             }
             if n == 0 {
                 return Err(FillError::Closed);
             }
             match errno() {
-                libc::EINTR | libc::EAGAIN => continue,
+                libc::EINTR => continue,
+                libc::EAGAIN => return Ok(0),
                 libc::ECONNRESET => return Err(FillError::Closed),
                 e => return Err(FillError::Other(format!("read failed: {}", strerror(e)))),
             }
@@ -515,10 +576,16 @@ impl Session {
         }
     }
 
-    /// Waits for the next reply line, a signal (when `interruptible`) or
-    /// the `wake` time. Empty lines are skipped. `deadline` is extended
-    /// while bytes keep arriving.
-    pub fn next_event(&mut self, deadline: &mut Instant, wake: Option<Instant>, interruptible: bool) -> Result<Event> {
+    /// Waits for the next reply line, a signal (when `interruptible`),
+    /// the `wake` time or (when given) `watch` becoming readable. Empty
+    /// lines are skipped. `deadline` is extended while bytes keep arriving.
+    pub fn next_event(
+        &mut self,
+        deadline: &mut Instant,
+        wake: Option<Instant>,
+        interruptible: bool,
+        watch: Option<RawFd>,
+    ) -> Result<Event> {
         loop {
             while let Some(line) = self.take_line() {
                 if !line.iter().all(u8::is_ascii_whitespace) {
@@ -528,30 +595,26 @@ impl Session {
             if interruptible && signals::fd().is_some() && self.signal_pending() {
                 return Ok(Event::Signal);
             }
+            if watch.is_some_and(readable) {
+                return Ok(Event::Watch);
+            }
             if wake.is_some_and(|w| Instant::now() >= w) {
                 return Ok(Event::Wake);
             }
-            self.fill(deadline, wake, interruptible)
+            self.fill_watching(deadline, wake, interruptible, watch)
                 .map_err(|e| self.fill_failure(e))?;
         }
     }
 
     fn signal_pending(&self) -> bool {
-        let Some(fd) = signals::fd() else { return false };
-        let mut p = libc::pollfd {
-            fd,
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        // SAFETY: non-blocking poll on one pollfd.
-        unsafe { libc::poll(&mut p, 1, 0) > 0 }
+        signals::fd().is_some_and(readable)
     }
 
     /// Waits for one reply line (signals are left pending).
     pub fn read_line(&mut self, timeout: Duration) -> Result<Vec<u8>> {
         let mut deadline = Instant::now() + timeout;
         loop {
-            if let Event::Line(l) = self.next_event(&mut deadline, None, false)? {
+            if let Event::Line(l) = self.next_event(&mut deadline, None, false, None)? {
                 return Ok(l);
             }
         }

@@ -1,10 +1,13 @@
 //! `qgactl exec`: guest-exec, then either streaming with qga's extensions
-//! (guest-exec-status `wait` long-poll, `stream`: only new bytes per reply)
-//! or polling with backoff against stock qemu-ga (output at exit).
+//! (guest-exec-status `wait` long-poll, `stream`: only new bytes per reply;
+//! stdin fed in chunks with guest-exec-input while output is collected)
+//! or polling with backoff against stock qemu-ga (output at exit, stdin in
+//! the guest-exec request or staged in a guest file).
 
 use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{Read, Write};
+use std::os::fd::RawFd;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
@@ -14,6 +17,7 @@ use crate::cli::{ExecArgs, StdinSource};
 use crate::conn::{parse_reply, random_hex, secs, Event, Reply, Session};
 use crate::fail::{one_line, Failure, Result, EXIT_TIMEOUT};
 use crate::files::{strip_os_error, upload};
+use crate::input::{Pump, Take};
 use crate::progress::Progress;
 use crate::signals;
 
@@ -30,6 +34,13 @@ const QEMU_GA_CAPTURE: usize = 16 << 20;
 /// Polling backoff against stock qemu-ga.
 const POLL_FIRST: Duration = Duration::from_millis(1);
 const POLL_MAX: Duration = Duration::from_millis(200);
+/// Streamed stdin: raw bytes offered per guest-exec-input (qga holds at
+/// most 4 MiB unwritten per process).
+const INPUT_CHUNK: usize = 1 << 20;
+/// Streamed stdin: when the agent took nothing, offer again after this
+/// much, doubling up to INPUT_RETRY_MAX.
+const INPUT_RETRY_FIRST: Duration = Duration::from_millis(1);
+const INPUT_RETRY_MAX: Duration = Duration::from_millis(50);
 
 /// Runs the staged stdin file as the program's stdin: opens it, removes
 /// it (and its private directory) and execs the program, so the exit
@@ -41,6 +52,8 @@ struct Caps {
     ext: bool,
     /// guest-file-open/write/close usable (for staging large stdin).
     files: bool,
+    /// guest-exec-input listed and enabled: streamed stdin.
+    input: bool,
 }
 
 fn query_caps(sess: &mut Session) -> Result<Caps> {
@@ -58,6 +71,7 @@ fn query_caps(sess: &mut Session) -> Result<Caps> {
     Ok(Caps {
         ext: enabled("guest-exec-terminate"),
         files: enabled("guest-file-open") && enabled("guest-file-write") && enabled("guest-file-close"),
+        input: enabled("guest-exec-input"),
     })
 }
 
@@ -69,6 +83,8 @@ enum Input {
         dir: String,
         file: String,
     },
+    /// Read while the program runs and fed with guest-exec-input.
+    Stream(Pump),
 }
 
 fn needs_ext(opt: &str) -> Failure {
@@ -103,6 +119,18 @@ pub fn run(sess: &mut Session, a: ExecArgs) -> Result<i32> {
 
 fn prepare_input(sess: &mut Session, a: &ExecArgs, caps: &Caps) -> Result<Input> {
     let Some(src) = &a.stdin else { return Ok(Input::None) };
+    if caps.ext && caps.input && !a.poll {
+        let source: Box<dyn Read + Send> = match src {
+            StdinSource::Stdin => Box::new(std::io::stdin()),
+            StdinSource::File(p) => Box::new(
+                File::open(p)
+                    .map_err(|e| Failure::Local(format!("cannot open {}: {}", p.display(), strip_os_error(&e))))?,
+            ),
+        };
+        let pump =
+            Pump::start(source).map_err(|e| Failure::Local(format!("cannot read stdin: {}", strip_os_error(&e))))?;
+        return Ok(Input::Stream(pump));
+    }
     let too_big = || {
         Failure::Local(format!(
             "stdin is larger than {INPUT_LIMIT} bytes (48 MiB - 64 KiB), the most one guest-exec request can carry, and the agent has no usable guest-file-open/write/close to stage it in the guest"
@@ -376,6 +404,9 @@ fn run_program(sess: &mut Session, a: &ExecArgs, caps: &Caps, input: &Input) -> 
         if streaming {
             req["stream"] = json!(true);
         }
+        if matches!(input, Input::Stream(_)) {
+            req["input-stream"] = json!(true);
+        }
         if let Some(t) = a.timeout {
             req["timeout"] = json!(t);
         }
@@ -397,7 +428,11 @@ fn run_program(sess: &mut Session, a: &ExecArgs, caps: &Caps, input: &Input) -> 
     let mut term = Terminator::new(pid);
     let start = Instant::now();
     let result = if streaming {
-        stream_loop(sess, &mut term)
+        let feeder = match input {
+            Input::Stream(pump) => Some(Feeder::new(pump)),
+            _ => None,
+        };
+        stream_loop(sess, &mut term, feeder)
     } else {
         poll_loop(sess, a, caps, &mut term, start)
     };
@@ -409,6 +444,10 @@ fn run_program(sess: &mut Session, a: &ExecArgs, caps: &Caps, input: &Input) -> 
         return Err(Failure::Interrupted(format!(
             "gave up waiting; guest process {pid} may still be running"
         )));
+    }
+    if let Some(e) = fin.input_error {
+        // The program got a truncated stdin (closed at the failure).
+        return Err(Failure::Local(e));
     }
     if fin.timed_out {
         let t = a.timeout.unwrap_or(0.0);
@@ -433,6 +472,8 @@ struct Final {
     exitcode: Option<i64>,
     signal: Option<i64>,
     timed_out: bool,
+    /// Streamed stdin could not be read to its end.
+    input_error: Option<String>,
 }
 
 impl Final {
@@ -442,6 +483,7 @@ impl Final {
             exitcode: v.get("exitcode").and_then(Value::as_i64),
             signal: v.get("signal").and_then(Value::as_i64),
             timed_out: v.get("timed-out").and_then(Value::as_bool).unwrap_or(false),
+            input_error: None,
         }
     }
 }
@@ -449,28 +491,159 @@ impl Final {
 enum Expect {
     Status,
     Terminate,
+    /// guest-exec-input offering `sent` bytes, with `eof` or not.
+    Input {
+        sent: usize,
+        eof: bool,
+    },
+}
+
+/// Streamed stdin. At most one guest-exec-input is in flight: the agent
+/// may take only part of an offer, and the rest must go before anything
+/// that follows it.
+struct Feeder<'a> {
+    pump: &'a Pump,
+    /// Taken from the pump and not yet accepted by the agent.
+    offer: Vec<u8>,
+    in_flight: bool,
+    /// The agent's window was full: offer again at this time.
+    retry_at: Option<Instant>,
+    delay: Duration,
+    /// stdin is closed (eof accepted, or the agent closed it).
+    done: bool,
+    read_error: Option<String>,
+}
+
+impl<'a> Feeder<'a> {
+    fn new(pump: &'a Pump) -> Self {
+        Feeder {
+            pump,
+            offer: Vec::new(),
+            in_flight: false,
+            retry_at: None,
+            delay: INPUT_RETRY_FIRST,
+            done: false,
+            read_error: None,
+        }
+    }
+
+    /// Whether a guest-exec-input should go out now, and with `eof`.
+    fn ready(&mut self) -> Option<bool> {
+        if self.done || self.in_flight || self.retry_at.is_some_and(|t| Instant::now() < t) {
+            return None;
+        }
+        self.retry_at = None;
+        if self.offer.len() < INPUT_CHUNK {
+            match self.pump.take(INPUT_CHUNK - self.offer.len()) {
+                Take::Data(d) if self.offer.is_empty() => self.offer = d,
+                Take::Data(d) => self.offer.extend_from_slice(&d),
+                Take::Error(e) => self.read_error = Some(e),
+                Take::Empty | Take::Eof => {}
+            }
+        }
+        let eof = match self.pump.finished() {
+            None => false,
+            Some(None) => true,
+            Some(Some(e)) => {
+                self.read_error.get_or_insert(e);
+                true
+            }
+        };
+        (eof || !self.offer.is_empty()).then_some(eof)
+    }
+
+    /// The descriptor to wait on: only while waiting for local data.
+    fn watch(&self) -> Option<RawFd> {
+        (!self.done && !self.in_flight && self.retry_at.is_none()).then(|| self.pump.fd())
+    }
+
+    fn accepted(&mut self, sent: usize, eof: bool, count: usize) {
+        self.in_flight = false;
+        let n = count.min(sent).min(self.offer.len());
+        self.offer.drain(..n);
+        if n == sent {
+            self.delay = INPUT_RETRY_FIRST;
+            self.done = eof;
+        } else if n > 0 {
+            // Partly taken: the child is reading; try again soon.
+            self.delay = INPUT_RETRY_FIRST;
+            self.retry_at = Some(Instant::now() + INPUT_RETRY_FIRST);
+        } else {
+            self.retry_at = Some(Instant::now() + self.delay);
+            self.delay = (self.delay * 2).min(INPUT_RETRY_MAX);
+        }
+    }
+
+    /// The agent refused the input: the program closed its stdin or is
+    /// gone (it decides how much input it reads), or something odd.
+    fn refused(&mut self, desc: &str) {
+        self.in_flight = false;
+        self.done = true;
+        self.offer = Vec::new();
+        if !(desc.contains("is closed") || desc.contains("does not exist")) {
+            eprintln!("qgactl: guest-exec-input: {}", one_line(desc));
+        }
+    }
 }
 
 /// qga: streamed output via long-polled guest-exec-status; signals go out
 /// as guest-exec-terminate right away (the agent then answers the held
 /// status first, so replies stay in order).
-fn stream_loop(sess: &mut Session, term: &mut Terminator) -> Result<Final> {
+///
+/// With streamed stdin, a status request is outstanding all the time too:
+/// each guest-exec-input makes the agent answer the held status first, so
+/// output keeps being collected while input goes out, and the program can
+/// never block on a full output window while qgactl waits for it to take
+/// input. When the agent's input window is full (it took less than
+/// offered), the rest is offered again after 1 ms, doubling up to 50 ms
+/// while it takes nothing.
+fn stream_loop(sess: &mut Session, term: &mut Terminator, mut feeder: Option<Feeder>) -> Result<Final> {
     let pid = term.pid;
     let mut sink = Sink::default();
     let mut queue: VecDeque<Expect> = VecDeque::new();
     let mut status_out = false;
     let mut deadline = Instant::now();
+    let input_error = |f: &Option<Feeder>| f.as_ref().and_then(|f| f.read_error.clone());
     loop {
+        if let Some(f) = feeder.as_mut() {
+            if let Some(eof) = f.ready() {
+                let mut args = json!({"pid": pid});
+                if eof {
+                    args["eof"] = json!(true);
+                }
+                if f.offer.is_empty() {
+                    sess.send("guest-exec-input", Some(args))?;
+                } else {
+                    sess.send_with_base64("guest-exec-input", args, "input-data", &f.offer)?;
+                }
+                queue.push_back(Expect::Input {
+                    sent: f.offer.len(),
+                    eof,
+                });
+                f.in_flight = true;
+                deadline = deadline.max(Instant::now() + sess.reply_timeout);
+            }
+        }
         if !status_out {
             sess.send("guest-exec-status", Some(json!({"pid": pid, "wait": STATUS_WAIT})))?;
             queue.push_back(Expect::Status);
             status_out = true;
-            deadline = Instant::now() + Duration::from_secs(STATUS_WAIT) + sess.reply_timeout;
+            deadline = deadline.max(Instant::now() + Duration::from_secs(STATUS_WAIT) + sess.reply_timeout);
         }
         let mut acts = Vec::new();
+        let wake = match (term.wake(), feeder.as_ref().and_then(|f| f.retry_at)) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let watch = feeder.as_ref().and_then(Feeder::watch);
+        let what = match queue.front() {
+            Some(Expect::Input { .. }) => "guest-exec-input",
+            Some(Expect::Terminate) => "guest-exec-terminate",
+            _ => "guest-exec-status",
+        };
         match sess
-            .next_event(&mut deadline, term.wake(), true)
-            .map_err(|f| ctx(f, "guest-exec-status"))?
+            .next_event(&mut deadline, wake, true, watch)
+            .map_err(|f| ctx(f, what))?
         {
             Event::Line(line) => match queue.pop_front() {
                 Some(Expect::Status) => {
@@ -481,10 +654,28 @@ fn stream_loop(sess: &mut Session, term: &mut Terminator) -> Result<Final> {
                                 acts.push(term.on_signal(libc::SIGPIPE));
                             }
                             if v.get("exited").and_then(Value::as_bool) == Some(true) {
-                                return Ok(Final::from_status(&v));
+                                let mut fin = Final::from_status(&v);
+                                fin.input_error = input_error(&feeder);
+                                return Ok(fin);
                             }
                         }
                         Reply::Error { class, desc } => return Err(Failure::agent("guest-exec-status", &class, &desc)),
+                    }
+                }
+                Some(Expect::Input { sent, eof }) => {
+                    let f = feeder.as_mut().ok_or_else(|| {
+                        Failure::Connection("unexpected reply to guest-exec-input".to_string())
+                    })?;
+                    match parse_reply(&line)? {
+                        Reply::Return(v) => match v.get("count").and_then(Value::as_u64) {
+                            Some(n) => f.accepted(sent, eof, n as usize),
+                            None => {
+                                return Err(Failure::Connection(format!(
+                                    "guest-exec-input: unexpected reply {v}"
+                                )))
+                            }
+                        },
+                        Reply::Error { desc, .. } => f.refused(&desc),
                     }
                 }
                 Some(Expect::Terminate) => {
@@ -502,6 +693,8 @@ fn stream_loop(sess: &mut Session, term: &mut Terminator) -> Result<Final> {
             },
             Event::Signal => acts.extend(signals::take().into_iter().map(|s| term.on_signal(s))),
             Event::Wake => acts.extend(term.due()),
+            // Local stdin has news: the top of the loop takes it.
+            Event::Watch => {}
         }
         for act in acts {
             match act {
