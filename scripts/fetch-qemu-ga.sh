@@ -39,38 +39,10 @@ if [ "$(id -u)" != 0 ]; then
     command -v sudo >/dev/null 2>&1 && SUDO="sudo" || true
 fi
 
-# ---- private apt configuration -------------------------------------------
-APTDIR="$DEST/.apt"
-APT_OPTS=()
-setup_private_apt() {
-    mkdir -p "$APTDIR/lists/partial" "$APTDIR/cache/archives/partial"
-    cat >"$APTDIR/sources.list" <<EOF
-deb [signed-by=$KEYRING] $MIRROR bookworm main
-deb [signed-by=$KEYRING] $MIRROR bookworm-updates main
-deb [signed-by=$KEYRING] $MIRROR bookworm-backports main
-EOF
-    APT_OPTS=(
-        -o "Dir::Etc::sourcelist=$APTDIR/sources.list"
-        -o "Dir::Etc::sourceparts=-"
-        -o "Dir::State::Lists=$APTDIR/lists"
-        -o "Dir::Cache=$APTDIR/cache"
-        -o "Dir::Cache::pkgcache=$APTDIR/cache/pkgcache.bin"
-        -o "Dir::Cache::srcpkgcache=$APTDIR/cache/srcpkgcache.bin"
-        -o "APT::Get::List-Cleanup=0"
-        -o "Debug::NoLocking=1"
-        -o "APT::Sandbox::User=root"
-        -o "Acquire::IndexTargets::deb::DEP-11::DefaultEnabled=false"
-        -o "Acquire::IndexTargets::deb::DEP-11-icons::DefaultEnabled=false"
-    )
-}
-PRIVATE_UPDATED=0
-private_update() {
-    [ "$PRIVATE_UPDATED" = 1 ] && return 0
-    setup_private_apt
-    log "apt-get update (private sources: bookworm, bookworm-updates, bookworm-backports)"
-    apt-get "${APT_OPTS[@]}" -q update >&2 || die "apt-get update with the private sources list failed"
-    PRIVATE_UPDATED=1
-}
+# ---- private apt configuration (shared with scripts/e2e/setup.sh) ---------
+# shellcheck source=lib/private-apt.sh
+. "$(dirname "$0")/lib/private-apt.sh"
+private_apt_init "$DEST/.apt" "Debug::NoLocking=1" "APT::Sandbox::User=root"
 
 # binary_ok DIR -> 0 if DIR/usr/sbin/qemu-ga exists and `-V` works
 binary_ok() {

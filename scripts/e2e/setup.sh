@@ -50,32 +50,9 @@ system_update() {
 
 # A private apt configuration adding bookworm-backports; lists and cache
 # live under $E2E_DIR/apt, the system's sources are never modified.
-APTDIR="$E2E_DIR/apt"
-APT_OPTS=(
-    -o "Dir::Etc::sourcelist=$APTDIR/sources.list"
-    -o "Dir::Etc::sourceparts=-"
-    -o "Dir::State::Lists=$APTDIR/lists"
-    -o "Dir::Cache=$APTDIR/cache"
-    -o "Dir::Cache::pkgcache=$APTDIR/cache/pkgcache.bin"
-    -o "Dir::Cache::srcpkgcache=$APTDIR/cache/srcpkgcache.bin"
-    -o "APT::Get::List-Cleanup=0"
-    -o "Acquire::IndexTargets::deb::DEP-11::DefaultEnabled=false"
-    -o "Acquire::IndexTargets::deb::DEP-11-icons::DefaultEnabled=false"
-)
-PRIVATE_UPDATED=0
-private_update() {
-    [ "$PRIVATE_UPDATED" = 1 ] && return 0
-    mkdir -p "$APTDIR/lists/partial" "$APTDIR/cache/archives/partial"
-    cat >"$APTDIR/sources.list" <<EOF
-deb [signed-by=$KEYRING] $MIRROR bookworm main
-deb [signed-by=$KEYRING] $MIRROR bookworm-updates main
-deb [signed-by=$KEYRING] $SECURITY_MIRROR bookworm-security main
-deb [signed-by=$KEYRING] $MIRROR bookworm-backports main
-EOF
-    log "apt-get update (private sources incl. bookworm-backports)"
-    $SUDO apt-get "${APT_OPTS[@]}" -q update >&2 || die "apt-get update with the private sources list failed"
-    PRIVATE_UPDATED=1
-}
+# shellcheck source=../lib/private-apt.sh
+. scripts/lib/private-apt.sh
+private_apt_init "$E2E_DIR/apt"
 
 installed_version() { dpkg-query -W -f='${Status} ${Version}' "$1" 2>/dev/null | awk '/install ok installed/ {print $4}'; }
 
