@@ -3,12 +3,12 @@
 //! floors measured in the same run.
 //!
 //! Environment:
-//! * `QGA_BENCH_BIN`   qga binary (default: the one cargo built for this bench)
-//! * `QGA_BENCH_REF`   qemu-ga binary (default: target/ref/qemu-ga-10/usr/sbin/qemu-ga,
-//!                     then /usr/sbin/qemu-ga); `none` skips it
-//! * `QGA_BENCH_QUICK=1` fewer repetitions (smoke run)
-//! * `QGA_BENCH_OUT`   where the markdown report is also written
-//!                     (default target/bench/agents.md)
+//! * `QGA_BENCH_BIN`: qga binary (default: the one cargo built for this bench)
+//! * `QGA_BENCH_REF`: qemu-ga binary (default: target/ref/qemu-ga-10/usr/sbin/qemu-ga,
+//!   then /usr/sbin/qemu-ga); `none` skips it
+//! * `QGA_BENCH_QUICK=1`: fewer repetitions (smoke run)
+//! * `QGA_BENCH_OUT`: where the markdown report is also written
+//!   (default target/bench/agents.md)
 //!
 //! Benchmarks never fail: misses are printed as MISS and the exit status is 0.
 
@@ -202,7 +202,7 @@ fn ratio_text(r: Option<f64>, unit: Unit) -> String {
         return "both 0".into();
     }
     if r.is_infinite() {
-        return format!("qga 0");
+        return "qga 0".to_string();
     }
     let word = match unit {
         Unit::KiB | Unit::Bytes | Unit::Count => "smaller",
@@ -248,10 +248,10 @@ fn alternate(rounds: usize, k: usize, mut f: impl FnMut(usize)) {
 }
 
 fn progress(msg: &str) {
-    eprintln!("[bench {}] {msg}", chrono_now());
+    eprintln!("[bench {}] {msg}", utc_clock());
 }
 
-fn chrono_now() -> String {
+fn utc_clock() -> String {
     let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
     let s = t % 86400;
     format!("{:02}:{:02}:{:02}Z", s / 3600, (s / 60) % 60, s % 60)
@@ -351,7 +351,7 @@ fn exec_inflight(c: &mut Client, k: usize, wait: Option<f64>) -> (f64, usize) {
             calls += pending.len();
             let mut still = Vec::new();
             for pid in pending {
-                if !memchr::memmem::find(c.line(), b"\"exited\": true").is_some() {
+                if memchr::memmem::find(c.line(), b"\"exited\": true").is_none() {
                     still.push(pid);
                 }
             }
@@ -515,8 +515,8 @@ fn main() {
     let _ = writeln!(
         out,
         "- figures are medians (p99 where marked) over repeated runs, contenders alternating; \
-         noise: cv = coefficient of variation (q = qga, r = qemu-ga, f = floor), NOISY when cv > 25% \
-         or p99/median > 10\n"
+         noise: cv = robust coefficient of variation, 1.4826·MAD/median (q = qga, r = qemu-ga, f = floor), \
+         NOISY when cv > 25% or p99/median > 10\n"
     );
 
     // ---- table ----------------------------------------------------------
@@ -704,12 +704,16 @@ fn run_all(ctx: &mut Ctx) {
     let (mut s_q, mut s_r, mut s_f, mut s_s) = (Samples::new(), Samples::new(), Samples::new(), Samples::new());
     let (mut rss_q, mut rss_r, mut rss_s) = (Samples::new(), Samples::new(), Samples::new());
     let mut threads = (0, 0);
+    let (mut an_q, mut an_r, mut an_s, mut ps_q, mut ps_r, mut ps_s) =
+        (Samples::new(), Samples::new(), Samples::new(), Samples::new(), Samples::new(), Samples::new());
     alternate(reps.start, 4, |who| match who {
         3 => {
             if let Some(sb) = &static_bin {
                 let a = Agent::start("qga-static", sb, &root);
                 s_s.push(a.start_s);
                 rss_s.push(a.rss_kib as f64);
+                an_s.push(a.anon_kib as f64);
+                ps_s.push(a.pss_kib as f64);
                 a.stop();
             }
         }
@@ -722,6 +726,8 @@ fn run_all(ctx: &mut Ctx) {
             let a = Agent::start("qga", &qbin, &root);
             s_q.push(a.start_s);
             rss_q.push(a.rss_kib as f64);
+            an_q.push(a.anon_kib as f64);
+            ps_q.push(a.pss_kib as f64);
             threads.0 = sys::threads(a.pid());
             a.stop();
         }
@@ -730,6 +736,8 @@ fn run_all(ctx: &mut Ctx) {
                 let a = Agent::start("qemu-ga", r, &root);
                 s_r.push(a.start_s);
                 rss_r.push(a.rss_kib as f64);
+                an_r.push(a.anon_kib as f64);
+                ps_r.push(a.pss_kib as f64);
                 threads.1 = sys::threads(a.pid());
                 a.stop();
             }
@@ -748,7 +756,15 @@ fn run_all(ctx: &mut Ctx) {
         Row::new(ROW_RSS, Unit::KiB)
             .qga(rss_q)
             .refa(opt(rss_r.clone()))
-            .note(format!("threads: qga {}, qemu-ga {}", threads.0, threads.1)),
+            .note(format!(
+                "of which private (RssAnon): qga {:.0} KiB, qemu-ga {:.0} KiB; Pss qga {:.0} KiB, qemu-ga {:.0} KiB; threads: qga {}, qemu-ga {}",
+                an_q.median(),
+                an_r.median(),
+                ps_q.median(),
+                ps_r.median(),
+                threads.0,
+                threads.1
+            )),
     );
     if static_bin.is_some() {
         ctx.rows.push(
@@ -758,7 +774,11 @@ fn run_all(ctx: &mut Ctx) {
                 .floor(s_f.clone())
                 .note("the static build"),
         );
-        ctx.rows.push(Row::new(ROW_RSS_STATIC, Unit::KiB).qga(rss_s).refa(opt(rss_r.clone())).note("the static build"));
+        ctx.rows.push(Row::new(ROW_RSS_STATIC, Unit::KiB).qga(rss_s).refa(opt(rss_r.clone())).note(format!(
+            "the static build; RssAnon {:.0} KiB, Pss {:.0} KiB",
+            an_s.median(),
+            ps_s.median()
+        )));
     }
 
     // ---- idle CPU over 5 s (fresh agents, client connected) ---------------
@@ -1097,11 +1117,14 @@ fn run_all(ctx: &mut Ctx) {
         }
     });
     let mibs = |s: &Samples| INPUT_LEN as f64 / MIB as f64 / s.median();
+    let rss_now = |pid: i32| sys::vm_rss_kib(pid).map(|v| format!("{v} KiB")).unwrap_or_else(|| "—".into());
     let note = format!(
-        "request is {:.1} MB of JSON; qga {:.0} MiB/s, floor (posix_spawn wc -c, pipe) {:.0} MiB/s",
+        "request is {:.1} MB of JSON; qga {:.0} MiB/s, floor (posix_spawn wc -c, pipe) {:.0} MiB/s; VmRSS afterwards qga {}, qemu-ga {}",
         input_req.len() as f64 / 1e6,
         mibs(&n_q),
-        mibs(&n_f)
+        mibs(&n_f),
+        rss_now(qa.pid()),
+        ra.as_ref().map(|a| rss_now(a.pid())).unwrap_or_else(|| "—".into())
     );
     ctx.rows.push(Row::new(ROW_INPUT, Unit::Time).qga(n_q).refa(opt(n_r.clone())).floor(n_f.clone()).note(note));
     ctx.rows.push(Row::new("input-data 8 MiB → wc -c, `wait` (qga)", Unit::Time).qga(n_w).refa(opt(n_r)).floor(n_f));

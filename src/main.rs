@@ -15,6 +15,12 @@ fn fatal(msg: &str) -> i32 {
 }
 
 fn run() -> i32 {
+    // Big buffers (captures, replies, input-data) always get their own
+    // mapping: returned at free, grown by mremap without copying. glibc's
+    // default threshold climbs after the first free of a big block; then
+    // they land in the brk heap, where realloc copies and free keeps.
+    // SAFETY: plain libc call, before any allocation of note.
+    unsafe { libc::mallopt(libc::M_MMAP_THRESHOLD, 256 << 10) };
     let argv: Vec<String> = std::env::args().collect();
     let env_conf = std::env::var("QGA_CONF").ok();
     // As pid 1, exiting would panic the kernel: whatever the command line

@@ -15,6 +15,9 @@ pub struct Agent {
     pub start_s: f64,
     /// VmRSS right after the first reply, KiB.
     pub rss_kib: u64,
+    /// RssAnon (private memory) and Pss at the same moment, KiB.
+    pub anon_kib: u64,
+    pub pss_kib: u64,
 }
 
 static COUNTER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
@@ -55,7 +58,9 @@ impl Agent {
         let start_s = t0.elapsed().as_secs_f64();
         let pid = child.id() as i32;
         let rss_kib = super::sys::vm_rss_kib(pid).unwrap_or(0);
-        Agent { dir, child, client, start_s, rss_kib }
+        let anon_kib = super::sys::status_kib(pid, "RssAnon").unwrap_or(0);
+        let pss_kib = super::sys::pss_kib(pid).unwrap_or(0);
+        Agent { anon_kib, pss_kib, dir, child, client, start_s, rss_kib }
     }
 
     pub fn pid(&self) -> i32 {

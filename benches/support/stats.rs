@@ -3,7 +3,7 @@
 #[derive(Clone, Debug, Default)]
 pub struct Samples(pub Vec<f64>);
 
-/// Coefficient of variation above which a figure is flagged noisy.
+/// Robust coefficient of variation above which a figure is flagged noisy.
 pub const NOISY_CV: f64 = 0.25;
 /// p99/median above which a latency figure is flagged noisy.
 pub const NOISY_TAIL: f64 = 10.0;
@@ -46,29 +46,23 @@ impl Samples {
             n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
         }
     }
-    pub fn mean(&self) -> f64 {
-        self.0.iter().sum::<f64>() / self.0.len() as f64
-    }
-    /// Plain coefficient of variation.
-    pub fn cv(&self) -> f64 {
-        let n = self.0.len() as f64;
-        if n < 2.0 {
+    /// Robust coefficient of variation: 1.4826 × median absolute deviation
+    /// over the median (what a plain cv would be for a normal distribution,
+    /// but a latency tail cannot inflate it).
+    pub fn robust_cv(&self) -> f64 {
+        let m = self.median();
+        if self.0.len() < 2 || m == 0.0 {
             return 0.0;
         }
-        let m = self.mean();
-        let var = self.0.iter().map(|x| (x - m) * (x - m)).sum::<f64>() / (n - 1.0);
-        if m == 0.0 {
-            0.0
-        } else {
-            var.sqrt() / m
-        }
+        let dev = Samples(self.0.iter().map(|x| (x - m).abs()).collect()).median();
+        1.4826 * dev / m
     }
     /// A short noise note: "cv 12%" plus a flag when noisy.
     pub fn noise(&self) -> (String, bool) {
         if self.0.len() < 2 {
             return ("n=1".into(), false);
         }
-        let cv = self.cv();
+        let cv = self.robust_cv();
         let noisy = cv > NOISY_CV;
         (format!("cv {:.0}%", cv * 100.0), noisy)
     }

@@ -20,6 +20,12 @@ pub fn vm_hwm_kib(pid: i32) -> Option<u64> {
     status_kib(pid, "VmHWM")
 }
 
+/// Pss from /proc/PID/smaps_rollup, KiB (shared pages divided by sharers).
+pub fn pss_kib(pid: i32) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok()?;
+    text.lines().find(|l| l.starts_with("Pss:"))?.split_whitespace().nth(1)?.parse().ok()
+}
+
 pub fn threads(pid: i32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/task")).map(|d| d.count()).unwrap_or(0)
 }

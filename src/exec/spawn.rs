@@ -184,6 +184,17 @@ pub fn spawn(spec: &SpawnSpec) -> Result<Spawned, String> {
     };
     let creds = spec.credentials.as_ref();
 
+    if creds.is_none() {
+        // Fast path: posix_spawn (clone with a shared address space, no
+        // page-table copy). Only credentials need the fork path below.
+        let fds = [child_in, child_out, child_err];
+        let pid = posix_spawn_child(fds, cwd.as_ref(), &cands, &argv_ptrs, &mut sh_argv, &envp_ptrs)
+            .map_err(|e| spawn_error(Stage::Exec, e, spec))?;
+        drop(report_w);
+        drop(report_r);
+        return Ok(finish_parent(pid, stdin_pipe, stdout_pipe, stderr_pipe));
+    }
+
     // SAFETY: fork in a single-threaded process; the child only makes
     // async-signal-safe libc calls on memory prepared above, then execs or _exits.
     let pid = unsafe { libc::fork() };
@@ -218,20 +229,97 @@ pub fn spawn(spec: &SpawnSpec) -> Result<Spawned, String> {
         unsafe { libc::waitpid(pid, &mut status, 0) };
         return Err(spawn_error(stage, err, spec));
     }
-    let parent_end = |p: Option<(OwnedFd, OwnedFd)>, keep_read: bool| {
+    Ok(finish_parent(pid, stdin_pipe, stdout_pipe, stderr_pipe))
+}
+
+type PipePair = Option<(OwnedFd, OwnedFd)>;
+
+/// Keeps the parent's ends of the pipes (non-blocking; capture pipes
+/// enlarged), dropping the child's ends.
+fn finish_parent(pid: libc::pid_t, stdin: PipePair, stdout: PipePair, stderr: PipePair) -> Spawned {
+    let parent_end = |p: PipePair, keep_read: bool| {
         p.map(|(r, w)| {
             let fd = if keep_read { r } else { w };
             set_nonblocking(&fd);
             fd
         })
     };
-    let stdout = parent_end(stdout_pipe, true);
-    let stderr = parent_end(stderr_pipe, true);
+    let stdout = parent_end(stdout, true);
+    let stderr = parent_end(stderr, true);
     for fd in stdout.iter().chain(stderr.iter()) {
         // SAFETY: fcntl on our pipe end; failure just keeps the default size.
         unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETPIPE_SZ, CAPTURE_PIPE_SIZE) };
     }
-    Ok(Spawned { pid, stdin: parent_end(stdin_pipe, false), stdout, stderr })
+    Spawned { pid, stdin: parent_end(stdin, false), stdout, stderr }
+}
+
+/// posix_spawn with GLib's search rules over `cands`: own process group,
+/// every signal back to its default and none blocked, fds 0-2 redirected
+/// (`fds[2] < 0`: stderr joins stdout), everything else close-on-exec.
+/// Returns the pid or the errno GLib would report.
+fn posix_spawn_child(
+    fds: [RawFd; 3],
+    cwd: Option<&CString>,
+    cands: &[CString],
+    argv: &[*const libc::c_char],
+    sh_argv: &mut [*const libc::c_char],
+    envp: &[*const libc::c_char],
+) -> Result<libc::pid_t, i32> {
+    // SAFETY: the attribute and file-action objects are initialised before
+    // use and destroyed on every path; all pointers outlive the calls.
+    unsafe {
+        let mut attr: libc::posix_spawnattr_t = std::mem::zeroed();
+        let mut acts: libc::posix_spawn_file_actions_t = std::mem::zeroed();
+        libc::posix_spawnattr_init(&mut attr);
+        libc::posix_spawn_file_actions_init(&mut acts);
+        let mut all: libc::sigset_t = std::mem::zeroed();
+        let mut none: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut all);
+        libc::sigemptyset(&mut none);
+        libc::posix_spawnattr_setsigdefault(&mut attr, &all);
+        libc::posix_spawnattr_setsigmask(&mut attr, &none);
+        libc::posix_spawnattr_setpgroup(&mut attr, 0);
+        libc::posix_spawnattr_setflags(
+            &mut attr,
+            (libc::POSIX_SPAWN_SETPGROUP | libc::POSIX_SPAWN_SETSIGDEF | libc::POSIX_SPAWN_SETSIGMASK) as libc::c_short,
+        );
+        if let Some(dir) = cwd {
+            libc::posix_spawn_file_actions_addchdir_np(&mut acts, dir.as_ptr());
+        }
+        libc::posix_spawn_file_actions_adddup2(&mut acts, fds[0], 0);
+        libc::posix_spawn_file_actions_adddup2(&mut acts, fds[1], 1);
+        libc::posix_spawn_file_actions_adddup2(&mut acts, if fds[2] < 0 { 1 } else { fds[2] }, 2);
+        libc::posix_spawn_file_actions_addclosefrom_np(&mut acts, 3);
+        let spawn = |path: *const libc::c_char, args: *const *const libc::c_char| -> Result<libc::pid_t, i32> {
+            let mut pid = 0;
+            let rc = libc::posix_spawn(&mut pid, path, &acts, &attr, args as *const *mut libc::c_char, envp.as_ptr() as *const *mut libc::c_char);
+            if rc == 0 { Ok(pid) } else { Err(rc) }
+        };
+        let mut result = Err(libc::ENOENT);
+        let mut got_eacces = false;
+        for cand in cands {
+            result = match spawn(cand.as_ptr(), argv.as_ptr()) {
+                Err(libc::ENOEXEC) => {
+                    // GLib's script_execute(): run it with /bin/sh.
+                    sh_argv[1] = cand.as_ptr();
+                    spawn(c"/bin/sh".as_ptr(), sh_argv.as_ptr())
+                }
+                other => other,
+            };
+            match result {
+                // Missing or not executable here: try the next directory.
+                Err(libc::EACCES) => got_eacces = true,
+                Err(libc::ENOENT | libc::ESTALE | libc::ENOTDIR | libc::ENODEV | libc::ETIMEDOUT) => {}
+                _ => break,
+            }
+        }
+        if got_eacces && matches!(result, Err(libc::ENOENT | libc::ESTALE | libc::ENOTDIR | libc::ENODEV | libc::ETIMEDOUT)) {
+            result = Err(libc::EACCES);
+        }
+        libc::posix_spawn_file_actions_destroy(&mut acts);
+        libc::posix_spawnattr_destroy(&mut attr);
+        result
+    }
 }
 
 /// Reads the child's (stage, errno) report; EOF means exec succeeded.

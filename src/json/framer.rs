@@ -149,10 +149,27 @@ impl Framer {
     /// Length of the run of ordinary string bytes at the start of `input`.
     fn plain_string_run(&self, input: &[u8]) -> usize {
         let quote = if self.state == Lex::DqString { b'"' } else { b'\'' };
-        input
+        // Eight bytes at a time first: any byte < 0x20, >= 0xFE, the quote
+        // or a backslash stops the word loop (exact "has any" tests).
+        const LO: u64 = 0x0101_0101_0101_0101;
+        const HI: u64 = 0x8080_8080_8080_8080;
+        let zero = |v: u64| v.wrapping_sub(LO) & !v & HI;
+        let mut i = 0;
+        while i + 8 <= input.len() {
+            let x = u64::from_le_bytes(input[i..i + 8].try_into().unwrap());
+            let special = (x.wrapping_sub(LO * 0x20) & !x & HI)
+                | ((!x).wrapping_sub(LO * 2) & x & HI)
+                | zero(x ^ (LO * quote as u64))
+                | zero(x ^ (LO * b'\\' as u64));
+            if special != 0 {
+                break;
+            }
+            i += 8;
+        }
+        i + input[i..]
             .iter()
             .position(|&b| b < 0x20 || b >= 0xFE || b == quote || b == b'\\')
-            .unwrap_or(input.len())
+            .unwrap_or(input.len() - i)
     }
 
     fn append_token_bytes(&mut self, bytes: &[u8]) {
@@ -422,6 +439,26 @@ mod tests {
 
     fn all(input: &[u8]) -> Vec<String> {
         frames(input, usize::MAX)
+    }
+
+    #[test]
+    fn word_at_a_time_string_scan_finds_every_stop_byte() {
+        let mut f = Framer::new();
+        f.state = Lex::DqString;
+        let stops: Vec<u8> = (0u8..0x20).chain([0xFE, 0xFF, b'"', b'\\']).collect();
+        for &stop in &stops {
+            for pos in 0..24 {
+                let mut buf = vec![b'a'; 24];
+                buf[pos] = stop;
+                assert_eq!(f.plain_string_run(&buf), pos, "byte {stop:#x} at {pos}");
+            }
+        }
+        // Bytes that do not stop a double-quoted string.
+        let plain: Vec<u8> = (0x20u8..0xFE).filter(|b| *b != b'"' && *b != b'\\').collect();
+        assert_eq!(f.plain_string_run(&plain), plain.len());
+        f.state = Lex::SqString;
+        assert_eq!(f.plain_string_run(b"abcdefgh\"ij"), 11);
+        assert_eq!(f.plain_string_run(b"abcdefghi'j"), 9);
     }
 
     #[test]

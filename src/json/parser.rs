@@ -204,6 +204,22 @@ fn hex4(bytes: &[u8]) -> Option<u32> {
     Some(cp)
 }
 
+/// Length of the leading run of ASCII bytes other than '\\'.
+fn ascii_run(b: &[u8]) -> usize {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    let mut i = 0;
+    while i + 8 <= b.len() {
+        let x = u64::from_le_bytes(b[i..i + 8].try_into().unwrap());
+        let y = x ^ (LO * b'\\' as u64);
+        if (x & HI) | (y.wrapping_sub(LO) & !y & HI) != 0 {
+            break;
+        }
+        i += 8;
+    }
+    i + b[i..].iter().position(|&c| c >= 0x80 || c == b'\\').unwrap_or(b.len() - i)
+}
+
 /// QEMU's `parse_string()`: unescapes a single- or double-quoted token.
 fn parse_string(token: &[u8]) -> Parsed<String> {
     let body = &token[1..token.len().saturating_sub(1).max(1)];
@@ -214,7 +230,7 @@ fn parse_string(token: &[u8]) -> Parsed<String> {
         if b != b'\\' {
             // Fast path for runs of ASCII.
             if b < 0x80 {
-                let run = body[i..].iter().position(|&c| c >= 0x80 || c == b'\\').unwrap_or(body.len() - i);
+                let run = ascii_run(&body[i..]);
                 // SAFETY-free: ASCII is valid UTF-8.
                 out.push_str(std::str::from_utf8(&body[i..i + run]).unwrap_or_default());
                 i += run;
@@ -291,6 +307,18 @@ mod tests {
         );
         assert_eq!(parse_string(br#""\q""#).unwrap_err(), "JSON parse error, invalid escape sequence in string");
         assert_eq!(parse_string(b"\"\xC3\"").unwrap_err(), "JSON parse error, invalid UTF-8 sequence in string");
+    }
+
+    #[test]
+    fn ascii_run_stops_at_backslash_and_non_ascii() {
+        for pos in 0..20 {
+            for stop in [b'\\', 0x80, 0xC3, 0xFF] {
+                let mut buf = vec![b'x'; 20];
+                buf[pos] = stop;
+                assert_eq!(ascii_run(&buf), pos);
+            }
+        }
+        assert_eq!(ascii_run(b"plain ascii text!"), 17);
     }
 
     #[test]
