@@ -60,16 +60,20 @@ fn yes(b: Option<bool>) -> &'static str {
     }
 }
 
+/// `--json`: the agent's reply line as it came.
+fn print_raw_line(mut line: Vec<u8>) -> Result<i32> {
+    line.push(b'\n');
+    std::io::stdout()
+        .lock()
+        .write_all(&line)
+        .map_err(|e| Failure::Local(format!("cannot write to stdout: {e}")))?;
+    Ok(0)
+}
+
 pub fn info(sess: &mut Session, json: bool) -> Result<i32> {
     let line = raw_line(sess, "guest-info")?;
     if json {
-        let mut l = line;
-        l.push(b'\n');
-        std::io::stdout()
-            .lock()
-            .write_all(&l)
-            .map_err(|e| Failure::Local(format!("cannot write to stdout: {e}")))?;
-        return Ok(0);
+        return print_raw_line(line);
     }
     let Ok(Reply::Return(v)) = parse_reply(&line) else {
         unreachable!("checked by raw_line")
@@ -112,13 +116,7 @@ pub fn info(sess: &mut Session, json: bool) -> Result<i32> {
 pub fn osinfo(sess: &mut Session, json: bool) -> Result<i32> {
     let line = raw_line(sess, "guest-get-osinfo")?;
     if json {
-        let mut l = line;
-        l.push(b'\n');
-        std::io::stdout()
-            .lock()
-            .write_all(&l)
-            .map_err(|e| Failure::Local(format!("cannot write to stdout: {e}")))?;
-        return Ok(0);
+        return print_raw_line(line);
     }
     let Ok(Reply::Return(v)) = parse_reply(&line) else {
         unreachable!("checked by raw_line")
