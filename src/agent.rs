@@ -540,11 +540,4 @@ impl Agent {
         self.queue_output(out);
     }
 
-    /// Sends SIGKILL to every tracked child's group (used at exit in PID 1 mode).
-    pub fn kill_children(&self) {
-        for pid in self.procs.pids() {
-            // SAFETY: signal process groups we created.
-            unsafe { libc::kill(-pid, libc::SIGKILL) };
-        }
-    }
 }

@@ -68,7 +68,7 @@ fn a_client_that_never_reads_cannot_grow_the_agent() {
         eprintln!("note: skipped against the reference agent");
         return;
     }
-    let (agent, mut c) = Agent::start();
+    let (agent, c) = Agent::start();
     // 200,000 pipelined guest-info requests (≈5 KB of reply each) in the
     // background while this side reads nothing for a while.
     let one = b"{\"execute\":\"guest-info\"}";

@@ -115,31 +115,21 @@ impl Client {
         r["pid"].as_i64().expect("pid")
     }
 
-    /// The last line returned by `line()` is no longer borrowable; callers
-    /// that need the final reply use this: polls until exited and returns
-    /// (status calls made, final reply bytes).
+    /// Polls guest-exec-status until exited; returns (status calls made,
+    /// the final reply bytes).
     pub fn poll_until_exited(&mut self, pid: i64, wait: Option<f64>) -> (usize, Vec<u8>) {
-        let req = match wait {
-            Some(w) => format!("{{\"execute\":\"guest-exec-status\",\"arguments\":{{\"pid\":{pid},\"wait\":{w}}}}}\n"),
-            None => format!("{{\"execute\":\"guest-exec-status\",\"arguments\":{{\"pid\":{pid}}}}}\n"),
-        };
-        let mut calls = 0;
-        loop {
-            calls += 1;
-            self.send(req.as_bytes());
-            let l = self.line();
-            if !l.starts_with(b"{\"return\"") {
-                panic!("status failed: {}", String::from_utf8_lossy(&l[..l.len().min(300)]));
-            }
-            if memchr::memmem::find(l, b"\"exited\": true").is_some() {
-                return (calls, l.to_vec());
-            }
-        }
+        self.poll_until_exited_then(pid, wait, |l| l.to_vec())
     }
 
     /// Polls until exited without copying the final reply; returns calls
     /// and the final reply's length.
     pub fn poll_until_exited_len(&mut self, pid: i64, wait: Option<f64>) -> (usize, usize) {
+        self.poll_until_exited_then(pid, wait, |l| l.len())
+    }
+
+    /// The polling loop both share: `last` sees the final reply (the line
+    /// returned by `line()` is not borrowable after the next call).
+    fn poll_until_exited_then<T>(&mut self, pid: i64, wait: Option<f64>, last: impl FnOnce(&[u8]) -> T) -> (usize, T) {
         let req = match wait {
             Some(w) => format!("{{\"execute\":\"guest-exec-status\",\"arguments\":{{\"pid\":{pid},\"wait\":{w}}}}}\n"),
             None => format!("{{\"execute\":\"guest-exec-status\",\"arguments\":{{\"pid\":{pid}}}}}\n"),
@@ -153,7 +143,7 @@ impl Client {
                 panic!("status failed: {}", String::from_utf8_lossy(&l[..l.len().min(300)]));
             }
             if memchr::memmem::find(l, b"\"exited\": true").is_some() {
-                return (calls, l.len());
+                return (calls, last(l));
             }
         }
     }

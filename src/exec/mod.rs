@@ -129,14 +129,6 @@ impl Process {
         self.out.as_ref().map_or(0, |c| c.data.len()) + self.err.as_ref().map_or(0, |c| c.data.len())
     }
 
-    pub fn is_streamed(&self) -> bool {
-        self.opts.stream
-    }
-
-    pub fn has_timeout(&self) -> bool {
-        self.opts.timeout.is_some()
-    }
-
     /// New streamed output is waiting to be collected.
     pub fn has_stream_data(&self) -> bool {
         self.opts.stream
@@ -624,8 +616,4 @@ impl ProcessTable {
         Ok(n)
     }
 
-    /// Pids of all tracked processes, for signalling at shutdown.
-    pub fn pids(&self) -> Vec<libc::pid_t> {
-        self.by_pid.keys().copied().collect()
-    }
 }

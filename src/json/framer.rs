@@ -110,14 +110,6 @@ impl Framer {
         }
     }
 
-    /// True when no partial message or token is pending.
-    pub fn is_idle(&self) -> bool {
-        self.tokens.is_empty()
-            && self.text.len() == self.token_start
-            && !self.discarding
-            && matches!(self.state, Lex::Start | Lex::Recovery)
-    }
-
     /// Consumes bytes from `input` up to and including the first one that
     /// completes a frame. Returns how many bytes were consumed and the frame,
     /// if any; call again with the rest.
