@@ -347,7 +347,7 @@ impl Agent {
                 }
                 ReadResult::Eof => return self.disconnect(),
                 ReadResult::Error(e) => {
-                    log::warning(&format!("error reading channel: {}", crate::protocol::strerror(e)));
+                    log::warning(&format!("error reading channel: {}", crate::sys::strerror(e)));
                     return self.disconnect();
                 }
             }
@@ -481,7 +481,7 @@ impl Agent {
                 WriteResult::Wrote(n) => c.out_pos += n,
                 WriteResult::WouldBlock => break,
                 WriteResult::Error(e) => {
-                    log::warning(&format!("error sending response: {}", crate::protocol::strerror(e)));
+                    log::warning(&format!("error sending response: {}", crate::sys::strerror(e)));
                     failed = true;
                     break;
                 }

@@ -14,3 +14,4 @@ pub mod pid1;
 pub mod protocol;
 pub mod signals;
 pub mod startup;
+pub(crate) mod sys;

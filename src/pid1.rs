@@ -386,7 +386,7 @@ pub fn load_modules(dir: &str) -> usize {
         }
     }
     for (p, e) in &failures {
-        log::warning(&format!("cannot load module {}: {}", p.display(), crate::protocol::strerror(*e)));
+        log::warning(&format!("cannot load module {}: {}", p.display(), crate::sys::strerror(*e)));
     }
     loaded
 }

@@ -3,7 +3,7 @@
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
-use crate::protocol::strerror;
+use crate::sys::strerror;
 
 fn open_path(path: &str, flags: libc::c_int) -> Result<OwnedFd, String> {
     let c = CString::new(path).map_err(|_| format!("error opening channel '{path}': {}", strerror(libc::EINVAL)))?;

@@ -3,7 +3,7 @@
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
-use crate::protocol::strerror;
+use crate::sys::strerror;
 
 use super::Method;
 

@@ -13,7 +13,8 @@ use super::files::{c_string, write_file_atomic};
 use super::{helper, Outcome};
 use crate::agent::Agent;
 use crate::json::{Object, Value};
-use crate::protocol::{qbase64_decode, strerror, Args, QgaError};
+use crate::protocol::{qbase64_decode, Args, QgaError};
+use crate::sys::strerror;
 
 type R = Result<Outcome, QgaError>;
 

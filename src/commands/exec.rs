@@ -9,7 +9,8 @@ use crate::agent::Agent;
 use crate::exec::spawn::{self, Credentials, Redirect, SpawnSpec};
 use crate::exec::{ExecOptions, NewProcess};
 use crate::json::{Object, Value};
-use crate::protocol::{qbase64_decode, strerror, Args, QgaError};
+use crate::protocol::{qbase64_decode, Args, QgaError};
+use crate::sys::strerror;
 
 /// Longest `wait` a status call may ask for, in seconds.
 pub const MAX_WAIT_SECONDS: f64 = 600.0;

@@ -8,7 +8,8 @@ use std::ffi::CString;
 
 use super::{HelperResult, Outcome, Pending};
 use crate::agent::Agent;
-use crate::protocol::{strerror, QgaError};
+use crate::protocol::{QgaError};
+use crate::sys::strerror;
 
 /// What to do once the helper succeeded.
 pub type Then = Box<dyn FnOnce(&mut Agent) -> Result<Outcome, QgaError>>;

@@ -17,7 +17,8 @@ use super::Outcome;
 use crate::agent::Agent;
 use crate::json::{Object, Value};
 use crate::log;
-use crate::protocol::{strerror, Args, QgaError};
+use crate::protocol::{Args, QgaError};
+use crate::sys::strerror;
 
 type R = Result<Outcome, QgaError>;
 

@@ -14,7 +14,8 @@ use super::{helper, Outcome};
 use crate::agent::Agent;
 use crate::log;
 use crate::pid1::{self, PowerAction};
-use crate::protocol::{strerror, Args, QgaError};
+use crate::protocol::{Args, QgaError};
+use crate::sys::strerror;
 
 type R = Result<Outcome, QgaError>;
 

@@ -329,7 +329,7 @@ impl ProcessTable {
                         log::debug(&format!(
                             "input-data for pid {}: {}; dropping {} unwritten bytes",
                             p.pid,
-                            crate::protocol::strerror(e),
+                            crate::sys::strerror(e),
                             rest.len()
                         ));
                         break;

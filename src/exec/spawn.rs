@@ -7,7 +7,7 @@
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
-use crate::protocol::strerror;
+use crate::sys::strerror;
 
 /// Where a standard stream of the child goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

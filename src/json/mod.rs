@@ -7,7 +7,7 @@ mod framer;
 mod parser;
 pub mod utf8;
 mod value;
-mod writer;
+pub(crate) mod writer;
 
 pub use framer::{Frame, Framer, MAX_NESTING, MAX_TOKEN_COUNT, MAX_TOKEN_SIZE};
 pub use value::{Object, Value};

@@ -67,18 +67,40 @@ fn write_object(out: &mut Vec<u8>, obj: &Object) {
 }
 
 fn write_double(out: &mut Vec<u8>, f: f64) {
-    let mut buf = [0u8; 64];
-    // SAFETY: snprintf into a local buffer with its true size; "%.17g" with one double.
-    let n = unsafe {
-        libc::snprintf(
-            buf.as_mut_ptr() as *mut libc::c_char,
-            buf.len(),
-            c"%.17g".as_ptr(),
-            f,
-        )
+    out.extend_from_slice(format_g17(f).as_bytes());
+}
+
+/// C's `printf("%.17g", f)` (QEMU's `qobject_to_json()` for doubles),
+/// without libc: 17 significant digits, the shorter of fixed and
+/// exponent notation by C's rule, trailing zeros removed.
+pub(crate) fn format_g17(f: f64) -> String {
+    const P: i32 = 17;
+    if f.is_nan() {
+        return if f.is_sign_negative() { "-nan" } else { "nan" }.to_string();
+    }
+    if f.is_infinite() {
+        return if f < 0.0 { "-inf" } else { "inf" }.to_string();
+    }
+    if f == 0.0 {
+        return if f.is_sign_negative() { "-0" } else { "0" }.to_string();
+    }
+    // Rounded to P significant digits: "d.dddde<X>".
+    let sci = format!("{:.*e}", (P - 1) as usize, f);
+    let (mantissa, exp) = sci.split_once('e').unwrap_or((sci.as_str(), "0"));
+    let x: i32 = exp.parse().unwrap_or(0);
+    let trim = |s: &str| -> String {
+        if s.contains('.') {
+            s.trim_end_matches('0').trim_end_matches('.').to_string()
+        } else {
+            s.to_string()
+        }
     };
-    let n = (n.max(0) as usize).min(buf.len() - 1);
-    out.extend_from_slice(&buf[..n]);
+    if x < -4 || x >= P {
+        let sign = if x < 0 { '-' } else { '+' };
+        format!("{}e{sign}{:02}", trim(mantissa), x.unsigned_abs())
+    } else {
+        trim(&format!("{:.*}", (P - 1 - x) as usize, f))
+    }
 }
 
 fn write_base64(out: &mut Vec<u8>, bytes: &[u8]) {

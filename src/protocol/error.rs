@@ -71,8 +71,8 @@ impl QgaError {
     }
 
     /// `error_setg_errno()`: the message followed by `: <strerror>`.
-    pub fn with_errno(msg: impl fmt::Display, errno: i32) -> Self {
-        Self::generic(format!("{msg}: {}", strerror(errno)))
+    pub fn with_errno(msg: impl fmt::Display, err: impl OsError) -> Self {
+        Self::generic(format!("{msg}: {}", err.text()))
     }
 }
 
@@ -82,14 +82,9 @@ impl fmt::Display for QgaError {
     }
 }
 
-/// glibc's English `strerror()` text for an errno value.
-pub fn strerror(errno: i32) -> String {
-    let mut buf = [0 as libc::c_char; 256];
-    // SAFETY: the XSI strerror_r writes a NUL-terminated string into our buffer.
-    let rc = unsafe { libc::strerror_r(errno, buf.as_mut_ptr(), buf.len()) };
-    if rc != 0 {
-        return format!("Unknown error {errno}");
-    }
-    // SAFETY: strerror_r succeeded, so buf holds a NUL-terminated string.
-    unsafe { std::ffi::CStr::from_ptr(buf.as_ptr()) }.to_string_lossy().into_owned()
+/// An operating-system error shown as its `strerror()` text. The OS layer's
+/// `Errno` implements it; taking this instead of a number keeps the
+/// protocol layer free of libc.
+pub trait OsError {
+    fn text(&self) -> String;
 }

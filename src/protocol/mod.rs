@@ -10,6 +10,6 @@ mod request;
 
 pub use args::Args;
 pub use base64::qbase64_decode;
-pub use error::{strerror, ErrorClass, QgaError};
+pub use error::{ErrorClass, OsError, QgaError};
 pub use reply::{encode_error, encode_reply, SYNC_DELIMITER};
 pub use request::{parse_request, Request};

@@ -1,0 +1,124 @@
+//! File descriptors: open, read, write, pipes and descriptor flags.
+
+use std::ffi::CStr;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+
+use super::{cvt, cvt_r, Errno};
+
+/// `open(2)` (with O_CLOEXEC added) to an owned descriptor.
+pub fn open(path: &CStr, flags: libc::c_int, mode: libc::mode_t) -> Result<OwnedFd, Errno> {
+    // SAFETY: open with a NUL-terminated path; the fd is owned right away.
+    let fd = cvt_r(|| unsafe { libc::open(path.as_ptr(), flags | libc::O_CLOEXEC, libc::c_uint::from(mode)) })?;
+    // SAFETY: fd was just opened and belongs to nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// [`open`] for a Rust string path (a NUL inside is ENOENT, as the kernel
+/// would see the cut path).
+pub fn open_path(path: &str, flags: libc::c_int, mode: libc::mode_t) -> Result<OwnedFd, Errno> {
+    let c = std::ffi::CString::new(path).map_err(|_| Errno(libc::ENOENT))?;
+    open(&c, flags, mode)
+}
+
+/// /dev/null opened read-write.
+pub fn dev_null() -> Result<OwnedFd, Errno> {
+    open(c"/dev/null", libc::O_RDWR, 0)
+}
+
+/// One `read(2)`, retried on EINTR. `Ok(0)` is end of file.
+pub fn read(fd: BorrowedFd<'_>, buf: &mut [u8]) -> Result<usize, Errno> {
+    // SAFETY: read into a live mutable buffer of its own length.
+    let n = cvt_r(|| unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) })?;
+    Ok(n.unsigned_abs())
+}
+
+/// Reads at most `max` bytes appended to `buf` (into its spare capacity,
+/// without zero-filling it first). Returns the bytes read; 0 is EOF.
+pub fn read_append(fd: BorrowedFd<'_>, buf: &mut Vec<u8>, max: usize) -> Result<usize, Errno> {
+    buf.reserve(max);
+    let len = buf.len();
+    let spare = buf.capacity() - len;
+    let want = max.min(spare);
+    // SAFETY: reads into the reserved, not yet initialised tail of the Vec.
+    let n = cvt_r(|| unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().add(len).cast(), want) })?;
+    let n = n.unsigned_abs();
+    // SAFETY: the kernel initialised n <= want bytes past len.
+    unsafe { buf.set_len(len + n) };
+    Ok(n)
+}
+
+/// One `write(2)`, retried on EINTR.
+pub fn write(fd: BorrowedFd<'_>, buf: &[u8]) -> Result<usize, Errno> {
+    // SAFETY: write from a live buffer of its own length.
+    let n = cvt_r(|| unsafe { libc::write(fd.as_raw_fd(), buf.as_ptr().cast(), buf.len()) })?;
+    Ok(n.unsigned_abs())
+}
+
+/// A close-on-exec pipe: (read end, write end).
+pub fn pipe() -> Result<(OwnedFd, OwnedFd), Errno> {
+    let mut fds = [0 as RawFd; 2];
+    // SAFETY: pipe2 fills the two-element array on success.
+    cvt(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) })?;
+    // SAFETY: both fds were just created and are owned by nobody else.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+/// Sets O_NONBLOCK.
+pub fn set_nonblocking(fd: BorrowedFd<'_>) -> Result<(), Errno> {
+    // SAFETY: F_GETFL/F_SETFL on a descriptor the caller keeps open.
+    let fl = cvt(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFL) })?;
+    // SAFETY: as above.
+    cvt(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, fl | libc::O_NONBLOCK) })?;
+    Ok(())
+}
+
+/// Sets FD_CLOEXEC on any descriptor number (inherited ones included);
+/// harmless on a closed one.
+pub fn set_cloexec_raw(fd: RawFd) -> Result<(), Errno> {
+    // SAFETY: F_SETFD only changes the descriptor flag.
+    cvt(unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) })?;
+    Ok(())
+}
+
+/// Sets FD_CLOEXEC.
+pub fn set_cloexec(fd: BorrowedFd<'_>) -> Result<(), Errno> {
+    set_cloexec_raw(fd.as_raw_fd())
+}
+
+/// Whether descriptor number `fd` is open.
+pub fn is_open(fd: RawFd) -> bool {
+    // SAFETY: F_GETFD only queries.
+    unsafe { libc::fcntl(fd, libc::F_GETFD) >= 0 }
+}
+
+/// Opens `path` onto the lowest free descriptor number if `fd` is closed
+/// (used for fds 0-2, so that no pipe ever lands on them). The descriptor
+/// stays open for the life of the process.
+pub fn fill_std_fd(fd: RawFd, path: &CStr, flags: libc::c_int) {
+    if !is_open(fd) {
+        // SAFETY: open returns the lowest free number, which is `fd`; it is
+        // deliberately never closed (it is a standard stream from now on).
+        unsafe { libc::open(path.as_ptr(), flags) };
+    }
+}
+
+/// Makes `fd` a duplicate of `src` (dup2), keeping `fd` open for the life
+/// of the process.
+pub fn dup_onto(src: BorrowedFd<'_>, fd: RawFd) -> Result<(), Errno> {
+    // SAFETY: dup2 onto a standard descriptor number that the process keeps.
+    cvt(unsafe { libc::dup2(src.as_raw_fd(), fd) })?;
+    Ok(())
+}
+
+/// Grows a pipe's kernel buffer (F_SETPIPE_SZ); returns the new size.
+pub fn set_pipe_size(fd: BorrowedFd<'_>, size: libc::c_int) -> Result<usize, Errno> {
+    // SAFETY: fcntl on a pipe the caller keeps open.
+    let n = cvt(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETPIPE_SZ, size) })?;
+    Ok(n.unsigned_abs() as usize)
+}
+
+/// Numbers of the descriptors this process has open (from /proc/self/fd).
+pub fn open_fds() -> Vec<RawFd> {
+    let Ok(dir) = std::fs::read_dir("/proc/self/fd") else { return Vec::new() };
+    dir.flatten().filter_map(|e| e.file_name().to_str()?.parse().ok()).collect()
+}
