@@ -69,16 +69,3 @@ impl SignalPipe {
         p
     }
 }
-
-/// Reaps every exited child without blocking; calls `f(pid, status)`.
-pub fn reap_children(mut f: impl FnMut(libc::pid_t, i32)) {
-    loop {
-        let mut status = 0;
-        // SAFETY: non-blocking waitpid for any child.
-        let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
-        if pid <= 0 {
-            break;
-        }
-        f(pid, status);
-    }
-}

@@ -267,8 +267,8 @@ fn bad_extension_values_get_exact_errors() {
     }
     let (_agent, mut c) = Agent::start();
     let e = |c: &mut Conn, args: Value| c.err("guest-exec", args).1;
-    assert_eq!(e(&mut c, json!({"path": "true", "timeout": 0})), "Parameter 'timeout' expects a number of seconds greater than 0");
-    assert_eq!(e(&mut c, json!({"path": "true", "timeout": -1})), "Parameter 'timeout' expects a number of seconds greater than 0");
+    assert_eq!(e(&mut c, json!({"path": "true", "timeout": 0})), "Parameter 'timeout' expects a number of seconds greater than 0 and at most 31536000");
+    assert_eq!(e(&mut c, json!({"path": "true", "timeout": -1})), "Parameter 'timeout' expects a number of seconds greater than 0 and at most 31536000");
     assert_eq!(e(&mut c, json!({"path": "true", "timeout": "5"})), "Invalid parameter type for 'timeout', expected: number");
     assert_eq!(e(&mut c, json!({"path": "true", "stream": 1})), "Invalid parameter type for 'stream', expected: boolean");
     assert_eq!(e(&mut c, json!({"path": "true", "stream": true})), "Parameter 'stream' requires 'capture-output'");

@@ -11,7 +11,7 @@ use std::os::unix::fs::PermissionsExt;
 
 use super::files::{c_string, write_file_atomic};
 use super::{helper, Outcome};
-use crate::agent::Agent;
+use super::Ctx;
 use crate::json::{Object, Value};
 use crate::protocol::{qbase64_decode, Args, QgaError};
 use crate::sys::strerror;
@@ -118,7 +118,7 @@ fn write_authkeys(path: &str, keys: &[String], p: &Passwd) -> Result<(), QgaErro
         .map_err(|e| QgaError::generic(format!("failed to set permissions of '{path}': {}", err_text(&e))))
 }
 
-pub fn ssh_get(_: &mut Agent, mut a: Args) -> R {
+pub fn ssh_get(_: &mut Ctx<'_>, mut a: Args) -> R {
     let username = a.req_str("username")?;
     a.finish()?;
     let p = passwd(&username)?;
@@ -136,7 +136,7 @@ pub fn ssh_get(_: &mut Agent, mut a: Args) -> R {
     Ok(Outcome::Return(Value::Object(Object::new().with("keys", Value::List(keys)))))
 }
 
-pub fn ssh_add(_: &mut Agent, mut a: Args) -> R {
+pub fn ssh_add(_: &mut Ctx<'_>, mut a: Args) -> R {
     let username = a.req_str("username")?;
     let keys = a.req_str_list("keys")?;
     let reset = a.opt_bool("reset")?.unwrap_or(false);
@@ -159,7 +159,7 @@ pub fn ssh_add(_: &mut Agent, mut a: Args) -> R {
     Ok(Outcome::Return(Value::empty_object()))
 }
 
-pub fn ssh_remove(_: &mut Agent, mut a: Args) -> R {
+pub fn ssh_remove(_: &mut Ctx<'_>, mut a: Args) -> R {
     let username = a.req_str("username")?;
     let keys = a.req_str_list("keys")?;
     a.finish()?;
@@ -175,7 +175,7 @@ pub fn ssh_remove(_: &mut Agent, mut a: Args) -> R {
     Ok(Outcome::Return(Value::empty_object()))
 }
 
-pub fn set_user_password(agent: &mut Agent, mut a: Args) -> R {
+pub fn set_user_password(ctx: &mut Ctx<'_>, mut a: Args) -> R {
     let username = a.req_str("username")?;
     let password = a.req_str("password")?;
     let crypted = a.req_bool("crypted")?;
@@ -194,5 +194,5 @@ pub fn set_user_password(agent: &mut Agent, mut a: Args) -> R {
     input.extend_from_slice(raw);
     input.push(b'\n');
     let argv: &[&str] = if crypted { &["chpasswd", "-e"] } else { &["chpasswd"] };
-    helper::run(agent, argv, Some(input), "set user password", Box::new(|_| Ok(Outcome::Return(Value::empty_object()))))
+    helper::run(ctx, argv, Some(input), "set user password", |_| Ok(Outcome::Return(Value::empty_object())))
 }

@@ -4,16 +4,18 @@
 use std::ffi::CString;
 use std::time::{Duration, Instant};
 
-use super::Outcome;
-use crate::agent::Agent;
-use crate::exec::spawn::{self, Credentials, Redirect, SpawnSpec};
+use super::{Ctx, Outcome};
 use crate::exec::{ExecOptions, NewProcess};
+use crate::sys::signal::max_signal;
+use crate::sys::spawn::{Credentials, Redirect, SpawnSpec};
 use crate::json::{Object, Value};
 use crate::protocol::{qbase64_decode, Args, QgaError};
-use crate::sys::strerror;
+use crate::sys::Errno;
 
 /// Longest `wait` a status call may ask for, in seconds.
 pub const MAX_WAIT_SECONDS: f64 = 600.0;
+/// Longest `timeout` a guest-exec may ask for, in seconds (a year).
+pub const MAX_TIMEOUT_SECONDS: f64 = 31_536_000.0;
 
 /// A guest-exec-status reply held back by `wait`.
 #[derive(Debug)]
@@ -50,26 +52,23 @@ fn capture_mode(v: Option<Value>) -> Result<Capture, QgaError> {
     }
 }
 
-/// Seconds as a positive duration, or the error for `name`.
-fn seconds(name: &str, v: f64, max: Option<f64>) -> Result<Duration, QgaError> {
-    let ok = v.is_finite() && v > 0.0 && max.is_none_or(|m| v <= m);
-    if !ok {
-        let want = match max {
-            Some(m) => format!("a number of seconds greater than 0 and at most {m}"),
-            None => "a number of seconds greater than 0".to_string(),
-        };
-        return Err(QgaError::invalid_value(name, &want));
+/// Seconds in (0, max] as a duration, or the error for `name`. Every
+/// number the protocol can carry is handled: no overflow, no panic.
+fn seconds(name: &str, v: f64, max: f64) -> Result<Duration, QgaError> {
+    let ok = v.is_finite() && v > 0.0 && v <= max;
+    match Duration::try_from_secs_f64(v) {
+        Ok(d) if ok => Ok(d),
+        _ => Err(QgaError::invalid_value(name, &format!("a number of seconds greater than 0 and at most {max}"))),
     }
-    Ok(Duration::from_secs_f64(v))
 }
 
 /// Checks `cwd` before anything is spawned.
 fn check_cwd(dir: &str) -> Result<(), QgaError> {
-    let fail = |e: i32| QgaError::generic(format!("Cannot use '{dir}' as working directory: {}", strerror(e)));
+    let fail = |e: Errno| QgaError::generic(format!("Cannot use '{dir}' as working directory: {e}"));
     match std::fs::metadata(dir) {
         Ok(m) if m.is_dir() => Ok(()),
-        Ok(_) => Err(fail(libc::ENOTDIR)),
-        Err(e) => Err(fail(e.raw_os_error().unwrap_or(libc::ENOENT))),
+        Ok(_) => Err(fail(Errno(libc::ENOTDIR))),
+        Err(e) => Err(fail(Errno::of(&e))),
     }
 }
 
@@ -141,7 +140,7 @@ fn supplementary_groups(pw: &Passwd) -> Vec<libc::gid_t> {
     }
 }
 
-pub fn exec(agent: &mut Agent, mut a: Args) -> Result<Outcome, QgaError> {
+pub fn exec(ctx: &mut Ctx<'_>, mut a: Args) -> Result<Outcome, QgaError> {
     let path = a.req_str("path")?;
     let arg = a.opt_str_list("arg")?;
     let env = a.opt_str_list("env")?;
@@ -156,7 +155,7 @@ pub fn exec(agent: &mut Agent, mut a: Args) -> Result<Outcome, QgaError> {
     a.finish()?;
 
     let input = input.map(|s| qbase64_decode(&s)).transpose()?;
-    let timeout = timeout.map(|t| seconds("timeout", t, None)).transpose()?;
+    let timeout = timeout.map(|t| seconds("timeout", t, MAX_TIMEOUT_SECONDS)).transpose()?;
     if stream && capture == Capture::None {
         return Err(QgaError::generic("Parameter 'stream' requires 'capture-output'"));
     }
@@ -198,46 +197,44 @@ pub fn exec(agent: &mut Agent, mut a: Args) -> Result<Outcome, QgaError> {
         cwd,
         credentials,
     };
-    agent.procs.reserve_slot(agent.poll.registry())?;
-    let spawned = spawn::spawn(&spec).map_err(QgaError::generic)?;
     let opts = ExecOptions { internal: false, input_stream, stream, timeout };
-    let registry = agent.poll.registry();
-    let pid = agent.procs.insert(registry, NewProcess { spawned, input, opts });
-    Ok(Outcome::Return(Value::Object(Object::new().with("pid", Value::Int(pid as i64)))))
+    let pid = ctx.procs.start(ctx.registry, &spec, NewProcess { input, opts })?;
+    Ok(Outcome::Return(Value::Object(Object::new().with("pid", Value::Int(i64::from(pid))))))
 }
 
-pub fn status(agent: &mut Agent, mut a: Args) -> Result<Outcome, QgaError> {
+pub fn status(ctx: &mut Ctx<'_>, mut a: Args) -> Result<Outcome, QgaError> {
     let pid = a.req_int("pid")?;
     let wait = a.opt_number("wait")?;
     a.finish()?;
     // Fresh answers: collect any exit and pending output right now.
-    agent.refresh_processes();
+    ctx.refresh_processes();
     let hold_for = match wait {
         Some(w) if w == 0.0 => None,
-        Some(w) => Some(seconds("wait", w, Some(MAX_WAIT_SECONDS))?),
+        Some(w) => Some(seconds("wait", w, MAX_WAIT_SECONDS)?),
         None => None,
     };
     if let Some(d) = hold_for {
-        let exists = libc::pid_t::try_from(pid).ok().and_then(|p| agent.procs.get(p));
-        if exists.is_some_and(|p| !p.exited() && !p.has_stream_data()) {
-            return Ok(Outcome::Hold(Held { pid, deadline: Instant::now() + d, id: None }));
+        let running = ctx.procs.find(pid).is_some_and(|p| !p.exited() && !p.has_stream_data());
+        // A deadline past the end of time cannot happen (wait is bounded).
+        if let Some(deadline) = Instant::now().checked_add(d).filter(|_| running) {
+            return Ok(Outcome::Hold(Held { pid, deadline, id: None }));
         }
     }
-    let registry = agent.poll.registry();
-    agent.procs.status(registry, pid).map(Outcome::Return)
+    ctx.procs.status(ctx.registry, pid).map(Outcome::Return)
 }
 
 /// guest-exec-input {pid, input-data?, eof?}: more stdin for a process
 /// started with `input-stream: true`. Takes what fits in the stdin window
 /// and answers `{"count": n}`; the client offers the rest again later.
-pub fn input(agent: &mut Agent, mut a: Args) -> Result<Outcome, QgaError> {
+pub fn input(ctx: &mut Ctx<'_>, mut a: Args) -> Result<Outcome, QgaError> {
     let pid = a.req_int("pid")?;
     let data = a.opt_str("input-data")?;
     let eof = a.opt_bool("eof")?.unwrap_or(false);
     a.finish()?;
     let bytes = data.map(|d| qbase64_decode(&d)).transpose()?.unwrap_or_default();
-    let n = agent.procs.feed_input(pid, &bytes, eof)?;
-    Ok(Outcome::Return(Value::Object(Object::new().with("count", Value::Int(n as i64)))))
+    let n = ctx.procs.feed_input(pid, &bytes, eof)?;
+    let n = i64::try_from(n).unwrap_or(i64::MAX);
+    Ok(Outcome::Return(Value::Object(Object::new().with("count", Value::Int(n)))))
 }
 
 /// Signal numbers by name, with or without the SIG prefix.
@@ -278,28 +275,19 @@ fn signal_by_name(name: &str) -> Option<libc::c_int> {
     })
 }
 
-pub fn terminate(agent: &mut Agent, mut a: Args) -> Result<Outcome, QgaError> {
+pub fn terminate(ctx: &mut Ctx<'_>, mut a: Args) -> Result<Outcome, QgaError> {
     let pid = a.req_int("pid")?;
     let signal = match a.opt_value("signal") {
         None => libc::SIGKILL,
-        Some(Value::Str(s)) => {
-            signal_by_name(&s).ok_or_else(|| QgaError::bad_enum_value("signal", &s))?
-        }
+        Some(Value::Str(s)) => signal_by_name(&s).ok_or_else(|| QgaError::bad_enum_value("signal", &s))?,
         Some(v) => match v.as_i64() {
-            Some(n) if (1..libc::SIGRTMAX() as i64 + 1).contains(&n) => n as libc::c_int,
+            Some(n) if (1..=i64::from(max_signal())).contains(&n) => libc::c_int::try_from(n).unwrap_or(libc::SIGKILL),
             Some(n) => return Err(QgaError::bad_enum_value("signal", &n.to_string())),
             None => return Err(QgaError::invalid_type("signal", "integer or signal name")),
         },
     };
     a.finish()?;
-    let not_found = || QgaError::generic(format!("PID {pid} does not exist"));
-    let pid32 = libc::pid_t::try_from(pid).map_err(|_| not_found())?;
-    if agent.procs.get(pid32).is_none() {
-        return Err(not_found());
-    }
-    // The child leads its own group: this reaches everything it forked
-    // (ESRCH once the whole group is gone is not an error).
-    // SAFETY: kill() on the process group we created for this child.
-    unsafe { libc::kill(-pid32, signal) };
+    // The child leads its own group: this reaches everything it forked.
+    ctx.procs.terminate(pid, signal)?;
     Ok(Outcome::Return(Value::empty_object()))
 }

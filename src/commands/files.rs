@@ -21,7 +21,7 @@ use std::ffi::CString;
 use std::io::Write;
 
 use super::Outcome;
-use crate::agent::Agent;
+use super::Ctx;
 use crate::json::{Object, Value};
 use crate::protocol::{qbase64_decode, Args, QgaError};
 
@@ -134,8 +134,8 @@ fn safe_open_or_create(path: &str, mode: &str) -> Result<*mut libc::FILE, QgaErr
     Err(err)
 }
 
-fn state_path(agent: &Agent) -> String {
-    let dir = agent.cfg.statedir.as_deref().unwrap_or(crate::config::DEFAULT_STATEDIR);
+fn state_path(ctx: &Ctx<'_>) -> String {
+    let dir = ctx.cfg.statedir.as_deref().unwrap_or(crate::config::DEFAULT_STATEDIR);
     format!("{dir}/qga.state")
 }
 
@@ -174,8 +174,8 @@ pub(crate) fn write_file_atomic(path: &str, data: &[u8]) -> std::io::Result<()> 
 
 /// `ga_get_fd_handle()`: takes the counter, increments it and commits the
 /// new value to disk before the handle may be used.
-fn next_handle(agent: &Agent, files: &mut Files) -> Result<i64, QgaError> {
-    let path = state_path(agent);
+fn next_handle(ctx: &Ctx<'_>, files: &mut Files) -> Result<i64, QgaError> {
+    let path = state_path(ctx);
     let counter = files.counter.get_or_insert_with(|| {
         std::fs::read_to_string(&path).ok().and_then(|t| parse_counter(&t)).unwrap_or(DEFAULT_FD_COUNTER)
     });
@@ -208,7 +208,7 @@ fn object(members: Vec<(&str, Value)>) -> Value {
     Value::Object(o)
 }
 
-pub fn open(agent: &mut Agent, mut a: Args) -> Result<Outcome, QgaError> {
+pub fn open(ctx: &mut Ctx<'_>, mut a: Args) -> Result<Outcome, QgaError> {
     let path = a.req_str("path")?;
     let mode = a.opt_str("mode")?.unwrap_or_else(|| "r".to_string());
     a.finish()?;
@@ -230,7 +230,7 @@ pub fn open(agent: &mut Agent, mut a: Args) -> Result<Outcome, QgaError> {
     }
     let handle = FILES.with(|files| {
         let mut files = files.borrow_mut();
-        let h = next_handle(agent, &mut files)?;
+        let h = next_handle(ctx, &mut files)?;
         files.handles.push(Handle { id: h, fh, state: RwState::New });
         Ok(h)
     });
@@ -247,7 +247,7 @@ pub fn open(agent: &mut Agent, mut a: Args) -> Result<Outcome, QgaError> {
     }
 }
 
-pub fn close(_: &mut Agent, mut a: Args) -> Result<Outcome, QgaError> {
+pub fn close(_: &mut Ctx<'_>, mut a: Args) -> Result<Outcome, QgaError> {
     let id = a.req_int("handle")?;
     a.finish()?;
     crate::log::info(&format!("guest-file-close called, handle: {id}"));
@@ -265,7 +265,7 @@ pub fn close(_: &mut Agent, mut a: Args) -> Result<Outcome, QgaError> {
     Ok(Outcome::Return(Value::empty_object()))
 }
 
-pub fn read(_: &mut Agent, mut a: Args) -> Result<Outcome, QgaError> {
+pub fn read(_: &mut Ctx<'_>, mut a: Args) -> Result<Outcome, QgaError> {
     let id = a.req_int("handle")?;
     let count = a.opt_int("count")?;
     a.finish()?;
@@ -308,7 +308,7 @@ pub fn read(_: &mut Agent, mut a: Args) -> Result<Outcome, QgaError> {
     })
 }
 
-pub fn write(_: &mut Agent, mut a: Args) -> Result<Outcome, QgaError> {
+pub fn write(_: &mut Ctx<'_>, mut a: Args) -> Result<Outcome, QgaError> {
     let id = a.req_int("handle")?;
     let b64 = a.req_str("buf-b64")?;
     let count = a.opt_int("count")?;
@@ -370,7 +370,7 @@ fn parse_whence(v: Value) -> Result<Whence, QgaError> {
     }
 }
 
-pub fn seek(_: &mut Agent, mut a: Args) -> Result<Outcome, QgaError> {
+pub fn seek(_: &mut Ctx<'_>, mut a: Args) -> Result<Outcome, QgaError> {
     let id = a.req_int("handle")?;
     let offset = a.req_int("offset")?;
     let whence = parse_whence(a.req_value("whence")?)?;
@@ -408,7 +408,7 @@ pub fn seek(_: &mut Agent, mut a: Args) -> Result<Outcome, QgaError> {
     })
 }
 
-pub fn flush(_: &mut Agent, mut a: Args) -> Result<Outcome, QgaError> {
+pub fn flush(_: &mut Ctx<'_>, mut a: Args) -> Result<Outcome, QgaError> {
     let id = a.req_int("handle")?;
     a.finish()?;
     with_handle(id, |h| {

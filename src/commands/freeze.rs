@@ -3,7 +3,7 @@
 //!
 //! Freezing runs the `-F` hook with `freeze` first (an error stops
 //! everything), then enters the frozen state (only the commands of
-//! [`crate::agent::FROZEN_ALLOWED`] run, logging is off, the marker
+//! `frozen_ok` in the command table run, logging is off, the marker
 //! `<statedir>/qga.state.isfrozen` exists) and issues FIFREEZE on the
 //! local file systems in reverse mount order. Thawing issues FITHAW on
 //! every local file system until it fails, leaves the frozen state and
@@ -13,8 +13,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 use super::files::c_string;
 use super::host::{fs_mount_list, FsMount};
-use super::{helper, Outcome};
-use crate::agent::Agent;
+use super::{helper, Ctx, Outcome};
 use crate::json::Value;
 use crate::log;
 use crate::protocol::{Args, QgaError};
@@ -34,19 +33,19 @@ pub fn marker_path(statedir: &str) -> String {
     format!("{statedir}/qga.state.isfrozen")
 }
 
-fn statedir(agent: &Agent) -> String {
-    agent.cfg.statedir.clone().unwrap_or_else(|| crate::config::DEFAULT_STATEDIR.to_string())
+fn statedir(ctx: &Ctx<'_>) -> String {
+    ctx.cfg.statedir.clone().unwrap_or_else(|| crate::config::DEFAULT_STATEDIR.to_string())
 }
 
 /// `ga_set_frozen()`.
-fn set_frozen(agent: &mut Agent) {
-    if agent.frozen {
+fn set_frozen(ctx: &mut Ctx<'_>) {
+    if ctx.guest.frozen {
         return;
     }
     log::warning("disabling logging due to filesystem freeze");
     log::set_enabled(false);
-    agent.frozen = true;
-    let path = marker_path(&statedir(agent));
+    ctx.guest.frozen = true;
+    let path = marker_path(&statedir(ctx));
     let c = c_string(&path);
     // SAFETY: create (or open) the marker file and close it again.
     let fd = unsafe { libc::open(c.as_ptr(), libc::O_CREAT | libc::O_WRONLY | libc::O_CLOEXEC, 0o600) };
@@ -59,14 +58,14 @@ fn set_frozen(agent: &mut Agent) {
 }
 
 /// `ga_unset_frozen()`.
-fn unset_frozen(agent: &mut Agent) {
-    if !agent.frozen {
+fn unset_frozen(ctx: &mut Ctx<'_>) {
+    if !ctx.guest.frozen {
         return;
     }
     log::set_enabled(true);
     log::warning("logging re-enabled due to filesystem unfreeze");
-    agent.frozen = false;
-    let path = marker_path(&statedir(agent));
+    ctx.guest.frozen = false;
+    let path = marker_path(&statedir(ctx));
     if let Err(e) = std::fs::remove_file(&path) {
         log::warning(&format!("unable to delete file: {path}: {e}"));
         log::warning(&format!("unable to delete {path}, fsfreeze may not function properly"));
@@ -127,81 +126,74 @@ fn do_thaw() -> Result<i64, QgaError> {
 
 /// Runs the `-F` hook with `arg`, then `then` with its error (if any);
 /// without a hook `then` runs at once.
-fn with_hook(agent: &mut Agent, arg: &'static str, then: helper::ThenAny) -> R {
-    let Some(hook) = agent.cfg.fsfreeze_hook.clone() else {
-        return then(agent, None);
+fn with_hook(
+    ctx: &mut Ctx<'_>,
+    arg: &'static str,
+    then: impl FnOnce(&mut Ctx<'_>, Option<QgaError>) -> R + 'static,
+) -> R {
+    let Some(hook) = ctx.cfg.fsfreeze_hook.clone() else {
+        return then(ctx, None);
     };
     log::info(&format!("executing fsfreeze hook with arg '{arg}'"));
-    helper::run_any(agent, &[hook.as_str(), arg], None, "execute fsfreeze hook", then)
+    helper::run_any(ctx, &[hook.as_str(), arg], None, "execute fsfreeze hook", then)
 }
 
-pub fn status(agent: &mut Agent, a: Args) -> R {
+pub fn status(ctx: &mut Ctx<'_>, a: Args) -> R {
     a.finish()?;
-    Ok(Outcome::Return(Value::str(if agent.frozen { "frozen" } else { "thawed" })))
+    Ok(Outcome::Return(Value::str(if ctx.guest.frozen { "frozen" } else { "thawed" })))
 }
 
-pub fn freeze(agent: &mut Agent, a: Args) -> R {
+pub fn freeze(ctx: &mut Ctx<'_>, a: Args) -> R {
     a.finish()?;
-    freeze_list_impl(agent, None)
+    freeze_list_impl(ctx, None)
 }
 
-pub fn freeze_list(agent: &mut Agent, mut a: Args) -> R {
+pub fn freeze_list(ctx: &mut Ctx<'_>, mut a: Args) -> R {
     let mountpoints = a.opt_str_list("mountpoints")?;
     a.finish()?;
-    freeze_list_impl(agent, mountpoints)
+    freeze_list_impl(ctx, mountpoints)
 }
 
-fn freeze_list_impl(agent: &mut Agent, mountpoints: Option<Vec<String>>) -> R {
+fn freeze_list_impl(ctx: &mut Ctx<'_>, mountpoints: Option<Vec<String>>) -> R {
     log::info("guest-fsfreeze called");
-    with_hook(
-        agent,
-        "freeze",
-        Box::new(move |agent: &mut Agent, err: Option<QgaError>| {
+    with_hook(ctx, "freeze", move |ctx, err| {
             if let Some(e) = err {
                 return Err(e);
             }
-            let mounts = fs_mount_list()?;
-            // The agent must not block itself writing to a frozen fs.
-            set_frozen(agent);
-            match do_freeze(&mounts, mountpoints.as_deref()) {
-                Ok(0) => {
-                    // Nothing frozen: ready for the next call.
-                    unset_frozen(agent);
-                    Ok(Outcome::Return(Value::Int(0)))
-                }
-                Ok(n) => Ok(Outcome::Return(Value::Int(n))),
-                Err(e) => {
-                    // Back to thawed (hook errors are ignored here), then
-                    // report the freeze failure.
-                    thaw_impl(agent, Box::new(move |_, _| Err(e)))
-                }
+        let mounts = fs_mount_list()?;
+        // The agent must not block itself writing to a frozen fs.
+        set_frozen(ctx);
+        match do_freeze(&mounts, mountpoints.as_deref()) {
+            Ok(0) => {
+                // Nothing frozen: ready for the next call.
+                unset_frozen(ctx);
+                Ok(Outcome::Return(Value::Int(0)))
             }
-        }),
-    )
+            Ok(n) => Ok(Outcome::Return(Value::Int(n))),
+            Err(e) => {
+                // Back to thawed (hook errors are ignored here), then
+                // report the freeze failure.
+                thaw_impl(ctx, move |_, _| Err(e))
+            }
+        }
+    })
 }
-
-/// Continuation of a thaw: receives the count or the error.
-type ThawThen = Box<dyn FnOnce(&mut Agent, Result<i64, QgaError>) -> R>;
 
 /// `qmp_guest_fsfreeze_thaw()`; `then` receives the count or the error.
-fn thaw_impl(agent: &mut Agent, then: ThawThen) -> R {
+fn thaw_impl(ctx: &mut Ctx<'_>, then: impl FnOnce(&mut Ctx<'_>, Result<i64, QgaError>) -> R + 'static) -> R {
     let n = match do_thaw() {
         Ok(n) => n,
-        Err(e) => return then(agent, Err(e)),
+        Err(e) => return then(ctx, Err(e)),
     };
-    unset_frozen(agent);
-    with_hook(
-        agent,
-        "thaw",
-        Box::new(move |agent: &mut Agent, err: Option<QgaError>| match err {
-            Some(e) => then(agent, Err(e)),
-            None => then(agent, Ok(n)),
-        }),
-    )
+    unset_frozen(ctx);
+    with_hook(ctx, "thaw", move |ctx, err| match err {
+        Some(e) => then(ctx, Err(e)),
+        None => then(ctx, Ok(n)),
+    })
 }
 
-pub fn thaw(agent: &mut Agent, a: Args) -> R {
+pub fn thaw(ctx: &mut Ctx<'_>, a: Args) -> R {
     a.finish()?;
     log::info("guest-fsthaw called");
-    thaw_impl(agent, Box::new(|_, r| r.map(|n| Outcome::Return(Value::Int(n)))))
+    thaw_impl(ctx, |_, r| r.map(|n| Outcome::Return(Value::Int(n))))
 }

@@ -4,23 +4,19 @@
 //! qemu-ga's `child process has failed to <action>: ...` error or the
 //! command's own continuation.
 
-use std::ffi::CString;
+use super::{Ctx, Outcome, Pending};
+use crate::protocol::QgaError;
+use crate::sys::fd::can_execute;
+use crate::sys::process::WaitStatus;
+use crate::sys::Errno;
 
-use super::{HelperResult, Outcome, Pending};
-use crate::agent::Agent;
-use crate::protocol::{QgaError};
-use crate::sys::strerror;
-
-/// What to do once the helper succeeded.
-pub type Then = Box<dyn FnOnce(&mut Agent) -> Result<Outcome, QgaError>>;
+type R = Result<Outcome, QgaError>;
 
 /// Where `execvp()` would find `prog`, or the errno it would fail with.
 fn resolve(prog: &str) -> Result<(), i32> {
     let usable = |p: &str| -> Result<(), i32> {
-        let c = CString::new(p).map_err(|_| libc::ENOENT)?;
-        let meta = std::fs::metadata(p).map_err(|e| e.raw_os_error().unwrap_or(libc::ENOENT))?;
-        // SAFETY: access() on a NUL-terminated path.
-        if !meta.is_file() || unsafe { libc::access(c.as_ptr(), libc::X_OK) } != 0 {
+        let meta = std::fs::metadata(p).map_err(|e| Errno::of(&e).raw())?;
+        if !meta.is_file() || !can_execute(p) {
             return Err(libc::EACCES);
         }
         Ok(())
@@ -42,18 +38,17 @@ fn resolve(prog: &str) -> Result<(), i32> {
 }
 
 /// qemu-ga's error for a finished helper, or None if it succeeded.
-pub fn failure(action: &str, status: i32, output: &[u8]) -> Option<QgaError> {
+pub fn failure(action: &str, status: WaitStatus, output: &[u8]) -> Option<QgaError> {
     // The output is read as a C string.
     let out = &output[..output.iter().position(|&b| b == 0).unwrap_or(output.len())];
     let text = String::from_utf8_lossy(out);
-    if !libc::WIFEXITED(status) {
+    let Some(code) = status.exit_code() else {
         return Some(QgaError::generic(if text.is_empty() {
             "child process has terminated abnormally".to_string()
         } else {
             format!("child process has terminated abnormally: {text}")
         }));
-    }
-    let code = libc::WEXITSTATUS(status);
+    };
     if code == 0 {
         return None;
     }
@@ -68,59 +63,43 @@ pub fn failure(action: &str, status: i32, output: &[u8]) -> Option<QgaError> {
 /// that waits for it: on success `then` decides the reply, on failure the
 /// reply is qemu-ga's error for `action`.
 pub fn run(
-    agent: &mut Agent,
+    ctx: &mut Ctx<'_>,
     argv: &[&str],
     input: Option<Vec<u8>>,
     action: &'static str,
-    then: Then,
-) -> Result<Outcome, QgaError> {
-    run_any(
-        agent,
-        argv,
-        input,
-        action,
-        Box::new(move |agent: &mut Agent, err: Option<QgaError>| match err {
-            Some(e) => Err(e),
-            None => then(agent),
-        }),
-    )
+    then: impl FnOnce(&mut Ctx<'_>) -> R + 'static,
+) -> R {
+    run_any(ctx, argv, input, action, move |ctx, err| match err {
+        Some(e) => Err(e),
+        None => then(ctx),
+    })
 }
 
-/// What to do once the helper ended, with its error if it failed.
-pub type ThenAny = Box<dyn FnOnce(&mut Agent, Option<QgaError>) -> Result<Outcome, QgaError>>;
-
-/// Like [`run`], but `then` runs in every case (a helper that cannot be
-/// started counts as failed at once, as in qemu-ga).
+/// Like [`run`], but `then` runs in every case, with the helper's error if
+/// it failed (a helper that cannot be started counts as failed at once,
+/// as in qemu-ga).
 pub fn run_any(
-    agent: &mut Agent,
+    ctx: &mut Ctx<'_>,
     argv: &[&str],
     input: Option<Vec<u8>>,
     action: &'static str,
-    then: ThenAny,
-) -> Result<Outcome, QgaError> {
-    let prog = argv[0];
+    then: impl FnOnce(&mut Ctx<'_>, Option<QgaError>) -> R + 'static,
+) -> R {
+    let prog = argv.first().copied().unwrap_or("");
     if let Err(e) = resolve(prog) {
         // What the child of ga_run_command() prints when execvp() fails,
         // followed by exit status 1.
-        let out = format!("failed to exec '{prog}': {}\n", strerror(e));
-        return then(agent, failure(action, 1 << 8, out.as_bytes()));
+        let out = format!("failed to exec '{prog}': {}\n", Errno(e));
+        return then(ctx, failure(action, WaitStatus(1 << 8), out.as_bytes()));
     }
-    let pid = match start(agent, argv, input) {
+    let pid = match ctx.start_helper(argv, input) {
         Ok(pid) => pid,
-        Err(e) => return then(agent, Some(e)),
+        Err(e) => return then(ctx, Some(e)),
     };
-    Ok(Outcome::Await(Pending {
-        pid,
-        finish: Box::new(move |agent: &mut Agent, r: HelperResult| {
-            let err = failure(action, r.status, &r.output);
-            then(agent, err)
-        }),
-    }))
-}
-
-/// Starts a helper (merged, captured output) and returns its pid.
-pub fn start(agent: &mut Agent, argv: &[&str], input: Option<Vec<u8>>) -> Result<libc::pid_t, QgaError> {
-    agent.start_helper(argv[0], &argv[1..], input)
+    Ok(Outcome::Await(Pending::new(pid, move |ctx, r| {
+        let err = failure(action, r.status, &r.output);
+        then(ctx, err)
+    })))
 }
 
 #[cfg(test)]
@@ -129,11 +108,12 @@ mod tests {
 
     #[test]
     fn failure_texts() {
-        assert!(failure("x", 0, b"").is_none());
-        assert_eq!(failure("shutdown", 3 << 8, b"").unwrap().desc, "child process has failed to shutdown: exit status 3");
-        assert_eq!(failure("shutdown", 1 << 8, b"oops\n\0rest").unwrap().desc, "child process has failed to shutdown: oops\n");
-        assert_eq!(failure("x", libc::SIGKILL, b"").unwrap().desc, "child process has terminated abnormally");
-        assert_eq!(failure("x", libc::SIGKILL, b"o").unwrap().desc, "child process has terminated abnormally: o");
+        let st = WaitStatus;
+        assert!(failure("x", st(0), b"").is_none());
+        assert_eq!(failure("shutdown", st(3 << 8), b"").unwrap().desc, "child process has failed to shutdown: exit status 3");
+        assert_eq!(failure("shutdown", st(1 << 8), b"oops\n\0rest").unwrap().desc, "child process has failed to shutdown: oops\n");
+        assert_eq!(failure("x", st(libc::SIGKILL), b"").unwrap().desc, "child process has terminated abnormally");
+        assert_eq!(failure("x", st(libc::SIGKILL), b"o").unwrap().desc, "child process has terminated abnormally: o");
         assert_eq!(resolve("/nonexistent/prog"), Err(libc::ENOENT));
         assert_eq!(resolve("sh"), Ok(()));
     }

@@ -14,7 +14,7 @@ use super::files::c_string;
 use super::scan::sscanf;
 use super::system::read_dir_raw;
 use super::Outcome;
-use crate::agent::Agent;
+use super::Ctx;
 use crate::json::{Object, Value};
 use crate::log;
 use crate::protocol::{Args, QgaError};
@@ -128,7 +128,7 @@ struct Iface {
     stats: Option<Value>,
 }
 
-pub fn network_get_interfaces(_: &mut Agent, a: Args) -> R {
+pub fn network_get_interfaces(_: &mut Ctx<'_>, a: Args) -> R {
     a.finish()?;
     let mut ifap: *mut libc::ifaddrs = std::ptr::null_mut();
     // SAFETY: getifaddrs allocates the list we free below.
@@ -243,7 +243,7 @@ fn ipv6_text(hex: &str) -> Option<String> {
     ntop(libc::AF_INET6, b.as_ptr().cast()).ok()
 }
 
-pub fn network_get_route(_: &mut Agent, a: Args) -> R {
+pub fn network_get_route(_: &mut Ctx<'_>, a: Args) -> R {
     a.finish()?;
     let mut list = Vec::new();
     let mut error: Option<QgaError> = None;
@@ -719,7 +719,7 @@ fn fsinfo_for_real_device(syspath: &str, fs: &mut FsInfo) {
     fs.disks.insert(0, Value::Object(o));
 }
 
-pub fn get_fsinfo(_: &mut Agent, a: Args) -> R {
+pub fn get_fsinfo(_: &mut Ctx<'_>, a: Args) -> R {
     a.finish()?;
     let mounts = fs_mount_list()?;
     let mut list = Vec::with_capacity(mounts.len());
@@ -762,7 +762,7 @@ struct FstrimRange {
 /// FITRIM = _IOWR('X', 121, struct fstrim_range).
 const FITRIM: libc::c_ulong = 0xC018_5879;
 
-pub fn fstrim(_: &mut Agent, mut a: Args) -> R {
+pub fn fstrim(_: &mut Ctx<'_>, mut a: Args) -> R {
     let minimum = a.opt_int("minimum")?;
     a.finish()?;
     log::info("guest-fstrim called");

@@ -1,8 +1,13 @@
 //! The command table: one handler per command, in qemu-ga schema order
 //! (`qga/qapi-schema.json`), which is the order `-b help` prints and the
 //! reverse of the order guest-info lists.
+//!
+//! Handlers are `fn(&mut Ctx, Args)`: they see the configuration, the
+//! guest state, the process table and the poll registry (for the pipes
+//! of what they start), nothing of the channel or the loop.
 
 mod accounts;
+mod ctx;
 mod exec;
 mod files;
 mod freeze;
@@ -13,10 +18,10 @@ mod power;
 mod scan;
 mod system;
 
-use crate::agent::Agent;
 use crate::json::Value;
 use crate::protocol::{Args, QgaError};
 
+pub use ctx::{Ctx, GuestState};
 pub use exec::Held;
 
 /// What a handler produced.
@@ -30,8 +35,8 @@ pub enum Outcome {
     /// The reply is held until a condition or a deadline (status `wait`).
     Hold(Held),
     /// The reply comes when a helper program (hwclock, shutdown, a hook...)
-    /// started with [`crate::agent::Agent::start_helper`] has exited; later
-    /// requests wait behind it, as with qemu-ga's synchronous helpers.
+    /// started with [`Ctx::start_helper`] has exited; later requests wait
+    /// behind it, as with qemu-ga's synchronous helpers.
     Await(Pending),
 }
 
@@ -39,45 +44,68 @@ pub enum Outcome {
 #[derive(Debug)]
 pub struct HelperResult {
     /// Raw wait status.
-    pub status: i32,
+    pub status: crate::sys::process::WaitStatus,
     /// stdout and stderr, merged.
     pub output: Vec<u8>,
 }
 
-/// Turns a finished helper into the command's outcome.
-pub type Finish = Box<dyn FnOnce(&mut Agent, HelperResult) -> Result<Outcome, QgaError>>;
+/// What to do with a finished helper: the one continuation type of
+/// replies that wait for a helper program.
+pub type Continuation = Box<dyn FnOnce(&mut Ctx<'_>, HelperResult) -> Result<Outcome, QgaError>>;
 
 /// A reply waiting for a helper program.
 pub struct Pending {
-    pub pid: libc::pid_t,
-    pub finish: Finish,
+    pub pid: crate::sys::process::Pid,
+    pub then: Continuation,
 }
 
-pub type Handler = fn(&mut Agent, Args) -> Result<Outcome, QgaError>;
+impl Pending {
+    /// Waits for `pid`, then runs `then` with its result.
+    pub fn new(pid: crate::sys::process::Pid, then: impl FnOnce(&mut Ctx<'_>, HelperResult) -> Result<Outcome, QgaError> + 'static) -> Self {
+        Pending { pid, then: Box::new(then) }
+    }
+}
 
+impl std::fmt::Debug for Pending {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pending").field("pid", &self.pid).finish_non_exhaustive()
+    }
+}
+
+pub type Handler = fn(&mut Ctx<'_>, Args) -> Result<Outcome, QgaError>;
+
+/// One row of the command table.
 pub struct CommandSpec {
     pub name: &'static str,
     pub handler: Handler,
+    /// False for `'success-response': false` commands (no reply on success).
     pub success_response: bool,
+    /// Still runs while file systems are frozen (qemu-ga's fsfreeze-safe list).
+    pub frozen_ok: bool,
 }
 
 const fn cmd(name: &'static str, handler: Handler) -> CommandSpec {
-    CommandSpec { name, handler, success_response: true }
+    CommandSpec { name, handler, success_response: true, frozen_ok: false }
 }
 
 /// A `'success-response': false` command: no reply on success.
 const fn silent(name: &'static str, handler: Handler) -> CommandSpec {
-    CommandSpec { name, handler, success_response: false }
+    CommandSpec { name, handler, success_response: false, frozen_ok: false }
+}
+
+/// A command that runs while file systems are frozen.
+const fn frozen_ok(name: &'static str, handler: Handler) -> CommandSpec {
+    CommandSpec { name, handler, success_response: true, frozen_ok: true }
 }
 
 /// Registered commands, schema order; extensions last.
 pub static COMMANDS: &[CommandSpec] = &[
-    cmd("guest-sync-delimited", info::sync_delimited),
-    cmd("guest-sync", info::sync),
-    cmd("guest-ping", info::ping),
+    frozen_ok("guest-sync-delimited", info::sync_delimited),
+    frozen_ok("guest-sync", info::sync),
+    frozen_ok("guest-ping", info::ping),
     cmd("guest-get-time", system::get_time),
     cmd("guest-set-time", system::set_time),
-    cmd("guest-info", info::info),
+    frozen_ok("guest-info", info::info),
     silent("guest-shutdown", power::shutdown),
     cmd("guest-file-open", files::open),
     cmd("guest-file-close", files::close),
@@ -85,10 +113,10 @@ pub static COMMANDS: &[CommandSpec] = &[
     cmd("guest-file-write", files::write),
     cmd("guest-file-seek", files::seek),
     cmd("guest-file-flush", files::flush),
-    cmd("guest-fsfreeze-status", freeze::status),
+    frozen_ok("guest-fsfreeze-status", freeze::status),
     cmd("guest-fsfreeze-freeze", freeze::freeze),
     cmd("guest-fsfreeze-freeze-list", freeze::freeze_list),
-    cmd("guest-fsfreeze-thaw", freeze::thaw),
+    frozen_ok("guest-fsfreeze-thaw", freeze::thaw),
     cmd("guest-fstrim", host::fstrim),
     silent("guest-suspend-disk", power::suspend_disk),
     silent("guest-suspend-ram", power::suspend_ram),
@@ -124,4 +152,17 @@ pub fn find(name: &str) -> Option<&'static CommandSpec> {
 
 pub fn names() -> Vec<&'static str> {
     COMMANDS.iter().map(|c| c.name).collect()
+}
+
+/// Whether `spec` may run: the frozen state first, then the allow and
+/// block lists (qemu-ga 9.1+ rules).
+pub fn is_enabled(spec: &CommandSpec, cfg: &crate::config::Config, guest: &GuestState) -> bool {
+    if guest.frozen {
+        return spec.frozen_ok;
+    }
+    let listed = |l: &[String]| l.iter().any(|n| n == spec.name);
+    if cfg.has_allow_list && !listed(&cfg.allow_rpcs) {
+        return false;
+    }
+    !listed(&cfg.block_rpcs)
 }

@@ -10,12 +10,11 @@
 
 use std::os::unix::fs::FileTypeExt;
 
-use super::{helper, Outcome};
-use crate::agent::Agent;
+use super::{helper, Ctx, Outcome, Pending};
 use crate::log;
-use crate::pid1::{self, PowerAction};
 use crate::protocol::{Args, QgaError};
-use crate::sys::strerror;
+use crate::sys::power::PowerAction;
+use crate::sys::Errno;
 
 type R = Result<Outcome, QgaError>;
 
@@ -25,11 +24,11 @@ fn file_exists(path: &str) -> bool {
 }
 
 fn reboot_directly(action: PowerAction) -> R {
-    let e = pid1::end_all_and_reboot(action);
-    Err(QgaError::with_errno("failed to shutdown", e.raw_os_error().unwrap_or(libc::EIO)))
+    let e = crate::init::end_all_and_reboot(action);
+    Err(QgaError::with_errno("failed to shutdown", e))
 }
 
-pub fn shutdown(agent: &mut Agent, mut a: Args) -> R {
+pub fn shutdown(ctx: &mut Ctx<'_>, mut a: Args) -> R {
     let mode = a.opt_str("mode")?;
     a.finish()?;
     log::info(&format!("guest-shutdown called, mode: {}", mode.as_deref().unwrap_or("(null)")));
@@ -39,7 +38,7 @@ pub fn shutdown(agent: &mut Agent, mut a: Args) -> R {
         Some("reboot") => ("-r", "/sbin/reboot", PowerAction::Reboot),
         Some(_) => return Err(QgaError::generic("mode is invalid (valid values are: halt|powerdown|reboot")),
     };
-    if pid1::active() {
+    if ctx.guest.init_mode {
         return reboot_directly(action);
     }
     let argv: Vec<&str> = if file_exists(cmd) {
@@ -49,7 +48,7 @@ pub fn shutdown(agent: &mut Agent, mut a: Args) -> R {
     } else {
         return reboot_directly(action);
     };
-    helper::run(agent, &argv, None, "shutdown", Box::new(|_| Ok(Outcome::Silent)))
+    helper::run(ctx, &argv, None, "shutdown", |_| Ok(Outcome::Silent))
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -105,73 +104,54 @@ fn in_path(prog: &str) -> bool {
     })
 }
 
-/// Continuation of [`run_child`]: the exit status (-1: not found).
-type StatusThen = Box<dyn FnOnce(&mut Agent, Result<i32, QgaError>) -> R>;
-
 /// `run_process_child()`: runs `argv` (PATH search, output discarded) and
 /// hands `then` its exit status, or -1 when the program does not exist.
-fn run_child(agent: &mut Agent, argv: &[&str], then: StatusThen) -> R {
-    if !in_path(argv[0]) {
-        return then(agent, Ok(-1));
+fn run_child(
+    ctx: &mut Ctx<'_>,
+    argv: &[&str],
+    then: impl FnOnce(&mut Ctx<'_>, Result<i32, QgaError>) -> R + 'static,
+) -> R {
+    if !argv.first().is_some_and(|p| in_path(p)) {
+        return then(ctx, Ok(-1));
     }
-    let pid = match helper::start(agent, argv, None) {
+    let pid = match ctx.start_helper(argv, None) {
         Ok(p) => p,
         Err(e) => {
             let e = QgaError::generic(format!("failed to create child process, error '{}'", e.desc));
-            return then(agent, Err(e));
+            return then(ctx, Err(e));
         }
     };
-    Ok(Outcome::Await(super::Pending {
-        pid,
-        finish: Box::new(move |agent: &mut Agent, r: super::HelperResult| {
-            then(agent, Ok(libc::WEXITSTATUS(r.status)))
-        }),
-    }))
+    // WEXITSTATUS of a signalled child reads as 0 in C; kept as is.
+    Ok(Outcome::Await(Pending::new(pid, move |ctx, r| then(ctx, Ok(r.status.exit_code().unwrap_or(0))))))
 }
 
 /// `guest_suspend()`: systemd, then pm-utils, then /sys/power/state, each
 /// step tried when the previous one is unsupported or failed.
-fn suspend(agent: &mut Agent, a: Args, mode: Mode) -> R {
+fn suspend(ctx: &mut Ctx<'_>, a: Args, mode: Mode) -> R {
     a.finish()?;
     let unit = mode.systemd_unit();
-    run_child(
-        agent,
-        &["systemctl", "status", unit],
-        Box::new(move |agent: &mut Agent, st: Result<i32, QgaError>| {
-            // LSB status codes 1..3: the unit exists.
-            if !matches!(st, Ok(1..=3)) {
-                return pm_utils(agent, mode, false);
-            }
-            run_child(
-                agent,
-                &["systemctl", mode.systemctl_verb()],
-                Box::new(move |agent: &mut Agent, st: Result<i32, QgaError>| match st {
-                    Ok(0) => Ok(Outcome::Silent),
-                    _ => pm_utils(agent, mode, true),
-                }),
-            )
-        }),
-    )
+    run_child(ctx, &["systemctl", "status", unit], move |ctx, st| {
+        // LSB status codes 1..3: the unit exists.
+        if !matches!(st, Ok(1..=3)) {
+            return pm_utils(ctx, mode, false);
+        }
+        run_child(ctx, &["systemctl", mode.systemctl_verb()], move |ctx, st| match st {
+            Ok(0) => Ok(Outcome::Silent),
+            _ => pm_utils(ctx, mode, true),
+        })
+    })
 }
 
-fn pm_utils(agent: &mut Agent, mode: Mode, supported: bool) -> R {
-    run_child(
-        agent,
-        &["pm-is-supported", mode.pm_flag()],
-        Box::new(move |agent: &mut Agent, st: Result<i32, QgaError>| {
-            if !matches!(st, Ok(0)) {
-                return sys_state(mode, supported);
-            }
-            run_child(
-                agent,
-                &[mode.pm_binary()],
-                Box::new(move |_: &mut Agent, st: Result<i32, QgaError>| match st {
-                    Ok(0) => Ok(Outcome::Silent),
-                    _ => sys_state(mode, true),
-                }),
-            )
-        }),
-    )
+fn pm_utils(ctx: &mut Ctx<'_>, mode: Mode, supported: bool) -> R {
+    run_child(ctx, &["pm-is-supported", mode.pm_flag()], move |ctx, st| {
+        if !matches!(st, Ok(0)) {
+            return sys_state(mode, supported);
+        }
+        run_child(ctx, &[mode.pm_binary()], move |_, st| match st {
+            Ok(0) => Ok(Outcome::Silent),
+            _ => sys_state(mode, true),
+        })
+    })
 }
 
 const SYS_STATE: &str = "/sys/power/state";
@@ -200,21 +180,18 @@ fn sys_state(mode: Mode, supported: bool) -> R {
         std::io::Write::write(&mut f, word.as_bytes())
     }) {
         Ok(_) => Ok(Outcome::Silent),
-        Err(e) => Err(QgaError::generic(format!(
-            "suspend: cannot write to '{SYS_STATE}': {}",
-            strerror(e.raw_os_error().unwrap_or(libc::EIO))
-        ))),
+        Err(e) => Err(QgaError::generic(format!("suspend: cannot write to '{SYS_STATE}': {}", Errno::of(&e)))),
     }
 }
 
-pub fn suspend_disk(agent: &mut Agent, a: Args) -> R {
-    suspend(agent, a, Mode::Disk)
+pub fn suspend_disk(ctx: &mut Ctx<'_>, a: Args) -> R {
+    suspend(ctx, a, Mode::Disk)
 }
 
-pub fn suspend_ram(agent: &mut Agent, a: Args) -> R {
-    suspend(agent, a, Mode::Ram)
+pub fn suspend_ram(ctx: &mut Ctx<'_>, a: Args) -> R {
+    suspend(ctx, a, Mode::Ram)
 }
 
-pub fn suspend_hybrid(agent: &mut Agent, a: Args) -> R {
-    suspend(agent, a, Mode::Hybrid)
+pub fn suspend_hybrid(ctx: &mut Ctx<'_>, a: Args) -> R {
+    suspend(ctx, a, Mode::Hybrid)
 }

@@ -11,7 +11,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use super::files::c_string;
 use super::scan::sscanf;
 use super::{helper, Outcome};
-use crate::agent::Agent;
+use super::Ctx;
 use crate::json::{Object, Value};
 use crate::protocol::{Args, QgaError};
 
@@ -41,7 +41,7 @@ fn c_chars(chars: &[libc::c_char]) -> String {
 
 // ---------------------------------------------------------------- time
 
-pub fn get_time(_: &mut Agent, a: Args) -> R {
+pub fn get_time(_: &mut Ctx<'_>, a: Args) -> R {
     a.finish()?;
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
     // g_get_real_time() * 1000: microsecond resolution.
@@ -66,7 +66,7 @@ fn local_year(secs: libc::time_t) -> Option<i64> {
 /// (skipped when /sbin/hwclock does not exist: the system time is set and
 /// there is no RTC tool to sync, as on minimal guests). Without `time`:
 /// `hwclock -s` (qemu-ga's error if it is missing: nothing can be done).
-pub fn set_time(agent: &mut Agent, mut a: Args) -> R {
+pub fn set_time(ctx: &mut Ctx<'_>, mut a: Args) -> R {
     let time = a.opt_int("time")?;
     a.finish()?;
     if let Some(ns) = time {
@@ -85,13 +85,7 @@ pub fn set_time(agent: &mut Agent, mut a: Args) -> R {
         }
     }
     let flag = if time.is_some() { "-w" } else { "-s" };
-    helper::run(
-        agent,
-        &[HWCLOCK, flag],
-        None,
-        "set hardware clock to system time",
-        Box::new(|_| ok(Value::empty_object())),
-    )
+    helper::run(ctx, &[HWCLOCK, flag], None, "set hardware clock to system time", |_| ok(Value::empty_object()))
 }
 
 extern "C" {
@@ -127,7 +121,7 @@ fn tz_usable(tz: &str) -> bool {
     rest.starts_with(|c: char| c.is_ascii_digit() || c == '+' || c == '-')
 }
 
-pub fn get_timezone(_: &mut Agent, a: Args) -> R {
+pub fn get_timezone(_: &mut Ctx<'_>, a: Args) -> R {
     a.finish()?;
     if std::env::var("TZ").is_ok_and(|tz| !tz_usable(&tz)) {
         return ok(obj(vec![("zone", Value::str("UTC")), ("offset", Value::Int(0))]));
@@ -156,7 +150,7 @@ pub fn get_timezone(_: &mut Agent, a: Args) -> R {
     ok(Value::Object(o))
 }
 
-pub fn get_host_name(_: &mut Agent, a: Args) -> R {
+pub fn get_host_name(_: &mut Ctx<'_>, a: Args) -> R {
     a.finish()?;
     // SAFETY: sysconf is a plain query.
     let max = unsafe { libc::sysconf(libc::_SC_HOST_NAME_MAX) };
@@ -271,7 +265,7 @@ pub(crate) fn replace_special(value: &str) -> String {
     String::from_utf8_lossy(&v).into_owned()
 }
 
-pub fn get_osinfo(_: &mut Agent, a: Args) -> R {
+pub fn get_osinfo(_: &mut Ctx<'_>, a: Args) -> R {
     a.finish()?;
     let mut o = Object::with_capacity(10);
     // SAFETY: uname fills the struct.
@@ -305,7 +299,7 @@ pub fn get_osinfo(_: &mut Agent, a: Args) -> R {
 
 // ---------------------------------------------------------------- users
 
-pub fn get_users(_: &mut Agent, a: Args) -> R {
+pub fn get_users(_: &mut Ctx<'_>, a: Args) -> R {
     a.finish()?;
     let mut users: Vec<(String, f64)> = Vec::new();
     // SAFETY: the utmpx iteration API; entries are copied before the next call.
@@ -340,7 +334,7 @@ pub fn get_users(_: &mut Agent, a: Args) -> R {
     ))
 }
 
-pub fn get_load(_: &mut Agent, a: Args) -> R {
+pub fn get_load(_: &mut Ctx<'_>, a: Args) -> R {
     a.finish()?;
     let mut l = [0f64; 3];
     // SAFETY: getloadavg writes at most 3 doubles.
@@ -470,7 +464,7 @@ fn write_vcpu(id: i64, online: bool) -> Result<(), QgaError> {
     }
 }
 
-pub fn get_vcpus(_: &mut Agent, a: Args) -> R {
+pub fn get_vcpus(_: &mut Ctx<'_>, a: Args) -> R {
     a.finish()?;
     let entries = read_dir_raw(CPU_DIR).map_err(|e| QgaError::with_errno(format!("failed to list entries: {CPU_DIR}"), e))?;
     let mut list = Vec::new();
@@ -491,7 +485,7 @@ pub fn get_vcpus(_: &mut Agent, a: Args) -> R {
     ok(Value::List(list))
 }
 
-pub fn set_vcpus(_: &mut Agent, mut a: Args) -> R {
+pub fn set_vcpus(_: &mut Ctx<'_>, mut a: Args) -> R {
     let vcpus = a.req_struct_list("vcpus", |e| {
         let id = e.req_int("logical-id")?;
         let online = e.req_bool("online")?;
@@ -559,7 +553,7 @@ fn read_memory_block(phys: u64) -> Result<(bool, bool), QgaError> {
     Ok((online, can_offline))
 }
 
-pub fn get_memory_blocks(_: &mut Agent, a: Args) -> R {
+pub fn get_memory_blocks(_: &mut Ctx<'_>, a: Args) -> R {
     a.finish()?;
     let entries = match read_dir_raw(MEM_DIR) {
         Ok(e) => e,
@@ -615,7 +609,7 @@ fn write_memory_block(phys: u64, online: bool) -> (&'static str, Option<i32>) {
     (OK, None)
 }
 
-pub fn set_memory_blocks(_: &mut Agent, mut a: Args) -> R {
+pub fn set_memory_blocks(_: &mut Ctx<'_>, mut a: Args) -> R {
     let blocks = a.req_struct_list("mem-blks", |e| {
         let phys = e.req_uint64("phys-index")?;
         let online = e.req_bool("online")?;
@@ -639,7 +633,7 @@ pub fn set_memory_blocks(_: &mut Agent, mut a: Args) -> R {
     ok(Value::List(list))
 }
 
-pub fn get_memory_block_info(_: &mut Agent, a: Args) -> R {
+pub fn get_memory_block_info(_: &mut Ctx<'_>, a: Args) -> R {
     a.finish()?;
     let dfd = open_raw(MEM_DIR, libc::O_RDONLY | libc::O_DIRECTORY)
         .map_err(|e| QgaError::with_errno(format!("open(\"{MEM_DIR}\")"), e))?;
@@ -652,7 +646,7 @@ pub fn get_memory_block_info(_: &mut Agent, a: Args) -> R {
 
 // ---------------------------------------------------------------- /proc statistics
 
-pub fn get_cpustats(_: &mut Agent, a: Args) -> R {
+pub fn get_cpustats(_: &mut Ctx<'_>, a: Args) -> R {
     a.finish()?;
     let path = "/proc/stat";
     let text = std::fs::read(path)
@@ -703,7 +697,7 @@ pub fn get_cpustats(_: &mut Agent, a: Args) -> R {
     ok(Value::List(list))
 }
 
-pub fn get_diskstats(_: &mut Agent, a: Args) -> R {
+pub fn get_diskstats(_: &mut Ctx<'_>, a: Args) -> R {
     a.finish()?;
     let path = "/proc/diskstats";
     let text = std::fs::read(path)

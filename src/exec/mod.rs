@@ -14,13 +14,19 @@
 //!   still running, guest-exec is refused / new output is dropped and
 //!   flagged truncated.
 //! * Streamed processes (extension) keep a window of [`STREAM_WINDOW`]
-//!   bytes per stream and stop reading the pipe while it is full.
-
-pub mod spawn;
+//!   bytes per stream and stop reading the pipe while it is full, or while
+//!   the global capture budget is used up: streamed output is never
+//!   dropped, only delayed.
+//! * Input held for children's stdin is bounded by [`MAX_PENDING_INPUT`]
+//!   in all (decoded bytes).
+//! * A process group is only signalled while qga knows it to be its own:
+//!   its leader not yet reaped, or members that were in the group when the
+//!   leader was reaped still alive (so a pid the kernel has since reused
+//!   for somebody else's group is never hit).
 
 use std::collections::HashMap;
-use std::os::fd::{AsRawFd, OwnedFd};
-use std::time::Instant;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::time::{Duration, Instant};
 
 use mio::unix::SourceFd;
 use mio::{Interest, Registry, Token};
@@ -28,6 +34,9 @@ use mio::{Interest, Registry, Token};
 use crate::json::{Object, Value};
 use crate::log;
 use crate::protocol::QgaError;
+use crate::sys::process::{self, Pid, WaitStatus};
+use crate::sys::spawn::{self, SpawnError, SpawnSpec, Stage};
+use crate::sys::{fd, Errno};
 
 /// GUEST_EXEC_MAX_OUTPUT of qemu-ga: head capture per stream.
 pub const MAX_CAPTURE_PER_STREAM: usize = 16 << 20;
@@ -39,6 +48,11 @@ pub const MAX_CAPTURED_BYTES: usize = 256 << 20;
 pub const STREAM_WINDOW: usize = 1 << 20;
 /// Unwritten streamed-stdin bytes held per process (guest-exec-input).
 pub const STDIN_WINDOW: usize = 4 << 20;
+/// Unwritten stdin bytes (input-data and streamed input) held across all
+/// processes.
+pub const MAX_PENDING_INPUT: usize = 256 << 20;
+/// Grace period between SIGTERM and SIGKILL for `timeout`.
+pub const KILL_GRACE: Duration = Duration::from_secs(2);
 /// Largest single read from a child's pipe.
 const READ_CHUNK: usize = 256 << 10;
 /// Bytes moved per pipe per loop iteration, so that one chatty child
@@ -100,9 +114,13 @@ pub struct ExecOptions {
 
 #[derive(Debug)]
 pub struct Process {
-    pub pid: libc::pid_t,
-    /// Raw wait status once reaped.
-    status: Option<i32>,
+    pub pid: Pid,
+    /// Wait status once reaped.
+    status: Option<WaitStatus>,
+    /// Members of the process group (pid, start time) when the leader was
+    /// reaped with output still open: the group may only be signalled
+    /// while one of them lives.
+    group_at_reap: Vec<(Pid, u64)>,
     stdin: Option<StdinFeed>,
     out: Option<Capture>,
     err: Option<Capture>,
@@ -110,9 +128,9 @@ pub struct Process {
     /// Order in which results became complete (eviction order).
     finished_seq: Option<u64>,
     /// Timeout bookkeeping (extension).
-    pub deadline: Option<Instant>,
-    pub kill_at: Option<Instant>,
-    pub timed_out: bool,
+    deadline: Option<Instant>,
+    kill_at: Option<Instant>,
+    timed_out: bool,
 }
 
 impl Process {
@@ -137,9 +155,9 @@ impl Process {
     }
 }
 
-/// What a new child's pipes should look like.
+/// What to do with a new child besides starting it.
 pub struct NewProcess {
-    pub spawned: spawn::Spawned,
+    /// input-data for its stdin.
     pub input: Option<Vec<u8>>,
     pub opts: ExecOptions,
 }
@@ -148,7 +166,7 @@ pub struct NewProcess {
 pub struct ProcessTable {
     slots: Vec<Option<Process>>,
     free: Vec<usize>,
-    by_pid: HashMap<libc::pid_t, usize>,
+    by_pid: HashMap<Pid, usize>,
     /// Sum of captured bytes held by all entries.
     captured: usize,
     finished_counter: u64,
@@ -156,17 +174,58 @@ pub struct ProcessTable {
     ready: Vec<(usize, Kind)>,
     /// Scratch buffer for output read past a cap and dropped.
     sink: Vec<u8>,
+    /// Streamed pipes paused because the global capture budget was used up.
+    starved: Vec<(usize, Kind)>,
+    /// Unwritten stdin bytes held by all entries.
+    pending_input: usize,
     /// Bumped whenever a process finishes or produces streamed output;
     /// held status replies re-check when it changes.
     pub progress: u64,
 }
 
-fn errno() -> i32 {
-    std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO)
-}
-
 fn token_for(slot: usize, kind: Kind) -> Token {
     Token(PIPE_TOKEN_BASE + slot * 3 + kind as usize)
+}
+
+/// GLib's text for a child that could not be started
+/// (`g_spawn_async_with_pipes()`, as qemu-ga reports it).
+pub fn spawn_error_text(e: &SpawnError, spec: &SpawnSpec) -> String {
+    let reason = e.errno;
+    match e.stage {
+        Stage::Exec => format!("Failed to execute child process \u{201C}{}\u{201D} ({reason})", spec.path),
+        Stage::Chdir => format!(
+            "Failed to change to directory \u{201C}{}\u{201D} ({reason})",
+            spec.cwd.as_deref().unwrap_or("")
+        ),
+        Stage::Redirect => format!("Failed to redirect output or input of child process ({reason})"),
+        Stage::Credentials => format!("Failed to switch to the requested user ({reason})"),
+        Stage::DevNull => format!("Failed to open file \u{201C}/dev/null\u{201D} ({reason})"),
+        Stage::Pipe => format!("Failed to create pipe for communicating with child process ({reason})"),
+        Stage::Fork => format!("Failed to fork ({reason})"),
+    }
+}
+
+/// The processes in group `pgid` now: (pid, start time in clock ticks
+/// since boot), from /proc. Start times tell a reused pid from the
+/// process that had it before.
+fn group_members(pgid: Pid) -> Vec<(Pid, u64)> {
+    let Ok(dir) = std::fs::read_dir("/proc") else { return Vec::new() };
+    let mut members = Vec::new();
+    for e in dir.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<Pid>().ok()) else { continue };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
+        // Fields after "(comm)": state ppid pgrp ... starttime is field 22.
+        let Some(rest) = stat.rfind(')').map(|i| &stat[i + 1..]) else { continue };
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let pgrp = fields.get(2).and_then(|f| f.parse::<Pid>().ok());
+        let start = fields.get(19).and_then(|f| f.parse::<u64>().ok());
+        if let (Some(g), Some(t)) = (pgrp, start) {
+            if g == pgid {
+                members.push((pid, t));
+            }
+        }
+    }
+    members
 }
 
 impl ProcessTable {
@@ -174,31 +233,37 @@ impl ProcessTable {
         Self::default()
     }
 
-    pub fn len(&self) -> usize {
-        self.by_pid.len()
+    /// Whether one more entry fits (a finished result can be discarded).
+    fn has_room(&self) -> bool {
+        self.by_pid.len() < MAX_PROCESSES || self.iter().any(|p| p.finished_seq.is_some())
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.by_pid.is_empty()
-    }
-
-    /// Makes room for one more entry, discarding the oldest finished
-    /// unclaimed result if the table is full.
-    pub fn reserve_slot(&mut self, registry: &Registry) -> Result<(), QgaError> {
-        if self.by_pid.len() < MAX_PROCESSES {
-            return Ok(());
+    /// Starts a child and tracks it. Nothing is discarded unless the child
+    /// really started: then, at the entry limit, the oldest finished and
+    /// uncollected result makes room.
+    pub fn start(&mut self, registry: &Registry, spec: &SpawnSpec, new: NewProcess) -> Result<Pid, QgaError> {
+        if !self.has_room() {
+            return Err(QgaError::generic(format!(
+                "Too many guest-exec processes are running (limit {MAX_PROCESSES})"
+            )));
         }
-        if self.evict_oldest_finished(registry) {
-            return Ok(());
+        let input_len = new.input.as_ref().map_or(0, Vec::len);
+        if self.pending_input.saturating_add(input_len) > MAX_PENDING_INPUT {
+            return Err(QgaError::generic(format!(
+                "Too much input-data is waiting to be read by other processes (limit {} MiB)",
+                MAX_PENDING_INPUT >> 20
+            )));
         }
-        Err(QgaError::generic(format!(
-            "Too many guest-exec processes are running (limit {MAX_PROCESSES})"
-        )))
+        let spawned = spawn::spawn(spec).map_err(|e| QgaError::generic(spawn_error_text(&e, spec)))?;
+        if self.by_pid.len() >= MAX_PROCESSES {
+            self.evict_oldest_finished(registry);
+        }
+        Ok(self.insert(registry, spawned, new))
     }
 
     /// Adds a freshly spawned child and registers its pipes.
-    pub fn insert(&mut self, registry: &Registry, new: NewProcess) -> libc::pid_t {
-        let NewProcess { spawned, input, opts } = new;
+    fn insert(&mut self, registry: &Registry, spawned: spawn::Spawned, new: NewProcess) -> Pid {
+        let NewProcess { input, opts } = new;
         let pid = spawned.pid;
         // The kernel reused the pid of a result nobody collected: that
         // result can no longer be addressed, so it goes.
@@ -217,7 +282,9 @@ impl ProcessTable {
         };
         let stdin = spawned.stdin.map(|pipe| {
             reg(&pipe, Kind::Stdin, Interest::WRITABLE);
-            StdinFeed { pipe, data: input.unwrap_or_default(), written: 0, ready: true, keep_open: opts.input_stream }
+            let data = input.unwrap_or_default();
+            self.pending_input += data.len();
+            StdinFeed { pipe, data, written: 0, ready: true, keep_open: opts.input_stream }
         });
         let capture = |pipe: Option<OwnedFd>, kind: Kind| {
             pipe.map(|p| {
@@ -227,10 +294,11 @@ impl ProcessTable {
         };
         let out = capture(spawned.stdout, Kind::Stdout);
         let err = capture(spawned.stderr, Kind::Stderr);
-        let deadline = opts.timeout.map(|t| Instant::now() + t);
+        let deadline = opts.timeout.and_then(|t| Instant::now().checked_add(t));
         let proc_ = Process {
             pid,
             status: None,
+            group_at_reap: Vec::new(),
             stdin,
             out,
             err,
@@ -248,22 +316,30 @@ impl ProcessTable {
         pid
     }
 
-    pub fn get(&self, pid: libc::pid_t) -> Option<&Process> {
-        self.by_pid.get(&pid).and_then(|&s| self.slots[s].as_ref())
+    pub fn get(&self, pid: Pid) -> Option<&Process> {
+        self.by_pid.get(&pid).and_then(|&s| self.slots.get(s)?.as_ref())
     }
 
-    pub fn get_mut(&mut self, pid: libc::pid_t) -> Option<&mut Process> {
-        let s = *self.by_pid.get(&pid)?;
-        self.slots[s].as_mut()
+    /// A process a client may address by this protocol number (helpers
+    /// are invisible).
+    fn visible_slot(&self, pid: i64) -> Result<usize, QgaError> {
+        let not_found = || QgaError::generic(format!("PID {pid} does not exist"));
+        let pid32 = Pid::try_from(pid).map_err(|_| not_found())?;
+        let slot = *self.by_pid.get(&pid32).ok_or_else(not_found)?;
+        match self.slots.get(slot) {
+            Some(Some(p)) if !p.opts.internal => Ok(slot),
+            _ => Err(not_found()),
+        }
+    }
+
+    /// The visible process `pid`, if any.
+    pub fn find(&self, pid: i64) -> Option<&Process> {
+        self.visible_slot(pid).ok().and_then(|s| self.slots.get(s)?.as_ref())
     }
 
     /// Iterates over all tracked processes.
     pub fn iter(&self) -> impl Iterator<Item = &Process> {
         self.slots.iter().flatten()
-    }
-
-    pub fn iter_mut(&mut self) -> impl Iterator<Item = &mut Process> {
-        self.slots.iter_mut().flatten()
     }
 
     /// A pipe token fired.
@@ -304,6 +380,12 @@ impl ProcessTable {
         }
     }
 
+    /// Closes a stdin feed: unwritten bytes are no longer held.
+    fn close_stdin(pending_input: &mut usize, registry: &Registry, feed: StdinFeed) {
+        *pending_input = pending_input.saturating_sub(feed.data.len() - feed.written);
+        let _ = registry.deregister(&mut SourceFd(&feed.pipe.as_raw_fd()));
+    }
+
     /// Writes pending input; returns true if more work remains now.
     fn write_stdin(&mut self, registry: &Registry, slot: usize) -> bool {
         let Some(Some(p)) = self.slots.get_mut(slot) else { return false };
@@ -315,31 +397,24 @@ impl ProcessTable {
                 break;
             }
             let n = rest.len().min(budget);
-            // SAFETY: write from a live slice to our own pipe end.
-            let w = unsafe { libc::write(feed.pipe.as_raw_fd(), rest.as_ptr().cast(), n) };
-            if w < 0 {
-                match errno() {
-                    libc::EINTR => continue,
-                    libc::EAGAIN => {
-                        feed.ready = false;
-                        return false;
-                    }
-                    e => {
-                        // EPIPE: the child will never read it. Close and free now.
-                        log::debug(&format!(
-                            "input-data for pid {}: {}; dropping {} unwritten bytes",
-                            p.pid,
-                            crate::sys::strerror(e),
-                            rest.len()
-                        ));
-                        break;
+            match fd::write(feed.pipe.as_fd(), &rest[..n]) {
+                Ok(w) => {
+                    feed.written += w;
+                    self.pending_input = self.pending_input.saturating_sub(w);
+                    budget = budget.saturating_sub(w);
+                    if budget == 0 && feed.written < feed.data.len() {
+                        return true;
                     }
                 }
-            }
-            feed.written += w as usize;
-            budget = budget.saturating_sub(w as usize);
-            if budget == 0 && feed.written < feed.data.len() {
-                return true;
+                Err(Errno(libc::EAGAIN)) => {
+                    feed.ready = false;
+                    return false;
+                }
+                Err(e) => {
+                    // EPIPE: the child will never read it. Close and free now.
+                    log::debug(&format!("input-data for pid {}: {e}; dropping {} unwritten bytes", p.pid, rest.len()));
+                    break;
+                }
             }
         }
         if feed.keep_open && feed.written == feed.data.len() {
@@ -351,7 +426,7 @@ impl ProcessTable {
         }
         // Everything written (or the reader is gone): EOF for the child.
         if let Some(feed) = p.stdin.take() {
-            let _ = registry.deregister(&mut SourceFd(&feed.pipe.as_raw_fd()));
+            Self::close_stdin(&mut self.pending_input, registry, feed);
         }
         false
     }
@@ -365,10 +440,11 @@ impl ProcessTable {
             _ => p.err.as_mut(),
         };
         let Some(cap) = cap else { return false };
-        let Some(fd) = cap.pipe.as_ref().map(|f| f.as_raw_fd()) else { return false };
+        let Some(pipe) = cap.pipe.take() else { return false };
         let mut budget = PIPE_BUDGET;
         let mut eof = false;
         let mut grew = 0usize;
+        let mut starved = false;
         loop {
             let limit = if streamed { STREAM_WINDOW } else { MAX_CAPTURE_PER_STREAM };
             let room = limit.saturating_sub(cap.data.len());
@@ -377,64 +453,65 @@ impl ProcessTable {
                 break;
             }
             let global_room = MAX_CAPTURED_BYTES.saturating_sub(self.captured + grew);
+            if streamed && global_room == 0 {
+                // Streamed output is never dropped: wait for room.
+                starved = true;
+                break;
+            }
             let want = room.min(READ_CHUNK).min(budget).min(global_room);
-            let n = if want > 0 {
-                cap.data.reserve(want);
-                let len = cap.data.len();
-                // SAFETY: read into the reserved spare capacity of the Vec.
-                let n = unsafe { libc::read(fd, cap.data.as_mut_ptr().add(len).cast(), want) };
-                if n > 0 {
-                    // SAFETY: the kernel initialised n bytes past len.
-                    unsafe { cap.data.set_len(len + n as usize) };
-                    grew += n as usize;
+            let r = if want > 0 {
+                let r = fd::read_append(pipe.as_fd(), &mut cap.data, want);
+                if let Ok(n) = r {
+                    grew += n;
                 }
-                n
+                r
             } else {
                 // Over the cap: read and drop, so the child never blocks.
                 if self.sink.is_empty() {
                     self.sink = vec![0u8; READ_CHUNK];
                 }
                 let len = READ_CHUNK.min(budget).max(1);
-                // SAFETY: read into our scratch buffer, at most its length.
-                let n = unsafe { libc::read(fd, self.sink.as_mut_ptr().cast(), len) };
-                if n > 0 {
+                let r = fd::read(pipe.as_fd(), &mut self.sink[..len]);
+                if matches!(r, Ok(n) if n > 0) {
                     cap.truncated = true;
                 }
-                n
+                r
             };
-            if n < 0 {
-                match errno() {
-                    libc::EINTR => continue,
-                    libc::EAGAIN => {
-                        cap.ready = false;
-                        break;
-                    }
-                    _ => {
-                        eof = true;
+            match r {
+                Ok(0) => {
+                    eof = true;
+                    break;
+                }
+                Ok(n) => {
+                    budget = budget.saturating_sub(n);
+                    if budget == 0 {
                         break;
                     }
                 }
-            }
-            if n == 0 {
-                eof = true;
-                break;
-            }
-            budget = budget.saturating_sub(n as usize);
-            if budget == 0 {
-                break;
+                Err(Errno(libc::EAGAIN)) => {
+                    cap.ready = false;
+                    break;
+                }
+                Err(_) => {
+                    eof = true;
+                    break;
+                }
             }
         }
         if eof {
-            if let Some(pipe) = cap.pipe.take() {
-                let _ = registry.deregister(&mut SourceFd(&pipe.as_raw_fd()));
-            }
+            let _ = registry.deregister(&mut SourceFd(&pipe.as_raw_fd()));
             cap.ready = false;
+        } else {
+            cap.pipe = Some(pipe);
         }
-        let more = cap.ready && cap.pipe.is_some() && !(streamed && cap.data.len() >= STREAM_WINDOW);
-        let paused = streamed && cap.data.len() >= STREAM_WINDOW;
+        let paused = streamed && (cap.data.len() >= STREAM_WINDOW || starved);
+        let more = cap.ready && cap.pipe.is_some() && !paused;
         if paused {
-            // Stays flagged ready; `resume_stream` requeues it.
+            // Stays flagged ready; `resume_stream` / `wake_starved` requeue it.
             cap.ready = true;
+        }
+        if starved {
+            self.starved.push((slot, kind));
         }
         self.captured += grew;
         if grew > 0 && streamed {
@@ -444,6 +521,15 @@ impl ProcessTable {
             self.evict_oldest_finished(registry);
         }
         more
+    }
+
+    /// Captured bytes were released: streams paused for lack of room go on.
+    fn release_captured(&mut self, n: usize) {
+        self.captured = self.captured.saturating_sub(n);
+        if n > 0 && !self.starved.is_empty() {
+            let woken = std::mem::take(&mut self.starved);
+            self.ready.extend(woken);
+        }
     }
 
     /// Requeues a streamed process's pipes after its window was drained.
@@ -469,14 +555,25 @@ impl ProcessTable {
         }
     }
 
+    /// Reaps every exited child (ours or, as init, orphans) without
+    /// blocking.
+    pub fn reap(&mut self) {
+        while let Ok(Some((pid, status))) = process::reap_any() {
+            self.on_reaped(pid, status);
+        }
+    }
+
     /// Records a reaped child. Returns false if the pid is not ours.
-    pub fn on_reaped(&mut self, pid: libc::pid_t, status: i32) -> bool {
+    fn on_reaped(&mut self, pid: Pid, status: WaitStatus) -> bool {
         let Some(&slot) = self.by_pid.get(&pid) else { return false };
         if let Some(Some(p)) = self.slots.get_mut(slot) {
             if p.status.is_none() {
                 // Deadlines stay armed until the result is complete: a
                 // grandchild may still hold the pipe after the leader died.
                 p.status = Some(status);
+                if !p.exited() {
+                    p.group_at_reap = group_members(pid);
+                }
                 self.progress += 1;
             }
         }
@@ -484,12 +581,55 @@ impl ProcessTable {
         true
     }
 
+    /// Sends `sig` to the process group of `p` if it is still known to be
+    /// ours; returns whether it was sent.
+    fn signal_group(p: &Process, sig: libc::c_int) -> bool {
+        let ours = p.status.is_none() || {
+            let now = group_members(p.pid);
+            now.iter().any(|m| p.group_at_reap.contains(m))
+        };
+        // ESRCH (the group is gone meanwhile) is not an error.
+        ours && process::kill_group(p.pid, sig).is_ok()
+    }
+
+    /// guest-exec-terminate: `sig` to the process group of `pid`. A group
+    /// that is gone is not an error (the status reports the exit).
+    pub fn terminate(&mut self, pid: i64, sig: libc::c_int) -> Result<(), QgaError> {
+        let slot = self.visible_slot(pid)?;
+        if let Some(Some(p)) = self.slots.get(slot) {
+            Self::signal_group(p, sig);
+        }
+        Ok(())
+    }
+
+    /// `timeout` extension: SIGTERM to the group at the deadline, SIGKILL
+    /// after [`KILL_GRACE`].
+    pub fn enforce_deadlines(&mut self, now: Instant) {
+        for p in self.slots.iter_mut().flatten() {
+            if p.deadline.is_some_and(|d| d <= now) {
+                p.deadline = None;
+                p.timed_out = true;
+                p.kill_at = now.checked_add(KILL_GRACE);
+                Self::signal_group(p, libc::SIGTERM);
+            }
+            if p.kill_at.is_some_and(|k| k <= now) {
+                p.kill_at = None;
+                Self::signal_group(p, libc::SIGKILL);
+            }
+        }
+    }
+
+    /// The earliest timeout or kill deadline.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.iter().flat_map(|p| [p.deadline, p.kill_at]).flatten().min()
+    }
+
     fn remove_slot(&mut self, registry: &Registry, slot: usize) -> Option<Process> {
         let mut p = self.slots.get_mut(slot)?.take()?;
         self.by_pid.remove(&p.pid);
-        self.captured = self.captured.saturating_sub(p.captured_len());
+        self.release_captured(p.captured_len());
         if let Some(feed) = p.stdin.take() {
-            let _ = registry.deregister(&mut SourceFd(&feed.pipe.as_raw_fd()));
+            Self::close_stdin(&mut self.pending_input, registry, feed);
         }
         for cap in [p.out.as_mut(), p.err.as_mut()].into_iter().flatten() {
             if let Some(pipe) = cap.pipe.take() {
@@ -497,6 +637,7 @@ impl ProcessTable {
             }
         }
         self.ready.retain(|&(s, _)| s != slot);
+        self.starved.retain(|&(s, _)| s != slot);
         self.free.push(slot);
         Some(p)
     }
@@ -524,12 +665,10 @@ impl ProcessTable {
     }
 
     /// guest-exec-status: the reply for `pid`, consuming a finished result.
-    /// `extended` adds extension members (streamed data, timed-out).
     pub fn status(&mut self, registry: &Registry, pid: i64) -> Result<Value, QgaError> {
         let not_found = || QgaError::generic(format!("PID {pid} does not exist"));
-        let pid32 = libc::pid_t::try_from(pid).map_err(|_| not_found())?;
-        let slot = *self.by_pid.get(&pid32).ok_or_else(not_found)?;
-        let p = self.slots[slot].as_mut().filter(|p| !p.opts.internal).ok_or_else(not_found)?;
+        let slot = self.visible_slot(pid)?;
+        let p = self.slots.get_mut(slot).and_then(Option::as_mut).ok_or_else(not_found)?;
         let exited = p.exited();
         let mut obj = Object::new();
         obj.push("exited", Value::Bool(exited));
@@ -542,7 +681,7 @@ impl ProcessTable {
                         obj.push(name, Value::Base64(std::mem::take(&mut c.data)));
                     }
                 }
-                self.captured = self.captured.saturating_sub(freed);
+                self.release_captured(freed);
                 if freed > 0 {
                     self.resume_stream(slot);
                 }
@@ -550,11 +689,11 @@ impl ProcessTable {
             return Ok(Value::Object(obj));
         }
         let mut p = self.remove_slot(registry, slot).ok_or_else(not_found)?;
-        let status = p.status.unwrap_or(0);
-        if libc::WIFEXITED(status) {
-            obj.push("exitcode", Value::Int(libc::WEXITSTATUS(status) as i64));
-        } else if libc::WIFSIGNALED(status) {
-            obj.push("signal", Value::Int(libc::WTERMSIG(status) as i64));
+        let status = p.status.unwrap_or(WaitStatus(0));
+        if let Some(code) = status.exit_code() {
+            obj.push("exitcode", Value::Int(i64::from(code)));
+        } else if let Some(sig) = status.signal() {
+            obj.push("signal", Value::Int(i64::from(sig)));
         }
         let mut flags = Vec::new();
         for (data, trunc, cap) in [("out-data", "out-truncated", p.out.take()), ("err-data", "err-truncated", p.err.take())] {
@@ -574,25 +713,28 @@ impl ProcessTable {
         Ok(Value::Object(obj))
     }
 
-    /// Takes the result of a finished internal helper: (wait status, merged output).
-    pub fn take_helper_result(&mut self, registry: &Registry, pid: libc::pid_t) -> Option<(i32, Vec<u8>)> {
+    /// Takes the result of a finished internal helper: (wait status,
+    /// merged output). `None` while it runs.
+    pub fn take_helper_result(&mut self, registry: &Registry, pid: Pid) -> Option<(WaitStatus, Vec<u8>)> {
         let slot = *self.by_pid.get(&pid)?;
-        if !self.slots[slot].as_ref()?.exited() {
+        if !self.slots.get(slot)?.as_ref()?.exited() {
             return None;
         }
         let mut p = self.remove_slot(registry, slot)?;
         let out = p.out.take().map(|c| c.data).unwrap_or_default();
-        Some((p.status.unwrap_or(0), out))
+        Some((p.status.unwrap_or(WaitStatus(0)), out))
     }
 
     /// guest-exec-input: queues up to the free part of the
-    /// [`STDIN_WINDOW`] for a streamed stdin; `eof` closes it once
-    /// everything queued is written. Returns the bytes accepted.
+    /// [`STDIN_WINDOW`] (and of [`MAX_PENDING_INPUT`]) for a streamed
+    /// stdin; `eof` closes it once everything queued is written. Returns
+    /// the bytes accepted.
     pub fn feed_input(&mut self, pid: i64, data: &[u8], eof: bool) -> Result<usize, QgaError> {
-        let not_found = || QgaError::generic(format!("PID {pid} does not exist"));
-        let pid32 = libc::pid_t::try_from(pid).map_err(|_| not_found())?;
-        let slot = *self.by_pid.get(&pid32).ok_or_else(not_found)?;
-        let p = self.slots[slot].as_mut().filter(|p| !p.opts.internal).ok_or_else(not_found)?;
+        let slot = self.visible_slot(pid)?;
+        let global_room = MAX_PENDING_INPUT.saturating_sub(self.pending_input);
+        let Some(Some(p)) = self.slots.get_mut(slot) else {
+            return Err(QgaError::generic(format!("PID {pid} does not exist")));
+        };
         let feed = p
             .stdin
             .as_mut()
@@ -602,9 +744,10 @@ impl ProcessTable {
             feed.data.drain(..feed.written);
             feed.written = 0;
         }
-        let room = STDIN_WINDOW.saturating_sub(feed.data.len());
+        let room = STDIN_WINDOW.saturating_sub(feed.data.len()).min(global_room);
         let n = data.len().min(room);
         feed.data.extend_from_slice(&data[..n]);
+        self.pending_input += n;
         // Only close once everything offered was taken.
         if eof && n == data.len() {
             feed.keep_open = false;
@@ -615,5 +758,4 @@ impl ProcessTable {
         }
         Ok(n)
     }
-
 }

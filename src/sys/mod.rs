@@ -11,6 +11,11 @@
 
 mod errno_text;
 pub mod fd;
+pub mod mount;
+pub mod power;
+pub mod process;
+pub mod signal;
+pub mod spawn;
 
 use std::fmt;
 

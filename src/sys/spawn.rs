@@ -1,13 +1,17 @@
-//! fork + execve for guest-exec, with GLib's `g_spawn_async_with_pipes()`
-//! semantics: PATH lookup (from the supplied environment first), argv[0]
-//! = the path as given, only fds 0-2 inherited, a clean signal state, and
-//! failures reported with GLib's texts. Each child also leads its own
-//! process group so that it and what it forks can be signalled together.
+//! Starting a child with GLib's `g_spawn_async_with_pipes()` semantics:
+//! PATH lookup (from the supplied environment first), argv[0] = the path
+//! as given, only fds 0-2 inherited, every signal at its default
+//! disposition and none blocked. Each child also leads its own process
+//! group so that it and what it forks can be signalled together.
+//! posix_spawn unless credentials must change (then fork + execve).
+//! Failures come back as a [`SpawnError`]: which step failed, and errno;
+//! the caller words it (GLib's texts).
 
 use std::ffi::CString;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 
-use crate::sys::strerror;
+use super::fd::{dev_null, pipe, set_nonblocking, set_pipe_size};
+use super::{cvt, Errno};
 
 /// Where a standard stream of the child goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,57 +54,41 @@ pub struct Spawned {
     pub stderr: Option<OwnedFd>,
 }
 
-/// Which step of child setup failed; selects GLib's message.
+/// Which step of starting the child failed; selects GLib's message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(i32)]
-enum Stage {
+pub enum Stage {
     Exec = 1,
     Chdir = 2,
     Redirect = 3,
     Credentials = 4,
+    /// Opening /dev/null in the parent.
+    DevNull = 5,
+    /// Creating a pipe in the parent.
+    Pipe = 6,
+    Fork = 7,
+}
+
+/// A child that could not be started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SpawnError {
+    pub stage: Stage,
+    pub errno: Errno,
+}
+
+impl SpawnError {
+    fn new(stage: Stage, errno: Errno) -> Self {
+        SpawnError { stage, errno }
+    }
 }
 
 /// Capture pipes get this much kernel buffer (fewer wakeups per MiB).
 const CAPTURE_PIPE_SIZE: libc::c_int = 1 << 20;
 
-fn errno() -> i32 {
-    std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO)
-}
-
 fn cstring(s: &str) -> Result<CString, String> {
     // A NUL can only come from a "\u0000" escape; GLib would cut the
     // string there, exec would then not find it: report it as ENOENT.
     CString::new(s).map_err(|_| s.split('\0').next().unwrap_or("").to_string())
-}
-
-fn pipe() -> Result<(OwnedFd, OwnedFd), i32> {
-    let mut fds = [0 as RawFd; 2];
-    // SAFETY: pipe2 fills the two-element array on success.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-        return Err(errno());
-    }
-    // SAFETY: both fds were just created and are owned by nobody else.
-    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
-}
-
-fn set_nonblocking(fd: &OwnedFd) {
-    // SAFETY: fcntl on an fd we own.
-    unsafe {
-        let fl = libc::fcntl(fd.as_raw_fd(), libc::F_GETFL);
-        if fl >= 0 {
-            libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, fl | libc::O_NONBLOCK);
-        }
-    }
-}
-
-fn open_dev_null() -> Result<OwnedFd, i32> {
-    // SAFETY: open with a static NUL-terminated path.
-    let fd = unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) };
-    if fd < 0 {
-        return Err(errno());
-    }
-    // SAFETY: fd was just opened and is owned by nobody else.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
 /// The executable candidates for `path`, in GLib's search order.
@@ -121,27 +109,13 @@ fn candidates(path: &str, env: Option<&[String]>) -> Vec<String> {
         .collect()
 }
 
-/// GLib's error text for a failed spawn.
-fn spawn_error(stage: Stage, err: i32, spec: &SpawnSpec) -> String {
-    let reason = strerror(err);
-    match stage {
-        Stage::Exec => format!("Failed to execute child process \u{201C}{}\u{201D} ({reason})", spec.path),
-        Stage::Chdir => format!(
-            "Failed to change to directory \u{201C}{}\u{201D} ({reason})",
-            spec.cwd.as_deref().unwrap_or("")
-        ),
-        Stage::Redirect => format!("Failed to redirect output or input of child process ({reason})"),
-        Stage::Credentials => format!("Failed to switch to the requested user ({reason})"),
-    }
-}
-
-/// Starts the child. On failure returns the error text GLib would give.
-pub fn spawn(spec: &SpawnSpec) -> Result<Spawned, String> {
-    let to_c = |s: &str| cstring(s).map_err(|_| spawn_error(Stage::Exec, libc::ENOENT, spec));
+/// Starts the child.
+pub fn spawn(spec: &SpawnSpec) -> Result<Spawned, SpawnError> {
+    let to_c = |s: &str| cstring(s).map_err(|_| SpawnError::new(Stage::Exec, Errno(libc::ENOENT)));
     let argv0 = to_c(&spec.path)?;
     let mut argv: Vec<CString> = vec![argv0];
     for a in &spec.args {
-        argv.push(cstring(a).map_err(|_| spawn_error(Stage::Exec, libc::EINVAL, spec))?);
+        argv.push(cstring(a).map_err(|_| SpawnError::new(Stage::Exec, Errno(libc::EINVAL)))?);
     }
     let envp: Vec<CString> = match &spec.env {
         Some(list) => list.iter().filter_map(|kv| CString::new(kv.as_str()).ok()).collect(),
@@ -168,8 +142,8 @@ pub fn spawn(spec: &SpawnSpec) -> Result<Spawned, String> {
     let mut envp_ptrs: Vec<*const libc::c_char> = envp.iter().map(|e| e.as_ptr()).collect();
     envp_ptrs.push(std::ptr::null());
 
-    let fail_pipe = |e: i32| format!("Failed to create pipe for communicating with child process ({})", strerror(e));
-    let dev_null = open_dev_null().map_err(|e| format!("Failed to open file \u{201C}/dev/null\u{201D} ({})", strerror(e)))?;
+    let fail_pipe = |e: Errno| SpawnError::new(Stage::Pipe, e);
+    let dev_null = dev_null().map_err(|e| SpawnError::new(Stage::DevNull, e))?;
     let stdin_pipe = if spec.stdin == Redirect::Pipe { Some(pipe().map_err(fail_pipe)?) } else { None };
     let stdout_pipe = if spec.stdout == Redirect::Pipe { Some(pipe().map_err(fail_pipe)?) } else { None };
     let stderr_pipe = if spec.stderr == Redirect::Pipe { Some(pipe().map_err(fail_pipe)?) } else { None };
@@ -189,7 +163,7 @@ pub fn spawn(spec: &SpawnSpec) -> Result<Spawned, String> {
         // page-table copy). Only credentials need the fork path below.
         let fds = [child_in, child_out, child_err];
         let pid = posix_spawn_child(fds, cwd.as_ref(), &cands, &argv_ptrs, &mut sh_argv, &envp_ptrs)
-            .map_err(|e| spawn_error(Stage::Exec, e, spec))?;
+            .map_err(|e| SpawnError::new(Stage::Exec, Errno(e)))?;
         drop(report_w);
         drop(report_r);
         return Ok(finish_parent(pid, stdin_pipe, stdout_pipe, stderr_pipe));
@@ -197,11 +171,7 @@ pub fn spawn(spec: &SpawnSpec) -> Result<Spawned, String> {
 
     // SAFETY: fork in a single-threaded process; the child only makes
     // async-signal-safe libc calls on memory prepared above, then execs or _exits.
-    let pid = unsafe { libc::fork() };
-    if pid < 0 {
-        let e = errno();
-        return Err(format!("Failed to fork ({})", strerror(e)));
-    }
+    let pid = cvt(unsafe { libc::fork() }).map_err(|e| SpawnError::new(Stage::Fork, e))?;
     if pid == 0 {
         // SAFETY: child side, see child_setup_and_exec.
         unsafe {
@@ -224,10 +194,9 @@ pub fn spawn(spec: &SpawnSpec) -> Result<Spawned, String> {
     drop(report_w);
     let child_failure = read_report(&report_r);
     if let Some((stage, err)) = child_failure {
-        let mut status = 0;
-        // SAFETY: reap the child that failed before exec.
-        unsafe { libc::waitpid(pid, &mut status, 0) };
-        return Err(spawn_error(stage, err, spec));
+        // The child failed before exec: reap it here.
+        let _ = super::process::wait_for(pid);
+        return Err(SpawnError::new(stage, Errno(err)));
     }
     Ok(finish_parent(pid, stdin_pipe, stdout_pipe, stderr_pipe))
 }
@@ -240,15 +209,16 @@ fn finish_parent(pid: libc::pid_t, stdin: PipePair, stdout: PipePair, stderr: Pi
     let parent_end = |p: PipePair, keep_read: bool| {
         p.map(|(r, w)| {
             let fd = if keep_read { r } else { w };
-            set_nonblocking(&fd);
+            // A blocking pipe end would only slow the loop, never break it.
+            let _ = set_nonblocking(fd.as_fd());
             fd
         })
     };
     let stdout = parent_end(stdout, true);
     let stderr = parent_end(stderr, true);
     for fd in stdout.iter().chain(stderr.iter()) {
-        // SAFETY: fcntl on our pipe end; failure just keeps the default size.
-        unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETPIPE_SZ, CAPTURE_PIPE_SIZE) };
+        // Failure just keeps the default size.
+        let _ = set_pipe_size(fd.as_fd(), CAPTURE_PIPE_SIZE);
     }
     Spawned { pid, stdin: parent_end(stdin, false), stdout, stderr }
 }
@@ -272,9 +242,12 @@ fn posix_spawn_child(
         let mut acts: libc::posix_spawn_file_actions_t = std::mem::zeroed();
         libc::posix_spawnattr_init(&mut attr);
         libc::posix_spawn_file_actions_init(&mut acts);
+        // Every bit set, 32 and 33 included: libc's sigfillset leaves out
+        // the signals it reserves, and glibc's posix_spawn then sets those
+        // to SIG_IGN in the child.
         let mut all: libc::sigset_t = std::mem::zeroed();
+        std::ptr::write_bytes(&mut all as *mut libc::sigset_t, 0xff, 1);
         let mut none: libc::sigset_t = std::mem::zeroed();
-        libc::sigfillset(&mut all);
         libc::sigemptyset(&mut none);
         libc::posix_spawnattr_setsigdefault(&mut attr, &all);
         libc::posix_spawnattr_setsigmask(&mut attr, &none);
@@ -289,6 +262,9 @@ fn posix_spawn_child(
         libc::posix_spawn_file_actions_adddup2(&mut acts, fds[0], 0);
         libc::posix_spawn_file_actions_adddup2(&mut acts, fds[1], 1);
         libc::posix_spawn_file_actions_adddup2(&mut acts, if fds[2] < 0 { 1 } else { fds[2] }, 2);
+        // glibc can also close the rest in the child; elsewhere every agent
+        // fd is close-on-exec already (start-up marks inherited ones).
+        #[cfg(target_env = "gnu")]
         libc::posix_spawn_file_actions_addclosefrom_np(&mut acts, 3);
         let spawn = |path: *const libc::c_char, args: *const *const libc::c_char| -> Result<libc::pid_t, i32> {
             let mut pid = 0;
@@ -329,7 +305,7 @@ fn read_report(fd: &OwnedFd) -> Option<(Stage, i32)> {
     while got < buf.len() {
         // SAFETY: read into the remaining part of a local buffer.
         let n = unsafe { libc::read(fd.as_raw_fd(), buf[got..].as_mut_ptr().cast(), buf.len() - got) };
-        if n < 0 && errno() == libc::EINTR {
+        if n < 0 && Errno::last() == Errno(libc::EINTR) {
             continue;
         }
         if n <= 0 {
@@ -376,9 +352,7 @@ unsafe fn child_setup_and_exec(plan: ChildPlan<'_>) -> ! {
     let fail = |stage: Stage| -> ! { report_and_exit(report, stage) };
     // Clean signal state: default dispositions (ignored ones survive
     // exec, SIGPIPE above all) and an empty mask.
-    for sig in 1..libc::SIGRTMAX() {
-        libc::signal(sig, libc::SIG_DFL);
-    }
+    super::signal::reset_all_dispositions();
     let mut set: libc::sigset_t = std::mem::zeroed();
     libc::sigemptyset(&mut set);
     libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());

@@ -1,0 +1,77 @@
+//! Kernel modules for the channel (`--modules-dir`): finit_module(2) of
+//! every `*.ko`, `*.ko.xz`, `*.ko.zst`, `*.ko.gz` file, compressed ones
+//! decompressed by the kernel.
+
+use std::path::{Path, PathBuf};
+
+use crate::log;
+use crate::sys::{mount as sysmount, Errno};
+
+fn module_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            let n = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            [".ko", ".ko.xz", ".ko.zst", ".ko.gz"].iter().any(|s| n.ends_with(s))
+        })
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
+/// Loads one module; Ok(false) when it was already loaded.
+fn finit_module(path: &Path) -> Result<bool, Errno> {
+    let file = std::fs::File::open(path).map_err(Errno::from)?;
+    let compressed = !path.to_string_lossy().ends_with(".ko");
+    match sysmount::finit_module(&file, compressed) {
+        Ok(()) => Ok(true),
+        Err(Errno(libc::EEXIST)) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Loads every module file (`*.ko`, `*.ko.xz`, `*.ko.zst`, `*.ko.gz`) in
+/// `dir`, in file-name order. A module that fails (typically with ENOENT,
+/// "unknown symbol", because a dependency comes later in the order) is
+/// retried after the others, as long as some module loads per pass.
+/// Returns how many modules were loaded now.
+pub fn load_modules(dir: &str) -> usize {
+    let mut pending = match module_files(Path::new(dir)) {
+        Ok(f) => f,
+        Err(e) => {
+            log::warning(&format!("cannot read modules directory {dir}: {e}"));
+            return 0;
+        }
+    };
+    let mut loaded = 0;
+    let mut failures = Vec::new();
+    loop {
+        let mut progress = false;
+        failures.clear();
+        let mut next = Vec::new();
+        for p in pending {
+            match finit_module(&p) {
+                Ok(new) => {
+                    progress = true;
+                    if new {
+                        loaded += 1;
+                        log::debug(&format!("loaded module {}", p.display()));
+                    }
+                }
+                Err(e) => {
+                    failures.push((p.clone(), e));
+                    next.push(p);
+                }
+            }
+        }
+        pending = next;
+        if pending.is_empty() || !progress {
+            break;
+        }
+    }
+    for (p, e) in &failures {
+        log::warning(&format!("cannot load module {}: {e}", p.display()));
+    }
+    loaded
+}

@@ -1,0 +1,167 @@
+//! Processes: ids, signals to processes and groups, reaping, wait
+//! statuses, and the process-wide settings of start-up and daemonising.
+
+use std::os::fd::AsRawFd;
+use std::time::Duration;
+
+use super::{cvt, Errno};
+
+pub type Pid = libc::pid_t;
+
+pub fn getpid() -> Pid {
+    // SAFETY: getpid has no preconditions.
+    unsafe { libc::getpid() }
+}
+
+/// Sends `sig` to process `pid` (`pid` < 0: to that process group,
+/// -1: to every process we may signal).
+pub fn kill(pid: Pid, sig: libc::c_int) -> Result<(), Errno> {
+    // SAFETY: kill(2) takes plain integers.
+    cvt(unsafe { libc::kill(pid, sig) })?;
+    Ok(())
+}
+
+/// Sends `sig` to the process group `pgid`.
+pub fn kill_group(pgid: Pid, sig: libc::c_int) -> Result<(), Errno> {
+    if pgid <= 0 {
+        return Err(Errno(libc::ESRCH));
+    }
+    kill(-pgid, sig)
+}
+
+/// Reaps one exited child without blocking: `Ok(Some((pid, status)))`,
+/// `Ok(None)` when children exist but none has exited, `Err(ECHILD)` when
+/// there are none.
+pub fn reap_any() -> Result<Option<(Pid, WaitStatus)>, Errno> {
+    let mut status = 0;
+    // SAFETY: non-blocking waitpid for any child, status into a local.
+    let pid = cvt(unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) })?;
+    Ok((pid > 0).then_some((pid, WaitStatus(status))))
+}
+
+/// Waits for `pid` to exit (a child that failed before exec).
+pub fn wait_for(pid: Pid) -> Result<WaitStatus, Errno> {
+    let mut status = 0;
+    loop {
+        // SAFETY: blocking waitpid for our own child, status into a local.
+        match cvt(unsafe { libc::waitpid(pid, &mut status, 0) }) {
+            Err(Errno(libc::EINTR)) => continue,
+            Err(e) => return Err(e),
+            Ok(_) => return Ok(WaitStatus(status)),
+        }
+    }
+}
+
+/// A raw wait status, as waitpid(2) reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WaitStatus(pub i32);
+
+impl WaitStatus {
+    /// The exit code when the process exited normally.
+    pub fn exit_code(self) -> Option<i32> {
+        libc::WIFEXITED(self.0).then(|| libc::WEXITSTATUS(self.0))
+    }
+
+    /// The signal that killed the process.
+    pub fn signal(self) -> Option<i32> {
+        libc::WIFSIGNALED(self.0).then(|| libc::WTERMSIG(self.0))
+    }
+}
+
+/// Forks; the parent exits at once with status 0 (qemu-ga's
+/// `become_daemon()`), the child returns.
+pub fn fork_and_leave_parent() -> Result<(), Errno> {
+    // SAFETY: fork while still single-threaded; the parent only _exits.
+    let pid = cvt(unsafe { libc::fork() })?;
+    if pid > 0 {
+        // SAFETY: leave at once, without running destructors of state shared with the child.
+        unsafe { libc::_exit(0) };
+    }
+    Ok(())
+}
+
+/// Starts a new session (the caller must not be a group leader).
+pub fn setsid() -> Result<(), Errno> {
+    // SAFETY: setsid takes no arguments.
+    cvt(unsafe { libc::setsid() })?;
+    Ok(())
+}
+
+/// Sets the file-mode creation mask.
+pub fn umask(mask: libc::mode_t) {
+    // SAFETY: umask cannot fail.
+    unsafe { libc::umask(mask) };
+}
+
+/// Changes the working directory.
+pub fn chdir(dir: &std::ffi::CStr) -> Result<(), Errno> {
+    // SAFETY: chdir with a NUL-terminated path.
+    cvt(unsafe { libc::chdir(dir.as_ptr()) })?;
+    Ok(())
+}
+
+/// Points fds 0-2 at /dev/null (daemons).
+pub fn std_fds_to_null() -> Result<(), Errno> {
+    let null = super::fd::dev_null()?;
+    for fd in 0..3 {
+        super::fd::dup_onto(std::os::fd::AsFd::as_fd(&null), fd)?;
+    }
+    Ok(())
+}
+
+/// Raises the soft limit of open files to the hard limit (at most 65,536).
+pub fn raise_fd_limit() {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit/setrlimit with a valid struct of ours.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max.min(1 << 16);
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
+}
+
+/// Orphans below us are re-parented to us (forced init mode).
+pub fn become_child_subreaper() -> Result<(), Errno> {
+    // SAFETY: prctl only sets an attribute of this process.
+    cvt(unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) })?;
+    Ok(())
+}
+
+/// Takes a write lock on the whole file (fcntl F_SETLK, not waiting):
+/// QEMU's `qemu_write_pidfile()`. The lock lives as long as the fd.
+pub fn lock_file(file: &std::fs::File) -> Result<(), Errno> {
+    let mut lock = libc::flock {
+        l_type: libc::F_WRLCK as libc::c_short,
+        l_whence: libc::SEEK_SET as libc::c_short,
+        l_start: 0,
+        l_len: 0,
+        l_pid: 0,
+    };
+    // SAFETY: fcntl record lock on an open file with a valid flock struct.
+    cvt(unsafe { libc::fcntl(file.as_raw_fd(), libc::F_SETLK, &mut lock) })?;
+    Ok(())
+}
+
+/// Sleeps up to `d`; any signal delivered meanwhile ends the sleep early
+/// (unlike `std::thread::sleep`, which resumes after EINTR).
+pub fn sleep_interruptible(d: Duration) {
+    let ts = libc::timespec {
+        tv_sec: libc::time_t::try_from(d.as_secs()).unwrap_or(libc::time_t::MAX),
+        tv_nsec: libc::c_long::try_from(d.subsec_nanos()).unwrap_or(0),
+    };
+    // SAFETY: one nanosleep with a valid timespec; EINTR just ends it.
+    unsafe { libc::nanosleep(&ts, std::ptr::null_mut()) };
+}
+
+/// Big allocations get their own mapping (returned to the system at free,
+/// grown by mremap). glibc's default threshold climbs after the first free
+/// of a big block, after which they land in the brk heap, where realloc
+/// copies and free keeps. musl's allocator maps big blocks by itself.
+pub fn tune_allocator() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: plain libc call, before any allocation of note.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 256 << 10);
+    }
+}
