@@ -511,7 +511,13 @@ impl ProcessTable {
             cap.ready = true;
         }
         if starved {
-            self.starved.push((slot, kind));
+            // Room comes from discarding the oldest finished result (the
+            // policy for every capture), else from a client collecting.
+            if self.evict_oldest_finished(registry) {
+                self.ready.push((slot, kind));
+            } else {
+                self.starved.push((slot, kind));
+            }
         }
         self.captured += grew;
         if grew > 0 && streamed {
