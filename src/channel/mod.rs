@@ -17,7 +17,9 @@
 pub mod device;
 pub mod socket;
 
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, OwnedFd, RawFd};
+
+use crate::sys::{self, io, Errno};
 
 /// The `-m` methods.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,10 +63,6 @@ pub fn open(method: Method, path: &str) -> Result<Endpoint, String> {
     }
 }
 
-fn errno() -> i32 {
-    std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO)
-}
-
 /// Result of one non-blocking read.
 pub enum ReadResult {
     Data(usize),
@@ -74,20 +72,11 @@ pub enum ReadResult {
 }
 
 pub fn read(fd: RawFd, buf: &mut [u8]) -> ReadResult {
-    loop {
-        // SAFETY: read into a live mutable buffer of its own length.
-        let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
-        if n > 0 {
-            return ReadResult::Data(n as usize);
-        }
-        if n == 0 {
-            return ReadResult::Eof;
-        }
-        match errno() {
-            libc::EINTR => continue,
-            libc::EAGAIN => return ReadResult::WouldBlock,
-            e => return ReadResult::Error(e),
-        }
+    match io::read_raw(fd, buf) {
+        Ok(0) => ReadResult::Eof,
+        Ok(n) => ReadResult::Data(n),
+        Err(Errno::EAGAIN) => ReadResult::WouldBlock,
+        Err(e) => ReadResult::Error(e.raw()),
     }
 }
 
@@ -99,22 +88,14 @@ pub enum WriteResult {
 }
 
 pub fn write(fd: RawFd, buf: &[u8]) -> WriteResult {
-    loop {
-        // SAFETY: write from a live buffer of its own length.
-        let n = unsafe { libc::write(fd, buf.as_ptr().cast(), buf.len()) };
-        if n >= 0 {
-            return WriteResult::Wrote(n as usize);
-        }
-        match errno() {
-            libc::EINTR => continue,
-            libc::EAGAIN => return WriteResult::WouldBlock,
-            e => return WriteResult::Error(e),
-        }
+    match io::write_raw(fd, buf) {
+        Ok(n) => WriteResult::Wrote(n),
+        Err(Errno::EAGAIN) => WriteResult::WouldBlock,
+        Err(e) => WriteResult::Error(e.raw()),
     }
 }
 
 /// Marks an fd close-on-exec.
 pub fn set_cloexec(fd: &OwnedFd) {
-    // SAFETY: fcntl on an fd we own.
-    unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFD, libc::FD_CLOEXEC) };
+    let _ = sys::fd::set_cloexec(fd.as_fd());
 }

@@ -10,7 +10,17 @@
 #![deny(clippy::undocumented_unsafe_blocks)]
 
 mod errno_text;
+mod errnos;
 pub mod fd;
+pub mod fs;
+pub mod host;
+pub mod io;
+pub mod net;
+pub mod socket;
+pub mod stdio;
+pub mod termios;
+pub mod time;
+pub mod user;
 
 use std::fmt;
 
