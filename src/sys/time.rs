@@ -27,6 +27,8 @@ fn localtime(secs: libc::time_t) -> Option<libc::tm> {
     Some(tm)
 }
 
+// tm_gmtoff is a C long: i32 on 32-bit targets.
+#[allow(clippy::useless_conversion)]
 /// `localtime_r(3)` of `secs` since the epoch; None when it fails (for
 /// instance a year that does not fit).
 pub fn local_time(secs: i64) -> Option<LocalTime> {
@@ -36,7 +38,7 @@ pub fn local_time(secs: i64) -> Option<LocalTime> {
         hour: tm.tm_hour,
         min: tm.tm_min,
         sec: tm.tm_sec,
-        gmtoff: tm.tm_gmtoff as i64,
+        gmtoff: i64::from(tm.tm_gmtoff),
     })
 }
 
@@ -44,6 +46,7 @@ extern "C" {
     fn tzset();
 }
 
+#[allow(clippy::useless_conversion)]
 /// `tzset()`, then the current local offset from UTC and zone
 /// abbreviation (None if the C library gives none). None if localtime_r
 /// fails.
@@ -59,7 +62,7 @@ pub fn local_zone_now() -> Option<(i64, Option<String>)> {
         // SAFETY: tm_zone points to a NUL-terminated name in libc's static zone data.
         Some(unsafe { CStr::from_ptr(tm.tm_zone) }.to_string_lossy().into_owned())
     };
-    Some((tm.tm_gmtoff as i64, zone))
+    Some((i64::from(tm.tm_gmtoff), zone))
 }
 
 /// `settimeofday(2)` with no time zone.
