@@ -161,3 +161,18 @@ pub fn ntop_v4(addr: &[u8; 4]) -> Result<String, Errno> {
 pub fn ntop_v6(addr: &[u8; 16]) -> Result<String, Errno> {
     ntop(libc::AF_INET6, addr.as_ptr().cast())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ntop_and_loopback() {
+        assert_eq!(ntop_v4(&[10, 0, 2, 15]).unwrap(), "10.0.2.15");
+        let mut v6 = [0u8; 16];
+        v6[15] = 1;
+        assert_eq!(ntop_v6(&v6).unwrap(), "::1");
+        let list = getifaddrs().unwrap();
+        assert!(list.iter().any(|i| i.name.to_bytes() == b"lo"));
+    }
+}

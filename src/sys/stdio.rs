@@ -142,3 +142,23 @@ impl Drop for Stream {
         unsafe { libc::fclose(self.fh.as_ptr()) };
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stream_reads_writes_seeks_and_closes() {
+        let path = std::env::temp_dir().join(format!("qga-stdio-{}", std::process::id()));
+        let p = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
+        let fd = crate::sys::fd::open(&p, libc::O_RDWR | libc::O_CREAT | libc::O_TRUNC, 0o600).unwrap();
+        let mut s = Stream::fdopen(fd, c"w+").unwrap();
+        assert_eq!(s.write(b"hello").unwrap(), (5, false));
+        assert_eq!(s.seek(1, Whence::Set).unwrap(), (1, false));
+        let mut buf = [0u8; 16];
+        assert_eq!(s.read(&mut buf).unwrap(), (4, true));
+        assert_eq!(&buf[..4], b"ello");
+        s.close().unwrap();
+        std::fs::remove_file(&path).unwrap();
+    }
+}

@@ -89,3 +89,18 @@ pub fn supplementary_groups(name: &str, gid: u32) -> Vec<u32> {
         n = count;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn root_by_name_and_uid() {
+        let by_name = lookup("root").unwrap().unwrap();
+        assert_eq!((by_name.uid, by_name.gid), (0, 0));
+        assert_eq!(lookup("0").unwrap().unwrap().name, "root");
+        assert_eq!(lookup_name(c"0").unwrap(), None);
+        assert_eq!(lookup("no\0such").unwrap(), None);
+        assert!(supplementary_groups("root", 0).contains(&0));
+    }
+}
