@@ -415,7 +415,7 @@ fn load_file(cfg: &mut Config, path: &str, required: bool) -> Result<(), String>
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => return Ok(()),
         Err(e) => {
-            return Err(crate::sys::strerror(e.raw_os_error().unwrap_or(libc::EIO)));
+            return Err(crate::sys::Errno::of(&e).to_string());
         }
     };
     let text = String::from_utf8(text)

@@ -6,6 +6,7 @@
 //! channel, the process table (`exec`) and the signal pipe; `commands` the
 //! handler table on a narrow context; `init` PID 1 mode; `startup` the one
 //! start-up path; `sys` the only module that calls libc or uses `unsafe`.
+#![deny(unsafe_code)]
 
 
 mod agent;

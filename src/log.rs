@@ -11,7 +11,6 @@ pub enum Level {
     Error,
     Critical,
     Warning,
-    Message,
     Info,
     Debug,
 }
@@ -22,7 +21,6 @@ impl Level {
             Level::Error => "error",
             Level::Critical => "critical",
             Level::Warning => "warning",
-            Level::Message => "message",
             Level::Info => "info",
             Level::Debug => "debug",
         }
@@ -99,19 +97,14 @@ pub fn glib_critical_text(msg: &str) -> String {
         });
     let msg: String = if utf8 { msg.to_string() } else { msg.chars().map(|c| if c.is_ascii() { c } else { '?' }).collect() };
     let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
-    // SAFETY: localtime_r fills a local struct tm from a local time_t.
-    let tm = unsafe {
-        let t = now.as_secs() as libc::time_t;
-        let mut tm: libc::tm = std::mem::zeroed();
-        libc::localtime_r(&t, &mut tm);
-        tm
-    };
+    // A failed conversion prints 00:00:00, as the zeroed struct tm did.
+    let tm = crate::sys::time::local_time(now.as_secs() as i64).unwrap_or_default();
     format!(
         "\n** (process:{}): CRITICAL **: {:02}:{:02}:{:02}.{:03}: {msg}\n",
         std::process::id(),
-        tm.tm_hour,
-        tm.tm_min,
-        tm.tm_sec,
+        tm.hour,
+        tm.min,
+        tm.sec,
         now.subsec_millis()
     )
 }

@@ -120,7 +120,7 @@ impl Channel {
                 registry.register(&mut SourceFd(&fd.as_raw_fd()), LISTENER, Interest::READABLE)?;
                 Ok(Channel { listener: Some(fd), is_device: false, conn: None, accept_ready: true })
             }
-            Endpoint::Device { fd, .. } => {
+            Endpoint::Device(fd) => {
                 registry.register(&mut SourceFd(&fd.as_raw_fd()), CONN, Interest::READABLE)?;
                 Ok(Channel { listener: None, is_device: true, conn: Some(Conn::new(fd)), accept_ready: false })
             }

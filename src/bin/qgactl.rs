@@ -4,6 +4,8 @@
 //! vsock), 0xFF + guest-sync-delimited, then the subcommand's requests in
 //! order. See docs/qgactl.md for the user documentation and exit codes.
 
+#![deny(unsafe_code)]
+
 #[path = "qgactl/cli.rs"]
 mod cli;
 #[path = "qgactl/conn.rs"]
@@ -22,6 +24,8 @@ mod progress;
 mod signals;
 #[path = "qgactl/simple.rs"]
 mod simple;
+#[path = "qgactl/sys.rs"]
+mod sys;
 
 use cli::Command;
 

@@ -17,7 +17,9 @@
 pub mod device;
 pub mod socket;
 
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, OwnedFd};
+
+use crate::sys;
 
 /// The `-m` methods.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,82 +41,26 @@ impl Method {
         }
     }
 
-    pub fn is_listener(self) -> bool {
-        matches!(self, Method::UnixListen | Method::VsockListen)
-    }
 }
 
 /// An opened channel endpoint.
 #[derive(Debug)]
 pub enum Endpoint {
     Listener(OwnedFd),
-    Device { fd: OwnedFd, virtio: bool },
+    Device(OwnedFd),
 }
 
 /// Opens the endpoint for `method` at `path`.
 pub fn open(method: Method, path: &str) -> Result<Endpoint, String> {
     match method {
-        Method::VirtioSerial => device::open_virtio(path).map(|fd| Endpoint::Device { fd, virtio: true }),
-        Method::IsaSerial => device::open_serial(path).map(|fd| Endpoint::Device { fd, virtio: false }),
+        Method::VirtioSerial => device::open_virtio(path).map(Endpoint::Device),
+        Method::IsaSerial => device::open_serial(path).map(Endpoint::Device),
         Method::UnixListen => socket::unix_listen(path).map(Endpoint::Listener),
         Method::VsockListen => socket::vsock_listen(path).map(Endpoint::Listener),
     }
 }
 
-fn errno() -> i32 {
-    std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO)
-}
-
-/// Result of one non-blocking read.
-pub enum ReadResult {
-    Data(usize),
-    WouldBlock,
-    Eof,
-    Error(i32),
-}
-
-pub fn read(fd: RawFd, buf: &mut [u8]) -> ReadResult {
-    loop {
-        // SAFETY: read into a live mutable buffer of its own length.
-        let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
-        if n > 0 {
-            return ReadResult::Data(n as usize);
-        }
-        if n == 0 {
-            return ReadResult::Eof;
-        }
-        match errno() {
-            libc::EINTR => continue,
-            libc::EAGAIN => return ReadResult::WouldBlock,
-            e => return ReadResult::Error(e),
-        }
-    }
-}
-
-/// Result of one non-blocking write.
-pub enum WriteResult {
-    Wrote(usize),
-    WouldBlock,
-    Error(i32),
-}
-
-pub fn write(fd: RawFd, buf: &[u8]) -> WriteResult {
-    loop {
-        // SAFETY: write from a live buffer of its own length.
-        let n = unsafe { libc::write(fd, buf.as_ptr().cast(), buf.len()) };
-        if n >= 0 {
-            return WriteResult::Wrote(n as usize);
-        }
-        match errno() {
-            libc::EINTR => continue,
-            libc::EAGAIN => return WriteResult::WouldBlock,
-            e => return WriteResult::Error(e),
-        }
-    }
-}
-
 /// Marks an fd close-on-exec.
 pub fn set_cloexec(fd: &OwnedFd) {
-    // SAFETY: fcntl on an fd we own.
-    unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFD, libc::FD_CLOEXEC) };
+    let _ = sys::fd::set_cloexec(fd.as_fd());
 }

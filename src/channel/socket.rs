@@ -1,59 +1,30 @@
 //! Listening sockets: unix-listen, vsock-listen and systemd activation.
 
 use std::ffi::CString;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, OwnedFd, RawFd};
 
-use crate::sys::strerror;
+use crate::sys::socket::{self, Family};
+use crate::sys::{fd, fs, Errno};
 
 use super::Method;
 
-fn errno() -> i32 {
-    std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO)
-}
-
-fn socket(family: libc::c_int) -> Result<OwnedFd, i32> {
-    // SAFETY: plain socket creation.
-    let fd = unsafe { libc::socket(family, libc::SOCK_STREAM | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK, 0) };
-    if fd < 0 {
-        return Err(errno());
-    }
-    // SAFETY: fd was just created and is owned by nobody else.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
-}
-
 /// qemu-ga's `unix_listen()`: unlink a stale socket, bind, listen(1).
 pub fn unix_listen(path: &str) -> Result<OwnedFd, String> {
-    let fail = |what: &str, e: i32| format!("{what} socket '{path}': {}", strerror(e));
-    let mut addr: libc::sockaddr_un = unsafe_zeroed();
-    addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
+    let fail = |what: &str, e: Errno| format!("{what} socket '{path}': {e}");
     let bytes = path.as_bytes();
-    if bytes.len() >= addr.sun_path.len() {
+    if bytes.len() >= socket::unix_path_max() {
         return Err(format!("UNIX socket path '{path}' is too long"));
     }
-    for (d, s) in addr.sun_path.iter_mut().zip(bytes) {
-        *d = *s as libc::c_char;
-    }
     let c = CString::new(path).map_err(|_| format!("Failed to unlink socket {path}"))?;
-    // SAFETY: unlink with a NUL-terminated path.
-    if unsafe { libc::unlink(c.as_ptr()) } < 0 && errno() != libc::ENOENT {
-        return Err(format!("Failed to unlink socket {path}: {}", strerror(errno())));
+    match fs::unlink(&c) {
+        Ok(()) | Err(Errno::ENOENT) => {}
+        Err(e) => return Err(format!("Failed to unlink socket {path}: {e}")),
     }
-    let fd = socket(libc::AF_UNIX).map_err(|e| fail("Failed to create", e))?;
-    let len = std::mem::size_of::<libc::sa_family_t>() + bytes.len() + 1;
-    // SAFETY: bind with a fully initialised sockaddr_un and its used length.
-    if unsafe { libc::bind(fd.as_raw_fd(), (&addr as *const libc::sockaddr_un).cast(), len as libc::socklen_t) } < 0 {
-        return Err(fail("Failed to bind", errno()));
-    }
-    // SAFETY: listen on our bound socket; backlog 1 as qemu-ga.
-    if unsafe { libc::listen(fd.as_raw_fd(), 1) } < 0 {
-        return Err(fail("Failed to listen on", errno()));
-    }
+    let fd = socket::stream_socket(Family::Unix).map_err(|e| fail("Failed to create", e))?;
+    socket::bind_unix(fd.as_fd(), bytes).map_err(|e| fail("Failed to bind", e))?;
+    // Backlog 1 as qemu-ga.
+    socket::listen(fd.as_fd(), 1).map_err(|e| fail("Failed to listen on", e))?;
     Ok(fd)
-}
-
-fn unsafe_zeroed<T>() -> T {
-    // SAFETY: only used for plain C socket address structs, valid when zeroed.
-    unsafe { std::mem::zeroed() }
 }
 
 /// vsock-listen `<cid>:<port>` (decimal), listen(1).
@@ -63,45 +34,15 @@ pub fn vsock_listen(spec: &str) -> Result<OwnedFd, String> {
         Some((cid.parse().ok()?, port.parse().ok()?))
     };
     let (cid, port) = parse().ok_or_else(|| format!("error parsing address '{spec}'"))?;
-    let fd = socket(libc::AF_VSOCK).map_err(|e| format!("Failed to create socket: {}", strerror(e)))?;
-    let mut addr: libc::sockaddr_vm = unsafe_zeroed();
-    addr.svm_family = libc::AF_VSOCK as libc::sa_family_t;
-    addr.svm_cid = cid;
-    addr.svm_port = port;
-    // SAFETY: bind with an initialised sockaddr_vm of its own size.
-    if unsafe {
-        libc::bind(
-            fd.as_raw_fd(),
-            (&addr as *const libc::sockaddr_vm).cast(),
-            std::mem::size_of::<libc::sockaddr_vm>() as libc::socklen_t,
-        )
-    } < 0
-    {
-        return Err(format!("Failed to bind socket: {}", strerror(errno())));
-    }
-    // SAFETY: listen on our bound socket.
-    if unsafe { libc::listen(fd.as_raw_fd(), 1) } < 0 {
-        return Err(format!("Failed to listen on socket: {}", strerror(errno())));
-    }
+    let fd = socket::stream_socket(Family::Vsock).map_err(|e| format!("Failed to create socket: {e}"))?;
+    socket::bind_vsock(fd.as_fd(), cid, port).map_err(|e| format!("Failed to bind socket: {e}"))?;
+    socket::listen(fd.as_fd(), 1).map_err(|e| format!("Failed to listen on socket: {e}"))?;
     Ok(fd)
 }
 
 /// Accepts one pending client, non-blocking and close-on-exec.
 pub fn accept(listener: RawFd) -> Option<OwnedFd> {
-    loop {
-        // SAFETY: accept4 on our listening socket, peer address not wanted.
-        let fd = unsafe {
-            libc::accept4(listener, std::ptr::null_mut(), std::ptr::null_mut(), libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK)
-        };
-        if fd >= 0 {
-            // SAFETY: fd was just accepted and is owned by nobody else.
-            return Some(unsafe { OwnedFd::from_raw_fd(fd) });
-        }
-        if errno() == libc::EINTR {
-            continue;
-        }
-        return None;
-    }
+    socket::accept(listener).ok()
 }
 
 /// systemd socket activation (`LISTEN_PID`/`LISTEN_FDS`): the inherited
@@ -120,25 +61,14 @@ pub fn from_systemd() -> Result<Option<(OwnedFd, Method)>, String> {
     if count != 1 {
         return Err("qemu-ga only supports listening on one socket".into());
     }
-    const SD_LISTEN_FDS_START: RawFd = 3;
-    // SAFETY: systemd passed fd 3 to us; we take ownership of it.
-    let fd = unsafe { OwnedFd::from_raw_fd(SD_LISTEN_FDS_START) };
+    let fd = socket::take_systemd_listener();
     super::set_cloexec(&fd);
-    let mut addr: libc::sockaddr_storage = unsafe_zeroed();
-    let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-    // SAFETY: getsockname into a sockaddr_storage with its size.
-    if unsafe { libc::getsockname(fd.as_raw_fd(), (&mut addr as *mut libc::sockaddr_storage).cast(), &mut len) } < 0 {
-        return Err(format!("failed to query the activated socket: {}", strerror(errno())));
-    }
-    let method = match addr.ss_family as libc::c_int {
-        libc::AF_UNIX => Method::UnixListen,
-        libc::AF_VSOCK => Method::VsockListen,
-        other => return Err(format!("unsupported socket family {other} from socket activation")),
+    let method = match socket::family(fd.as_fd()) {
+        Err(e) => return Err(format!("failed to query the activated socket: {e}")),
+        Ok(Family::Unix) => Method::UnixListen,
+        Ok(Family::Vsock) => Method::VsockListen,
+        Ok(Family::Other(other)) => return Err(format!("unsupported socket family {other} from socket activation")),
     };
-    // SAFETY: make the inherited listener non-blocking.
-    unsafe {
-        let fl = libc::fcntl(fd.as_raw_fd(), libc::F_GETFL);
-        libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, fl | libc::O_NONBLOCK);
-    }
+    let _ = fd::set_nonblocking(fd.as_fd());
     Ok(Some((fd, method)))
 }

@@ -6,7 +6,6 @@
 //! mode 0600, both owned by the user; the file is replaced atomically and
 //! holds the keys joined by newlines (no final newline), as qemu-ga writes it.
 
-use std::ffi::CStr;
 use std::os::unix::fs::PermissionsExt;
 
 use super::files::{c_string, write_file_atomic};
@@ -14,34 +13,19 @@ use super::{helper, Outcome};
 use super::Ctx;
 use crate::json::{Object, Value};
 use crate::protocol::{qbase64_decode, Args, QgaError};
-use crate::sys::strerror;
+use crate::sys::user::{self, Passwd};
+use crate::sys::{fs, Errno};
 
 type R = Result<Outcome, QgaError>;
 
-struct Passwd {
-    uid: libc::uid_t,
-    gid: libc::gid_t,
-    home: String,
-}
-
-/// `g_unix_get_passwd_entry()` with qemu-ga's error text.
+/// `g_unix_get_passwd_entry()` with qemu-ga's error text (a missing
+/// user is "Success": getpwnam_r sets no error).
 fn passwd(user: &str) -> Result<Passwd, QgaError> {
-    let c = c_string(user);
-    // SAFETY: getpwnam_r with a buffer of its stated size and valid out-pointers.
-    let mut pw: libc::passwd = unsafe { std::mem::zeroed() };
-    let mut buf = vec![0 as libc::c_char; 16384];
-    let mut result: *mut libc::passwd = std::ptr::null_mut();
-    let rc = unsafe { libc::getpwnam_r(c.as_ptr(), &mut pw, buf.as_mut_ptr(), buf.len(), &mut result) };
-    if result.is_null() {
-        return Err(QgaError::generic(format!("failed to lookup user '{user}': {}", strerror(rc))));
+    match user::lookup_name(&c_string(user)) {
+        Ok(Some(p)) => Ok(p),
+        Ok(None) => Err(QgaError::generic(format!("failed to lookup user '{user}': {}", Errno::NONE))),
+        Err(e) => Err(QgaError::generic(format!("failed to lookup user '{user}': {e}"))),
     }
-    let home = if pw.pw_dir.is_null() {
-        String::new()
-    } else {
-        // SAFETY: getpwnam_r stored a NUL-terminated string in buf.
-        unsafe { CStr::from_ptr(pw.pw_dir) }.to_string_lossy().into_owned()
-    };
-    Ok(Passwd { uid: pw.pw_uid, gid: pw.pw_gid, home })
 }
 
 /// `g_build_filename()` for two or three parts.
@@ -72,7 +56,7 @@ fn read_authkeys(path: &str) -> Result<Vec<String>, QgaError> {
     let fail = |e: &std::io::Error, what: &str| {
         QgaError::generic(format!(
             "failed to read '{path}': {what} \u{201C}{path}\u{201D}: {}",
-            strerror(e.raw_os_error().unwrap_or(libc::EIO))
+            Errno::of(e)
         ))
     };
     let mut f = std::fs::File::open(path).map_err(|e| fail(&e, "Failed to open file"))?;
@@ -82,17 +66,12 @@ fn read_authkeys(path: &str) -> Result<Vec<String>, QgaError> {
     Ok(String::from_utf8_lossy(data).split('\n').map(str::to_string).collect())
 }
 
-fn chown(path: &str, p: &Passwd) -> Result<(), i32> {
-    let c = c_string(path);
-    // SAFETY: chown on a NUL-terminated path.
-    if unsafe { libc::chown(c.as_ptr(), p.uid, p.gid) } == -1 {
-        return Err(std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO));
-    }
-    Ok(())
+fn chown(path: &str, p: &Passwd) -> Result<(), Errno> {
+    fs::chown(&c_string(path), p.uid, p.gid)
 }
 
-fn err_text(e: &std::io::Error) -> String {
-    strerror(e.raw_os_error().unwrap_or(libc::EIO))
+fn err_text(e: &std::io::Error) -> Errno {
+    Errno::of(e)
 }
 
 /// `mkdir_for_user()`.
@@ -102,7 +81,7 @@ fn mkdir_for_user(path: &str, p: &Passwd, mode: u32) -> Result<(), QgaError> {
         .mode(mode)
         .create(path)
         .map_err(|e| QgaError::generic(format!("failed to create directory '{path}': {}", err_text(&e))))?;
-    chown(path, p).map_err(|e| QgaError::generic(format!("failed to set ownership of directory '{path}': {}", strerror(e))))?;
+    chown(path, p).map_err(|e| QgaError::generic(format!("failed to set ownership of directory '{path}': {e}")))?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
         .map_err(|e| QgaError::generic(format!("failed to set permissions of directory '{path}': {}", err_text(&e))))
 }
@@ -113,7 +92,7 @@ fn write_authkeys(path: &str, keys: &[String], p: &Passwd) -> Result<(), QgaErro
     write_file_atomic(path, contents.as_bytes()).map_err(|e| {
         QgaError::generic(format!("failed to write to '{path}': Failed to write file \u{201C}{path}\u{201D}: {}", err_text(&e)))
     })?;
-    chown(path, p).map_err(|e| QgaError::generic(format!("failed to set ownership of directory '{path}': {}", strerror(e))))?;
+    chown(path, p).map_err(|e| QgaError::generic(format!("failed to set ownership of directory '{path}': {e}")))?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
         .map_err(|e| QgaError::generic(format!("failed to set permissions of '{path}': {}", err_text(&e))))
 }

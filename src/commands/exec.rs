@@ -1,7 +1,6 @@
 //! guest-exec, guest-exec-status and the extensions: `cwd`, `user`,
 //! `timeout`, `stream`, status `wait`, and guest-exec-terminate.
 
-use std::ffi::CString;
 use std::time::{Duration, Instant};
 
 use super::{Ctx, Outcome};
@@ -10,7 +9,8 @@ use crate::sys::signal::max_signal;
 use crate::sys::spawn::{Credentials, Redirect, SpawnSpec};
 use crate::json::{Object, Value};
 use crate::protocol::{qbase64_decode, Args, QgaError};
-use crate::sys::Errno;
+use crate::sys::user::Passwd;
+use crate::sys::{self, Errno};
 
 /// Longest `wait` a status call may ask for, in seconds.
 pub const MAX_WAIT_SECONDS: f64 = 600.0;
@@ -72,71 +72,13 @@ fn check_cwd(dir: &str) -> Result<(), QgaError> {
     }
 }
 
-/// A passwd entry: uid, gid, name, home.
-struct Passwd {
-    uid: libc::uid_t,
-    gid: libc::gid_t,
-    name: String,
-    home: String,
-}
-
+/// The account `user` (a name or a uid) runs as. A bare uid without a
+/// passwd entry still runs, in its own group.
 fn lookup_user(user: &str) -> Result<Passwd, QgaError> {
-    let mut pw: libc::passwd = unsafe_zeroed();
-    let mut buf = vec![0 as libc::c_char; 16384];
-    let mut result: *mut libc::passwd = std::ptr::null_mut();
-    let numeric = user.parse::<libc::uid_t>().ok();
-    let rc = match numeric {
-        // SAFETY: getpwuid_r with valid out-pointers and a buffer of its stated size.
-        Some(uid) => unsafe { libc::getpwuid_r(uid, &mut pw, buf.as_mut_ptr(), buf.len(), &mut result) },
-        None => {
-            let c = CString::new(user).map_err(|_| unknown_user(user))?;
-            // SAFETY: as above, with a NUL-terminated name.
-            unsafe { libc::getpwnam_r(c.as_ptr(), &mut pw, buf.as_mut_ptr(), buf.len(), &mut result) }
-        }
-    };
-    if rc != 0 || result.is_null() {
-        return match numeric {
-            // A bare uid without a passwd entry still runs, in its own group.
-            Some(uid) => Ok(Passwd { uid, gid: uid, name: user.to_string(), home: "/".to_string() }),
-            None => Err(unknown_user(user)),
-        };
-    }
-    let cstr = |p: *const libc::c_char| {
-        if p.is_null() {
-            String::new()
-        } else {
-            // SAFETY: getpw*_r filled these with NUL-terminated strings in buf.
-            unsafe { std::ffi::CStr::from_ptr(p) }.to_string_lossy().into_owned()
-        }
-    };
-    Ok(Passwd { uid: pw.pw_uid, gid: pw.pw_gid, name: cstr(pw.pw_name), home: cstr(pw.pw_dir) })
-}
-
-fn unsafe_zeroed<T>() -> T {
-    // SAFETY: only used for the plain C struct passwd, valid when zeroed.
-    unsafe { std::mem::zeroed() }
-}
-
-fn unknown_user(user: &str) -> QgaError {
-    QgaError::generic(format!("User '{user}' does not exist"))
-}
-
-fn supplementary_groups(pw: &Passwd) -> Vec<libc::gid_t> {
-    let Ok(name) = CString::new(pw.name.as_str()) else { return vec![pw.gid] };
-    let mut n: libc::c_int = 64;
-    loop {
-        let mut groups = vec![0 as libc::gid_t; n as usize];
-        let mut count = n;
-        // SAFETY: getgrouplist writes at most `count` entries into `groups`.
-        let rc = unsafe { libc::getgrouplist(name.as_ptr(), pw.gid, groups.as_mut_ptr(), &mut count) };
-        if rc >= 0 {
-            groups.truncate(count.max(0) as usize);
-            return groups;
-        }
-        if count <= n || n > 65536 {
-            return vec![pw.gid];
-        }
-        n = count;
+    match (sys::user::lookup(user), user.parse::<u32>()) {
+        (Ok(Some(pw)), _) => Ok(pw),
+        (_, Ok(uid)) => Ok(Passwd { uid, gid: uid, name: user.to_string(), home: "/".to_string() }),
+        _ => Err(QgaError::generic(format!("User '{user}' does not exist"))),
     }
 }
 
@@ -177,7 +119,7 @@ pub fn exec(ctx: &mut Ctx<'_>, mut a: Args) -> Result<Outcome, QgaError> {
                 vars.push(format!("LOGNAME={}", pw.name));
                 env = Some(vars);
             }
-            Some(Credentials { uid: pw.uid, gid: pw.gid, groups: supplementary_groups(&pw) })
+            Some(Credentials { uid: pw.uid, gid: pw.gid, groups: sys::user::supplementary_groups(&pw.name, pw.gid) })
         }
     };
     let (stdout, stderr) = match capture {

@@ -19,11 +19,16 @@
 use std::cell::RefCell;
 use std::ffi::CString;
 use std::io::Write;
+use std::os::fd::{AsFd, AsRawFd};
 
+use super::reply::obj;
 use super::Outcome;
 use super::Ctx;
-use crate::json::{Object, Value};
+use crate::json::Value;
 use crate::protocol::{qbase64_decode, Args, QgaError};
+use crate::sys::fs::{self, oflag};
+use crate::sys::stdio::{Stream, Whence as Origin};
+use crate::sys::{fd, Errno};
 
 /// Most handles open at the same time (see the module documentation).
 pub const MAX_OPEN_HANDLES: usize = 1024;
@@ -43,7 +48,7 @@ enum RwState {
 
 struct Handle {
     id: i64,
-    fh: *mut libc::FILE,
+    fh: Stream,
     state: RwState,
 }
 
@@ -58,10 +63,6 @@ thread_local! {
     static FILES: RefCell<Files> = RefCell::new(Files::default());
 }
 
-fn errno() -> i32 {
-    std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO)
-}
-
 /// A C string as QEMU sees a JSON string: an embedded NUL (`\u0000`) is
 /// the modified-UTF-8 pair C0 80.
 pub(crate) fn c_string(s: &str) -> CString {
@@ -73,12 +74,13 @@ pub(crate) fn c_string(s: &str) -> CString {
             bytes.push(b);
         }
     }
-    CString::new(bytes).expect("no NUL left")
+    // No NUL is left, so this never falls back.
+    CString::new(bytes).unwrap_or_default()
 }
 
 /// The fopen() mode table of `guest_file_open_modes[]`.
-fn open_flags(mode: &str) -> Option<libc::c_int> {
-    use libc::{O_APPEND, O_CREAT, O_RDONLY, O_RDWR, O_TRUNC, O_WRONLY};
+fn open_flags(mode: &str) -> Option<i32> {
+    use oflag::{O_APPEND, O_CREAT, O_RDONLY, O_RDWR, O_TRUNC, O_WRONLY};
     let base = match mode {
         "r" | "rb" => O_RDONLY,
         "w" | "wb" => O_WRONLY | O_CREAT | O_TRUNC,
@@ -88,48 +90,43 @@ fn open_flags(mode: &str) -> Option<libc::c_int> {
         "a+" | "ab+" | "a+b" => O_RDWR | O_CREAT | O_APPEND,
         _ => return None,
     };
-    Some(base | libc::O_NOCTTY | libc::O_NONBLOCK)
+    Some(base | oflag::O_NOCTTY | oflag::O_NONBLOCK)
 }
 
 /// `safe_open_or_create()`: new files get mode 0666 whatever the umask.
-fn safe_open_or_create(path: &str, mode: &str) -> Result<*mut libc::FILE, QgaError> {
-    let Some(mut oflag) = open_flags(mode) else {
+fn safe_open_or_create(path: &str, mode: &str) -> Result<Stream, QgaError> {
+    let Some(mut flags) = open_flags(mode) else {
         return Err(QgaError::generic(format!("invalid file open mode '{mode}'")));
     };
     let cpath = c_string(path);
-    let excl = if oflag & libc::O_CREAT != 0 { libc::O_EXCL } else { 0 };
-    // SAFETY: open() on a NUL-terminated path.
-    let mut fd = unsafe { libc::open(cpath.as_ptr(), oflag | excl | libc::O_CLOEXEC, 0) };
-    if fd == -1 && errno() == libc::EEXIST {
-        oflag &= !libc::O_CREAT;
-        // SAFETY: as above.
-        fd = unsafe { libc::open(cpath.as_ptr(), oflag | libc::O_CLOEXEC) };
-    }
-    if fd == -1 {
-        return Err(QgaError::with_errno(format!("failed to open file '{path}' (mode: '{mode}')"), errno()));
-    }
-    let created = oflag & libc::O_CREAT != 0;
-    // SAFETY: fchmod on the fd we just opened.
-    let err = if created && unsafe { libc::fchmod(fd, 0o666) } == -1 {
-        QgaError::with_errno(format!("failed to set permission 0666 on new file '{path}' (mode: '{mode}')"), errno())
-    } else {
-        let cmode = CString::new(mode).expect("validated mode");
-        // SAFETY: fdopen on our fd with a valid fopen mode.
-        let f = unsafe { libc::fdopen(fd, cmode.as_ptr()) };
-        if !f.is_null() {
-            return Ok(f);
+    let excl = if flags & oflag::O_CREAT != 0 { oflag::O_EXCL } else { 0 };
+    let opened = match fd::open(&cpath, flags | excl, 0) {
+        Err(Errno::EEXIST) => {
+            flags &= !oflag::O_CREAT;
+            fd::open(&cpath, flags, 0)
         }
-        QgaError::with_errno(
-            format!("failed to associate stdio stream with file descriptor {fd}, file '{path}' (mode: '{mode}')"),
-            errno(),
-        )
+        other => other,
     };
-    // SAFETY: closing (and removing) what this call opened (created).
-    unsafe {
-        libc::close(fd);
-        if created {
-            libc::unlink(cpath.as_ptr());
+    let file = opened.map_err(|e| QgaError::with_errno(format!("failed to open file '{path}' (mode: '{mode}')"), e))?;
+    let created = flags & oflag::O_CREAT != 0;
+    let raw = file.as_raw_fd();
+    let chmod = if created { fs::fchmod(file.as_fd(), 0o666) } else { Ok(()) };
+    let err = if let Err(e) = chmod {
+        drop(file);
+        QgaError::with_errno(format!("failed to set permission 0666 on new file '{path}' (mode: '{mode}')"), e)
+    } else {
+        let cmode = CString::new(mode).map_err(|_| QgaError::generic(format!("invalid file open mode '{mode}'")))?;
+        match Stream::fdopen(file, &cmode) {
+            Ok(f) => return Ok(f),
+            Err(e) => QgaError::with_errno(
+                format!("failed to associate stdio stream with file descriptor {raw}, file '{path}' (mode: '{mode}')"),
+                e,
+            ),
         }
+    };
+    // Remove what this call created (the descriptor is closed by now).
+    if created {
+        let _ = fs::unlink(&cpath);
     }
     Err(err)
 }
@@ -200,14 +197,6 @@ fn with_handle<T>(id: i64, f: impl FnOnce(&mut Handle) -> Result<T, QgaError>) -
     })
 }
 
-fn object(members: Vec<(&str, Value)>) -> Value {
-    let mut o = Object::with_capacity(members.len());
-    for (k, v) in members {
-        o.push(k, v);
-    }
-    Value::Object(o)
-}
-
 pub fn open(ctx: &mut Ctx<'_>, mut a: Args) -> Result<Outcome, QgaError> {
     let path = a.req_str("path")?;
     let mode = a.opt_str("mode")?.unwrap_or_else(|| "r".to_string());
@@ -215,36 +204,19 @@ pub fn open(ctx: &mut Ctx<'_>, mut a: Args) -> Result<Outcome, QgaError> {
     crate::log::info(&format!("guest-file-open called, filepath: {path}, mode: {mode}"));
     let open_count = FILES.with(|f| f.borrow().handles.len());
     if open_count >= MAX_OPEN_HANDLES && open_flags(&mode).is_some() {
-        return Err(QgaError::with_errno(format!("failed to open file '{path}' (mode: '{mode}')"), libc::EMFILE));
+        return Err(QgaError::with_errno(format!("failed to open file '{path}' (mode: '{mode}')"), Errno::EMFILE));
     }
     let fh = safe_open_or_create(&path, &mode)?;
-    // SAFETY: fh is a valid stream; fileno/fcntl only adjust its fd.
-    unsafe {
-        let fd = libc::fileno(fh);
-        let fl = libc::fcntl(fd, libc::F_GETFL);
-        if fl == -1 || libc::fcntl(fd, libc::F_SETFL, fl | libc::O_NONBLOCK) == -1 {
-            let e = errno();
-            libc::fclose(fh);
-            return Err(QgaError::with_errno("Failed to set FD nonblocking", e));
-        }
-    }
+    // On failure the stream is closed when `fh` drops.
+    fd::set_nonblocking(fh.fd()).map_err(|e| QgaError::with_errno("Failed to set FD nonblocking", e))?;
     let handle = FILES.with(|files| {
         let mut files = files.borrow_mut();
         let h = next_handle(ctx, &mut files)?;
         files.handles.push(Handle { id: h, fh, state: RwState::New });
         Ok(h)
-    });
-    match handle {
-        Ok(h) => {
-            crate::log::info(&format!("guest-file-open, handle: {h}"));
-            Ok(Outcome::Return(Value::Int(h)))
-        }
-        Err(e) => {
-            // SAFETY: the stream was never registered.
-            unsafe { libc::fclose(fh) };
-            Err(e)
-        }
-    }
+    })?;
+    crate::log::info(&format!("guest-file-open, handle: {handle}"));
+    Ok(Outcome::Return(Value::Int(handle)))
 }
 
 pub fn close(_: &mut Ctx<'_>, mut a: Args) -> Result<Outcome, QgaError> {
@@ -258,10 +230,7 @@ pub fn close(_: &mut Ctx<'_>, mut a: Args) -> Result<Outcome, QgaError> {
     })?;
     // fclose() frees the stream even when it fails, so the handle goes
     // either way (qemu-ga keeps a dangling entry on failure: not copied).
-    // SAFETY: the stream is ours and no longer reachable.
-    if unsafe { libc::fclose(h.fh) } == libc::EOF {
-        return Err(QgaError::with_errno("failed to close handle", errno()));
-    }
+    h.fh.close().map_err(|e| QgaError::with_errno("failed to close handle", e))?;
     Ok(Outcome::Return(Value::empty_object()))
 }
 
@@ -275,35 +244,26 @@ pub fn read(_: &mut Ctx<'_>, mut a: Args) -> Result<Outcome, QgaError> {
             Some(c) if (0..=READ_COUNT_MAX).contains(&c) => c,
             Some(c) => return Err(QgaError::generic(format!("value '{c}' is invalid for argument count"))),
         };
-        let fh = h.fh;
-        // SAFETY (whole block): fh is a live stream owned by this table;
-        // buf has room for `count` bytes.
-        unsafe {
-            if h.state == RwState::Writing {
-                if libc::fflush(fh) == libc::EOF {
-                    return Err(QgaError::with_errno("failed to flush file", errno()));
-                }
-                h.state = RwState::New;
-            }
-            let mut buf = vec![0u8; count as usize];
-            let n = libc::fread(buf.as_mut_ptr().cast(), 1, buf.len(), fh);
-            let result = if libc::ferror(fh) != 0 {
-                let e = errno();
+        if h.state == RwState::Writing {
+            h.fh.flush().map_err(|e| QgaError::with_errno("failed to flush file", e))?;
+            h.state = RwState::New;
+        }
+        let mut buf = vec![0u8; count as usize];
+        match h.fh.read(&mut buf) {
+            Err(e) => {
                 crate::log::info(&format!("guest-file-read failed, handle: {id}"));
                 Err(QgaError::with_errno("failed to read file", e))
-            } else {
+            }
+            Ok((n, eof)) => {
                 buf.truncate(n);
-                let eof = libc::feof(fh) != 0;
                 h.state = RwState::Reading;
                 let data = if n == 0 { Value::str("") } else { Value::Base64(buf) };
-                Ok(Outcome::Return(object(vec![
+                Ok(Outcome::Return(obj(vec![
                     ("count", Value::Int(n as i64)),
                     ("buf-b64", data),
                     ("eof", Value::Bool(eof)),
                 ])))
-            };
-            libc::clearerr(fh);
-            result
+            }
         }
     })
 }
@@ -314,37 +274,29 @@ pub fn write(_: &mut Ctx<'_>, mut a: Args) -> Result<Outcome, QgaError> {
     let count = a.opt_int("count")?;
     a.finish()?;
     with_handle(id, |h| {
-        let fh = h.fh;
-        // SAFETY (whole block): fh is a live stream owned by this table.
-        unsafe {
-            if h.state == RwState::Reading {
-                if libc::fseek(fh, 0, libc::SEEK_CUR) == -1 {
-                    return Err(QgaError::with_errno("failed to seek file", errno()));
-                }
-                h.state = RwState::New;
-            }
-            let buf = qbase64_decode(&b64)?;
-            let count = match count {
-                None => buf.len() as i64,
-                Some(c) if c >= 0 && c <= buf.len() as i64 => c,
-                Some(c) => return Err(QgaError::generic(format!("value '{c}' is invalid for argument count"))),
-            };
-            let n = libc::fwrite(buf.as_ptr().cast(), 1, count as usize, fh);
-            let result = if libc::ferror(fh) != 0 {
-                let e = errno();
+        if h.state == RwState::Reading {
+            h.fh.seek_cur0().map_err(|e| QgaError::with_errno("failed to seek file", e))?;
+            h.state = RwState::New;
+        }
+        let buf = qbase64_decode(&b64)?;
+        let count = match count {
+            None => buf.len() as i64,
+            Some(c) if c >= 0 && c <= buf.len() as i64 => c,
+            Some(c) => return Err(QgaError::generic(format!("value '{c}' is invalid for argument count"))),
+        };
+        match h.fh.write(&buf[..count as usize]) {
+            Err(e) => {
                 crate::log::info(&format!("guest-file-write failed, handle: {id}"));
                 Err(QgaError::with_errno("failed to write to file", e))
-            } else {
-                let eof = libc::feof(fh) != 0;
+            }
+            Ok((n, eof)) => {
                 h.state = RwState::Writing;
                 // fwrite's count goes through a C int in qemu-ga.
-                Ok(Outcome::Return(object(vec![
+                Ok(Outcome::Return(obj(vec![
                     ("count", Value::Int(n as i32 as i64)),
                     ("eof", Value::Bool(eof)),
                 ])))
-            };
-            libc::clearerr(fh);
-            result
+            }
         }
     })
 }
@@ -378,32 +330,23 @@ pub fn seek(_: &mut Ctx<'_>, mut a: Args) -> Result<Outcome, QgaError> {
     with_handle(id, |h| {
         let Whence::Code(code) = whence;
         let whence = match code {
-            0 => libc::SEEK_SET,
-            1 => libc::SEEK_CUR,
-            2 => libc::SEEK_END,
+            0 => Origin::Set,
+            1 => Origin::Cur,
+            2 => Origin::End,
             n => return Err(QgaError::generic(format!("invalid whence code {n}"))),
         };
-        let fh = h.fh;
-        // SAFETY (whole block): fh is a live stream owned by this table.
-        unsafe {
-            let result = if libc::fseeko(fh, offset as libc::off_t, whence) == -1 {
-                let e = errno();
-                if e == libc::ESPIPE {
+        match h.fh.seek(offset, whence) {
+            Err(e) => {
+                if e == Errno::ESPIPE {
                     // Not seekable: stdio does not buffer it anyway.
                     h.state = RwState::New;
                 }
                 Err(QgaError::with_errno("failed to seek file", e))
-            } else {
-                let pos = libc::ftello(fh);
-                let eof = libc::feof(fh) != 0;
+            }
+            Ok((pos, eof)) => {
                 h.state = RwState::New;
-                Ok(Outcome::Return(object(vec![
-                    ("position", Value::Int(pos)),
-                    ("eof", Value::Bool(eof)),
-                ])))
-            };
-            libc::clearerr(fh);
-            result
+                Ok(Outcome::Return(obj(vec![("position", Value::Int(pos)), ("eof", Value::Bool(eof))])))
+            }
         }
     })
 }
@@ -412,10 +355,7 @@ pub fn flush(_: &mut Ctx<'_>, mut a: Args) -> Result<Outcome, QgaError> {
     let id = a.req_int("handle")?;
     a.finish()?;
     with_handle(id, |h| {
-        // SAFETY: fh is a live stream owned by this table.
-        if unsafe { libc::fflush(h.fh) } == libc::EOF {
-            return Err(QgaError::with_errno("failed to flush file", errno()));
-        }
+        h.fh.flush().map_err(|e| QgaError::with_errno("failed to flush file", e))?;
         h.state = RwState::New;
         Ok(Outcome::Return(Value::empty_object()))
     })

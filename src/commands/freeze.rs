@@ -9,24 +9,16 @@
 //! every local file system until it fails, leaves the frozen state and
 //! runs the hook with `thaw`.
 
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 
-use super::files::c_string;
-use super::host::{fs_mount_list, FsMount};
+use super::mounts::{fs_mount_list, FsMount};
 use super::{helper, Ctx, Outcome};
 use crate::json::Value;
 use crate::log;
 use crate::protocol::{Args, QgaError};
+use crate::sys::{fd, fs, Errno};
 
 type R = Result<Outcome, QgaError>;
-
-/// FIFREEZE = _IOWR('X', 119, int), FITHAW = _IOWR('X', 120, int).
-const FIFREEZE: libc::c_ulong = 0xC004_5877;
-const FITHAW: libc::c_ulong = 0xC004_5878;
-
-fn errno() -> i32 {
-    std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO)
-}
 
 /// `<statedir>/qga.state.isfrozen`.
 pub fn marker_path(statedir: &str) -> String {
@@ -46,14 +38,8 @@ fn set_frozen(ctx: &mut Ctx<'_>) {
     log::set_enabled(false);
     ctx.guest.frozen = true;
     let path = marker_path(&statedir(ctx));
-    let c = c_string(&path);
-    // SAFETY: create (or open) the marker file and close it again.
-    let fd = unsafe { libc::open(c.as_ptr(), libc::O_CREAT | libc::O_WRONLY | libc::O_CLOEXEC, 0o600) };
-    if fd < 0 {
+    if fd::open_path(&path, libc::O_CREAT | libc::O_WRONLY, 0o600).is_err() {
         log::warning(&format!("unable to create {path}, fsfreeze may not function properly"));
-    } else {
-        // SAFETY: fd was just opened.
-        unsafe { libc::close(fd) };
     }
 }
 
@@ -72,16 +58,8 @@ fn unset_frozen(ctx: &mut Ctx<'_>) {
     }
 }
 
-fn open_dir(path: &str) -> Result<OwnedFd, i32> {
-    let c = c_string(path);
-    // SAFETY: open read-only; owned right away.
-    let fd = unsafe { libc::open(c.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
-    if fd < 0 {
-        Err(errno())
-    } else {
-        // SAFETY: fd was just opened.
-        Ok(unsafe { OwnedFd::from_raw_fd(fd) })
-    }
+fn open_dir(path: &str) -> Result<OwnedFd, Errno> {
+    fd::open_path(path, libc::O_RDONLY, 0)
 }
 
 /// `qmp_guest_fsfreeze_do_freeze_list()`: the number of file systems
@@ -93,15 +71,11 @@ fn do_freeze(mounts: &[FsMount], only: Option<&[String]>) -> Result<i64, QgaErro
             continue;
         }
         let fd = open_dir(&m.dirname).map_err(|e| QgaError::with_errno(format!("failed to open {}", m.dirname), e))?;
-        // SAFETY: FIFREEZE on a directory of the file system.
-        if unsafe { libc::ioctl(fd.as_raw_fd(), FIFREEZE, 0) } == -1 {
-            let e = errno();
+        match fs::freeze(fd.as_fd()) {
+            Ok(()) => n += 1,
             // Not freezable, or already frozen through another mount.
-            if e != libc::EOPNOTSUPP && e != libc::EBUSY {
-                return Err(QgaError::with_errno(format!("failed to freeze {}", m.dirname), e));
-            }
-        } else {
-            n += 1;
+            Err(Errno(libc::EOPNOTSUPP | libc::EBUSY)) => {}
+            Err(e) => return Err(QgaError::with_errno(format!("failed to freeze {}", m.dirname), e)),
         }
     }
     Ok(n)
@@ -115,11 +89,10 @@ fn do_thaw() -> Result<i64, QgaError> {
     for m in &mounts {
         let Ok(fd) = open_dir(&m.dirname) else { continue };
         let mut thawed = false;
-        // SAFETY: FITHAW on a directory of the file system.
-        while unsafe { libc::ioctl(fd.as_raw_fd(), FITHAW, 0) } == 0 {
+        while fs::thaw(fd.as_fd()).is_ok() {
             thawed = true;
         }
-        n += thawed as i64;
+        n += i64::from(thawed);
     }
     Ok(n)
 }

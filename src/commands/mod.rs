@@ -7,16 +7,21 @@
 //! of what they start), nothing of the channel or the loop.
 
 mod accounts;
+mod cpu_mem;
 mod ctx;
 mod exec;
 mod files;
 mod freeze;
+mod fsinfo;
 mod helper;
-mod host;
+mod hostinfo;
 mod info;
+mod mounts;
+mod network;
 mod power;
+mod reply;
 mod scan;
-mod system;
+mod time;
 
 use crate::json::Value;
 use crate::protocol::{Args, QgaError};
@@ -103,8 +108,8 @@ pub static COMMANDS: &[CommandSpec] = &[
     frozen_ok("guest-sync-delimited", info::sync_delimited),
     frozen_ok("guest-sync", info::sync),
     frozen_ok("guest-ping", info::ping),
-    cmd("guest-get-time", system::get_time),
-    cmd("guest-set-time", system::set_time),
+    cmd("guest-get-time", time::get_time),
+    cmd("guest-set-time", time::set_time),
     frozen_ok("guest-info", info::info),
     silent("guest-shutdown", power::shutdown),
     cmd("guest-file-open", files::open),
@@ -117,31 +122,31 @@ pub static COMMANDS: &[CommandSpec] = &[
     cmd("guest-fsfreeze-freeze", freeze::freeze),
     cmd("guest-fsfreeze-freeze-list", freeze::freeze_list),
     frozen_ok("guest-fsfreeze-thaw", freeze::thaw),
-    cmd("guest-fstrim", host::fstrim),
+    cmd("guest-fstrim", fsinfo::fstrim),
     silent("guest-suspend-disk", power::suspend_disk),
     silent("guest-suspend-ram", power::suspend_ram),
     silent("guest-suspend-hybrid", power::suspend_hybrid),
-    cmd("guest-network-get-interfaces", host::network_get_interfaces),
-    cmd("guest-get-vcpus", system::get_vcpus),
-    cmd("guest-set-vcpus", system::set_vcpus),
-    cmd("guest-get-fsinfo", host::get_fsinfo),
+    cmd("guest-network-get-interfaces", network::network_get_interfaces),
+    cmd("guest-get-vcpus", cpu_mem::get_vcpus),
+    cmd("guest-set-vcpus", cpu_mem::set_vcpus),
+    cmd("guest-get-fsinfo", fsinfo::get_fsinfo),
     cmd("guest-set-user-password", accounts::set_user_password),
-    cmd("guest-get-memory-blocks", system::get_memory_blocks),
-    cmd("guest-set-memory-blocks", system::set_memory_blocks),
-    cmd("guest-get-memory-block-info", system::get_memory_block_info),
+    cmd("guest-get-memory-blocks", cpu_mem::get_memory_blocks),
+    cmd("guest-set-memory-blocks", cpu_mem::set_memory_blocks),
+    cmd("guest-get-memory-block-info", cpu_mem::get_memory_block_info),
     cmd("guest-exec-status", exec::status),
     cmd("guest-exec", exec::exec),
-    cmd("guest-get-host-name", system::get_host_name),
-    cmd("guest-get-users", system::get_users),
-    cmd("guest-get-timezone", system::get_timezone),
-    cmd("guest-get-osinfo", system::get_osinfo),
+    cmd("guest-get-host-name", hostinfo::get_host_name),
+    cmd("guest-get-users", hostinfo::get_users),
+    cmd("guest-get-timezone", time::get_timezone),
+    cmd("guest-get-osinfo", hostinfo::get_osinfo),
     cmd("guest-ssh-get-authorized-keys", accounts::ssh_get),
     cmd("guest-ssh-add-authorized-keys", accounts::ssh_add),
     cmd("guest-ssh-remove-authorized-keys", accounts::ssh_remove),
-    cmd("guest-get-diskstats", system::get_diskstats),
-    cmd("guest-get-cpustats", system::get_cpustats),
-    cmd("guest-get-load", system::get_load),
-    cmd("guest-network-get-route", host::network_get_route),
+    cmd("guest-get-diskstats", cpu_mem::get_diskstats),
+    cmd("guest-get-cpustats", cpu_mem::get_cpustats),
+    cmd("guest-get-load", hostinfo::get_load),
+    cmd("guest-network-get-route", network::network_get_route),
     cmd("guest-exec-terminate", exec::terminate),
     cmd("guest-exec-input", exec::input),
 ];

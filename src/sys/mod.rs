@@ -10,12 +10,22 @@
 #![deny(clippy::undocumented_unsafe_blocks)]
 
 mod errno_text;
+mod errnos;
 pub mod fd;
+pub mod fs;
+pub mod host;
+pub mod io;
 pub mod mount;
+pub mod net;
 pub mod power;
 pub mod process;
 pub mod signal;
+pub mod socket;
 pub mod spawn;
+pub mod stdio;
+pub mod termios;
+pub mod time;
+pub mod user;
 
 use std::fmt;
 
@@ -63,14 +73,6 @@ impl crate::protocol::OsError for Errno {
     }
 }
 
-/// Transitional: raw errno numbers still passed by code not yet moved
-/// onto this layer. Removed once every caller passes an [`Errno`].
-impl crate::protocol::OsError for i32 {
-    fn text(&self) -> String {
-        Errno(*self).to_string()
-    }
-}
-
 impl From<Errno> for std::io::Error {
     fn from(e: Errno) -> Self {
         std::io::Error::from_raw_os_error(e.0)
@@ -110,11 +112,6 @@ pub fn cvt_r<T: MinusOne>(mut f: impl FnMut() -> T) -> Result<T, Errno> {
             other => return other,
         }
     }
-}
-
-/// glibc's English `strerror()` text for an errno value.
-pub fn strerror(errno: i32) -> String {
-    Errno(errno).to_string()
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@
 
 use std::fmt;
 use std::io::{ErrorKind, Read};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -15,6 +15,7 @@ use serde_json::{json, Value};
 
 use crate::fail::{Failure, Result};
 use crate::signals;
+use crate::sys::{self, PollFd, POLLIN, POLLOUT};
 
 /// Where the agent is.
 #[derive(Debug, Clone)]
@@ -78,10 +79,6 @@ pub struct Session {
 
 const READ_CHUNK: usize = 1 << 20;
 
-fn errno() -> i32 {
-    std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO)
-}
-
 fn strerror(e: i32) -> String {
     std::io::Error::from_raw_os_error(e)
         .to_string()
@@ -91,13 +88,13 @@ fn strerror(e: i32) -> String {
         .to_string()
 }
 
-fn ms_until(t: Instant) -> libc::c_int {
+fn ms_until(t: Instant) -> i32 {
     let now = Instant::now();
     if t <= now {
         0
     } else {
         // Round up so that we do not spin just before the deadline.
-        (t.duration_since(now).as_micros().div_ceil(1000)).min(i32::MAX as u128) as libc::c_int
+        (t.duration_since(now).as_micros().div_ceil(1000)).min(i32::MAX as u128) as i32
     }
 }
 
@@ -132,106 +129,53 @@ pub fn random_hex(bytes: usize) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
-fn set_nonblocking(fd: RawFd) {
-    // SAFETY: fcntl on a descriptor we own.
-    unsafe {
-        let fl = libc::fcntl(fd, libc::F_GETFL);
-        libc::fcntl(fd, libc::F_SETFL, fl | libc::O_NONBLOCK);
-    }
-}
-
-fn wait_fd(fd: RawFd, events: libc::c_short, deadline: Instant) -> bool {
+fn wait_fd(fd: RawFd, events: sys::Events, deadline: Instant) -> bool {
     loop {
-        let mut p = libc::pollfd { fd, events, revents: 0 };
-        // SAFETY: poll on one valid pollfd.
-        let r = unsafe { libc::poll(&mut p, 1, ms_until(deadline)) };
-        if r > 0 {
-            return true;
-        }
-        if r == 0 || (r < 0 && errno() != libc::EINTR) {
-            return Instant::now() < deadline && r < 0;
+        match sys::poll(&mut [PollFd::new(fd, events)], ms_until(deadline)) {
+            Ok(r) if r > 0 => return true,
+            Ok(_) => return false,
+            Err(sys::EINTR) => continue,
+            Err(_) => return Instant::now() < deadline,
         }
     }
 }
 
 /// Whether `fd` is readable right now (non-blocking poll).
 fn readable(fd: RawFd) -> bool {
-    let mut p = libc::pollfd {
-        fd,
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    // SAFETY: non-blocking poll on one pollfd.
-    unsafe { libc::poll(&mut p, 1, 0) > 0 }
+    sys::poll(&mut [PollFd::new(fd, POLLIN)], 0).is_ok_and(|r| r > 0)
 }
 
 fn connect_unix(path: &PathBuf) -> std::result::Result<OwnedFd, String> {
     match UnixStream::connect(path) {
         Ok(s) => {
             let fd: OwnedFd = s.into();
-            set_nonblocking(fd.as_raw_fd());
+            sys::set_nonblocking(fd.as_fd());
             Ok(fd)
         }
         Err(e) => Err(match e.kind() {
             ErrorKind::NotFound => "no such socket".to_string(),
             ErrorKind::ConnectionRefused => "connection refused (nobody is listening on the socket)".to_string(),
-            _ => strerror(e.raw_os_error().unwrap_or(libc::EIO)),
+            _ => strerror(e.raw_os_error().unwrap_or(sys::EIO)),
         }),
     }
 }
 
 fn connect_vsock(cid: u32, port: u32, deadline: Instant) -> std::result::Result<OwnedFd, String> {
-    // SAFETY: socket(2); the fd is owned right away.
-    let raw = unsafe {
-        libc::socket(
-            libc::AF_VSOCK,
-            libc::SOCK_STREAM | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK,
-            0,
-        )
-    };
-    if raw < 0 {
-        let e = errno();
-        return Err(if e == libc::EAFNOSUPPORT {
+    let fd = sys::vsock_socket().map_err(|e| {
+        if sys::is_no_vsock(e) {
             "vsock is not available on this host (load the vhost_vsock / vsock_loopback module)".to_string()
         } else {
             strerror(e)
-        });
-    }
-    // SAFETY: raw is a fresh descriptor nobody else owns.
-    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-    // SAFETY: a zeroed sockaddr_vm is valid; the fields are set below.
-    let mut addr: libc::sockaddr_vm = unsafe { std::mem::zeroed() };
-    addr.svm_family = libc::AF_VSOCK as libc::sa_family_t;
-    addr.svm_cid = cid;
-    addr.svm_port = port;
-    // SAFETY: connect with a valid address of the stated size.
-    let r = unsafe {
-        libc::connect(
-            raw,
-            (&addr as *const libc::sockaddr_vm).cast(),
-            std::mem::size_of::<libc::sockaddr_vm>() as libc::socklen_t,
-        )
-    };
-    if r != 0 {
-        let e = errno();
-        if e != libc::EINPROGRESS && e != libc::EINTR {
+        }
+    })?;
+    if let Err(e) = sys::connect_vsock(fd.as_fd(), cid, port) {
+        if !sys::is_in_progress(e) {
             return Err(strerror(e));
         }
-        if !wait_fd(raw, libc::POLLOUT, deadline) {
+        if !wait_fd(fd.as_raw_fd(), POLLOUT, deadline) {
             return Err("connection timed out".to_string());
         }
-        let mut err: libc::c_int = 0;
-        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-        // SAFETY: SO_ERROR into a c_int of the stated size.
-        unsafe {
-            libc::getsockopt(
-                raw,
-                libc::SOL_SOCKET,
-                libc::SO_ERROR,
-                (&mut err as *mut libc::c_int).cast(),
-                &mut len,
-            )
-        };
+        let err = sys::socket_error(fd.as_fd());
         if err != 0 {
             return Err(strerror(err));
         }
@@ -387,24 +331,22 @@ impl Session {
     pub fn write_all(&mut self, mut data: &[u8], mut deadline: Instant) -> Result<()> {
         let fd = self.fd.as_raw_fd();
         while !data.is_empty() {
-            // SAFETY: write from a live slice; MSG_NOSIGNAL via send for sockets.
-            let n = unsafe { libc::send(fd, data.as_ptr().cast(), data.len(), libc::MSG_NOSIGNAL) };
-            if n > 0 {
-                data = &data[n as usize..];
-                deadline = deadline.max(Instant::now() + self.reply_timeout);
-                continue;
-            }
-            match errno() {
-                libc::EINTR => continue,
-                libc::EAGAIN => {
-                    let mut p = libc::pollfd {
-                        fd,
-                        events: libc::POLLOUT | libc::POLLIN,
-                        revents: 0,
-                    };
-                    // SAFETY: poll on one valid pollfd.
-                    let r = unsafe { libc::poll(&mut p, 1, ms_until(deadline)) };
-                    if r > 0 && p.revents & libc::POLLIN != 0 {
+            // MSG_NOSIGNAL via send for sockets.
+            let err = match sys::send(self.fd.as_fd(), data) {
+                Ok(n) if n > 0 => {
+                    data = &data[n..];
+                    deadline = deadline.max(Instant::now() + self.reply_timeout);
+                    continue;
+                }
+                Ok(_) => sys::errno(),
+                Err(e) => e,
+            };
+            match err {
+                sys::EINTR => continue,
+                sys::EAGAIN => {
+                    let mut p = [PollFd::new(fd, POLLOUT | POLLIN)];
+                    let r = sys::poll(&mut p, ms_until(deadline)).map_or(-1, |n| n as i64);
+                    if r > 0 && p[0].revents() & POLLIN != 0 {
                         match self.read_more() {
                             Ok(n) if n > 0 => deadline = deadline.max(Instant::now() + self.reply_timeout),
                             Ok(_) => {}
@@ -419,7 +361,7 @@ impl Session {
                         )));
                     }
                 }
-                libc::EPIPE | libc::ECONNRESET => {
+                sys::EPIPE | sys::ECONNRESET => {
                     return Err(Failure::Connection(format!(
                         "{}: connection closed by the agent",
                         self.target
@@ -468,35 +410,21 @@ impl Session {
                 return Err(FillError::Timeout);
             }
             let until = wake.map_or(*deadline, |w| w.min(*deadline));
+            // A negative fd is ignored by poll.
             let mut fds = [
-                libc::pollfd {
-                    fd,
-                    events: libc::POLLIN,
-                    revents: 0,
-                },
-                libc::pollfd {
-                    fd: sig.unwrap_or(-1),
-                    events: libc::POLLIN,
-                    revents: 0,
-                },
-                libc::pollfd {
-                    fd: watch.unwrap_or(-1),
-                    events: libc::POLLIN,
-                    revents: 0,
-                },
+                PollFd::new(fd, POLLIN),
+                PollFd::new(sig.unwrap_or(-1), POLLIN),
+                PollFd::new(watch.unwrap_or(-1), POLLIN),
             ];
-            // SAFETY: poll on three pollfds (a negative fd is ignored).
-            let r = unsafe { libc::poll(fds.as_mut_ptr(), 3, ms_until(until)) };
-            if r < 0 {
-                if errno() == libc::EINTR {
-                    continue;
-                }
-                return Err(FillError::Other(format!("poll failed: {}", strerror(errno()))));
+            match sys::poll(&mut fds, ms_until(until)) {
+                Err(sys::EINTR) => continue,
+                Err(e) => return Err(FillError::Other(format!("poll failed: {}", strerror(e)))),
+                Ok(_) => {}
             }
-            if fds[1].revents != 0 || fds[2].revents != 0 {
+            if fds[1].revents() != 0 || fds[2].revents() != 0 {
                 return Ok(false);
             }
-            if fds[0].revents == 0 {
+            if fds[0].revents() == 0 {
                 continue;
             }
             match self.read_more()? {
@@ -512,7 +440,6 @@ impl Session {
     /// One non-blocking read into the buffer: the byte count (0: nothing
     /// there right now).
     fn read_more(&mut self) -> std::result::Result<usize, FillError> {
-        let fd = self.fd.as_raw_fd();
         // Compact, then read into spare capacity.
         if self.pos > 0 && (self.pos == self.buf.len() || self.pos > (1 << 20)) {
             self.buf.drain(..self.pos);
@@ -521,23 +448,13 @@ impl Session {
         }
         self.buf.reserve(READ_CHUNK);
         loop {
-            let len = self.buf.len();
-            let room = self.buf.capacity() - len;
-            // SAFETY: read into the reserved spare capacity of the Vec.
-            let n = unsafe { libc::read(fd, self.buf.as_mut_ptr().add(len).cast(), room) };
-            if n > 0 {
-                // SAFETY: the kernel initialised n bytes past len.
-                unsafe { self.buf.set_len(len + n as usize) };
-                return Ok(n as usize);
-            }
-            if n == 0 {
-                return Err(FillError::Closed);
-            }
-            match errno() {
-                libc::EINTR => continue,
-                libc::EAGAIN => return Ok(0),
-                libc::ECONNRESET => return Err(FillError::Closed),
-                e => return Err(FillError::Other(format!("read failed: {}", strerror(e)))),
+            match sys::read_spare(self.fd.as_fd(), &mut self.buf) {
+                Ok(0) => return Err(FillError::Closed),
+                Ok(n) => return Ok(n),
+                Err(sys::EINTR) => continue,
+                Err(sys::EAGAIN) => return Ok(0),
+                Err(sys::ECONNRESET) => return Err(FillError::Closed),
+                Err(e) => return Err(FillError::Other(format!("read failed: {}", strerror(e)))),
             }
         }
     }

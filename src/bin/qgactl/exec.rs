@@ -274,7 +274,7 @@ impl Terminator {
         self.kill_at = None;
         self.forwarded = self.forwarded.max(2);
         self.give_up_at = Some(Instant::now() + KILL_GRACE);
-        Act::Send(libc::SIGKILL)
+        Act::Send(crate::sys::SIGKILL)
     }
 
     /// Escalation timers.
@@ -298,7 +298,7 @@ impl Terminator {
     }
 
     fn terminate_args(&self, sig: i32) -> Value {
-        if sig == libc::SIGKILL {
+        if sig == crate::sys::SIGKILL {
             json!({"pid": self.pid})
         } else {
             json!({"pid": self.pid, "signal": sig})
@@ -651,7 +651,7 @@ fn stream_loop(sess: &mut Session, term: &mut Terminator, mut feeder: Option<Fee
                     match parse_reply(&line)? {
                         Reply::Return(v) => {
                             if !sink.write_status(&v) {
-                                acts.push(term.on_signal(libc::SIGPIPE));
+                                acts.push(term.on_signal(crate::sys::SIGPIPE));
                             }
                             if v.get("exited").and_then(Value::as_bool) == Some(true) {
                                 let mut fin = Final::from_status(&v);
@@ -769,7 +769,7 @@ fn poll_loop(sess: &mut Session, a: &ExecArgs, caps: &Caps, term: &mut Terminato
         acts.extend(term.due());
         if client_deadline.is_some_and(|t| !timed_out && Instant::now() >= t) {
             timed_out = true;
-            acts.push(term.on_signal(libc::SIGTERM));
+            acts.push(term.on_signal(crate::sys::SIGTERM));
         }
         for act in acts {
             match act {

@@ -5,10 +5,11 @@
 
 use std::collections::VecDeque;
 use std::io::{ErrorKind, Read};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::sync::{Arc, Condvar, Mutex};
 
 use crate::files::strip_os_error;
+use crate::sys;
 
 /// Bytes read ahead of what the agent has taken; the reader waits above it.
 const READ_AHEAD: usize = 4 << 20;
@@ -44,27 +45,10 @@ pub struct Pump {
     wake_r: OwnedFd,
 }
 
-fn pipe() -> Option<(OwnedFd, OwnedFd)> {
-    let mut fds = [0 as libc::c_int; 2];
-    // SAFETY: pipe2 fills two fds, owned right away.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK | libc::O_CLOEXEC) } != 0 {
-        return None;
-    }
-    // SAFETY: fresh descriptors nobody else owns.
-    Some(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
-}
-
-fn poke(fd: RawFd) {
-    let b = 1u8;
-    // SAFETY: write of one byte from a local; a full pipe (EAGAIN) means
-    // a wake-up is pending anyway.
-    unsafe { libc::write(fd, (&b as *const u8).cast(), 1) };
-}
-
 impl Pump {
     /// Starts reading `source` in a thread.
     pub fn start(mut source: Box<dyn Read + Send>) -> std::io::Result<Pump> {
-        let (wake_r, wake_w) = pipe().ok_or_else(std::io::Error::last_os_error)?;
+        let (wake_r, wake_w) = sys::pipe_nonblocking().map_err(std::io::Error::from_raw_os_error)?;
         let shared = Arc::new((Mutex::new(Shared::default()), Condvar::new()));
         let sh = Arc::clone(&shared);
         std::thread::Builder::new()
@@ -109,7 +93,7 @@ impl Pump {
                         }
                     };
                     drop(s);
-                    poke(wake_w.as_raw_fd());
+                    sys::poke(wake_w.as_fd());
                     if end {
                         return;
                     }
@@ -128,8 +112,7 @@ impl Pump {
     /// news after this call.
     pub fn take(&self, max: usize) -> Take {
         let mut junk = [0u8; 64];
-        // SAFETY: non-blocking reads into a local buffer of its size.
-        while unsafe { libc::read(self.wake_r.as_raw_fd(), junk.as_mut_ptr().cast(), junk.len()) } > 0 {}
+        while sys::read(self.wake_r.as_fd(), &mut junk).is_ok_and(|n| n > 0) {}
         let (lock, cond) = &*self.shared;
         let mut s = lock.lock().unwrap_or_else(|e| e.into_inner());
         if s.len == 0 {

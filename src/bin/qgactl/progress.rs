@@ -14,8 +14,7 @@ pub struct Progress {
 }
 
 pub fn stderr_is_tty() -> bool {
-    // SAFETY: isatty on a standard descriptor.
-    unsafe { libc::isatty(2) == 1 }
+    crate::sys::stderr_is_tty()
 }
 
 pub fn human(n: f64) -> String {
