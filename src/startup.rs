@@ -117,7 +117,7 @@ fn start(mut cfg: Config, init_mode: bool) -> Result<i32, String> {
     }
     let mut failures = 0u32;
     loop {
-        let guest = GuestState { frozen, init_mode };
+        let guest = GuestState { frozen, init_mode, ..Default::default() };
         let status = match Agent::new(cfg.clone(), endpoint, guest) {
             Ok(mut agent) => agent.run(),
             Err(e) if init_mode => {

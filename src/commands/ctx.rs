@@ -17,6 +17,8 @@ pub struct GuestState {
     /// qga is the guest's init (PID 1 mode): power commands call
     /// reboot(2) themselves.
     pub init_mode: bool,
+    /// Open guest-file handles.
+    pub files: super::files::Files,
 }
 
 /// A handler's capabilities: configuration, guest state, the process

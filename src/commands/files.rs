@@ -16,7 +16,6 @@
 //! with the error qemu-ga gives when the process runs out of descriptors:
 //! `failed to open file '<path>' (mode: '<mode>'): Too many open files`.
 
-use std::cell::RefCell;
 use std::ffi::CString;
 use std::io::Write;
 use std::os::fd::{AsFd, AsRawFd};
@@ -52,15 +51,19 @@ struct Handle {
     state: RwState,
 }
 
+/// The open guest-file handles. They live as long as the agent (part of
+/// the guest state, not of a client).
 #[derive(Default)]
-struct Files {
+pub struct Files {
     handles: Vec<Handle>,
     /// Next handle; loaded from the state file on first use.
     counter: Option<i64>,
 }
 
-thread_local! {
-    static FILES: RefCell<Files> = RefCell::new(Files::default());
+impl std::fmt::Debug for Files {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Files").field("open", &self.handles.len()).field("counter", &self.counter).finish()
+    }
 }
 
 /// A C string as QEMU sees a JSON string: an embedded NUL (`\u0000`) is
@@ -171,15 +174,14 @@ pub(crate) fn write_file_atomic(path: &str, data: &[u8]) -> std::io::Result<()> 
 
 /// `ga_get_fd_handle()`: takes the counter, increments it and commits the
 /// new value to disk before the handle may be used.
-fn next_handle(ctx: &Ctx<'_>, files: &mut Files) -> Result<i64, QgaError> {
-    let path = state_path(ctx);
+fn next_handle(path: &str, files: &mut Files) -> Result<i64, QgaError> {
     let counter = files.counter.get_or_insert_with(|| {
-        std::fs::read_to_string(&path).ok().and_then(|t| parse_counter(&t)).unwrap_or(DEFAULT_FD_COUNTER)
+        std::fs::read_to_string(path).ok().and_then(|t| parse_counter(&t)).unwrap_or(DEFAULT_FD_COUNTER)
     });
     let handle = *counter;
     *counter += 1;
     let text = format!("[global]\nfd_counter={}\n", *counter);
-    write_file_atomic(&path, text.as_bytes())
+    write_file_atomic(path, text.as_bytes())
         .map_err(|_| QgaError::generic("failed to commit persistent state to disk"))?;
     Ok(handle)
 }
@@ -189,12 +191,9 @@ fn not_found(id: i64) -> QgaError {
 }
 
 /// Runs `f` on the handle `id`, or fails with qemu-ga's lookup error.
-fn with_handle<T>(id: i64, f: impl FnOnce(&mut Handle) -> Result<T, QgaError>) -> Result<T, QgaError> {
-    FILES.with(|files| {
-        let mut files = files.borrow_mut();
-        let h = files.handles.iter_mut().find(|h| h.id == id).ok_or_else(|| not_found(id))?;
-        f(h)
-    })
+fn with_handle<T>(files: &mut Files, id: i64, f: impl FnOnce(&mut Handle) -> Result<T, QgaError>) -> Result<T, QgaError> {
+    let h = files.handles.iter_mut().find(|h| h.id == id).ok_or_else(|| not_found(id))?;
+    f(h)
 }
 
 pub fn open(ctx: &mut Ctx<'_>, mut a: Args) -> Result<Outcome, QgaError> {
@@ -202,43 +201,39 @@ pub fn open(ctx: &mut Ctx<'_>, mut a: Args) -> Result<Outcome, QgaError> {
     let mode = a.opt_str("mode")?.unwrap_or_else(|| "r".to_string());
     a.finish()?;
     crate::log::info(&format!("guest-file-open called, filepath: {path}, mode: {mode}"));
-    let open_count = FILES.with(|f| f.borrow().handles.len());
+    let open_count = ctx.guest.files.handles.len();
     if open_count >= MAX_OPEN_HANDLES && open_flags(&mode).is_some() {
         return Err(QgaError::with_errno(format!("failed to open file '{path}' (mode: '{mode}')"), Errno::EMFILE));
     }
     let fh = safe_open_or_create(&path, &mode)?;
     // On failure the stream is closed when `fh` drops.
     fd::set_nonblocking(fh.fd()).map_err(|e| QgaError::with_errno("Failed to set FD nonblocking", e))?;
-    let handle = FILES.with(|files| {
-        let mut files = files.borrow_mut();
-        let h = next_handle(ctx, &mut files)?;
-        files.handles.push(Handle { id: h, fh, state: RwState::New });
-        Ok(h)
-    })?;
+    let path = state_path(ctx);
+    let files = &mut ctx.guest.files;
+    let handle = next_handle(&path, files)?;
+    files.handles.push(Handle { id: handle, fh, state: RwState::New });
     crate::log::info(&format!("guest-file-open, handle: {handle}"));
     Ok(Outcome::Return(Value::Int(handle)))
 }
 
-pub fn close(_: &mut Ctx<'_>, mut a: Args) -> Result<Outcome, QgaError> {
+pub fn close(ctx: &mut Ctx<'_>, mut a: Args) -> Result<Outcome, QgaError> {
     let id = a.req_int("handle")?;
     a.finish()?;
     crate::log::info(&format!("guest-file-close called, handle: {id}"));
-    let h = FILES.with(|files| {
-        let mut files = files.borrow_mut();
-        let i = files.handles.iter().position(|h| h.id == id).ok_or_else(|| not_found(id))?;
-        Ok(files.handles.remove(i))
-    })?;
+    let files = &mut ctx.guest.files;
+    let i = files.handles.iter().position(|h| h.id == id).ok_or_else(|| not_found(id))?;
+    let h = files.handles.remove(i);
     // fclose() frees the stream even when it fails, so the handle goes
     // either way (qemu-ga keeps a dangling entry on failure: not copied).
     h.fh.close().map_err(|e| QgaError::with_errno("failed to close handle", e))?;
     Ok(Outcome::Return(Value::empty_object()))
 }
 
-pub fn read(_: &mut Ctx<'_>, mut a: Args) -> Result<Outcome, QgaError> {
+pub fn read(ctx: &mut Ctx<'_>, mut a: Args) -> Result<Outcome, QgaError> {
     let id = a.req_int("handle")?;
     let count = a.opt_int("count")?;
     a.finish()?;
-    with_handle(id, |h| {
+    with_handle(&mut ctx.guest.files, id, |h| {
         let count = match count {
             None => READ_COUNT_DEFAULT,
             Some(c) if (0..=READ_COUNT_MAX).contains(&c) => c,
@@ -268,12 +263,12 @@ pub fn read(_: &mut Ctx<'_>, mut a: Args) -> Result<Outcome, QgaError> {
     })
 }
 
-pub fn write(_: &mut Ctx<'_>, mut a: Args) -> Result<Outcome, QgaError> {
+pub fn write(ctx: &mut Ctx<'_>, mut a: Args) -> Result<Outcome, QgaError> {
     let id = a.req_int("handle")?;
     let b64 = a.req_str("buf-b64")?;
     let count = a.opt_int("count")?;
     a.finish()?;
-    with_handle(id, |h| {
+    with_handle(&mut ctx.guest.files, id, |h| {
         if h.state == RwState::Reading {
             h.fh.seek_cur0().map_err(|e| QgaError::with_errno("failed to seek file", e))?;
             h.state = RwState::New;
@@ -322,12 +317,12 @@ fn parse_whence(v: Value) -> Result<Whence, QgaError> {
     }
 }
 
-pub fn seek(_: &mut Ctx<'_>, mut a: Args) -> Result<Outcome, QgaError> {
+pub fn seek(ctx: &mut Ctx<'_>, mut a: Args) -> Result<Outcome, QgaError> {
     let id = a.req_int("handle")?;
     let offset = a.req_int("offset")?;
     let whence = parse_whence(a.req_value("whence")?)?;
     a.finish()?;
-    with_handle(id, |h| {
+    with_handle(&mut ctx.guest.files, id, |h| {
         let Whence::Code(code) = whence;
         let whence = match code {
             0 => Origin::Set,
@@ -351,10 +346,10 @@ pub fn seek(_: &mut Ctx<'_>, mut a: Args) -> Result<Outcome, QgaError> {
     })
 }
 
-pub fn flush(_: &mut Ctx<'_>, mut a: Args) -> Result<Outcome, QgaError> {
+pub fn flush(ctx: &mut Ctx<'_>, mut a: Args) -> Result<Outcome, QgaError> {
     let id = a.req_int("handle")?;
     a.finish()?;
-    with_handle(id, |h| {
+    with_handle(&mut ctx.guest.files, id, |h| {
         h.fh.flush().map_err(|e| QgaError::with_errno("failed to flush file", e))?;
         h.state = RwState::New;
         Ok(Outcome::Return(Value::empty_object()))

@@ -10,7 +10,7 @@ mod accounts;
 mod cpu_mem;
 mod ctx;
 mod exec;
-mod files;
+pub(crate) mod files;
 mod freeze;
 mod fsinfo;
 mod helper;
