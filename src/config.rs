@@ -419,7 +419,7 @@ fn load_file(cfg: &mut Config, path: &str, required: bool) -> Result<(), String>
         }
     };
     let text = String::from_utf8(text)
-        .map_err(|_| format!("Key file contains line which is not UTF-8"))?;
+        .map_err(|_| "Key file contains line which is not UTF-8".to_string())?;
     load_text(cfg, &text)
 }
 

@@ -151,7 +151,7 @@ pub fn status(ctx: &mut Ctx<'_>, mut a: Args) -> Result<Outcome, QgaError> {
     // Fresh answers: collect any exit and pending output right now.
     ctx.refresh_processes();
     let hold_for = match wait {
-        Some(w) if w == 0.0 => None,
+        Some(0.0) => None,
         Some(w) => Some(seconds("wait", w, MAX_WAIT_SECONDS)?),
         None => None,
     };

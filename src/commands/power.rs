@@ -24,7 +24,8 @@ fn file_exists(path: &str) -> bool {
 }
 
 fn reboot_directly(action: PowerAction) -> R {
-    let e = crate::init::end_all_and_reboot(action);
+    log::info(action.progress_text());
+    let e = crate::sys::power::end_all_and_reboot(action);
     Err(QgaError::with_errno("failed to shutdown", e))
 }
 

@@ -19,7 +19,7 @@ mod mounts;
 mod power;
 mod virtio;
 
-pub use power::{end_all_and_reboot, idle_forever, shutdown_on_signal};
+pub use power::{idle_forever, shutdown_on_signal};
 pub use virtio::open_channel_waiting;
 
 use crate::config::Config;

@@ -5,41 +5,19 @@
 //! reboot(2) powers off, halts or reboots.
 
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::log;
-use crate::sys::power::{self, PowerAction};
+use crate::sys::power::PowerAction;
 use crate::sys::process::{self, sleep_interruptible};
 use crate::sys::{signal, Errno};
 
-/// Time processes get between SIGTERM and SIGKILL at shutdown.
-const TERM_GRACE: Duration = Duration::from_millis(500);
-
-/// Ends all other processes (SIGTERM, then SIGKILL once they are gone or
-/// the grace period passed), syncs file systems and calls reboot(2). Only
-/// returns if reboot(2) failed.
-pub fn end_all_and_reboot(action: PowerAction) -> Errno {
-    log::info(match action {
-        PowerAction::PowerOff => "powering off",
-        PowerAction::Halt => "halting",
-        PowerAction::Reboot => "rebooting",
-    });
-    let _ = process::kill(-1, libc::SIGTERM);
-    let _ = process::kill(-1, libc::SIGCONT);
-    // As pid 1 every process left is our child (re-parented): reap until
-    // none is left (ECHILD) or the grace period is over.
-    let is_init = process::getpid() == 1;
-    let until = Instant::now() + TERM_GRACE;
-    while Instant::now() < until {
-        match process::reap_any() {
-            Err(Errno(libc::ECHILD)) if is_init => break,
-            Ok(Some(_)) => {}
-            _ => std::thread::sleep(Duration::from_millis(10)),
-        }
-    }
-    let _ = process::kill(-1, libc::SIGKILL);
-    power::sync();
-    power::reboot(action)
+/// Ends all other processes, syncs and calls reboot(2) (see
+/// [`crate::sys::power::end_all_and_reboot`]). Only returns if reboot(2)
+/// failed.
+fn end_all_and_reboot(action: PowerAction) -> Errno {
+    log::info(action.progress_text());
+    crate::sys::power::end_all_and_reboot(action)
 }
 
 /// A terminating signal arrived.

@@ -148,7 +148,7 @@ pub fn lock_file(file: &std::fs::File) -> Result<(), Errno> {
 pub fn sleep_interruptible(d: Duration) {
     let ts = libc::timespec {
         tv_sec: libc::time_t::try_from(d.as_secs()).unwrap_or(libc::time_t::MAX),
-        tv_nsec: libc::c_long::try_from(d.subsec_nanos()).unwrap_or(0),
+        tv_nsec: libc::c_long::from(d.subsec_nanos()),
     };
     // SAFETY: one nanosleep with a valid timespec; EINTR just ends it.
     unsafe { libc::nanosleep(&ts, std::ptr::null_mut()) };
