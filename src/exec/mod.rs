@@ -24,8 +24,11 @@
 //!   leader was reaped still alive (so a pid the kernel has since reused
 //!   for somebody else's group is never hit).
 
+mod group;
+mod pipes;
+
 use std::collections::HashMap;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use mio::unix::SourceFd;
@@ -34,9 +37,9 @@ use mio::{Interest, Registry, Token};
 use crate::json::{Object, Value};
 use crate::log;
 use crate::protocol::QgaError;
-use crate::sys::process::{self, Pid, WaitStatus};
+use crate::sys::process::{Pid, WaitStatus};
 use crate::sys::spawn::{self, SpawnError, SpawnSpec, Stage};
-use crate::sys::{fd, Errno};
+
 
 /// GUEST_EXEC_MAX_OUTPUT of qemu-ga: head capture per stream.
 pub const MAX_CAPTURE_PER_STREAM: usize = 16 << 20;
@@ -205,29 +208,6 @@ pub fn spawn_error_text(e: &SpawnError, spec: &SpawnSpec) -> String {
     }
 }
 
-/// The processes in group `pgid` now: (pid, start time in clock ticks
-/// since boot), from /proc. Start times tell a reused pid from the
-/// process that had it before.
-fn group_members(pgid: Pid) -> Vec<(Pid, u64)> {
-    let Ok(dir) = std::fs::read_dir("/proc") else { return Vec::new() };
-    let mut members = Vec::new();
-    for e in dir.flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<Pid>().ok()) else { continue };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
-        // Fields after "(comm)": state ppid pgrp ... starttime is field 22.
-        let Some(rest) = stat.rfind(')').map(|i| &stat[i + 1..]) else { continue };
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        let pgrp = fields.get(2).and_then(|f| f.parse::<Pid>().ok());
-        let start = fields.get(19).and_then(|f| f.parse::<u64>().ok());
-        if let (Some(g), Some(t)) = (pgrp, start) {
-            if g == pgid {
-                members.push((pid, t));
-            }
-        }
-    }
-    members
-}
-
 impl ProcessTable {
     pub fn new() -> Self {
         Self::default()
@@ -342,294 +322,6 @@ impl ProcessTable {
         self.slots.iter().flatten()
     }
 
-    /// A pipe token fired.
-    pub fn on_event(&mut self, token: Token) {
-        let Some(idx) = token.0.checked_sub(PIPE_TOKEN_BASE) else { return };
-        let (slot, kind) = (idx / 3, Kind::from_index(idx % 3));
-        let Some(Some(p)) = self.slots.get_mut(slot) else { return };
-        let flag = match kind {
-            Kind::Stdin => p.stdin.as_mut().map(|s| &mut s.ready),
-            Kind::Stdout => p.out.as_mut().map(|c| &mut c.ready),
-            Kind::Stderr => p.err.as_mut().map(|c| &mut c.ready),
-        };
-        if let Some(flag) = flag {
-            if !*flag {
-                *flag = true;
-                self.ready.push((slot, kind));
-            }
-        }
-    }
-
-    /// True when some pipe still has work the last pass did not finish.
-    pub fn has_ready_work(&self) -> bool {
-        !self.ready.is_empty()
-    }
-
-    /// Moves data on every ready pipe, at most [`PIPE_BUDGET`] bytes each.
-    pub fn service(&mut self, registry: &Registry) {
-        let work = std::mem::take(&mut self.ready);
-        for (slot, kind) in work {
-            let again = match kind {
-                Kind::Stdin => self.write_stdin(registry, slot),
-                _ => self.read_capture(registry, slot, kind),
-            };
-            if again {
-                self.ready.push((slot, kind));
-            }
-            self.check_finished(slot);
-        }
-    }
-
-    /// Closes a stdin feed: unwritten bytes are no longer held.
-    fn close_stdin(pending_input: &mut usize, registry: &Registry, feed: StdinFeed) {
-        *pending_input = pending_input.saturating_sub(feed.data.len() - feed.written);
-        let _ = registry.deregister(&mut SourceFd(&feed.pipe.as_raw_fd()));
-    }
-
-    /// Writes pending input; returns true if more work remains now.
-    fn write_stdin(&mut self, registry: &Registry, slot: usize) -> bool {
-        let Some(Some(p)) = self.slots.get_mut(slot) else { return false };
-        let Some(feed) = p.stdin.as_mut() else { return false };
-        let mut budget = PIPE_BUDGET;
-        loop {
-            let rest = &feed.data[feed.written..];
-            if rest.is_empty() {
-                break;
-            }
-            let n = rest.len().min(budget);
-            match fd::write(feed.pipe.as_fd(), &rest[..n]) {
-                Ok(w) => {
-                    feed.written += w;
-                    self.pending_input = self.pending_input.saturating_sub(w);
-                    budget = budget.saturating_sub(w);
-                    if budget == 0 && feed.written < feed.data.len() {
-                        return true;
-                    }
-                }
-                Err(Errno(libc::EAGAIN)) => {
-                    feed.ready = false;
-                    return false;
-                }
-                Err(e) => {
-                    // EPIPE: the child will never read it. Close and free now.
-                    log::debug(&format!("input-data for pid {}: {e}; dropping {} unwritten bytes", p.pid, rest.len()));
-                    break;
-                }
-            }
-        }
-        if feed.keep_open && feed.written == feed.data.len() {
-            // Streamed stdin: wait for more input or for eof.
-            feed.data.clear();
-            feed.written = 0;
-            feed.ready = false;
-            return false;
-        }
-        // Everything written (or the reader is gone): EOF for the child.
-        if let Some(feed) = p.stdin.take() {
-            Self::close_stdin(&mut self.pending_input, registry, feed);
-        }
-        false
-    }
-
-    /// Reads a capture pipe; returns true if more work remains now.
-    fn read_capture(&mut self, registry: &Registry, slot: usize, kind: Kind) -> bool {
-        let Some(Some(p)) = self.slots.get_mut(slot) else { return false };
-        let streamed = p.opts.stream;
-        let cap = match kind {
-            Kind::Stdout => p.out.as_mut(),
-            _ => p.err.as_mut(),
-        };
-        let Some(cap) = cap else { return false };
-        let Some(pipe) = cap.pipe.take() else { return false };
-        let mut budget = PIPE_BUDGET;
-        let mut eof = false;
-        let mut grew = 0usize;
-        let mut starved = false;
-        loop {
-            let limit = if streamed { STREAM_WINDOW } else { MAX_CAPTURE_PER_STREAM };
-            let room = limit.saturating_sub(cap.data.len());
-            if streamed && room == 0 {
-                // Backpressure: leave the data in the pipe until collected.
-                break;
-            }
-            let global_room = MAX_CAPTURED_BYTES.saturating_sub(self.captured + grew);
-            if streamed && global_room == 0 {
-                // Streamed output is never dropped: wait for room.
-                starved = true;
-                break;
-            }
-            let want = room.min(READ_CHUNK).min(budget).min(global_room);
-            let r = if want > 0 {
-                let r = fd::read_append(pipe.as_fd(), &mut cap.data, want);
-                if let Ok(n) = r {
-                    grew += n;
-                }
-                r
-            } else {
-                // Over the cap: read and drop, so the child never blocks.
-                if self.sink.is_empty() {
-                    self.sink = vec![0u8; READ_CHUNK];
-                }
-                let len = READ_CHUNK.min(budget).max(1);
-                let r = fd::read(pipe.as_fd(), &mut self.sink[..len]);
-                if matches!(r, Ok(n) if n > 0) {
-                    cap.truncated = true;
-                }
-                r
-            };
-            match r {
-                Ok(0) => {
-                    eof = true;
-                    break;
-                }
-                Ok(n) => {
-                    budget = budget.saturating_sub(n);
-                    if budget == 0 {
-                        break;
-                    }
-                }
-                Err(Errno(libc::EAGAIN)) => {
-                    cap.ready = false;
-                    break;
-                }
-                Err(_) => {
-                    eof = true;
-                    break;
-                }
-            }
-        }
-        if eof {
-            let _ = registry.deregister(&mut SourceFd(&pipe.as_raw_fd()));
-            cap.ready = false;
-        } else {
-            cap.pipe = Some(pipe);
-        }
-        let paused = streamed && (cap.data.len() >= STREAM_WINDOW || starved);
-        let more = cap.ready && cap.pipe.is_some() && !paused;
-        if paused {
-            // Stays flagged ready; `resume_stream` / `wake_starved` requeue it.
-            cap.ready = true;
-        }
-        if starved {
-            // Room comes from discarding the oldest finished result (the
-            // policy for every capture), else from a client collecting.
-            if self.evict_oldest_finished(registry) {
-                self.ready.push((slot, kind));
-            } else {
-                self.starved.push((slot, kind));
-            }
-        }
-        self.captured += grew;
-        if grew > 0 && streamed {
-            self.progress += 1;
-        }
-        if self.captured >= MAX_CAPTURED_BYTES {
-            self.evict_oldest_finished(registry);
-        }
-        more
-    }
-
-    /// Captured bytes were released: streams paused for lack of room go on.
-    fn release_captured(&mut self, n: usize) {
-        self.captured = self.captured.saturating_sub(n);
-        if n > 0 && !self.starved.is_empty() {
-            let woken = std::mem::take(&mut self.starved);
-            self.ready.extend(woken);
-        }
-    }
-
-    /// Requeues a streamed process's pipes after its window was drained.
-    fn resume_stream(&mut self, slot: usize) {
-        if let Some(Some(p)) = self.slots.get(slot) {
-            for (kind, cap) in [(Kind::Stdout, &p.out), (Kind::Stderr, &p.err)] {
-                if cap.as_ref().is_some_and(|c| c.ready && c.pipe.is_some()) {
-                    self.ready.push((slot, kind));
-                }
-            }
-        }
-    }
-
-    fn check_finished(&mut self, slot: usize) {
-        if let Some(Some(p)) = self.slots.get_mut(slot) {
-            if p.finished_seq.is_none() && p.exited() {
-                p.deadline = None;
-                p.kill_at = None;
-                self.finished_counter += 1;
-                p.finished_seq = Some(self.finished_counter);
-                self.progress += 1;
-            }
-        }
-    }
-
-    /// Reaps every exited child (ours or, as init, orphans) without
-    /// blocking.
-    pub fn reap(&mut self) {
-        while let Ok(Some((pid, status))) = process::reap_any() {
-            self.on_reaped(pid, status);
-        }
-    }
-
-    /// Records a reaped child. Returns false if the pid is not ours.
-    fn on_reaped(&mut self, pid: Pid, status: WaitStatus) -> bool {
-        let Some(&slot) = self.by_pid.get(&pid) else { return false };
-        if let Some(Some(p)) = self.slots.get_mut(slot) {
-            if p.status.is_none() {
-                // Deadlines stay armed until the result is complete: a
-                // grandchild may still hold the pipe after the leader died.
-                p.status = Some(status);
-                if !p.exited() {
-                    p.group_at_reap = group_members(pid);
-                }
-                self.progress += 1;
-            }
-        }
-        self.check_finished(slot);
-        true
-    }
-
-    /// Sends `sig` to the process group of `p` if it is still known to be
-    /// ours; returns whether it was sent.
-    fn signal_group(p: &Process, sig: libc::c_int) -> bool {
-        let ours = p.status.is_none() || {
-            let now = group_members(p.pid);
-            now.iter().any(|m| p.group_at_reap.contains(m))
-        };
-        // ESRCH (the group is gone meanwhile) is not an error.
-        ours && process::kill_group(p.pid, sig).is_ok()
-    }
-
-    /// guest-exec-terminate: `sig` to the process group of `pid`. A group
-    /// that is gone is not an error (the status reports the exit).
-    pub fn terminate(&mut self, pid: i64, sig: libc::c_int) -> Result<(), QgaError> {
-        let slot = self.visible_slot(pid)?;
-        if let Some(Some(p)) = self.slots.get(slot) {
-            Self::signal_group(p, sig);
-        }
-        Ok(())
-    }
-
-    /// `timeout` extension: SIGTERM to the group at the deadline, SIGKILL
-    /// after [`KILL_GRACE`].
-    pub fn enforce_deadlines(&mut self, now: Instant) {
-        for p in self.slots.iter_mut().flatten() {
-            if p.deadline.is_some_and(|d| d <= now) {
-                p.deadline = None;
-                p.timed_out = true;
-                p.kill_at = now.checked_add(KILL_GRACE);
-                Self::signal_group(p, libc::SIGTERM);
-            }
-            if p.kill_at.is_some_and(|k| k <= now) {
-                p.kill_at = None;
-                Self::signal_group(p, libc::SIGKILL);
-            }
-        }
-    }
-
-    /// The earliest timeout or kill deadline.
-    pub fn next_deadline(&self) -> Option<Instant> {
-        self.iter().flat_map(|p| [p.deadline, p.kill_at]).flatten().min()
-    }
-
     fn remove_slot(&mut self, registry: &Registry, slot: usize) -> Option<Process> {
         let mut p = self.slots.get_mut(slot)?.take()?;
         self.by_pid.remove(&p.pid);
@@ -731,37 +423,4 @@ impl ProcessTable {
         Some((p.status.unwrap_or(WaitStatus(0)), out))
     }
 
-    /// guest-exec-input: queues up to the free part of the
-    /// [`STDIN_WINDOW`] (and of [`MAX_PENDING_INPUT`]) for a streamed
-    /// stdin; `eof` closes it once everything queued is written. Returns
-    /// the bytes accepted.
-    pub fn feed_input(&mut self, pid: i64, data: &[u8], eof: bool) -> Result<usize, QgaError> {
-        let slot = self.visible_slot(pid)?;
-        let global_room = MAX_PENDING_INPUT.saturating_sub(self.pending_input);
-        let Some(Some(p)) = self.slots.get_mut(slot) else {
-            return Err(QgaError::generic(format!("PID {pid} does not exist")));
-        };
-        let feed = p
-            .stdin
-            .as_mut()
-            .filter(|f| f.keep_open)
-            .ok_or_else(|| QgaError::generic(format!("Input of PID {pid} is closed")))?;
-        if feed.written > 0 {
-            feed.data.drain(..feed.written);
-            feed.written = 0;
-        }
-        let room = STDIN_WINDOW.saturating_sub(feed.data.len()).min(global_room);
-        let n = data.len().min(room);
-        feed.data.extend_from_slice(&data[..n]);
-        self.pending_input += n;
-        // Only close once everything offered was taken.
-        if eof && n == data.len() {
-            feed.keep_open = false;
-        }
-        if !feed.ready {
-            feed.ready = true;
-            self.ready.push((slot, Kind::Stdin));
-        }
-        Ok(n)
-    }
 }

@@ -11,8 +11,7 @@
 //! (exiting panics the kernel: fatal errors are logged and retried); and
 //! end the machine on guest-shutdown or a signal (`power`).
 //!
-//! The start-up sequence itself is shared with the daemon: see
-//! `crate::startup`.
+//! The start-up sequence itself is shared with the daemon (startup.rs).
 
 mod modules;
 mod mounts;

@@ -67,12 +67,6 @@ impl fmt::Debug for Errno {
     }
 }
 
-impl crate::protocol::OsError for Errno {
-    fn text(&self) -> String {
-        self.to_string()
-    }
-}
-
 impl From<Errno> for std::io::Error {
     fn from(e: Errno) -> Self {
         std::io::Error::from_raw_os_error(e.0)
