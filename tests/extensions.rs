@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 fn skip_on_reference() -> bool {
     if is_reference_agent() {
-        eprintln!("note: extensions are qga-only; skipped against the reference agent");
+        skip::not_applicable("extensions are qga-only");
         return true;
     }
     false
@@ -241,8 +241,7 @@ fn user_takes_effect() {
     }
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
-        eprintln!("note: not root, run-as-user cannot be tested here; skipped");
-        return;
+        return skip::missing("root: run-as-user (`user`) needs it");
     }
     let (_agent, mut c) = Agent::start();
     let st = c.exec_and_wait(json!({"path": "sh", "arg": ["-c", "id -u; id -g; echo $USER $LOGNAME $HOME"], "capture-output": true, "user": "nobody"}));

@@ -10,8 +10,7 @@ use std::time::Duration;
 #[test]
 fn unclaimed_results_are_bounded_oldest_finished_first() {
     if is_reference_agent() {
-        eprintln!("note: qemu-ga keeps every result forever; skipped against the reference agent");
-        return;
+        return skip::not_applicable("reference agent: qemu-ga keeps every result forever");
     }
     let (agent, mut c) = Agent::start();
     const LIMIT: usize = 1024;
@@ -37,8 +36,7 @@ fn unclaimed_results_are_bounded_oldest_finished_first() {
 #[test]
 fn huge_input_data_in_small_writes_is_parsed_once() {
     if is_reference_agent() {
-        eprintln!("note: slow on the reference agent; skipped");
-        return;
+        return skip::not_applicable("reference agent: slow on the reference agent");
     }
     let (agent, mut c) = Agent::start();
     // 40 MiB of input (≈53 MiB of base64) arriving in 4 KiB writes.
@@ -65,8 +63,7 @@ fn huge_input_data_in_small_writes_is_parsed_once() {
 #[test]
 fn a_client_that_never_reads_cannot_grow_the_agent() {
     if is_reference_agent() {
-        eprintln!("note: skipped against the reference agent");
-        return;
+        return skip::not_applicable("reference agent: the bound on unsent replies is qga's");
     }
     let (agent, c) = Agent::start();
     // 200,000 pipelined guest-info requests (≈5 KB of reply each) in the

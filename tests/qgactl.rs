@@ -307,7 +307,7 @@ fn exec_cwd_and_user_need_the_extensions() {
                     let r = agent.run(&["exec", "--user", "65534", "--", "id", "-u"]);
                     assert_eq!((r.code, r.out().as_str()), (Some(0), "65534\n"), "{}", r.stderr);
                 } else {
-                    eprintln!("SKIP (--user): not root");
+                    skip::missing("root: exec --user");
                 }
             }
             Kind::QemuGa => {
@@ -402,10 +402,10 @@ fn big_stdin_staged_through_guest_files() {
                 agent.log()
             );
         } else {
-            eprintln!(
-                "SKIP (staged stdin on {}): guest-file-open is not in guest-info yet",
+            skip::missing(&format!(
+                "staged stdin on {}: guest-file-open is not in guest-info",
                 agent.name()
-            );
+            ));
             let r = agent.run(&["exec", "--stdin", &huge.display().to_string(), "--", "wc", "-c"]);
             assert_eq!(r.code, Some(1), "{}", r.stderr);
             assert_one_line_error(&r.stderr, "stdin too big");
@@ -605,10 +605,10 @@ fn stdin_without_the_extension_uses_the_old_paths() {
 fn push_pull_binary_files() {
     for agent in agents("push_pull_binary_files") {
         if !agent.has("guest-file-open") {
-            eprintln!(
-                "SKIP (push/pull on {}): guest-file-open is not in guest-info yet",
+            skip::missing(&format!(
+                "push/pull on {}: guest-file-open is not in guest-info",
                 agent.name()
-            );
+            ));
             let r = agent.run(&["push", "/dev/null", "/tmp/x"]);
             assert_eq!(r.code, Some(125));
             assert_one_line_error(&r.stderr, "push without guest-file-open");
@@ -729,14 +729,41 @@ fn simple_commands() {
         let r = agent.run(&["shutdown", "--mode", "bogus"]);
         assert_eq!(r.code, Some(125), "{name}: {}", r.stderr);
         assert_one_line_error(&r.stderr, "shutdown --mode bogus");
+        // osinfo: both agents implement guest-get-osinfo. --json is the
+        // agent's reply line unchanged; the table shows its members, known
+        // ones first, one `key: value` line each (values checked against
+        // uname(2), which the guest side reads too).
+        let j = agent.run(&["osinfo", "--json"]);
+        assert_eq!(j.code, Some(0), "{name}: {}", j.stderr);
+        let jv: serde_json::Value = serde_json::from_slice(&j.stdout).expect("osinfo --json is JSON");
+        let os = jv["return"].as_object().unwrap_or_else(|| panic!("{name}: {}", j.out())).clone();
+        let uts = uname();
+        assert_eq!(os["kernel-release"], uts.0.as_str(), "{name}");
+        assert_eq!(os["kernel-version"], uts.1.as_str(), "{name}");
+        assert_eq!(os["machine"], uts.2.as_str(), "{name}");
         let r = agent.run(&["osinfo"]);
-        if agent.kind == Kind::QemuGa || r.code == Some(0) {
-            assert_eq!(r.code, Some(0), "{name}: {}", r.stderr);
-            assert!(r.out().contains("kernel-release:"), "{}", r.out());
-        } else {
-            assert_eq!(r.code, Some(125));
-            assert_one_line_error(&r.stderr, "osinfo");
-        }
+        assert_eq!(r.code, Some(0), "{name}: {}", r.stderr);
+        let order = [
+            "pretty-name", "name", "id", "version", "version-id", "variant", "variant-id",
+            "kernel-release", "kernel-version", "machine",
+        ];
+        let mut keys: Vec<&str> = order.iter().copied().filter(|k| os.contains_key(*k)).collect();
+        let mut extra: Vec<&str> = os.keys().map(|k| k.as_str()).filter(|k| !order.contains(k)).collect();
+        extra.sort();
+        keys.extend(extra);
+        let width = keys.iter().map(|k| k.len()).max().unwrap() + 1;
+        let want: String = keys
+            .iter()
+            .map(|k| {
+                let v = match &os[*k] {
+                    serde_json::Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                format!("{:<width$} {v}\n", format!("{k}:"))
+            })
+            .collect();
+        assert_eq!(r.out(), want, "{name}: qgactl osinfo");
+        assert!(r.out().lines().any(|l| l == format!("{:<width$} {}", "kernel-release:", uts.0)), "{}", r.out());
     }
 }
 
@@ -854,7 +881,7 @@ fn disabled_commands_are_reported_in_one_line() {
     if qemu_ga_bin().is_some() {
         kinds.push(Kind::QemuGa);
     } else {
-        eprintln!("SKIP (disabled commands on qemu-ga): qemu-ga is absent");
+        skip::missing("disabled commands on qemu-ga: target/ref/qemu-ga-10/usr/sbin/qemu-ga is absent (run scripts/fetch-qemu-ga.sh)");
     }
     for kind in kinds {
         let agent = Agent::start_with(kind, &["-b", "guest-exec,guest-exec-terminate"]);
@@ -1019,4 +1046,16 @@ fn hybrid_vsock_handshake() {
     assert_eq!(r.code, Some(255));
     assert_one_line_error(&r.stderr, "hybrid refused");
     assert!(r.stderr.contains("handshake"), "{}", r.stderr);
+}
+
+/// (release, version, machine) of uname(2).
+fn uname() -> (String, String, String) {
+    // SAFETY: uname fills the zeroed struct.
+    let mut u: libc::utsname = unsafe { std::mem::zeroed() };
+    assert_eq!(unsafe { libc::uname(&mut u) }, 0);
+    let s = |f: &[libc::c_char]| {
+        let b: Vec<u8> = f.iter().take_while(|&&c| c != 0).map(|&c| c as u8).collect();
+        String::from_utf8_lossy(&b).into_owned()
+    };
+    (s(&u.release), s(&u.version), s(&u.machine))
 }

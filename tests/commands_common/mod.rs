@@ -5,6 +5,11 @@
 //! over the unix socket one line per reply.
 #![allow(dead_code)]
 
+#[path = "../common/skip.rs"]
+pub mod skip;
+#[allow(unused_imports)]
+pub use skip::{can_unshare, is_root};
+
 use serde_json::Value;
 use std::io::{ErrorKind, Read, Write};
 use std::os::unix::net::UnixStream;
@@ -78,12 +83,29 @@ pub struct Opts {
 
 impl Agent {
     pub fn start() -> Agent {
-        Agent::start_with(Opts::default()).expect("agent starts")
+        Agent::start_with(Opts::default())
     }
 
-    /// Starts an agent; None if it did not come up (e.g. the namespace
-    /// prelude failed).
-    pub fn start_with(o: Opts) -> Option<Agent> {
+    /// Starts an agent in a private mount namespace after `prelude` (shell
+    /// text, e.g. bind mounts). The prelude is tried on its own first: if it
+    /// fails, the prerequisite is missing ([`skip::missing`], a failure under
+    /// CI) and None is returned; an agent that then does not come up is a
+    /// test failure (panic with its stderr), never a skip.
+    pub fn start_in_ns(prelude: &str, mut o: Opts) -> Option<Agent> {
+        if !skip::have_mount_ns() {
+            return None;
+        }
+        if let Err(e) = skip::prelude_works(prelude) {
+            skip::missing(&e);
+            return None;
+        }
+        o.ns_prelude = Some(prelude.to_string());
+        Some(Agent::start_with(o))
+    }
+
+    /// Starts an agent and connects; panics (with the agent's stderr) if it
+    /// does not come up.
+    pub fn start_with(o: Opts) -> Agent {
         let dir = o.dir.unwrap_or_else(|| TempDir::new("agent"));
         let d = dir.path().to_str().unwrap().to_string();
         let sock = format!("{d}/sock");
@@ -110,21 +132,30 @@ impl Agent {
         for (k, v) in &o.env {
             cmd.env(k, v);
         }
-        let mut child = cmd.spawn().ok()?;
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start {}: {e}", bin()));
+        // Generous: a loaded machine only makes this slower.
+        let deadline = Instant::now() + Duration::from_secs(30);
         let conn = loop {
             if let Ok(c) = UnixStream::connect(&sock) {
                 break c;
             }
-            if child.try_wait().ok().flatten().is_some() || Instant::now() > deadline {
+            let exited = child.try_wait().ok().flatten();
+            if exited.is_some() || Instant::now() > deadline {
                 let _ = child.kill();
                 let _ = child.wait();
-                return None;
+                panic!(
+                    "agent did not come up ({}); stderr:\n{}",
+                    match exited {
+                        Some(st) => format!("exited: {st}"),
+                        None => "no socket within 30 s".to_string(),
+                    },
+                    std::fs::read_to_string(dir.join("stderr")).unwrap_or_default()
+                );
             }
             std::thread::sleep(Duration::from_millis(20));
         };
         conn.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
-        Some(Agent { child, conn, dir, buf: Vec::new() })
+        Agent { child, conn, dir, buf: Vec::new() }
     }
 
     pub fn send_raw(&mut self, text: &str) {
@@ -225,23 +256,6 @@ impl Drop for Agent {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// Whether this process runs as root (needed by the namespace cases).
-pub fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
-}
-
-/// Whether `unshare -m` and bind mounts work here.
-pub fn can_unshare() -> bool {
-    is_root()
-        && Command::new("unshare")
-            .args(["-m", "sh", "-c", "mount --bind /tmp /tmp"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
 }
 
 /// Writes an executable shell script.

@@ -22,6 +22,8 @@
 //! crate).
 #![allow(dead_code)]
 
+pub mod skip;
+
 use serde_json::{json, Value};
 use std::ffi::OsString;
 use std::io::{ErrorKind, Read, Write};
@@ -73,7 +75,7 @@ pub fn is_reference_agent() -> bool {
 macro_rules! skip_on_reference {
     ($why:expr) => {
         if $crate::common::is_reference_agent() {
-            eprintln!("SKIP (reference agent): {}", $why);
+            $crate::common::skip::not_applicable(&format!("reference agent: {}", $why));
             return;
         }
     };

@@ -4,6 +4,9 @@
 //! qgactl against it with a time limit.
 #![allow(dead_code)]
 
+#[path = "../common/skip.rs"]
+pub mod skip;
+
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -14,14 +17,10 @@ use std::time::{Duration, Instant};
 pub const QGACTL: &str = env!("CARGO_BIN_EXE_qgactl");
 pub const QGA: &str = env!("CARGO_BIN_EXE_qga");
 
-/// Debian's qemu-ga, fetched by scripts/fetch-qemu-ga.sh. The variable
-/// QGACTL_TEST_QEMU_GA overrides the path (empty: behave as if absent).
+/// Debian's qemu-ga, fetched by scripts/fetch-qemu-ga.sh (see
+/// [`skip::reference_qemu_ga`]).
 pub fn qemu_ga_bin() -> Option<PathBuf> {
-    let p = match std::env::var_os("QGACTL_TEST_QEMU_GA") {
-        Some(p) => PathBuf::from(p),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("target/ref/qemu-ga-10/usr/sbin/qemu-ga"),
-    };
-    (!p.as_os_str().is_empty() && p.exists()).then_some(p)
+    skip::reference_qemu_ga()
 }
 
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
@@ -188,9 +187,9 @@ pub fn agents_without_input_stream(test: &str) -> Vec<Agent> {
     let mut v = vec![Agent::start_with(Kind::Qga, &["-b", "guest-exec-input"])];
     match qemu_ga_bin() {
         Some(_) => v.push(Agent::start(Kind::QemuGa)),
-        None => eprintln!(
-            "SKIP ({test}): target/ref/qemu-ga-10/usr/sbin/qemu-ga is absent (run scripts/fetch-qemu-ga.sh); testing against qga -b guest-exec-input only"
-        ),
+        None => skip::missing(&format!(
+            "{test}: target/ref/qemu-ga-10/usr/sbin/qemu-ga is absent (run scripts/fetch-qemu-ga.sh); the qemu-ga half is not run"
+        )),
     }
     v
 }
@@ -200,9 +199,9 @@ pub fn agents(test: &str) -> Vec<Agent> {
     let mut v = vec![Agent::start(Kind::Qga)];
     match qemu_ga_bin() {
         Some(_) => v.push(Agent::start(Kind::QemuGa)),
-        None => eprintln!(
-            "SKIP ({test}): target/ref/qemu-ga-10/usr/sbin/qemu-ga is absent (run scripts/fetch-qemu-ga.sh); testing against qga only"
-        ),
+        None => skip::missing(&format!(
+            "{test}: target/ref/qemu-ga-10/usr/sbin/qemu-ga is absent (run scripts/fetch-qemu-ga.sh); the qemu-ga half is not run"
+        )),
     }
     v
 }
