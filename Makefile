@@ -4,7 +4,7 @@ PREFIX ?= /usr/local
 DESTDIR ?=
 SOCK ?= /tmp/qga.sock
 
-.PHONY: all build release test unit run bench static e2e install clean
+.PHONY: all build release test unit run bench static e2e install clean mutants
 
 all: release
 
@@ -28,6 +28,24 @@ test:
 
 unit:
 	$(CARGO) test --lib
+
+# `make mutants`: mutation testing with cargo-mutants (installed from
+# crates.io when missing) over the protocol, json, process-table, reply
+# ordering and channel code; informational, not in CI (docs/testing.md).
+# Bounded: MUTANTS_MINUTES of wall time (a random sample when the time runs
+# out), one job, niced. Source globs and the suites each mutant is tested
+# with are variables, so file moves in src/ need one edit here.
+MUTANTS_FILES ?= src/protocol/** src/json/** src/exec/** src/agent.rs src/agent/** src/channel/**
+MUTANTS_TESTS ?= --lib --test protocol --test exec --test channels --test golden_replay
+MUTANTS_MINUTES ?= 60
+MUTANTS_OUT ?= target/mutants
+mutants:
+	@command -v cargo-mutants >/dev/null 2>&1 || $(CARGO) install --locked cargo-mutants
+	@mkdir -p $(MUTANTS_OUT)
+	-nice timeout -s INT -k 60 $(MUTANTS_MINUTES)m $(CARGO) mutants --shuffle -j 1 -o $(MUTANTS_OUT) \
+		--timeout-multiplier 3 --build-timeout 600 \
+		$(foreach f,$(MUTANTS_FILES),-f '$(f)') $(foreach a,$(MUTANTS_TESTS),--cargo-test-arg=$(a))
+	@bash scripts/mutants-summary.sh $(MUTANTS_OUT)/mutants.out
 
 run: release
 	./target/release/qga -m unix-listen -p $(SOCK) -t /tmp
