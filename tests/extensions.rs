@@ -218,6 +218,38 @@ fn timeout_kills_a_child_that_ignores_sigterm() {
 }
 
 #[test]
+fn timeout_sends_sigterm_to_the_whole_group() {
+    if skip_on_reference() {
+        return;
+    }
+    let (agent, mut c) = Agent::start();
+    let d = agent.dir().display().to_string();
+    // The leader starts a member (default SIGTERM), then ignores SIGTERM
+    // itself, says `ready`, and reports how the member ended. SIGTERM to the
+    // group at the deadline ends the member (status 143) and the leader
+    // exits 0. Were SIGTERM sent to the leader only, nothing would happen
+    // until the group's SIGKILL two seconds later (signal 9, no report).
+    // Event-driven: if the deadline came before the leader was ready (a
+    // loaded machine), the round does not count and the timeout doubles.
+    let mut timeout = 0.5;
+    loop {
+        let _ = std::fs::remove_file(agent.dir().join("ready"));
+        let script = format!("sleep 1000 & trap '' TERM; : > {d}/ready; wait $!; echo $? > {d}/member");
+        let pid = c.exec(json!({"path": "sh", "arg": ["-c", script], "timeout": timeout}));
+        let st = c.wait_exec_for(pid, Duration::from_secs(120));
+        if !agent.dir().join("ready").exists() {
+            eprintln!("deadline of {timeout} s came before the leader was ready: {st}; again");
+            timeout *= 2.0;
+            assert!(timeout < 100.0, "the leader never got ready in time");
+            continue;
+        }
+        assert_eq!(st, json!({"exitcode": 0, "timed-out": true, "exited": true}), "SIGTERM reached the whole group");
+        assert_eq!(std::fs::read_to_string(agent.dir().join("member")).unwrap(), "143\n");
+        break;
+    }
+}
+
+#[test]
 fn cwd_takes_effect_and_bad_cwd_is_refused_before_spawning() {
     if skip_on_reference() {
         return;
