@@ -12,7 +12,6 @@ mod commands_common;
 use commands_common::{script, skip, Agent, Opts, TempDir};
 use serde_json::json;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::time::Duration;
 
 #[test]
 fn fsfreeze_hook_and_state_without_freezing() {
@@ -107,11 +106,12 @@ fn shutdown_and_hwclock_with_fake_sbin() {
         "mount --bind {d} /sbin && for p in poweroff halt reboot shutdown hwclock; do grep -q QGA-FAKE /sbin/$p || exit 1; done"
     );
     let Some(mut a) = Agent::start_in_ns(&prelude, Opts::default()) else { return };
-    let quiet = Duration::from_millis(500);
-    // QEMU 10.2: the mode's own program, no arguments, and no reply.
+    // QEMU 10.2: the mode's own program, no arguments, and no reply: the
+    // next line is the reply to a ping sent right behind (requests wait
+    // behind the helper, so it has run by then). No waiting window.
     for (mode, prog) in [("powerdown", "poweroff"), ("halt", "halt"), ("reboot", "reboot")] {
-        a.send_raw(&format!(r#"{{"execute":"guest-shutdown","arguments":{{"mode":"{mode}"}}}}"#));
-        assert_eq!(a.line_within(quiet), None, "no reply to a successful shutdown");
+        a.send_raw(&format!(r#"{{"execute":"guest-shutdown","arguments":{{"mode":"{mode}"}}}}{{"execute":"guest-ping","id":"{mode}"}}"#));
+        assert_eq!(a.line(), format!(r#"{{"return": {{}}, "id": "{mode}"}}"#), "no reply to a successful shutdown");
         let last = std::fs::read_to_string(&log).unwrap().lines().last().unwrap().to_string();
         assert_eq!(last, format!("/sbin/{prog} "));
     }
@@ -296,10 +296,10 @@ fn suspend_with_fake_helpers_and_sysfs() {
         bin.path().display()
     );
     let Some(mut a) = Agent::start_in_ns(&prelude, Opts::default()) else { return };
-    let quiet = Duration::from_millis(500);
-    // No systemd, no pm-utils: /sys/power/state, and no reply.
-    a.send_raw(r#"{"execute":"guest-suspend-ram"}"#);
-    assert_eq!(a.line_within(quiet), None);
+    // No systemd, no pm-utils: /sys/power/state, and no reply (the next
+    // line answers the ping sent right behind).
+    a.send_raw(r#"{"execute":"guest-suspend-ram"}{"execute":"guest-ping","id":"ram"}"#);
+    assert_eq!(a.line(), r#"{"return": {}, "id": "ram"}"#, "no reply to a successful suspend");
     assert!(std::fs::read_to_string(&state).unwrap().starts_with("mem"));
     std::fs::write(&state, "freeze disk QGA-FAKE\n").unwrap();
     a.send_raw(r#"{"execute":"guest-suspend-disk"}{"execute":"guest-ping"}"#);

@@ -128,7 +128,7 @@ fn ff_mid_message_discards_partial_message() {
     c.send(b"{\"execute\":\xff{\"execute\":\"guest-ping\",\"id\":10}");
     assert_eq!(String::from_utf8(c.read_line_raw()).unwrap(), FF_STRAY);
     assert_eq!(String::from_utf8(c.read_line_raw()).unwrap(), ping_reply_bytes(Some("10")));
-    c.expect_silence(Duration::from_millis(200));
+    c.expect_no_more_replies();
 }
 
 #[test]
@@ -161,7 +161,7 @@ fn stray_bytes_exact_texts_and_recovery() {
     c.send(b"\"abc\n{\"execute\":\"guest-ping\",\"id\":5}");
     assert_eq!(String::from_utf8(c.read_line_raw()).unwrap(), stray("\\\"abc\\n"));
     assert_eq!(String::from_utf8(c.read_line_raw()).unwrap(), ping_reply_bytes(Some("5")));
-    c.expect_silence(Duration::from_millis(200));
+    c.expect_no_more_replies();
 }
 
 #[test]
@@ -634,7 +634,7 @@ fn ff_then_sync_delimited_resynchronises() {
         "{\"error\": {\"class\": \"GenericError\", \"desc\": \"JSON parse error, stray '\\\"pa\\uFFFD'\"}}\n"
     );
     assert_eq!(c.read_line_raw(), b"\xff{\"return\": 3141592653}\n".to_vec());
-    c.expect_silence(Duration::from_millis(200));
+    c.expect_no_more_replies();
 }
 
 trait RawLine {
@@ -809,7 +809,7 @@ fn any_split_of_a_stream_gives_the_same_replies() {
                 k
             );
         }
-        c.expect_silence(Duration::from_millis(50));
+        c.expect_no_more_replies();
     }
 }
 

@@ -153,30 +153,32 @@ fn exec_large_output_streams_complete_on_qga_and_warns_when_truncated() {
 
 #[test]
 fn exec_output_is_live_with_qga() {
+    // Event-driven: the program prints `first`, then waits for a gate file
+    // that the test creates only once it has read `first`. Output that is
+    // not live (printed at the end) never arrives: the read times out.
     let agent = Agent::start(Kind::Qga);
-    let start = Instant::now();
-    let mut c = agent.spawn(&[
-        "exec",
-        "--",
-        "sh",
-        "-c",
-        "echo first; sleep 2; echo second; echo done >&2",
-    ]);
-    let mut out = BufReader::new(c.stdout.take().unwrap());
-    let mut line = String::new();
-    out.read_line(&mut line).unwrap();
-    let first_at = start.elapsed();
-    assert_eq!(line, "first\n");
-    assert!(
-        first_at < Duration::from_millis(1500),
-        "first line arrived only after {first_at:?}"
+    let gate = agent.dir.join("gate");
+    let script = format!(
+        "echo first; while [ ! -e {} ]; do sleep 0.05; done; echo second; echo done >&2",
+        gate.display()
     );
-    line.clear();
-    out.read_line(&mut line).unwrap();
-    assert_eq!(line, "second\n");
-    assert!(start.elapsed() >= Duration::from_secs(2));
-    let st = wait_timeout(&mut c, Duration::from_secs(10)).expect("qgactl exits");
+    let mut c = agent.spawn(&["exec", "--", "sh", "-c", &script]);
+    let out = BufReader::new(c.stdout.take().unwrap());
+    let (tx, rx) = std::sync::mpsc::channel();
+    let reader = thread::spawn(move || {
+        for l in out.lines() {
+            if tx.send(l.unwrap()).is_err() {
+                return;
+            }
+        }
+    });
+    let first = rx.recv_timeout(Duration::from_secs(120));
+    std::fs::write(&gate, b"").unwrap();
+    assert_eq!(first.as_deref(), Ok("first"), "the first line arrives while the program still runs");
+    assert_eq!(rx.recv_timeout(Duration::from_secs(120)).as_deref(), Ok("second"));
+    let st = wait_timeout(&mut c, Duration::from_secs(120)).expect("qgactl exits");
     assert_eq!(st.code(), Some(0));
+    reader.join().unwrap();
     let mut err = String::new();
     c.stderr.take().unwrap().read_to_string(&mut err).unwrap();
     assert_eq!(err, "done\n");
@@ -205,9 +207,10 @@ fn ctrl_c_terminates_the_guest_process() {
         let script = format!("echo $$ > {}; exec sleep 60", pidfile.display());
         let mut c = agent.spawn(&["exec", "--", "sh", "-c", &script]);
         let pid = wait_pidfile(&pidfile, Duration::from_secs(10));
-        let t = Instant::now();
         sigint(&c);
-        let st = wait_timeout(&mut c, Duration::from_secs(10)).expect("qgactl exits after Ctrl-C");
+        // The exit status says the forwarded SIGINT (not a later escalation)
+        // ended the program; the bounds only catch hangs.
+        let st = wait_timeout(&mut c, Duration::from_secs(60)).expect("qgactl exits after Ctrl-C");
         assert_eq!(
             st.code(),
             Some(128 + libc::SIGINT),
@@ -215,13 +218,7 @@ fn ctrl_c_terminates_the_guest_process() {
             agent.name()
         );
         assert!(
-            t.elapsed() < Duration::from_secs(3),
-            "{}: took {:?}",
-            agent.name(),
-            t.elapsed()
-        );
-        assert!(
-            process_gone(pid, Duration::from_secs(3)),
+            process_gone(pid, Duration::from_secs(60)),
             "{}: guest process {pid} still running",
             agent.name()
         );
@@ -243,15 +240,13 @@ fn ctrl_c_kills_the_whole_process_tree_on_qga() {
     let bg = wait_pidfile(&pidfile, Duration::from_secs(10));
     let t = Instant::now();
     sigint(&c);
-    let st = wait_timeout(&mut c, Duration::from_secs(15)).expect("qgactl exits");
+    let st = wait_timeout(&mut c, Duration::from_secs(120)).expect("qgactl exits");
     let took = t.elapsed();
     assert_eq!(st.code(), Some(128 + libc::SIGINT), "the shell itself died of SIGINT");
+    // The grace period is honoured (a loaded machine only makes it longer).
+    assert!(took >= Duration::from_secs(4), "escalation after {took:?}, before the 5 s grace period");
     assert!(
-        took >= Duration::from_secs(4) && took < Duration::from_secs(9),
-        "escalation after {took:?}"
-    );
-    assert!(
-        process_gone(bg, Duration::from_secs(3)),
+        process_gone(bg, Duration::from_secs(60)),
         "background process {bg} survived"
     );
 }
@@ -260,8 +255,8 @@ fn ctrl_c_kills_the_whole_process_tree_on_qga() {
 fn timeout_terminates_and_exits_124() {
     for agent in agents("timeout_terminates_and_exits_124") {
         let pidfile = agent.dir.join("t.pid");
-        let script = format!("echo $$ > {}; echo before; exec sleep 30", pidfile.display());
-        let r = agent.run(&["exec", "--timeout", "1", "--", "sh", "-c", &script]);
+        let script = format!("echo $$ > {}; echo before; exec sleep 600", pidfile.display());
+        let r = agent.run_with(&["exec", "--timeout", "1", "--", "sh", "-c", &script], None, Duration::from_secs(300));
         assert_eq!(r.code, Some(124), "{}: {}", agent.name(), r.stderr);
         assert_eq!(r.out(), "before\n", "{}", agent.name());
         assert!(
@@ -270,22 +265,23 @@ fn timeout_terminates_and_exits_124() {
             agent.name(),
             r.stderr
         );
-        assert!(r.elapsed < Duration::from_secs(6), "{}: {:?}", agent.name(), r.elapsed);
+        // Ended by the timeout, long before the program would end itself.
+        assert!(r.elapsed < Duration::from_secs(300), "{}: {:?}", agent.name(), r.elapsed);
         let pid = wait_pidfile(&pidfile, Duration::from_secs(1));
         assert!(
-            process_gone(pid, Duration::from_secs(3)),
+            process_gone(pid, Duration::from_secs(60)),
             "{}: {pid} still running",
             agent.name()
         );
         if agent.kind == Kind::Qga {
             // qga kills the process group: a forked child goes too.
             let bgfile = agent.dir.join("tbg.pid");
-            let script = format!("sleep 30 & echo $! > {}; wait", bgfile.display());
+            let script = format!("sleep 600 & echo $! > {}; wait", bgfile.display());
             let r = agent.run(&["exec", "--timeout", "0.5", "--", "sh", "-c", &script]);
             assert_eq!(r.code, Some(124), "{}", r.stderr);
             let bg = wait_pidfile(&bgfile, Duration::from_secs(1));
             assert!(
-                process_gone(bg, Duration::from_secs(3)),
+                process_gone(bg, Duration::from_secs(60)),
                 "background process {bg} survived the timeout"
             );
         }
@@ -824,7 +820,7 @@ fn connection_errors_are_one_line_and_exit_255() {
             "ping",
         ]),
         None,
-        Duration::from_secs(10),
+        Duration::from_secs(60),
         &[],
     );
     assert_eq!(r.code, Some(255));
@@ -834,17 +830,17 @@ fn connection_errors_are_one_line_and_exit_255() {
         "{}",
         r.stderr
     );
-    assert!(
-        r.elapsed >= Duration::from_millis(400) && r.elapsed < Duration::from_secs(5),
-        "{:?}",
-        r.elapsed
-    );
-    // Something that accepts but never answers.
+    // It kept trying for the connect timeout (a hang is caught by the run's
+    // own bound).
+    assert!(r.elapsed >= Duration::from_millis(400), "{:?}", r.elapsed);
+    // Something that accepts but never answers: the connection is held
+    // until qgactl has given up (event-driven, no fixed window).
     let silent = d.join("silent");
     let l = UnixListener::bind(&silent).unwrap();
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
     let keep = thread::spawn(move || {
         let conns: Vec<UnixStream> = l.incoming().take(1).flatten().collect();
-        thread::sleep(Duration::from_secs(3));
+        let _ = done_rx.recv();
         drop(conns);
     });
     let r = run_qgactl(
@@ -856,9 +852,10 @@ fn connection_errors_are_one_line_and_exit_255() {
             "ping",
         ]),
         None,
-        Duration::from_secs(10),
+        Duration::from_secs(60),
         &[],
     );
+    let _ = done_tx.send(());
     assert_eq!(r.code, Some(255));
     assert_one_line_error(&r.stderr, "silent agent");
     assert!(r.stderr.contains("did not answer guest-sync-delimited"), "{}", r.stderr);
@@ -867,7 +864,7 @@ fn connection_errors_are_one_line_and_exit_255() {
     let r = run_qgactl(
         &args(&["--connect-timeout", "0.5", "--vsock", "1:4242", "ping"]),
         None,
-        Duration::from_secs(10),
+        Duration::from_secs(60),
         &[],
     );
     assert_eq!(r.code, Some(255), "{}", r.stderr);

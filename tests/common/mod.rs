@@ -659,6 +659,23 @@ impl Conn {
         serde_json::from_str(&l).unwrap_or_else(|e| panic!("reply is not JSON ({}): {:?}", e, trunc(&l)))
     }
 
+    /// Assert that no reply comes: once the agent `pid` has gone idle (see
+    /// [`wait_idle`]), nothing may be waiting on this connection.
+    pub fn expect_silence_once_idle(&mut self, pid: u32) {
+        wait_idle(pid);
+        self.expect_silence(Duration::from_millis(20));
+    }
+
+    /// Assert that nothing more is answered for what was sent so far: a
+    /// guest-ping with a unique id sent now must get the next reply (replies
+    /// come in request order), with no waiting window to tune.
+    pub fn expect_no_more_replies(&mut self) {
+        let tag = unique("no-more");
+        self.send(format!("{{\"execute\":\"guest-ping\",\"id\":\"{tag}\"}}").as_bytes());
+        let l = self.read_line();
+        assert_eq!(l, format!("{{\"return\": {{}}, \"id\": \"{tag}\"}}"), "a reply came before the ping's");
+    }
+
     /// Assert that no reply arrives within `t` (negative check).
     pub fn expect_silence(&mut self, t: Duration) {
         if let Some(l) = self.try_read_line_raw(t) {
@@ -985,6 +1002,36 @@ pub fn wait_until<F: FnMut() -> bool>(t: Duration, mut cond: F) -> bool {
             return false;
         }
         thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Waits (generously: up to 120 s) until process `pid` is asleep and has
+/// used no CPU for ten samples 20 ms apart: whatever it does in answer to
+/// input already sent is done (replies are in the socket). The
+/// event-driven form of "wait a while, then check nothing happened": a
+/// loaded machine makes it slower, never weaker.
+pub fn wait_idle(pid: u32) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut last = cpu_ticks(pid);
+    let mut still = 0;
+    while still < 10 {
+        thread::sleep(Duration::from_millis(20));
+        let t = cpu_ticks(pid);
+        still = if t == last && proc_state(pid) == Some('S') { still + 1 } else { 0 };
+        last = t;
+        assert!(Instant::now() < deadline, "pid {pid} did not go idle within 120 s");
+    }
+}
+
+/// Asserts that `pid` is not spinning: asleep (state `S`) in every one of
+/// 50 samples 20 ms apart. A busy loop is runnable (`R`) whether or not a
+/// loaded machine lets it run, so this does not weaken under load.
+pub fn assert_sleeping(pid: u32, what: &str) {
+    for i in 0..50 {
+        let st = proc_state(pid);
+        assert_eq!(st, Some('S'), "{what}: pid {pid} not asleep in sample {i} (wchan {:?})",
+            std::fs::read_to_string(format!("/proc/{pid}/wchan")).unwrap_or_default());
+        thread::sleep(Duration::from_millis(20));
     }
 }
 
