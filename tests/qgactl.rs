@@ -477,16 +477,20 @@ fn streamed_stdin_large_through_sha256sum() {
     assert_eq!((r.code, r.out().as_str()), (Some(0), "0\n"), "{}", r.stderr);
 }
 
-/// `for i in 1..=n: echo line $i; sleep 0.1` as a separate process, whose
-/// stdout becomes qgactl's stdin (`exec EXTRA --stdin - -- PROGRAM`);
-/// returns (qgactl, producer).
+/// A gated producer as a separate process, whose stdout becomes qgactl's
+/// stdin (`exec EXTRA --stdin - -- PROGRAM`): it prints `line i` only once
+/// the file `gate.i` exists in the agent's directory (see [`open_gate`]),
+/// for i in 1..=n, then ends. Returns (qgactl, producer).
 fn live_producer_into(
     agent: &Agent,
     lines: usize,
     extra: &[&str],
     program: &[&str],
 ) -> (std::process::Child, std::process::Child) {
-    let script = format!("i=1; while [ $i -le {lines} ]; do echo line $i; i=$((i+1)); sleep 0.1; done");
+    let d = agent.dir.path().display();
+    let script = format!(
+        "i=1; while [ $i -le {lines} ]; do while [ ! -e {d}/gate.$i ]; do sleep 0.02; done; echo line $i; i=$((i+1)); done"
+    );
     let mut producer = Command::new("sh")
         .args(["-c", &script])
         .stdin(Stdio::null())
@@ -502,35 +506,47 @@ fn live_producer_into(
     (q, producer)
 }
 
-/// Reads qgactl's stdout line by line with arrival times (since `start`).
-fn timed_lines(c: &mut std::process::Child, start: Instant) -> Vec<(String, Duration)> {
-    let out = BufReader::new(c.stdout.take().unwrap());
-    out.lines().map(|l| (l.unwrap(), start.elapsed())).collect()
+/// Lets the producer of [`live_producer_into`] print line `i`.
+fn open_gate(agent: &Agent, i: usize) {
+    std::fs::write(agent.dir.join(format!("gate.{i}")), b"").unwrap();
 }
+
+/// qgactl's stdout lines, as they arrive, from a reader thread.
+fn line_receiver(c: &mut std::process::Child) -> std::sync::mpsc::Receiver<String> {
+    let out = BufReader::new(c.stdout.take().unwrap());
+    let (tx, rx) = std::sync::mpsc::channel();
+    thread::spawn(move || {
+        for l in out.lines() {
+            if tx.send(l.unwrap()).is_err() {
+                return;
+            }
+        }
+    });
+    rx
+}
+
+/// Generous bound for one line to come through (a hang, not a slow machine).
+const LINE_WAIT: Duration = Duration::from_secs(120);
 
 #[test]
 fn streamed_stdin_from_a_slow_live_producer() {
     let agent = Agent::start(Kind::Qga);
-    let start = Instant::now();
     let (mut q, mut producer) = live_producer_into(&agent, 10, &[], &["cat"]);
-    let got = timed_lines(&mut q, start);
-    let st = wait_timeout(&mut q, Duration::from_secs(20)).expect("qgactl exits after the producer's EOF");
+    let rx = line_receiver(&mut q);
+    // Streamed, in lockstep: line i must come out of the guest's `cat`
+    // before the producer may write line i+1. Read-to-EOF-first would
+    // never show line 1 (the producer waits for gate 2): a timeout.
+    for i in 1..=10 {
+        open_gate(&agent, i);
+        assert_eq!(rx.recv_timeout(LINE_WAIT).as_deref(), Ok(format!("line {i}").as_str()), "line {i} while the producer still runs");
+    }
+    let st = wait_timeout(&mut q, LINE_WAIT).expect("qgactl exits after the producer's EOF");
     let _ = producer.wait();
     let mut err = String::new();
     q.stderr.take().unwrap().read_to_string(&mut err).unwrap();
     assert_eq!(st.code(), Some(0), "{err}");
     assert_eq!(err, "");
-    let lines: Vec<&str> = got.iter().map(|(l, _)| l.as_str()).collect();
-    let want: Vec<String> = (1..=10).map(|i| format!("line {i}")).collect();
-    assert_eq!(lines, want, "every line, in order");
-    // Streamed: the lines come out while the producer is still writing
-    // (it spends 0.9 s between the first and the last); read to EOF first,
-    // they would all arrive together.
-    let spread = got[9].1 - got[0].1;
-    assert!(
-        spread >= Duration::from_millis(500),
-        "lines arrived within {spread:?}: {got:?}"
-    );
+    assert!(rx.recv_timeout(LINE_WAIT).is_err(), "nothing after the last line");
 
     // Ctrl-C still reaches the program while stdin stays open and idle.
     let pidfile = agent.dir.join("live.pid");
@@ -565,24 +581,31 @@ fn stdin_without_the_extension_uses_the_old_paths() {
     // --poll keeps qga on the old path too.
     runs.push((Agent::start(Kind::Qga), &["--poll"], "qga --poll".to_string()));
     for (agent, extra, label) in &runs {
-        // A live pipe is read to its end, then sent with guest-exec: all
-        // lines come out after the producer finished (0.4 s of sleeps
-        // before its last line).
-        let start = Instant::now();
+        // A live pipe is read to its end, then sent with guest-exec: with
+        // line 1 written and the producer held at gate 2, nothing comes out
+        // (checked once qgactl, the agent and its children are all idle);
+        // after the producer's EOF every line does.
         let (mut q, mut producer) = live_producer_into(agent, 5, extra, &["cat"]);
-        let got = timed_lines(&mut q, start);
-        let st = wait_timeout(&mut q, Duration::from_secs(20)).expect("qgactl exits");
+        let rx = line_receiver(&mut q);
+        open_gate(agent, 1);
+        for _ in 0..2 {
+            procfs::wait_idle(q.id());
+            procfs::wait_idle(agent.pid());
+            for (child, _) in procfs::children_of(agent.pid()) {
+                procfs::wait_idle(child);
+            }
+        }
+        assert!(rx.try_recv().is_err(), "{label}: output before the producer's EOF");
+        for i in 2..=5 {
+            open_gate(agent, i);
+        }
+        let lines: Vec<String> = (0..5).map(|_| rx.recv_timeout(LINE_WAIT).expect("a line")).collect();
+        assert_eq!(lines, ["line 1", "line 2", "line 3", "line 4", "line 5"], "{label}");
+        let st = wait_timeout(&mut q, LINE_WAIT).expect("qgactl exits");
         let _ = producer.wait();
         let mut err = String::new();
         q.stderr.take().unwrap().read_to_string(&mut err).unwrap();
         assert_eq!(st.code(), Some(0), "{label}: {err}");
-        let lines: Vec<&str> = got.iter().map(|(l, _)| l.as_str()).collect();
-        assert_eq!(lines, ["line 1", "line 2", "line 3", "line 4", "line 5"], "{label}");
-        assert!(
-            got[0].1 >= Duration::from_millis(400),
-            "{label}: first line after {:?}, before the producer finished",
-            got[0].1
-        );
         let data = test_bytes(3 << 20, 31);
         let mut a = vec!["exec"];
         a.extend(extra.iter().copied());

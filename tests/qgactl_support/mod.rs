@@ -4,6 +4,8 @@
 //! qgactl against it with a time limit.
 #![allow(dead_code)]
 
+#[path = "../common/procfs.rs"]
+pub mod procfs;
 #[path = "../common/skip.rs"]
 pub mod skip;
 
@@ -111,6 +113,11 @@ impl Agent {
             dir,
             sock,
         }
+    }
+
+    /// The agent's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("agent running").id()
     }
 
     pub fn name(&self) -> &'static str {
@@ -300,28 +307,9 @@ pub fn wait_pidfile(path: &Path, limit: Duration) -> i32 {
     }
 }
 
-/// True once `pid` is gone (or a zombie).
+/// True once `pid` is gone (or a zombie), waiting up to `limit`.
 pub fn process_gone(pid: i32, limit: Duration) -> bool {
-    let deadline = Instant::now() + limit;
-    loop {
-        match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-            Err(_) => return true,
-            Ok(s) => {
-                let state = s
-                    .rsplit(')')
-                    .next()
-                    .and_then(|r| r.split_whitespace().next())
-                    .unwrap_or("");
-                if state == "Z" || state == "X" {
-                    return true;
-                }
-            }
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        thread::sleep(Duration::from_millis(20));
-    }
+    procfs::wait_until(limit, || matches!(procfs::proc_state(pid as u32), None | Some('Z') | Some('X')))
 }
 
 /// sha256sum of a local file, through the host's coreutils.
