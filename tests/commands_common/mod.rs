@@ -7,59 +7,30 @@
 
 #[path = "../common/skip.rs"]
 pub mod skip;
+#[path = "../common/tempdir.rs"]
+pub mod tempdir;
+#[path = "../common/under_test.rs"]
+pub mod under_test;
+pub use tempdir::TempDir;
 #[allow(unused_imports)]
 pub use skip::{can_unshare, is_root};
 
 use serde_json::Value;
 use std::io::{ErrorKind, Read, Write};
 use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-/// The agent under test: qga, or `$QGA_TEST_BIN` (e.g. the reference
-/// qemu-ga, to validate the expectations themselves).
+/// The agent under test, as a string for the command line.
 pub fn bin() -> String {
-    match std::env::var("QGA_TEST_BIN") {
-        Ok(p) if !p.is_empty() => p,
-        _ => env!("CARGO_BIN_EXE_qga").to_string(),
-    }
+    under_test::agent_bin().to_string_lossy().into_owned()
 }
 
-/// True when the suite runs against the reference qemu-ga.
+/// True when the suite runs against the reference qemu-ga
+/// (`QGA_TEST_REFERENCE=1`).
 pub fn is_reference() -> bool {
-    std::env::var("QGA_TEST_BIN").is_ok_and(|p| !p.is_empty())
-}
-
-static COUNTER: AtomicUsize = AtomicUsize::new(0);
-
-/// A fresh directory, removed on drop.
-pub struct TempDir(pub PathBuf);
-
-impl TempDir {
-    pub fn new(tag: &str) -> TempDir {
-        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
-        let p = std::env::temp_dir().join(format!("qga-cmd-{tag}.{}.{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).expect("temp dir");
-        TempDir(p)
-    }
-    pub fn path(&self) -> &Path {
-        &self.0
-    }
-    pub fn join(&self, p: &str) -> PathBuf {
-        self.0.join(p)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        if self.0.as_os_str().is_empty() {
-            return;
-        }
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+    under_test::is_reference_agent()
 }
 
 pub struct Agent {
@@ -225,7 +196,7 @@ impl Agent {
     /// Stops the agent (SIGTERM, clean exit) and keeps its directory.
     pub fn stop_keep_dir(mut self) -> TempDir {
         self.terminate();
-        std::mem::replace(&mut self.dir, TempDir(PathBuf::new()))
+        std::mem::replace(&mut self.dir, TempDir::none())
     }
 
     /// Sends SIGTERM and checks a clean exit.

@@ -24,7 +24,11 @@
 
 pub mod procfs;
 pub mod skip;
+pub mod tempdir;
+pub mod under_test;
 pub use procfs::*;
+pub use tempdir::TempDir;
+pub use under_test::{agent_bin, is_reference_agent};
 
 use serde_json::{json, Value};
 use std::ffi::OsString;
@@ -47,29 +51,6 @@ pub const STOP_TIMEOUT: Duration = Duration::from_secs(5);
 // ---------------------------------------------------------------------------
 // Which binary, which expectations
 // ---------------------------------------------------------------------------
-
-/// The agent binary under test.
-pub fn agent_bin() -> PathBuf {
-    match std::env::var_os("QGA_TEST_BIN") {
-        Some(p) if !p.is_empty() => {
-            // relative paths are taken from the test's cwd (the package
-            // root), not from the agent's temp dir
-            let p = PathBuf::from(p);
-            if p.is_relative() && p.components().count() > 1 {
-                std::env::current_dir().expect("cwd").join(p)
-            } else {
-                p
-            }
-        }
-        _ => PathBuf::from(env!("CARGO_BIN_EXE_qga")),
-    }
-}
-
-/// True when the suite runs against the reference qemu-ga
-/// (`QGA_TEST_REFERENCE=1`), to validate the tests themselves.
-pub fn is_reference_agent() -> bool {
-    matches!(std::env::var("QGA_TEST_REFERENCE").as_deref(), Ok("1"))
-}
 
 /// Skip the current test (return early) when running against the reference
 /// agent, printing why. Use for qga's deliberate deviations from qemu-ga.
@@ -136,51 +117,6 @@ pub const KNOWN_EXTENSIONS: &[&str] = &["guest-exec-terminate", "guest-exec-inpu
 
 /// The guest-info `version` qga reports (the qemu-ga release it matches).
 pub const QGA_VERSION: &str = "10.2.0";
-
-// ---------------------------------------------------------------------------
-// Temporary directory (std only)
-// ---------------------------------------------------------------------------
-
-static TMP_COUNTER: AtomicUsize = AtomicUsize::new(0);
-
-/// A fresh directory, removed (recursively) on drop.
-pub struct TempDir {
-    path: PathBuf,
-}
-
-impl TempDir {
-    pub fn new(prefix: &str) -> TempDir {
-        let base = std::env::temp_dir();
-        for _ in 0..1000 {
-            let n = TMP_COUNTER.fetch_add(1, Ordering::SeqCst);
-            let nanos = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.subsec_nanos())
-                .unwrap_or(0);
-            let path = base.join(format!("{}.{}.{}.{:08x}", prefix, std::process::id(), n, nanos));
-            match std::fs::create_dir(&path) {
-                Ok(()) => return TempDir { path },
-                Err(e) if e.kind() == ErrorKind::AlreadyExists => continue,
-                Err(e) => panic!("cannot create temp dir {}: {}", path.display(), e),
-            }
-        }
-        panic!("cannot create a unique temp dir");
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    pub fn join<P: AsRef<Path>>(&self, p: P) -> PathBuf {
-        self.path.join(p)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.path);
-    }
-}
 
 // ---------------------------------------------------------------------------
 // Starting and stopping the agent
@@ -939,6 +875,7 @@ pub fn release_fifo(path: &Path, data: &[u8]) {
 
 /// A unique tag for ids.
 pub fn unique(tag: &str) -> String {
-    format!("{}-{}", tag, TMP_COUNTER.fetch_add(1, Ordering::SeqCst))
+    static UNIQUE: AtomicUsize = AtomicUsize::new(0);
+    format!("{}-{}", tag, UNIQUE.fetch_add(1, Ordering::SeqCst))
 }
 

@@ -8,11 +8,13 @@
 pub mod procfs;
 #[path = "../common/skip.rs"]
 pub mod skip;
+#[path = "../common/tempdir.rs"]
+pub mod tempdir;
+pub use tempdir::TempDir;
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -23,34 +25,6 @@ pub const QGA: &str = env!("CARGO_BIN_EXE_qga");
 /// [`skip::reference_qemu_ga`]).
 pub fn qemu_ga_bin() -> Option<PathBuf> {
     skip::reference_qemu_ga()
-}
-
-static COUNTER: AtomicUsize = AtomicUsize::new(0);
-
-pub struct TempDir(PathBuf);
-
-impl TempDir {
-    pub fn new(prefix: &str) -> TempDir {
-        loop {
-            let n = COUNTER.fetch_add(1, Ordering::SeqCst);
-            let p = std::env::temp_dir().join(format!("{prefix}.{}.{n}", std::process::id()));
-            if std::fs::create_dir(&p).is_ok() {
-                return TempDir(p);
-            }
-        }
-    }
-    pub fn path(&self) -> &Path {
-        &self.0
-    }
-    pub fn join(&self, p: impl AsRef<Path>) -> PathBuf {
-        self.0.join(p)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
