@@ -5,7 +5,7 @@
 # run goes).
 set -euo pipefail
 d=${1:?usage: scripts/mutants-summary.sh MUTANTS_OUT_DIR}
-count() { [ -f "$d/$1" ] && grep -c . "$d/$1" || echo 0; }
+count() { if [ -s "$d/$1" ]; then grep -c . "$d/$1" || true; else echo 0; fi; }
 caught=$(count caught.txt); missed=$(count missed.txt); timeout=$(count timeout.txt); unviable=$(count unviable.txt)
 echo "mutants ($(date -u +%F)): tested $((caught + missed + timeout + unviable)): caught $caught, missed $missed, timeouts $timeout, unviable $unviable"
 if [ "$missed" -gt 0 ]; then

@@ -413,20 +413,6 @@ fn describe_hang(pid: u32) -> String {
 pub const REFERENCE_STOP_HANG_NOTE: &str = "NOTE (reference agent): qemu-ga did not exit after SIGTERM \
      (known deadlock: g_main_loop_quit() called from its signal handler); killed";
 
-/// Wait for a child with a bound; None on timeout.
-pub fn wait_timeout(child: &mut Child, t: Duration) -> Option<ExitStatus> {
-    let deadline = Instant::now() + t;
-    loop {
-        if let Ok(Some(st)) = child.try_wait() {
-            return Some(st);
-        }
-        if Instant::now() > deadline {
-            return None;
-        }
-        thread::sleep(Duration::from_millis(5));
-    }
-}
-
 /// Run the agent binary to completion (for CLI tests): returns
 /// (exit status, stdout, stderr). Killed after 10 s.
 pub fn run_agent_cli(args: &[&str], env: &[(&str, &str)]) -> (ExitStatus, String, String) {

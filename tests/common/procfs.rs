@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 use std::path::Path;
+use std::process::{Child, ExitStatus};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -120,10 +121,13 @@ pub fn wait_idle(pid: u32) {
     }
 }
 
-/// Asserts that `pid` is not spinning: asleep (state `S`) in every one of
-/// 50 samples 20 ms apart. A busy loop is runnable (`R`) whether or not a
-/// loaded machine lets it run, so this does not weaken under load.
+/// Asserts that `pid` is not spinning: once it has settled ([`wait_idle`],
+/// which a busy loop never passes), it is asleep (state `S`) in every one
+/// of 50 samples 20 ms apart. A busy loop is runnable (`R`) whether or not
+/// a loaded machine lets it run, and an idle agent has nothing to wake it,
+/// so this neither weakens nor flakes under load.
 pub fn assert_sleeping(pid: u32, what: &str) {
+    wait_idle(pid);
     for i in 0..50 {
         let st = proc_state(pid);
         assert_eq!(st, Some('S'), "{what}: pid {pid} not asleep in sample {i} (wchan {:?})",
@@ -141,3 +145,18 @@ pub fn proc_status_kib(pid: u32, key: &str) -> u64 {
         .and_then(|v| v.parse().ok())
         .unwrap_or_else(|| panic!("no {key} in /proc/{pid}/status"))
 }
+
+/// Wait for a child with a bound; None on timeout.
+pub fn wait_timeout(child: &mut Child, t: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + t;
+    loop {
+        if let Ok(Some(st)) = child.try_wait() {
+            return Some(st);
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        thread::sleep(Duration::from_millis(5));
+    }
+}
+

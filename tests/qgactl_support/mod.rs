@@ -14,7 +14,7 @@ pub use tempdir::TempDir;
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -201,18 +201,7 @@ impl Run {
     }
 }
 
-pub fn wait_timeout(c: &mut Child, t: Duration) -> Option<ExitStatus> {
-    let deadline = Instant::now() + t;
-    loop {
-        if let Ok(Some(st)) = c.try_wait() {
-            return Some(st);
-        }
-        if Instant::now() >= deadline {
-            return None;
-        }
-        thread::sleep(Duration::from_millis(5));
-    }
-}
+pub use procfs::wait_timeout;
 
 /// Collects a child's output; kills it (and fails) after `limit`.
 pub fn finish(mut c: Child, stdin: Option<Vec<u8>>, limit: Duration, start: Instant) -> Run {
