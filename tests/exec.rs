@@ -200,7 +200,9 @@ fn env_replaces_environment() {
 
 #[test]
 fn path_lookup_rules() {
-    let (agent, mut c) = Agent::start();
+    // A PATH of the test's choosing: an inherited entry this user may not
+    // search (e.g. /root/... under `setpriv`) would turn ENOENT into EACCES.
+    let (agent, mut c) = AgentBuilder::new().env("PATH", "/usr/local/bin:/usr/bin:/bin").start();
     let bindir = agent.dir().join("bin");
     std::fs::create_dir(&bindir).unwrap();
     let tool = bindir.join("qga-test-tool");
