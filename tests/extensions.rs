@@ -390,12 +390,18 @@ fn guest_exec_input_window_and_errors() {
     if skip_on_reference() {
         return;
     }
-    let (_agent, mut c) = Agent::start();
+    let (agent, mut c) = Agent::start();
     // A reader that does not read: the window (4 MiB) takes what fits.
     let pid = c.exec(json!({"path": "sleep", "arg": ["30"], "input-stream": true}));
     let big = vec![b'a'; 5 << 20];
     let r = c.ok("guest-exec-input", json!({"pid": pid, "input-data": b64encode(&big)}));
     assert_eq!(r, json!({"count": 4 << 20}));
+    // Once the agent has filled the pipe (idle), what the pipe took is room
+    // in the window again: the next offer is taken up to that much.
+    wait_idle(agent.pid());
+    let r = c.ok("guest-exec-input", json!({"pid": pid, "input-data": b64encode(&big)}));
+    let n = r["count"].as_u64().unwrap();
+    assert!(n > 0 && n <= 1 << 20, "bytes in the pipe are room in the window again: {r}");
     // A process started without input-stream has no open input.
     let other = c.exec(json!({"path": "sleep", "arg": ["30"]}));
     let (_, desc) = c.err("guest-exec-input", json!({"pid": other, "input-data": "eA=="}));
