@@ -44,7 +44,8 @@ fn sigterm_exits_zero_promptly_repeatedly() {
             if let Some(st) = agent.try_wait() {
                 break st;
             }
-            assert!(t0.elapsed() < Duration::from_secs(5), "round {}: no exit within 5 s after signal {}", i, sig);
+            // Generous: a hang fails, a loaded machine does not.
+            assert!(t0.elapsed() < Duration::from_secs(60), "round {}: no exit within 60 s after signal {}", i, sig);
             std::thread::sleep(Duration::from_millis(2));
         };
         assert_eq!(st.code(), Some(0), "round {}: exit status {:?}", i, st);
@@ -62,7 +63,7 @@ fn one_client_at_a_time() {
     a.ping();
     let mut b = agent.connect(); // queued in the backlog
     b.send_str("{\"execute\":\"guest-ping\",\"id\":\"b\"}");
-    b.expect_silence(Duration::from_millis(500));
+    b.expect_silence_once_idle(agent.pid());
     // A is still served
     a.send_str("{\"execute\":\"guest-ping\",\"id\":\"a\"}");
     assert_eq!(a.recv(), json!({"return": {}, "id": "a"}));
@@ -274,12 +275,17 @@ fn serial_roundtrip(method: &str) -> (Agent, Pty) {
         }
         assert!(Instant::now() < deadline, "no reply on {} {}\n{}", method, pty.slave_path, agent.stderr_log());
     }
-    // drain duplicates of the retried request, then a clean exchange
-    std::thread::sleep(Duration::from_millis(200));
-    while pty_read_line(&mut pty.master, &mut pending, Duration::from_millis(100)).is_some() {}
+    // A clean exchange: replies to retried syncs may still come first (the
+    // same sync reply only), then the ping's.
     pty.master.write_all(b"{\"execute\":\"guest-ping\",\"id\":\"serial\"}").unwrap();
-    let l = pty_read_line(&mut pty.master, &mut pending, Duration::from_secs(10)).expect("ping reply");
-    assert_eq!(String::from_utf8_lossy(&l), "{\"return\": {}, \"id\": \"serial\"}\n");
+    loop {
+        let l = pty_read_line(&mut pty.master, &mut pending, Duration::from_secs(30)).expect("ping reply");
+        if l == b"{\"return\": 77}\n" {
+            continue;
+        }
+        assert_eq!(String::from_utf8_lossy(&l), "{\"return\": {}, \"id\": \"serial\"}\n");
+        break;
+    }
     pty.master.write_all(b"\xff{\"execute\":\"guest-sync-delimited\",\"arguments\":{\"id\":5}}").unwrap();
     let l = pty_read_line(&mut pty.master, &mut pending, Duration::from_secs(10)).expect("0xFF error");
     assert!(String::from_utf8_lossy(&l).contains("stray"), "{:?}", l);

@@ -171,12 +171,12 @@ fn handles_persist_across_restarts() {
     let dir = TempDir::new("persist");
     let keep = dir.path().to_path_buf();
     std::fs::write(keep.join("qga.state"), "[global]\nfd_counter=4242\n").unwrap();
-    let mut a = Agent::start_with(Opts { dir: Some(dir), ..Default::default() }).unwrap();
+    let mut a = Agent::start_with(Opts { dir: Some(dir), ..Default::default() });
     assert_eq!(open(&mut a, "x", "w"), 4242);
     assert_eq!(std::fs::read_to_string(keep.join("qga.state")).unwrap(), "[global]\nfd_counter=4243\n");
     assert_eq!(open(&mut a, "x", "a"), 4243);
     let dir = a.stop_keep_dir();
-    let mut b = Agent::start_with(Opts { dir: Some(dir), ..Default::default() }).unwrap();
+    let mut b = Agent::start_with(Opts { dir: Some(dir), ..Default::default() });
     assert_eq!(open(&mut b, "x", "r"), 4244, "never reused after a restart");
     // Handles of the previous instance are gone.
     assert_eq!(b.desc("guest-file-read", r#"{"handle":4242}"#), "handle '4242' has not been found");
@@ -186,7 +186,7 @@ fn handles_persist_across_restarts() {
 #[test]
 fn open_handle_limit() {
     if commands_common::is_reference() {
-        return eprintln!("SKIP (reference agent): the handle limit is qga's");
+        return commands_common::skip::not_applicable("reference agent: the handle limit is qga's");
     }
     let mut a = Agent::start();
     std::fs::write(a.dir.join("f"), b"x").unwrap();
@@ -202,7 +202,8 @@ fn open_handle_limit() {
             }
         }
     }
-    assert!(opened.len() <= 1024, "at most 1024 open handles, got {}", opened.len());
+    // Exactly at the boundary: 1024 open, the 1025th refused.
+    assert_eq!(opened.len(), 1024, "1024 handles open at once, then the limit");
     assert_eq!(failure.as_deref(), Some("failed to open file 'f' (mode: 'r'): Too many open files"));
     // An invalid mode is still reported as such at the limit.
     assert_eq!(a.desc("guest-file-open", r#"{"path":"f","mode":"z"}"#), "invalid file open mode 'z'");

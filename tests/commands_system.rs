@@ -27,8 +27,7 @@ fn test_qga_osinfo_file() {
     let mut a = Agent::start_with(Opts {
         env: vec![("QGA_OS_RELEASE".into(), f.to_str().unwrap().into())],
         ..Default::default()
-    })
-    .unwrap();
+    });
     let r = a.ok("guest-get-osinfo", "{}");
     assert_eq!(r["id"], "qemu-ga-test");
     assert_eq!(r["name"], "QEMU-GA");
@@ -87,7 +86,9 @@ fn information_commands() {
     assert!(tz["offset"].is_i64());
     assert!(tz.get("zone").is_none_or(|z| z.is_string()));
 
-    assert!(a.ok("guest-get-users", "{}").is_array());
+    // Users: what this test reads from utmp itself (commands_machine.rs
+    // checks a utmp file it writes).
+    assert_eq!(a.ok("guest-get-users", "{}"), users_from_utmp());
 
     let load = a.ok("guest-get-load", "{}");
     assert_eq!(keys(&load), vec!["load15m", "load1m", "load5m"]);
@@ -137,25 +138,14 @@ fn information_commands() {
     }
 
     let info = a.cmd(r#"{"execute":"guest-get-memory-block-info"}"#);
-    if let Some(r) = info.get("return") {
-        assert!(r["size"].as_u64().unwrap() > 0);
-    }
+    assert_eq!(info, memory_block_info_from_sysfs());
     let blocks = a.cmd(r#"{"execute":"guest-get-memory-blocks"}"#);
     if let Some(first) = blocks.get("return").and_then(|b| b.get(0)) {
         assert!(first["phys-index"].is_u64() && first["online"].is_boolean() && first["can-offline"].is_boolean());
     }
 
-    let cpus = a.ok("guest-get-cpustats", "{}");
-    for c in cpus.as_array().unwrap() {
-        assert_eq!(c["type"], "linux");
-        for k in ["cpu", "user", "nice", "system", "idle"] {
-            assert!(c[k].is_u64(), "{k} in {c}");
-        }
-    }
-    let disks = a.ok("guest-get-diskstats", "{}");
-    for d in disks.as_array().unwrap() {
-        assert!(d["name"].is_string() && d["major"].is_u64() && d["minor"].is_u64() && d["stats"].is_object());
-    }
+    check_cpustats(&mut a);
+    check_diskstats(&mut a);
 
     assert_eq!(a.ok("guest-fsfreeze-status", "{}"), "thawed");
     a.stop();
@@ -265,6 +255,12 @@ fn harmless_machine_paths() {
     assert!(!a.dir.join("qga.state.isfrozen").exists());
     assert_eq!(a.ok("guest-fsfreeze-thaw", "{}"), 0);
     assert_eq!(a.ok("guest-set-vcpus", r#"{"vcpus":[]}"#), 0);
+    if !commands_common::is_root() {
+        // Writing cpuN/online and memoryN/state (even the state they have)
+        // needs root.
+        a.stop();
+        return commands_common::skip::missing("root: guest-set-vcpus/guest-set-memory-blocks write sysfs");
+    }
     // Setting a vcpu to the state it has changes nothing.
     let vcpus = a.ok("guest-get-vcpus", "{}");
     let online: Vec<&Value> = vcpus.as_array().unwrap().iter().filter(|v| v["online"] == true).collect();
@@ -301,7 +297,7 @@ fn set_user_password_runs_chpasswd() {
         &format!("cat >> {l}; echo \"args:$*\" >> {l}; [ -e {l}.fail ] && {{ echo 'no such user'; exit 1; }}; exit 0", l = log.display()),
     );
     let path = format!("{}:/usr/bin:/bin", bin.path().display());
-    let mut a = Agent::start_with(Opts { env: vec![("PATH".into(), path)], ..Default::default() }).unwrap();
+    let mut a = Agent::start_with(Opts { env: vec![("PATH".into(), path)], ..Default::default() });
     assert_eq!(a.ok("guest-set-user-password", r#"{"username":"alice","password":"c2VjcmV0","crypted":false}"#), json!({}));
     assert_eq!(a.ok("guest-set-user-password", r#"{"username":"bob","password":"JDEkeHl6","crypted":true}"#), json!({}));
     assert_eq!(std::fs::read_to_string(&log).unwrap(), "alice:secret\nargs:\nbob:$1$xyz\nargs:-e\n");
@@ -318,7 +314,7 @@ fn set_user_password_runs_chpasswd() {
 
     // Without chpasswd: qemu-ga's exec failure text.
     let empty = commands_common::TempDir::new("nobin");
-    let mut a = Agent::start_with(Opts { env: vec![("PATH".into(), empty.path().to_str().unwrap().into())], ..Default::default() }).unwrap();
+    let mut a = Agent::start_with(Opts { env: vec![("PATH".into(), empty.path().to_str().unwrap().into())], ..Default::default() });
     assert_eq!(
         a.desc("guest-set-user-password", r#"{"username":"alice","password":"c2VjcmV0","crypted":false}"#),
         "child process has failed to set user password: failed to exec 'chpasswd': No such file or directory\n"
@@ -335,8 +331,144 @@ fn timezone_follows_tz_like_glib() {
         ("FOO", json!({"zone": "UTC", "offset": 0})),
         ("AB5", json!({"zone": "UTC", "offset": 0})),
     ] {
-        let mut a = Agent::start_with(Opts { env: vec![("TZ".into(), tz.into())], ..Default::default() }).unwrap();
+        let mut a = Agent::start_with(Opts { env: vec![("TZ".into(), tz.into())], ..Default::default() });
         assert_eq!(a.ok("guest-get-timezone", "{}"), want, "TZ={tz}");
         a.stop();
     }
+}
+
+// ---------------------------------------------------------------------------
+// Expected values read by the test itself from /sys, /proc and utmp
+// ---------------------------------------------------------------------------
+
+/// guest-get-memory-block-info's whole reply, from block_size_bytes (hex).
+fn memory_block_info_from_sysfs() -> Value {
+    match std::fs::read_to_string("/sys/devices/system/memory/block_size_bytes") {
+        Ok(t) => {
+            let size = u64::from_str_radix(t.trim(), 16).expect("block_size_bytes is hex");
+            assert!(size > 0);
+            json!({"return": {"size": size}})
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            json!({"error": {"class": "GenericError", "desc": "open(\"/sys/devices/system/memory\"): No such file or directory"}})
+        }
+        Err(e) => panic!("block_size_bytes: {e}"),
+    }
+}
+
+/// `cpuN` lines of /proc/stat: (N, counters in clock ticks).
+fn proc_stat_cpus() -> Vec<(i64, Vec<u64>)> {
+    std::fs::read_to_string("/proc/stat")
+        .unwrap()
+        .lines()
+        .filter(|l| l.starts_with("cpu") && !l.starts_with("cpu "))
+        .map(|l| {
+            let mut f = l.split_whitespace();
+            let n = f.next().unwrap()[3..].parse().unwrap();
+            (n, f.map(|x| x.parse().unwrap()).collect())
+        })
+        .collect()
+}
+
+/// guest-get-cpustats against /proc/stat read before and after: one entry
+/// per cpuN line, in order, every counter (ms) between the two readings.
+fn check_cpustats(a: &mut Agent) {
+    // SAFETY: sysconf is a plain query.
+    let tck = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as u64;
+    let before = proc_stat_cpus();
+    let cpus = a.ok("guest-get-cpustats", "{}");
+    let after = proc_stat_cpus();
+    assert!(!before.is_empty(), "/proc/stat has no cpuN line");
+    let cpus = cpus.as_array().unwrap();
+    assert_eq!(cpus.len(), before.len(), "one entry per cpuN line of /proc/stat: {cpus:?}");
+    const NAMES: [&str; 10] = ["user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal", "guest", "guestnice"];
+    for ((c, (n, lo)), (_, hi)) in cpus.iter().zip(&before).zip(&after) {
+        assert_eq!(c["type"], "linux");
+        assert_eq!(c["cpu"], json!(n), "{c}");
+        let mut want: Vec<&str> = vec!["cpu", "type"];
+        want.extend(NAMES.iter().take(lo.len().min(10)));
+        want.sort();
+        assert_eq!(keys(c), want, "{c}");
+        for (i, k) in NAMES.iter().enumerate().take(lo.len()) {
+            let v = c[k].as_u64().unwrap_or_else(|| panic!("{k} in {c}"));
+            let (l, h) = (lo[i] * 1000 / tck, hi[i] * 1000 / tck);
+            assert!(l <= v && v <= h, "cpu{n} {k}: {v} ms not within /proc/stat's {l}..={h}");
+        }
+    }
+}
+
+/// /proc/diskstats: (major, minor, name, counters).
+fn proc_diskstats() -> Vec<(u64, u64, String, Vec<u64>)> {
+    std::fs::read_to_string("/proc/diskstats")
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f[0].parse().unwrap(), f[1].parse().unwrap(), f[2].to_string(), f[3..].iter().map(|x| x.parse().unwrap()).collect())
+        })
+        .collect()
+}
+
+/// guest-get-diskstats against /proc/diskstats read before and after (the
+/// same devices; retried if one came or went): every device in order, each
+/// counter between the two readings (in-flight I/O only present).
+fn check_diskstats(a: &mut Agent) {
+    // Field names after the device name, in /proc/diskstats order.
+    const F: [&str; 17] = [
+        "read-ios", "read-merges", "read-sectors", "read-ticks", "write-ios", "write-merges", "write-sectors",
+        "write-ticks", "ios-pgr", "total-ticks", "weight-ticks", "discard-ios", "discard-merges", "discard-sectors",
+        "discard-ticks", "flush-ios", "flush-ticks",
+    ];
+    for _ in 0..20 {
+        let before = proc_diskstats();
+        let disks = a.ok("guest-get-diskstats", "{}");
+        let after = proc_diskstats();
+        let names = |v: &[(u64, u64, String, Vec<u64>)]| v.iter().map(|d| (d.0, d.1, d.2.clone())).collect::<Vec<_>>();
+        if names(&before) != names(&after) {
+            continue; // a device came or went meanwhile
+        }
+        let disks = disks.as_array().unwrap();
+        let got: Vec<(u64, u64, String)> = disks
+            .iter()
+            .map(|d| (d["major"].as_u64().unwrap(), d["minor"].as_u64().unwrap(), d["name"].as_str().unwrap().to_string()))
+            .collect();
+        assert_eq!(got, names(&before), "the devices of /proc/diskstats, in order");
+        for ((d, b), af) in disks.iter().zip(&before).zip(&after) {
+            let st = &d["stats"];
+            let mut want: Vec<&str> = F.iter().take(b.3.len()).copied().collect();
+            want.sort();
+            assert_eq!(keys(st), want, "{d}");
+            for (i, k) in F.iter().enumerate().take(b.3.len()) {
+                let v = st[k].as_u64().unwrap_or_else(|| panic!("{k} in {d}"));
+                if *k != "ios-pgr" {
+                    assert!(b.3[i] <= v && v <= af.3[i], "{} {k}: {v} not within {}..={}", b.2, b.3[i], af.3[i]);
+                }
+            }
+        }
+        return;
+    }
+    panic!("/proc/diskstats kept changing its device list");
+}
+
+/// guest-get-users computed from utmp (glibc x86_64 `struct utmpx`, 384
+/// bytes): USER_PROCESS entries, by name in first-seen order, earliest login.
+fn users_from_utmp() -> Value {
+    assert!(cfg!(all(target_arch = "x86_64", target_env = "gnu")), "utmpx layout of glibc x86_64 assumed");
+    let data = std::fs::read("/var/run/utmp").unwrap_or_default();
+    let mut users: Vec<(String, f64)> = Vec::new();
+    for r in data.chunks_exact(384) {
+        if i16::from_ne_bytes([r[0], r[1]]) != 7 {
+            continue;
+        }
+        let name = &r[44..76];
+        let name = String::from_utf8_lossy(&name[..name.iter().position(|&b| b == 0).unwrap_or(32)]).into_owned();
+        let sec = i32::from_ne_bytes(r[340..344].try_into().unwrap()) as f64;
+        let usec = i32::from_ne_bytes(r[344..348].try_into().unwrap()) as f64;
+        let t = sec + usec / 1e6;
+        match users.iter_mut().find(|(n, _)| *n == name) {
+            Some(u) => u.1 = u.1.min(t),
+            None => users.push((name, t)),
+        }
+    }
+    Value::Array(users.into_iter().map(|(n, t)| json!({"user": n, "login-time": t})).collect())
 }

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 fn skip_on_reference() -> bool {
     if is_reference_agent() {
-        eprintln!("note: extensions are qga-only; skipped against the reference agent");
+        skip::not_applicable("extensions are qga-only");
         return true;
     }
     false
@@ -68,11 +68,20 @@ fn stream_backpressure_blocks_the_child_instead_of_dropping() {
         return;
     }
     let (_agent, mut c) = Agent::start();
-    // 8 MiB produced, nobody collects for a while: the child must block
-    // (still running), then every byte arrives.
+    // 8 MiB produced, nobody collects: the child must end up blocked in a
+    // pipe write (still running), then every byte arrives. Event-driven:
+    // wait until it is blocked or gone.
     let pid = c.exec(json!({"path": "head", "arg": ["-c", "8388608", "/dev/zero"], "capture-output": "stdout", "stream": true}));
-    std::thread::sleep(Duration::from_millis(700));
-    assert!(proc_exists(pid as u32), "the writer should be blocked by backpressure, not finished");
+    let wchan = || std::fs::read_to_string(format!("/proc/{pid}/wchan")).unwrap_or_default();
+    let blocked = || proc_state(pid as u32) == Some('S') && wchan().ends_with("pipe_write"); // anon_pipe_write on newer kernels
+    assert!(
+        wait_until(Duration::from_secs(120), || blocked() || !proc_exists(pid as u32) || proc_state(pid as u32) == Some('Z')),
+        "the writer neither blocked nor ended"
+    );
+    assert!(blocked(), "the writer should be blocked by backpressure, not finished (state {:?}, wchan {:?})", proc_state(pid as u32), wchan());
+    // Still blocked once the agent is idle: nothing drains the pipe.
+    wait_idle(_agent.pid());
+    assert!(blocked(), "the agent kept reading without a client collecting");
     let mut got = 0;
     loop {
         let st = c.ok("guest-exec-status", json!({"pid": pid, "wait": 10}));
@@ -103,13 +112,13 @@ fn wait_ends_at_once_when_another_request_arrives() {
     if skip_on_reference() {
         return;
     }
-    let (_agent, mut c) = Agent::start();
+    let (agent, mut c) = Agent::start();
     let pid = c.exec(json!({"path": "sleep", "arg": ["30"]}));
     let t = Instant::now();
     c.send_str(&format!(
         "{{\"execute\":\"guest-exec-status\",\"arguments\":{{\"pid\":{pid},\"wait\":60}},\"id\":\"w\"}}\n"
     ));
-    c.expect_silence(Duration::from_millis(300));
+    c.expect_silence_once_idle(agent.pid());
     c.send_str("{\"execute\":\"guest-ping\",\"id\":\"p\"}\n");
     let first = c.recv();
     assert_eq!(first, json!({"return": {"exited": false}, "id": "w"}), "held status answered first");
@@ -117,7 +126,7 @@ fn wait_ends_at_once_when_another_request_arrives() {
     assert!(t.elapsed() < Duration::from_secs(20));
     // A 0xFF also releases a held status (then its own stray error follows).
     c.send_str(&format!("{{\"execute\":\"guest-exec-status\",\"arguments\":{{\"pid\":{pid},\"wait\":60}}}}\n"));
-    c.expect_silence(Duration::from_millis(200));
+    c.expect_silence_once_idle(agent.pid());
     c.send(b"\xff");
     assert_eq!(c.recv(), json!({"return": {"exited": false}}));
     let stray = c.recv();
@@ -218,6 +227,38 @@ fn timeout_kills_a_child_that_ignores_sigterm() {
 }
 
 #[test]
+fn timeout_sends_sigterm_to_the_whole_group() {
+    if skip_on_reference() {
+        return;
+    }
+    let (agent, mut c) = Agent::start();
+    let d = agent.dir().display().to_string();
+    // The leader starts a member (default SIGTERM), then ignores SIGTERM
+    // itself, says `ready`, and reports how the member ended. SIGTERM to the
+    // group at the deadline ends the member (status 143) and the leader
+    // exits 0. Were SIGTERM sent to the leader only, nothing would happen
+    // until the group's SIGKILL two seconds later (signal 9, no report).
+    // Event-driven: if the deadline came before the leader was ready (a
+    // loaded machine), the round does not count and the timeout doubles.
+    let mut timeout = 0.5;
+    loop {
+        let _ = std::fs::remove_file(agent.dir().join("ready"));
+        let script = format!("sleep 1000 & trap '' TERM; : > {d}/ready; wait $!; echo $? > {d}/member");
+        let pid = c.exec(json!({"path": "sh", "arg": ["-c", script], "timeout": timeout}));
+        let st = c.wait_exec_for(pid, Duration::from_secs(120));
+        if !agent.dir().join("ready").exists() {
+            eprintln!("deadline of {timeout} s came before the leader was ready: {st}; again");
+            timeout *= 2.0;
+            assert!(timeout < 100.0, "the leader never got ready in time");
+            continue;
+        }
+        assert_eq!(st, json!({"exitcode": 0, "timed-out": true, "exited": true}), "SIGTERM reached the whole group");
+        assert_eq!(std::fs::read_to_string(agent.dir().join("member")).unwrap(), "143\n");
+        break;
+    }
+}
+
+#[test]
 fn cwd_takes_effect_and_bad_cwd_is_refused_before_spawning() {
     if skip_on_reference() {
         return;
@@ -241,8 +282,7 @@ fn user_takes_effect() {
     }
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
-        eprintln!("note: not root, run-as-user cannot be tested here; skipped");
-        return;
+        return skip::missing("root: run-as-user (`user`) needs it");
     }
     let (_agent, mut c) = Agent::start();
     let st = c.exec_and_wait(json!({"path": "sh", "arg": ["-c", "id -u; id -g; echo $USER $LOGNAME $HOME"], "capture-output": true, "user": "nobody"}));
@@ -350,12 +390,18 @@ fn guest_exec_input_window_and_errors() {
     if skip_on_reference() {
         return;
     }
-    let (_agent, mut c) = Agent::start();
+    let (agent, mut c) = Agent::start();
     // A reader that does not read: the window (4 MiB) takes what fits.
     let pid = c.exec(json!({"path": "sleep", "arg": ["30"], "input-stream": true}));
     let big = vec![b'a'; 5 << 20];
     let r = c.ok("guest-exec-input", json!({"pid": pid, "input-data": b64encode(&big)}));
     assert_eq!(r, json!({"count": 4 << 20}));
+    // Once the agent has filled the pipe (idle), what the pipe took is room
+    // in the window again: the next offer is taken up to that much.
+    wait_idle(agent.pid());
+    let r = c.ok("guest-exec-input", json!({"pid": pid, "input-data": b64encode(&big)}));
+    let n = r["count"].as_u64().unwrap();
+    assert!(n > 0 && n <= 1 << 20, "bytes in the pipe are room in the window again: {r}");
     // A process started without input-stream has no open input.
     let other = c.exec(json!({"path": "sleep", "arg": ["30"]}));
     let (_, desc) = c.err("guest-exec-input", json!({"pid": other, "input-data": "eA=="}));

@@ -73,8 +73,7 @@ fn load(name: &str) -> Option<Vec<Value>> {
     let text = match std::fs::read_to_string(&p) {
         Ok(t) => t,
         Err(_) => {
-            eprintln!("SKIP: {} not found", p.display());
-            return None;
+            panic!("golden transcript {} not found (it is part of the repository)", p.display());
         }
     };
     Some(
@@ -323,8 +322,10 @@ fn run_protocol_case(case: &Value) -> Result<usize, String> {
             }
         }
     }
-    // nothing more may arrive
-    if let Some(extra) = c.try_read_line_raw(Duration::from_millis(100)) {
+    // nothing more may arrive: checked once the agent is idle (event-driven,
+    // no window that a loaded machine could outlast)
+    wait_idle(agent.pid());
+    if let Some(extra) = c.try_read_line_raw(Duration::from_millis(20)) {
         return Err(format!("{}: unexpected extra reply {}", name, show(&extra)));
     }
     drop(c);

@@ -153,30 +153,32 @@ fn exec_large_output_streams_complete_on_qga_and_warns_when_truncated() {
 
 #[test]
 fn exec_output_is_live_with_qga() {
+    // Event-driven: the program prints `first`, then waits for a gate file
+    // that the test creates only once it has read `first`. Output that is
+    // not live (printed at the end) never arrives: the read times out.
     let agent = Agent::start(Kind::Qga);
-    let start = Instant::now();
-    let mut c = agent.spawn(&[
-        "exec",
-        "--",
-        "sh",
-        "-c",
-        "echo first; sleep 2; echo second; echo done >&2",
-    ]);
-    let mut out = BufReader::new(c.stdout.take().unwrap());
-    let mut line = String::new();
-    out.read_line(&mut line).unwrap();
-    let first_at = start.elapsed();
-    assert_eq!(line, "first\n");
-    assert!(
-        first_at < Duration::from_millis(1500),
-        "first line arrived only after {first_at:?}"
+    let gate = agent.dir.join("gate");
+    let script = format!(
+        "echo first; while [ ! -e {} ]; do sleep 0.05; done; echo second; echo done >&2",
+        gate.display()
     );
-    line.clear();
-    out.read_line(&mut line).unwrap();
-    assert_eq!(line, "second\n");
-    assert!(start.elapsed() >= Duration::from_secs(2));
-    let st = wait_timeout(&mut c, Duration::from_secs(10)).expect("qgactl exits");
+    let mut c = agent.spawn(&["exec", "--", "sh", "-c", &script]);
+    let out = BufReader::new(c.stdout.take().unwrap());
+    let (tx, rx) = std::sync::mpsc::channel();
+    let reader = thread::spawn(move || {
+        for l in out.lines() {
+            if tx.send(l.unwrap()).is_err() {
+                return;
+            }
+        }
+    });
+    let first = rx.recv_timeout(Duration::from_secs(120));
+    std::fs::write(&gate, b"").unwrap();
+    assert_eq!(first.as_deref(), Ok("first"), "the first line arrives while the program still runs");
+    assert_eq!(rx.recv_timeout(Duration::from_secs(120)).as_deref(), Ok("second"));
+    let st = wait_timeout(&mut c, Duration::from_secs(120)).expect("qgactl exits");
     assert_eq!(st.code(), Some(0));
+    reader.join().unwrap();
     let mut err = String::new();
     c.stderr.take().unwrap().read_to_string(&mut err).unwrap();
     assert_eq!(err, "done\n");
@@ -205,9 +207,10 @@ fn ctrl_c_terminates_the_guest_process() {
         let script = format!("echo $$ > {}; exec sleep 60", pidfile.display());
         let mut c = agent.spawn(&["exec", "--", "sh", "-c", &script]);
         let pid = wait_pidfile(&pidfile, Duration::from_secs(10));
-        let t = Instant::now();
         sigint(&c);
-        let st = wait_timeout(&mut c, Duration::from_secs(10)).expect("qgactl exits after Ctrl-C");
+        // The exit status says the forwarded SIGINT (not a later escalation)
+        // ended the program; the bounds only catch hangs.
+        let st = wait_timeout(&mut c, Duration::from_secs(60)).expect("qgactl exits after Ctrl-C");
         assert_eq!(
             st.code(),
             Some(128 + libc::SIGINT),
@@ -215,13 +218,7 @@ fn ctrl_c_terminates_the_guest_process() {
             agent.name()
         );
         assert!(
-            t.elapsed() < Duration::from_secs(3),
-            "{}: took {:?}",
-            agent.name(),
-            t.elapsed()
-        );
-        assert!(
-            process_gone(pid, Duration::from_secs(3)),
+            process_gone(pid, Duration::from_secs(60)),
             "{}: guest process {pid} still running",
             agent.name()
         );
@@ -243,15 +240,13 @@ fn ctrl_c_kills_the_whole_process_tree_on_qga() {
     let bg = wait_pidfile(&pidfile, Duration::from_secs(10));
     let t = Instant::now();
     sigint(&c);
-    let st = wait_timeout(&mut c, Duration::from_secs(15)).expect("qgactl exits");
+    let st = wait_timeout(&mut c, Duration::from_secs(120)).expect("qgactl exits");
     let took = t.elapsed();
     assert_eq!(st.code(), Some(128 + libc::SIGINT), "the shell itself died of SIGINT");
+    // The grace period is honoured (a loaded machine only makes it longer).
+    assert!(took >= Duration::from_secs(4), "escalation after {took:?}, before the 5 s grace period");
     assert!(
-        took >= Duration::from_secs(4) && took < Duration::from_secs(9),
-        "escalation after {took:?}"
-    );
-    assert!(
-        process_gone(bg, Duration::from_secs(3)),
+        process_gone(bg, Duration::from_secs(60)),
         "background process {bg} survived"
     );
 }
@@ -260,8 +255,8 @@ fn ctrl_c_kills_the_whole_process_tree_on_qga() {
 fn timeout_terminates_and_exits_124() {
     for agent in agents("timeout_terminates_and_exits_124") {
         let pidfile = agent.dir.join("t.pid");
-        let script = format!("echo $$ > {}; echo before; exec sleep 30", pidfile.display());
-        let r = agent.run(&["exec", "--timeout", "1", "--", "sh", "-c", &script]);
+        let script = format!("echo $$ > {}; echo before; exec sleep 600", pidfile.display());
+        let r = agent.run_with(&["exec", "--timeout", "1", "--", "sh", "-c", &script], None, Duration::from_secs(300));
         assert_eq!(r.code, Some(124), "{}: {}", agent.name(), r.stderr);
         assert_eq!(r.out(), "before\n", "{}", agent.name());
         assert!(
@@ -270,22 +265,23 @@ fn timeout_terminates_and_exits_124() {
             agent.name(),
             r.stderr
         );
-        assert!(r.elapsed < Duration::from_secs(6), "{}: {:?}", agent.name(), r.elapsed);
+        // Ended by the timeout, long before the program would end itself.
+        assert!(r.elapsed < Duration::from_secs(300), "{}: {:?}", agent.name(), r.elapsed);
         let pid = wait_pidfile(&pidfile, Duration::from_secs(1));
         assert!(
-            process_gone(pid, Duration::from_secs(3)),
+            process_gone(pid, Duration::from_secs(60)),
             "{}: {pid} still running",
             agent.name()
         );
         if agent.kind == Kind::Qga {
             // qga kills the process group: a forked child goes too.
             let bgfile = agent.dir.join("tbg.pid");
-            let script = format!("sleep 30 & echo $! > {}; wait", bgfile.display());
+            let script = format!("sleep 600 & echo $! > {}; wait", bgfile.display());
             let r = agent.run(&["exec", "--timeout", "0.5", "--", "sh", "-c", &script]);
             assert_eq!(r.code, Some(124), "{}", r.stderr);
             let bg = wait_pidfile(&bgfile, Duration::from_secs(1));
             assert!(
-                process_gone(bg, Duration::from_secs(3)),
+                process_gone(bg, Duration::from_secs(60)),
                 "background process {bg} survived the timeout"
             );
         }
@@ -307,7 +303,7 @@ fn exec_cwd_and_user_need_the_extensions() {
                     let r = agent.run(&["exec", "--user", "65534", "--", "id", "-u"]);
                     assert_eq!((r.code, r.out().as_str()), (Some(0), "65534\n"), "{}", r.stderr);
                 } else {
-                    eprintln!("SKIP (--user): not root");
+                    skip::missing("root: exec --user");
                 }
             }
             Kind::QemuGa => {
@@ -402,10 +398,10 @@ fn big_stdin_staged_through_guest_files() {
                 agent.log()
             );
         } else {
-            eprintln!(
-                "SKIP (staged stdin on {}): guest-file-open is not in guest-info yet",
+            skip::missing(&format!(
+                "staged stdin on {}: guest-file-open is not in guest-info",
                 agent.name()
-            );
+            ));
             let r = agent.run(&["exec", "--stdin", &huge.display().to_string(), "--", "wc", "-c"]);
             assert_eq!(r.code, Some(1), "{}", r.stderr);
             assert_one_line_error(&r.stderr, "stdin too big");
@@ -481,16 +477,20 @@ fn streamed_stdin_large_through_sha256sum() {
     assert_eq!((r.code, r.out().as_str()), (Some(0), "0\n"), "{}", r.stderr);
 }
 
-/// `for i in 1..=n: echo line $i; sleep 0.1` as a separate process, whose
-/// stdout becomes qgactl's stdin (`exec EXTRA --stdin - -- PROGRAM`);
-/// returns (qgactl, producer).
+/// A gated producer as a separate process, whose stdout becomes qgactl's
+/// stdin (`exec EXTRA --stdin - -- PROGRAM`): it prints `line i` only once
+/// the file `gate.i` exists in the agent's directory (see [`open_gate`]),
+/// for i in 1..=n, then ends. Returns (qgactl, producer).
 fn live_producer_into(
     agent: &Agent,
     lines: usize,
     extra: &[&str],
     program: &[&str],
 ) -> (std::process::Child, std::process::Child) {
-    let script = format!("i=1; while [ $i -le {lines} ]; do echo line $i; i=$((i+1)); sleep 0.1; done");
+    let d = agent.dir.path().display();
+    let script = format!(
+        "i=1; while [ $i -le {lines} ]; do while [ ! -e {d}/gate.$i ]; do sleep 0.02; done; echo line $i; i=$((i+1)); done"
+    );
     let mut producer = Command::new("sh")
         .args(["-c", &script])
         .stdin(Stdio::null())
@@ -506,35 +506,47 @@ fn live_producer_into(
     (q, producer)
 }
 
-/// Reads qgactl's stdout line by line with arrival times (since `start`).
-fn timed_lines(c: &mut std::process::Child, start: Instant) -> Vec<(String, Duration)> {
-    let out = BufReader::new(c.stdout.take().unwrap());
-    out.lines().map(|l| (l.unwrap(), start.elapsed())).collect()
+/// Lets the producer of [`live_producer_into`] print line `i`.
+fn open_gate(agent: &Agent, i: usize) {
+    std::fs::write(agent.dir.join(format!("gate.{i}")), b"").unwrap();
 }
+
+/// qgactl's stdout lines, as they arrive, from a reader thread.
+fn line_receiver(c: &mut std::process::Child) -> std::sync::mpsc::Receiver<String> {
+    let out = BufReader::new(c.stdout.take().unwrap());
+    let (tx, rx) = std::sync::mpsc::channel();
+    thread::spawn(move || {
+        for l in out.lines() {
+            if tx.send(l.unwrap()).is_err() {
+                return;
+            }
+        }
+    });
+    rx
+}
+
+/// Generous bound for one line to come through (a hang, not a slow machine).
+const LINE_WAIT: Duration = Duration::from_secs(120);
 
 #[test]
 fn streamed_stdin_from_a_slow_live_producer() {
     let agent = Agent::start(Kind::Qga);
-    let start = Instant::now();
     let (mut q, mut producer) = live_producer_into(&agent, 10, &[], &["cat"]);
-    let got = timed_lines(&mut q, start);
-    let st = wait_timeout(&mut q, Duration::from_secs(20)).expect("qgactl exits after the producer's EOF");
+    let rx = line_receiver(&mut q);
+    // Streamed, in lockstep: line i must come out of the guest's `cat`
+    // before the producer may write line i+1. Read-to-EOF-first would
+    // never show line 1 (the producer waits for gate 2): a timeout.
+    for i in 1..=10 {
+        open_gate(&agent, i);
+        assert_eq!(rx.recv_timeout(LINE_WAIT).as_deref(), Ok(format!("line {i}").as_str()), "line {i} while the producer still runs");
+    }
+    let st = wait_timeout(&mut q, LINE_WAIT).expect("qgactl exits after the producer's EOF");
     let _ = producer.wait();
     let mut err = String::new();
     q.stderr.take().unwrap().read_to_string(&mut err).unwrap();
     assert_eq!(st.code(), Some(0), "{err}");
     assert_eq!(err, "");
-    let lines: Vec<&str> = got.iter().map(|(l, _)| l.as_str()).collect();
-    let want: Vec<String> = (1..=10).map(|i| format!("line {i}")).collect();
-    assert_eq!(lines, want, "every line, in order");
-    // Streamed: the lines come out while the producer is still writing
-    // (it spends 0.9 s between the first and the last); read to EOF first,
-    // they would all arrive together.
-    let spread = got[9].1 - got[0].1;
-    assert!(
-        spread >= Duration::from_millis(500),
-        "lines arrived within {spread:?}: {got:?}"
-    );
+    assert!(rx.recv_timeout(LINE_WAIT).is_err(), "nothing after the last line");
 
     // Ctrl-C still reaches the program while stdin stays open and idle.
     let pidfile = agent.dir.join("live.pid");
@@ -569,24 +581,31 @@ fn stdin_without_the_extension_uses_the_old_paths() {
     // --poll keeps qga on the old path too.
     runs.push((Agent::start(Kind::Qga), &["--poll"], "qga --poll".to_string()));
     for (agent, extra, label) in &runs {
-        // A live pipe is read to its end, then sent with guest-exec: all
-        // lines come out after the producer finished (0.4 s of sleeps
-        // before its last line).
-        let start = Instant::now();
+        // A live pipe is read to its end, then sent with guest-exec: with
+        // line 1 written and the producer held at gate 2, nothing comes out
+        // (checked once qgactl, the agent and its children are all idle);
+        // after the producer's EOF every line does.
         let (mut q, mut producer) = live_producer_into(agent, 5, extra, &["cat"]);
-        let got = timed_lines(&mut q, start);
-        let st = wait_timeout(&mut q, Duration::from_secs(20)).expect("qgactl exits");
+        let rx = line_receiver(&mut q);
+        open_gate(agent, 1);
+        for _ in 0..2 {
+            procfs::wait_idle(q.id());
+            procfs::wait_idle(agent.pid());
+            for (child, _) in procfs::children_of(agent.pid()) {
+                procfs::wait_idle(child);
+            }
+        }
+        assert!(rx.try_recv().is_err(), "{label}: output before the producer's EOF");
+        for i in 2..=5 {
+            open_gate(agent, i);
+        }
+        let lines: Vec<String> = (0..5).map(|_| rx.recv_timeout(LINE_WAIT).expect("a line")).collect();
+        assert_eq!(lines, ["line 1", "line 2", "line 3", "line 4", "line 5"], "{label}");
+        let st = wait_timeout(&mut q, LINE_WAIT).expect("qgactl exits");
         let _ = producer.wait();
         let mut err = String::new();
         q.stderr.take().unwrap().read_to_string(&mut err).unwrap();
         assert_eq!(st.code(), Some(0), "{label}: {err}");
-        let lines: Vec<&str> = got.iter().map(|(l, _)| l.as_str()).collect();
-        assert_eq!(lines, ["line 1", "line 2", "line 3", "line 4", "line 5"], "{label}");
-        assert!(
-            got[0].1 >= Duration::from_millis(400),
-            "{label}: first line after {:?}, before the producer finished",
-            got[0].1
-        );
         let data = test_bytes(3 << 20, 31);
         let mut a = vec!["exec"];
         a.extend(extra.iter().copied());
@@ -605,10 +624,10 @@ fn stdin_without_the_extension_uses_the_old_paths() {
 fn push_pull_binary_files() {
     for agent in agents("push_pull_binary_files") {
         if !agent.has("guest-file-open") {
-            eprintln!(
-                "SKIP (push/pull on {}): guest-file-open is not in guest-info yet",
+            skip::missing(&format!(
+                "push/pull on {}: guest-file-open is not in guest-info",
                 agent.name()
-            );
+            ));
             let r = agent.run(&["push", "/dev/null", "/tmp/x"]);
             assert_eq!(r.code, Some(125));
             assert_one_line_error(&r.stderr, "push without guest-file-open");
@@ -729,14 +748,41 @@ fn simple_commands() {
         let r = agent.run(&["shutdown", "--mode", "bogus"]);
         assert_eq!(r.code, Some(125), "{name}: {}", r.stderr);
         assert_one_line_error(&r.stderr, "shutdown --mode bogus");
+        // osinfo: both agents implement guest-get-osinfo. --json is the
+        // agent's reply line unchanged; the table shows its members, known
+        // ones first, one `key: value` line each (values checked against
+        // uname(2), which the guest side reads too).
+        let j = agent.run(&["osinfo", "--json"]);
+        assert_eq!(j.code, Some(0), "{name}: {}", j.stderr);
+        let jv: serde_json::Value = serde_json::from_slice(&j.stdout).expect("osinfo --json is JSON");
+        let os = jv["return"].as_object().unwrap_or_else(|| panic!("{name}: {}", j.out())).clone();
+        let uts = uname();
+        assert_eq!(os["kernel-release"], uts.0.as_str(), "{name}");
+        assert_eq!(os["kernel-version"], uts.1.as_str(), "{name}");
+        assert_eq!(os["machine"], uts.2.as_str(), "{name}");
         let r = agent.run(&["osinfo"]);
-        if agent.kind == Kind::QemuGa || r.code == Some(0) {
-            assert_eq!(r.code, Some(0), "{name}: {}", r.stderr);
-            assert!(r.out().contains("kernel-release:"), "{}", r.out());
-        } else {
-            assert_eq!(r.code, Some(125));
-            assert_one_line_error(&r.stderr, "osinfo");
-        }
+        assert_eq!(r.code, Some(0), "{name}: {}", r.stderr);
+        let order = [
+            "pretty-name", "name", "id", "version", "version-id", "variant", "variant-id",
+            "kernel-release", "kernel-version", "machine",
+        ];
+        let mut keys: Vec<&str> = order.iter().copied().filter(|k| os.contains_key(*k)).collect();
+        let mut extra: Vec<&str> = os.keys().map(|k| k.as_str()).filter(|k| !order.contains(k)).collect();
+        extra.sort();
+        keys.extend(extra);
+        let width = keys.iter().map(|k| k.len()).max().unwrap() + 1;
+        let want: String = keys
+            .iter()
+            .map(|k| {
+                let v = match &os[*k] {
+                    serde_json::Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                format!("{:<width$} {v}\n", format!("{k}:"))
+            })
+            .collect();
+        assert_eq!(r.out(), want, "{name}: qgactl osinfo");
+        assert!(r.out().lines().any(|l| l == format!("{:<width$} {}", "kernel-release:", uts.0)), "{}", r.out());
     }
 }
 
@@ -797,7 +843,7 @@ fn connection_errors_are_one_line_and_exit_255() {
             "ping",
         ]),
         None,
-        Duration::from_secs(10),
+        Duration::from_secs(60),
         &[],
     );
     assert_eq!(r.code, Some(255));
@@ -807,17 +853,17 @@ fn connection_errors_are_one_line_and_exit_255() {
         "{}",
         r.stderr
     );
-    assert!(
-        r.elapsed >= Duration::from_millis(400) && r.elapsed < Duration::from_secs(5),
-        "{:?}",
-        r.elapsed
-    );
-    // Something that accepts but never answers.
+    // It kept trying for the connect timeout (a hang is caught by the run's
+    // own bound).
+    assert!(r.elapsed >= Duration::from_millis(400), "{:?}", r.elapsed);
+    // Something that accepts but never answers: the connection is held
+    // until qgactl has given up (event-driven, no fixed window).
     let silent = d.join("silent");
     let l = UnixListener::bind(&silent).unwrap();
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
     let keep = thread::spawn(move || {
         let conns: Vec<UnixStream> = l.incoming().take(1).flatten().collect();
-        thread::sleep(Duration::from_secs(3));
+        let _ = done_rx.recv();
         drop(conns);
     });
     let r = run_qgactl(
@@ -829,9 +875,10 @@ fn connection_errors_are_one_line_and_exit_255() {
             "ping",
         ]),
         None,
-        Duration::from_secs(10),
+        Duration::from_secs(60),
         &[],
     );
+    let _ = done_tx.send(());
     assert_eq!(r.code, Some(255));
     assert_one_line_error(&r.stderr, "silent agent");
     assert!(r.stderr.contains("did not answer guest-sync-delimited"), "{}", r.stderr);
@@ -840,7 +887,7 @@ fn connection_errors_are_one_line_and_exit_255() {
     let r = run_qgactl(
         &args(&["--connect-timeout", "0.5", "--vsock", "1:4242", "ping"]),
         None,
-        Duration::from_secs(10),
+        Duration::from_secs(60),
         &[],
     );
     assert_eq!(r.code, Some(255), "{}", r.stderr);
@@ -854,7 +901,7 @@ fn disabled_commands_are_reported_in_one_line() {
     if qemu_ga_bin().is_some() {
         kinds.push(Kind::QemuGa);
     } else {
-        eprintln!("SKIP (disabled commands on qemu-ga): qemu-ga is absent");
+        skip::missing("disabled commands on qemu-ga: target/ref/qemu-ga-10/usr/sbin/qemu-ga is absent (run scripts/fetch-qemu-ga.sh)");
     }
     for kind in kinds {
         let agent = Agent::start_with(kind, &["-b", "guest-exec,guest-exec-terminate"]);
@@ -1019,4 +1066,16 @@ fn hybrid_vsock_handshake() {
     assert_eq!(r.code, Some(255));
     assert_one_line_error(&r.stderr, "hybrid refused");
     assert!(r.stderr.contains("handshake"), "{}", r.stderr);
+}
+
+/// (release, version, machine) of uname(2).
+fn uname() -> (String, String, String) {
+    // SAFETY: uname fills the zeroed struct.
+    let mut u: libc::utsname = unsafe { std::mem::zeroed() };
+    assert_eq!(unsafe { libc::uname(&mut u) }, 0);
+    let s = |f: &[libc::c_char]| {
+        let b: Vec<u8> = f.iter().take_while(|&&c| c != 0).map(|&c| c as u8).collect();
+        String::from_utf8_lossy(&b).into_owned()
+    };
+    (s(&u.release), s(&u.version), s(&u.machine))
 }

@@ -5,56 +5,32 @@
 //! over the unix socket one line per reply.
 #![allow(dead_code)]
 
+#[path = "../common/skip.rs"]
+pub mod skip;
+#[path = "../common/tempdir.rs"]
+pub mod tempdir;
+#[path = "../common/under_test.rs"]
+pub mod under_test;
+pub use tempdir::TempDir;
+#[allow(unused_imports)]
+pub use skip::{can_unshare, is_root};
+
 use serde_json::Value;
 use std::io::{ErrorKind, Read, Write};
 use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-/// The agent under test: qga, or `$QGA_TEST_BIN` (e.g. the reference
-/// qemu-ga, to validate the expectations themselves).
+/// The agent under test, as a string for the command line.
 pub fn bin() -> String {
-    match std::env::var("QGA_TEST_BIN") {
-        Ok(p) if !p.is_empty() => p,
-        _ => env!("CARGO_BIN_EXE_qga").to_string(),
-    }
+    under_test::agent_bin().to_string_lossy().into_owned()
 }
 
-/// True when the suite runs against the reference qemu-ga.
+/// True when the suite runs against the reference qemu-ga
+/// (`QGA_TEST_REFERENCE=1`).
 pub fn is_reference() -> bool {
-    std::env::var("QGA_TEST_BIN").is_ok_and(|p| !p.is_empty())
-}
-
-static COUNTER: AtomicUsize = AtomicUsize::new(0);
-
-/// A fresh directory, removed on drop.
-pub struct TempDir(pub PathBuf);
-
-impl TempDir {
-    pub fn new(tag: &str) -> TempDir {
-        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
-        let p = std::env::temp_dir().join(format!("qga-cmd-{tag}.{}.{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).expect("temp dir");
-        TempDir(p)
-    }
-    pub fn path(&self) -> &Path {
-        &self.0
-    }
-    pub fn join(&self, p: &str) -> PathBuf {
-        self.0.join(p)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        if self.0.as_os_str().is_empty() {
-            return;
-        }
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+    under_test::is_reference_agent()
 }
 
 pub struct Agent {
@@ -78,12 +54,29 @@ pub struct Opts {
 
 impl Agent {
     pub fn start() -> Agent {
-        Agent::start_with(Opts::default()).expect("agent starts")
+        Agent::start_with(Opts::default())
     }
 
-    /// Starts an agent; None if it did not come up (e.g. the namespace
-    /// prelude failed).
-    pub fn start_with(o: Opts) -> Option<Agent> {
+    /// Starts an agent in a private mount namespace after `prelude` (shell
+    /// text, e.g. bind mounts). The prelude is tried on its own first: if it
+    /// fails, the prerequisite is missing ([`skip::missing`], a failure under
+    /// CI) and None is returned; an agent that then does not come up is a
+    /// test failure (panic with its stderr), never a skip.
+    pub fn start_in_ns(prelude: &str, mut o: Opts) -> Option<Agent> {
+        if !skip::have_mount_ns() {
+            return None;
+        }
+        if let Err(e) = skip::prelude_works(prelude) {
+            skip::missing(&e);
+            return None;
+        }
+        o.ns_prelude = Some(prelude.to_string());
+        Some(Agent::start_with(o))
+    }
+
+    /// Starts an agent and connects; panics (with the agent's stderr) if it
+    /// does not come up.
+    pub fn start_with(o: Opts) -> Agent {
         let dir = o.dir.unwrap_or_else(|| TempDir::new("agent"));
         let d = dir.path().to_str().unwrap().to_string();
         let sock = format!("{d}/sock");
@@ -110,21 +103,30 @@ impl Agent {
         for (k, v) in &o.env {
             cmd.env(k, v);
         }
-        let mut child = cmd.spawn().ok()?;
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start {}: {e}", bin()));
+        // Generous: a loaded machine only makes this slower.
+        let deadline = Instant::now() + Duration::from_secs(30);
         let conn = loop {
             if let Ok(c) = UnixStream::connect(&sock) {
                 break c;
             }
-            if child.try_wait().ok().flatten().is_some() || Instant::now() > deadline {
+            let exited = child.try_wait().ok().flatten();
+            if exited.is_some() || Instant::now() > deadline {
                 let _ = child.kill();
                 let _ = child.wait();
-                return None;
+                panic!(
+                    "agent did not come up ({}); stderr:\n{}",
+                    match exited {
+                        Some(st) => format!("exited: {st}"),
+                        None => "no socket within 30 s".to_string(),
+                    },
+                    std::fs::read_to_string(dir.join("stderr")).unwrap_or_default()
+                );
             }
             std::thread::sleep(Duration::from_millis(20));
         };
         conn.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
-        Some(Agent { child, conn, dir, buf: Vec::new() })
+        Agent { child, conn, dir, buf: Vec::new() }
     }
 
     pub fn send_raw(&mut self, text: &str) {
@@ -194,7 +196,7 @@ impl Agent {
     /// Stops the agent (SIGTERM, clean exit) and keeps its directory.
     pub fn stop_keep_dir(mut self) -> TempDir {
         self.terminate();
-        std::mem::replace(&mut self.dir, TempDir(PathBuf::new()))
+        std::mem::replace(&mut self.dir, TempDir::none())
     }
 
     /// Sends SIGTERM and checks a clean exit.
@@ -225,23 +227,6 @@ impl Drop for Agent {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// Whether this process runs as root (needed by the namespace cases).
-pub fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
-}
-
-/// Whether `unshare -m` and bind mounts work here.
-pub fn can_unshare() -> bool {
-    is_root()
-        && Command::new("unshare")
-            .args(["-m", "sh", "-c", "mount --bind /tmp /tmp"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
 }
 
 /// Writes an executable shell script.

@@ -22,6 +22,14 @@
 //! crate).
 #![allow(dead_code)]
 
+pub mod procfs;
+pub mod skip;
+pub mod tempdir;
+pub mod under_test;
+pub use procfs::*;
+pub use tempdir::TempDir;
+pub use under_test::{agent_bin, is_reference_agent};
+
 use serde_json::{json, Value};
 use std::ffi::OsString;
 use std::io::{ErrorKind, Read, Write};
@@ -44,36 +52,13 @@ pub const STOP_TIMEOUT: Duration = Duration::from_secs(5);
 // Which binary, which expectations
 // ---------------------------------------------------------------------------
 
-/// The agent binary under test.
-pub fn agent_bin() -> PathBuf {
-    match std::env::var_os("QGA_TEST_BIN") {
-        Some(p) if !p.is_empty() => {
-            // relative paths are taken from the test's cwd (the package
-            // root), not from the agent's temp dir
-            let p = PathBuf::from(p);
-            if p.is_relative() && p.components().count() > 1 {
-                std::env::current_dir().expect("cwd").join(p)
-            } else {
-                p
-            }
-        }
-        _ => PathBuf::from(env!("CARGO_BIN_EXE_qga")),
-    }
-}
-
-/// True when the suite runs against the reference qemu-ga
-/// (`QGA_TEST_REFERENCE=1`), to validate the tests themselves.
-pub fn is_reference_agent() -> bool {
-    matches!(std::env::var("QGA_TEST_REFERENCE").as_deref(), Ok("1"))
-}
-
 /// Skip the current test (return early) when running against the reference
 /// agent, printing why. Use for qga's deliberate deviations from qemu-ga.
 #[macro_export]
 macro_rules! skip_on_reference {
     ($why:expr) => {
         if $crate::common::is_reference_agent() {
-            eprintln!("SKIP (reference agent): {}", $why);
+            $crate::common::skip::not_applicable(&format!("reference agent: {}", $why));
             return;
         }
     };
@@ -132,51 +117,6 @@ pub const KNOWN_EXTENSIONS: &[&str] = &["guest-exec-terminate", "guest-exec-inpu
 
 /// The guest-info `version` qga reports (the qemu-ga release it matches).
 pub const QGA_VERSION: &str = "10.2.0";
-
-// ---------------------------------------------------------------------------
-// Temporary directory (std only)
-// ---------------------------------------------------------------------------
-
-static TMP_COUNTER: AtomicUsize = AtomicUsize::new(0);
-
-/// A fresh directory, removed (recursively) on drop.
-pub struct TempDir {
-    path: PathBuf,
-}
-
-impl TempDir {
-    pub fn new(prefix: &str) -> TempDir {
-        let base = std::env::temp_dir();
-        for _ in 0..1000 {
-            let n = TMP_COUNTER.fetch_add(1, Ordering::SeqCst);
-            let nanos = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.subsec_nanos())
-                .unwrap_or(0);
-            let path = base.join(format!("{}.{}.{}.{:08x}", prefix, std::process::id(), n, nanos));
-            match std::fs::create_dir(&path) {
-                Ok(()) => return TempDir { path },
-                Err(e) if e.kind() == ErrorKind::AlreadyExists => continue,
-                Err(e) => panic!("cannot create temp dir {}: {}", path.display(), e),
-            }
-        }
-        panic!("cannot create a unique temp dir");
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    pub fn join<P: AsRef<Path>>(&self, p: P) -> PathBuf {
-        self.path.join(p)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.path);
-    }
-}
 
 // ---------------------------------------------------------------------------
 // Starting and stopping the agent
@@ -473,20 +413,6 @@ fn describe_hang(pid: u32) -> String {
 pub const REFERENCE_STOP_HANG_NOTE: &str = "NOTE (reference agent): qemu-ga did not exit after SIGTERM \
      (known deadlock: g_main_loop_quit() called from its signal handler); killed";
 
-/// Wait for a child with a bound; None on timeout.
-pub fn wait_timeout(child: &mut Child, t: Duration) -> Option<ExitStatus> {
-    let deadline = Instant::now() + t;
-    loop {
-        if let Ok(Some(st)) = child.try_wait() {
-            return Some(st);
-        }
-        if Instant::now() > deadline {
-            return None;
-        }
-        thread::sleep(Duration::from_millis(5));
-    }
-}
-
 /// Run the agent binary to completion (for CLI tests): returns
 /// (exit status, stdout, stderr). Killed after 10 s.
 pub fn run_agent_cli(args: &[&str], env: &[(&str, &str)]) -> (ExitStatus, String, String) {
@@ -655,6 +581,23 @@ impl Conn {
     pub fn recv(&mut self) -> Value {
         let l = self.read_line();
         serde_json::from_str(&l).unwrap_or_else(|e| panic!("reply is not JSON ({}): {:?}", e, trunc(&l)))
+    }
+
+    /// Assert that no reply comes: once the agent `pid` has gone idle (see
+    /// [`wait_idle`]), nothing may be waiting on this connection.
+    pub fn expect_silence_once_idle(&mut self, pid: u32) {
+        wait_idle(pid);
+        self.expect_silence(Duration::from_millis(20));
+    }
+
+    /// Assert that nothing more is answered for what was sent so far: a
+    /// guest-ping with a unique id sent now must get the next reply (replies
+    /// come in request order), with no waiting window to tune.
+    pub fn expect_no_more_replies(&mut self) {
+        let tag = unique("no-more");
+        self.send(format!("{{\"execute\":\"guest-ping\",\"id\":\"{tag}\"}}").as_bytes());
+        let l = self.read_line();
+        assert_eq!(l, format!("{{\"return\": {{}}, \"id\": \"{tag}\"}}"), "a reply came before the ping's");
     }
 
     /// Assert that no reply arrives within `t` (negative check).
@@ -887,105 +830,6 @@ pub fn b64decode(s: &str) -> Vec<u8> {
     out
 }
 
-// ---------------------------------------------------------------------------
-// /proc helpers
-// ---------------------------------------------------------------------------
-
-/// Number of open fds of a process.
-pub fn fd_count(pid: u32) -> usize {
-    std::fs::read_dir(format!("/proc/{}/fd", pid))
-        .expect("read /proc/PID/fd")
-        .count()
-}
-
-/// The fd table of a process: (fd, link target).
-pub fn fd_list(pid: u32) -> Vec<(u32, String)> {
-    let mut v: Vec<(u32, String)> = std::fs::read_dir(format!("/proc/{}/fd", pid))
-        .expect("read /proc/PID/fd")
-        .filter_map(|e| e.ok())
-        .filter_map(|e| {
-            let fd = e.file_name().to_string_lossy().parse().ok()?;
-            let target = std::fs::read_link(e.path()).ok()?.to_string_lossy().into_owned();
-            Some((fd, target))
-        })
-        .collect();
-    v.sort();
-    v
-}
-
-/// Fields of /proc/PID/stat after the command name: index 0 = state (field 3).
-fn stat_fields(pid: u32) -> Option<Vec<String>> {
-    let s = std::fs::read_to_string(format!("/proc/{}/stat", pid)).ok()?;
-    let rest = &s[s.rfind(')')? + 2..];
-    Some(rest.split_whitespace().map(|x| x.to_string()).collect())
-}
-
-/// utime + stime of a process in clock ticks.
-pub fn cpu_ticks(pid: u32) -> u64 {
-    let f = stat_fields(pid).expect("read /proc/PID/stat");
-    // field 14 = utime, 15 = stime; index = field - 3
-    f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
-}
-
-/// Clock ticks per second.
-pub fn ticks_per_sec() -> u64 {
-    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    if t > 0 {
-        t as u64
-    } else {
-        100
-    }
-}
-
-/// State letter of a process (`R`, `S`, `Z`, ...), None if it does not exist.
-pub fn proc_state(pid: u32) -> Option<char> {
-    stat_fields(pid).and_then(|f| f[0].chars().next())
-}
-
-/// Does /proc/PID exist (running or zombie)?
-pub fn proc_exists(pid: u32) -> bool {
-    Path::new(&format!("/proc/{}", pid)).exists()
-}
-
-/// Direct children of `ppid`: (pid, state).
-pub fn children_of(ppid: u32) -> Vec<(u32, char)> {
-    let mut v = Vec::new();
-    if let Ok(rd) = std::fs::read_dir("/proc") {
-        for e in rd.flatten() {
-            let pid: u32 = match e.file_name().to_string_lossy().parse() {
-                Ok(p) => p,
-                Err(_) => continue,
-            };
-            if let Some(f) = stat_fields(pid) {
-                // field 4 = ppid → index 1
-                if f.get(1).and_then(|p| p.parse::<u32>().ok()) == Some(ppid) {
-                    v.push((pid, f[0].chars().next().unwrap_or('?')));
-                }
-            }
-        }
-    }
-    v
-}
-
-/// Zombie children of `ppid`.
-pub fn zombies_of(ppid: u32) -> Vec<u32> {
-    children_of(ppid).into_iter().filter(|&(_, s)| s == 'Z').map(|(p, _)| p).collect()
-}
-
-/// Poll `cond` every 10 ms until it holds or `t` elapses; returns whether it held.
-pub fn wait_until<F: FnMut() -> bool>(t: Duration, mut cond: F) -> bool {
-    let deadline = Instant::now() + t;
-    loop {
-        if cond() {
-            return true;
-        }
-        if Instant::now() > deadline {
-            return false;
-        }
-        thread::sleep(Duration::from_millis(10));
-    }
-}
-
 /// Create a FIFO (named pipe) at `path`.
 pub fn mkfifo(path: &Path) {
     use std::os::unix::ffi::OsStrExt;
@@ -1017,15 +861,7 @@ pub fn release_fifo(path: &Path, data: &[u8]) {
 
 /// A unique tag for ids.
 pub fn unique(tag: &str) -> String {
-    format!("{}-{}", tag, TMP_COUNTER.fetch_add(1, Ordering::SeqCst))
+    static UNIQUE: AtomicUsize = AtomicUsize::new(0);
+    format!("{}-{}", tag, UNIQUE.fetch_add(1, Ordering::SeqCst))
 }
 
-/// A `VmRSS:`/`VmHWM:`-style value of /proc/PID/status, in KiB.
-pub fn proc_status_kib(pid: u32, key: &str) -> u64 {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read /proc/PID/status");
-    s.lines()
-        .find(|l| l.starts_with(key))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("no {key} in /proc/{pid}/status"))
-}

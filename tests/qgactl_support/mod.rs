@@ -4,52 +4,27 @@
 //! qgactl against it with a time limit.
 #![allow(dead_code)]
 
+#[path = "../common/procfs.rs"]
+pub mod procfs;
+#[path = "../common/skip.rs"]
+pub mod skip;
+#[path = "../common/tempdir.rs"]
+pub mod tempdir;
+pub use tempdir::TempDir;
+
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
 pub const QGACTL: &str = env!("CARGO_BIN_EXE_qgactl");
 pub const QGA: &str = env!("CARGO_BIN_EXE_qga");
 
-/// Debian's qemu-ga, fetched by scripts/fetch-qemu-ga.sh. The variable
-/// QGACTL_TEST_QEMU_GA overrides the path (empty: behave as if absent).
+/// Debian's qemu-ga, fetched by scripts/fetch-qemu-ga.sh (see
+/// [`skip::reference_qemu_ga`]).
 pub fn qemu_ga_bin() -> Option<PathBuf> {
-    let p = match std::env::var_os("QGACTL_TEST_QEMU_GA") {
-        Some(p) => PathBuf::from(p),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("target/ref/qemu-ga-10/usr/sbin/qemu-ga"),
-    };
-    (!p.as_os_str().is_empty() && p.exists()).then_some(p)
-}
-
-static COUNTER: AtomicUsize = AtomicUsize::new(0);
-
-pub struct TempDir(PathBuf);
-
-impl TempDir {
-    pub fn new(prefix: &str) -> TempDir {
-        loop {
-            let n = COUNTER.fetch_add(1, Ordering::SeqCst);
-            let p = std::env::temp_dir().join(format!("{prefix}.{}.{n}", std::process::id()));
-            if std::fs::create_dir(&p).is_ok() {
-                return TempDir(p);
-            }
-        }
-    }
-    pub fn path(&self) -> &Path {
-        &self.0
-    }
-    pub fn join(&self, p: impl AsRef<Path>) -> PathBuf {
-        self.0.join(p)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+    skip::reference_qemu_ga()
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -112,6 +87,11 @@ impl Agent {
             dir,
             sock,
         }
+    }
+
+    /// The agent's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("agent running").id()
     }
 
     pub fn name(&self) -> &'static str {
@@ -188,9 +168,9 @@ pub fn agents_without_input_stream(test: &str) -> Vec<Agent> {
     let mut v = vec![Agent::start_with(Kind::Qga, &["-b", "guest-exec-input"])];
     match qemu_ga_bin() {
         Some(_) => v.push(Agent::start(Kind::QemuGa)),
-        None => eprintln!(
-            "SKIP ({test}): target/ref/qemu-ga-10/usr/sbin/qemu-ga is absent (run scripts/fetch-qemu-ga.sh); testing against qga -b guest-exec-input only"
-        ),
+        None => skip::missing(&format!(
+            "{test}: target/ref/qemu-ga-10/usr/sbin/qemu-ga is absent (run scripts/fetch-qemu-ga.sh); the qemu-ga half is not run"
+        )),
     }
     v
 }
@@ -200,9 +180,9 @@ pub fn agents(test: &str) -> Vec<Agent> {
     let mut v = vec![Agent::start(Kind::Qga)];
     match qemu_ga_bin() {
         Some(_) => v.push(Agent::start(Kind::QemuGa)),
-        None => eprintln!(
-            "SKIP ({test}): target/ref/qemu-ga-10/usr/sbin/qemu-ga is absent (run scripts/fetch-qemu-ga.sh); testing against qga only"
-        ),
+        None => skip::missing(&format!(
+            "{test}: target/ref/qemu-ga-10/usr/sbin/qemu-ga is absent (run scripts/fetch-qemu-ga.sh); the qemu-ga half is not run"
+        )),
     }
     v
 }
@@ -221,18 +201,7 @@ impl Run {
     }
 }
 
-pub fn wait_timeout(c: &mut Child, t: Duration) -> Option<ExitStatus> {
-    let deadline = Instant::now() + t;
-    loop {
-        if let Ok(Some(st)) = c.try_wait() {
-            return Some(st);
-        }
-        if Instant::now() >= deadline {
-            return None;
-        }
-        thread::sleep(Duration::from_millis(5));
-    }
-}
+pub use procfs::wait_timeout;
 
 /// Collects a child's output; kills it (and fails) after `limit`.
 pub fn finish(mut c: Child, stdin: Option<Vec<u8>>, limit: Duration, start: Instant) -> Run {
@@ -301,28 +270,9 @@ pub fn wait_pidfile(path: &Path, limit: Duration) -> i32 {
     }
 }
 
-/// True once `pid` is gone (or a zombie).
+/// True once `pid` is gone (or a zombie), waiting up to `limit`.
 pub fn process_gone(pid: i32, limit: Duration) -> bool {
-    let deadline = Instant::now() + limit;
-    loop {
-        match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-            Err(_) => return true,
-            Ok(s) => {
-                let state = s
-                    .rsplit(')')
-                    .next()
-                    .and_then(|r| r.split_whitespace().next())
-                    .unwrap_or("");
-                if state == "Z" || state == "X" {
-                    return true;
-                }
-            }
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        thread::sleep(Duration::from_millis(20));
-    }
+    procfs::wait_until(limit, || matches!(procfs::proc_state(pid as u32), None | Some('Z') | Some('X')))
 }
 
 /// sha256sum of a local file, through the host's coreutils.
