@@ -14,25 +14,15 @@ use std::time::{Duration, Instant};
 
 fn qga_only() -> bool {
     if is_reference_agent() {
-        eprintln!("note: qga regression; not applicable to the reference agent");
+        skip::not_applicable("qga regression; not applicable to the reference agent");
         return false;
     }
     true
 }
 
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .map(|s| s.lines().any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0")))
-        .unwrap_or(false)
-}
-
 /// Waits (bounded, generous) until `cond` holds.
-fn wait_until(what: &str, t: Duration, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + t;
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+fn wait_for(what: &str, t: Duration, cond: impl FnMut() -> bool) {
+    assert!(wait_until(t, cond), "timed out waiting for: {what}");
 }
 
 /// `printf '{"execute":"guest-ping"}\n' | socat - UNIX-CONNECT:...` printed
@@ -120,8 +110,8 @@ fn signals_never_reach_a_group_that_reused_the_pid() {
     if !qga_only() {
         return;
     }
-    if !is_root() {
-        skip("signals_never_reach_a_group_that_reused_the_pid", "needs root to choose a pid (ns_last_pid)");
+    if !skip::is_root() {
+        skip::missing("needs root to choose a pid (ns_last_pid)");
         return;
     }
     let (_agent, mut c) = Agent::start();
@@ -131,10 +121,9 @@ fn signals_never_reach_a_group_that_reused_the_pid() {
     let pid = c.exec(json!({"path": "sh", "arg": ["-c", "setsid sleep 6 & exit 0"], "capture-output": true, "timeout": 2}));
     // Wait until the leader is gone, then give its number to a stranger.
     let proc_dir = format!("/proc/{pid}");
-    wait_until("the leader to be reaped", Duration::from_secs(30), || !std::path::Path::new(&proc_dir).exists());
+    wait_for("the leader to be reaped", Duration::from_secs(30), || !std::path::Path::new(&proc_dir).exists());
     let Some(mut victim) = spawn_with_pid(pid) else {
-        skip("signals_never_reach_a_group_that_reused_the_pid", "the kernel did not hand out the wanted pid");
-        return;
+        panic!("the kernel did not hand out pid {pid} in 50 tries (ns_last_pid)");
     };
     c.ok("guest-exec-terminate", json!({"pid": pid, "signal": "TERM"}));
     // The timeout (2 s) and its SIGKILL (2 s later) pass meanwhile.
@@ -181,7 +170,7 @@ fn streamed_output_waits_for_room_instead_of_being_dropped() {
     for _ in 0..16 {
         held.push(c.exec(json!({"path": "sh", "arg": ["-c", "head -c 16777216 /dev/zero; exec sleep 600"], "capture-output": true})));
     }
-    wait_until("256 MiB captured", Duration::from_secs(120), || proc_status_kib(agent.pid(), "VmRSS:") > 250 * 1024);
+    wait_for("256 MiB captured", Duration::from_secs(120), || proc_status_kib(agent.pid(), "VmRSS:") > 250 * 1024);
     let pid = c.exec(json!({"path": "seq", "arg": ["1", "200000"], "capture-output": true, "stream": true}));
     let expected: Vec<u8> = (1..=200000).flat_map(|n: u32| format!("{n}\n").into_bytes()).collect();
     // No room: nothing flows, and nothing is dropped.
@@ -266,8 +255,8 @@ fn frozen_marker_freezes_in_pid1_mode_too() {
     if !qga_only() {
         return;
     }
-    if !is_root() {
-        skip("frozen_marker_freezes_in_pid1_mode_too", "needs root for a pid namespace (unshare)");
+    if !skip::can_unshare() {
+        skip::missing("needs root and unshare for a pid namespace");
         return;
     }
     // Not under /tmp or /run: init mounts a fresh tmpfs on those in its
@@ -289,7 +278,7 @@ fn frozen_marker_freezes_in_pid1_mode_too() {
         .stderr(Stdio::null())
         .spawn()
         .expect("unshare");
-    wait_until("the socket", Duration::from_secs(30), || UnixStream::connect(&sock).is_ok());
+    wait_for("the socket", Duration::from_secs(30), || UnixStream::connect(&sock).is_ok());
     let mut c = Conn::new(UnixStream::connect(&sock).unwrap());
     assert_eq!(c.ok("guest-fsfreeze-status", json!({})), json!("frozen"));
     let (class, desc) = c.err("guest-exec", json!({"path": "true"}));
@@ -300,7 +289,3 @@ fn frozen_marker_freezes_in_pid1_mode_too() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// A test that cannot run here says so on stderr (shown by `make test`).
-fn skip(test: &str, why: &str) {
-    eprintln!("SKIP: {test}: {why}");
-}
