@@ -30,10 +30,12 @@ const PRIME_MOD: [u32; 32] = [
 /// for `key`, adjusted as `g_hash_table_lookup_node()` does (0 and 1 mark
 /// empty and deleted slots).
 pub fn g_str_hash(key: &str) -> u32 {
-    let mut h: u32 = 5381;
-    for b in mod_utf8_bytes(key) {
-        h = h.wrapping_shl(5).wrapping_add(h).wrapping_add(b as i8 as i32 as u32);
-    }
+    let step = |h: u32, b: u8| h.wrapping_shl(5).wrapping_add(h).wrapping_add(b as i8 as i32 as u32);
+    let h = if key.as_bytes().contains(&0) {
+        mod_utf8_bytes(key).fold(5381, step)
+    } else {
+        key.bytes().fold(5381, step)
+    };
     if h <= TOMBSTONE {
         2
     } else {
