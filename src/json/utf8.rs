@@ -56,6 +56,14 @@ pub fn to_mod_utf8(s: &str) -> Vec<u8> {
     mod_utf8_bytes(s).collect()
 }
 
+/// [`to_mod_utf8`] as a C string: what qemu-ga passes to `execve()`,
+/// `open()` and `setenv()` for a protocol string. Never fails (the
+/// modified-UTF-8 form has no NUL byte).
+pub fn to_c_string(s: &str) -> std::ffi::CString {
+    let bytes = to_mod_utf8(s);
+    std::ffi::CString::new(bytes).unwrap_or_default()
+}
+
 /// Turns bytes that QEMU would print with `%s` into the text its JSON
 /// writer would show: stops at a NUL byte (C string) and maps every invalid
 /// sequence to U+FFFD.
@@ -97,6 +105,8 @@ mod tests {
         assert_eq!(mod_utf8_bytes("\0\0").collect::<Vec<_>>(), [0xC0, 0x80, 0xC0, 0x80]);
         // and it decodes back to U+0000, as QEMU's writer sees it
         assert_eq!(decode(&to_mod_utf8("\0")), (Some(0), 2));
+        assert_eq!(to_c_string("a\0b").as_bytes(), b"a\xC0\x80b");
+        assert_eq!(to_c_string("").as_bytes(), b"");
     }
 
     #[test]
