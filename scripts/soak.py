@@ -95,6 +95,7 @@ def main():
     ap.add_argument("--seconds", type=float, default=float(os.environ.get("SOAK_SECONDS", 600)))
     ap.add_argument("--interval", type=float, default=10)
     a = ap.parse_args()
+    a.qga = os.path.abspath(a.qga)
 
     tmp = tempfile.mkdtemp(prefix="qga-soak.")
     sock = os.path.join(tmp, "sock")
