@@ -4,7 +4,7 @@ PREFIX ?= /usr/local
 DESTDIR ?=
 SOCK ?= /tmp/qga.sock
 
-.PHONY: all build release test unit run bench static e2e install clean mutants
+.PHONY: all build release test unit run bench static e2e install clean mutants fuzz soak
 
 all: release
 
@@ -117,3 +117,19 @@ bench:
 	$(CARGO) build --release
 	-@$(MAKE) --no-print-directory static
 	@$(CARGO) bench --bench agents || echo "bench: the harness did not complete (see above)"
+
+# `make fuzz`: every cargo-fuzz target in fuzz/ for FUZZ_SECONDS each (needs
+# `cargo +nightly` and cargo-fuzz; FUZZ_INSTALL=1 installs cargo-fuzz).
+# Fails on a crash, a timeout (FUZZ_TIMEOUT s per input) or RSS over
+# FUZZ_RSS_MB; prints execs/s and coverage per target. See fuzz/README.md.
+FUZZ_SECONDS ?= 60
+fuzz:
+	FUZZ_SECONDS=$(FUZZ_SECONDS) bash scripts/fuzz.sh
+
+# `make soak`: informational mixed load against the release binary for
+# SOAK_SECONDS (default 600), printing agent RSS, fds and throughput every
+# 10 s. Not part of CI's pass/fail.
+SOAK_SECONDS ?= 600
+soak:
+	$(CARGO) build --release --bin qga
+	SOAK_SECONDS=$(SOAK_SECONDS) python3 scripts/soak.py --qga target/release/qga

@@ -240,6 +240,18 @@ qga extends qemu-ga with --init and --modules-dir (PID 1 mode); see README.md.
 /// config file, then every other option). `env_conf` is `$QGA_CONF`;
 /// `command_names` answers `-b help`.
 pub fn parse(argv: &[String], env_conf: Option<&str>, command_names: &[&str]) -> Action {
+    parse_with(argv, env_conf, command_names, &mut |path| std::fs::read(path))
+}
+
+/// [`parse`] with the configuration file read through `read` (the fuzz
+/// target passes an in-memory file, so no path given on the command line
+/// is ever opened).
+pub fn parse_with(
+    argv: &[String],
+    env_conf: Option<&str>,
+    command_names: &[&str],
+    read: &mut dyn FnMut(&str) -> std::io::Result<Vec<u8>>,
+) -> Action {
     let argv0 = argv.first().map(String::as_str).unwrap_or("qga");
     let args = &argv[argv.len().min(1)..];
     let mut stderr = String::new();
@@ -257,7 +269,7 @@ pub fn parse(argv: &[String], env_conf: Option<&str>, command_names: &[&str]) ->
         Some(p) => (p.clone(), true),
         None => (env_conf.unwrap_or(DEFAULT_CONFIG).to_string(), false),
     };
-    if let Err(msg) = load_file(&mut cfg, &path, required) {
+    if let Err(msg) = load_file(&mut cfg, &path, required, read) {
         stderr.push_str(&crate::log::glib_critical_text(&format!("error loading configuration from path: {path}, {msg}")));
         return Action::Fail { stdout: String::new(), stderr, code: 1 };
     }
@@ -410,8 +422,13 @@ fn parse_bool(key: &str, v: &str) -> Result<bool, String> {
 }
 
 /// Reads `[general]` keys from a GKeyFile-format file into `cfg`.
-fn load_file(cfg: &mut Config, path: &str, required: bool) -> Result<(), String> {
-    let text = match std::fs::read(path) {
+fn load_file(
+    cfg: &mut Config,
+    path: &str,
+    required: bool,
+    read: &mut dyn FnMut(&str) -> std::io::Result<Vec<u8>>,
+) -> Result<(), String> {
+    let text = match read(path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => return Ok(()),
         Err(e) => {

@@ -289,3 +289,22 @@ fn frozen_marker_freezes_in_pid1_mode_too() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+
+/// qga refused a NUL inside an exec argument or environment entry; qemu-ga
+/// passes it on as the modified-UTF-8 pair C0 80. An empty `path` gave
+/// `Permission denied` (a PATH directory was executed); GLib says ENOENT.
+#[test]
+fn exec_strings_reach_the_kernel_as_qemu_ga_passes_them() {
+    let (_agent, mut c) = Agent::start();
+    let r = c.exec_and_wait(json!({
+        "path": "sh",
+        "arg": ["-c", "printf %s \"$1$X\" | od -An -tx1", "sh", "a\u{0}b"],
+        "env": ["X=c\u{0}", "PATH=/usr/bin:/bin"],
+        "capture-output": true
+    }));
+    let out = String::from_utf8(b64decode(r["out-data"].as_str().unwrap())).unwrap();
+    assert_eq!(out.split_whitespace().collect::<Vec<_>>(), ["61", "c0", "80", "62", "63", "c0", "80"]);
+    let (_, desc) = c.err("guest-exec", json!({"path": ""}));
+    assert_eq!(desc, "Failed to execute child process \u{201C}\u{201D} (No such file or directory)");
+    c.ping();
+}

@@ -4,6 +4,7 @@ use mio::Registry;
 
 use crate::config::Config;
 use crate::exec::{ExecOptions, NewProcess, ProcessTable};
+use crate::json::utf8::to_c_string;
 use crate::protocol::QgaError;
 use crate::sys::process::Pid;
 use crate::sys::spawn::{Redirect, SpawnSpec};
@@ -37,8 +38,8 @@ impl Ctx<'_> {
     pub fn start_helper(&mut self, argv: &[&str], input: Option<Vec<u8>>) -> Result<Pid, QgaError> {
         let (path, args) = argv.split_first().ok_or_else(|| QgaError::generic("no helper program"))?;
         let spec = SpawnSpec {
-            path: path.to_string(),
-            args: args.iter().map(|a| a.to_string()).collect(),
+            path: to_c_string(path),
+            args: args.iter().map(|a| to_c_string(a)).collect(),
             env: None,
             stdin: if input.is_some() { Redirect::Pipe } else { Redirect::Null },
             stdout: Redirect::Pipe,

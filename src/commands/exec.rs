@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 
 use super::{Ctx, Outcome};
 use crate::exec::{ExecOptions, NewProcess};
+use crate::json::utf8::to_c_string;
 use crate::sys::signal::max_signal;
 use crate::sys::spawn::{Credentials, Redirect, SpawnSpec};
 use crate::json::{Object, Value};
@@ -129,14 +130,17 @@ pub fn exec(ctx: &mut Ctx<'_>, mut a: Args) -> Result<Outcome, QgaError> {
         Capture::Separated => (Redirect::Pipe, Redirect::Pipe),
         Capture::Merged => (Redirect::Pipe, Redirect::ToStdout),
     };
+    // Protocol text reaches the kernel as qemu-ga passes it: a U+0000 in
+    // a string is the modified-UTF-8 pair C0 80, never a terminator.
+    let c_list = |l: Vec<String>| l.iter().map(|s| to_c_string(s)).collect::<Vec<_>>();
     let spec = SpawnSpec {
-        path,
-        args: arg.unwrap_or_default(),
-        env,
+        path: to_c_string(&path),
+        args: c_list(arg.unwrap_or_default()),
+        env: env.map(c_list),
         stdin: if input.is_some() || input_stream { Redirect::Pipe } else { Redirect::Null },
         stdout,
         stderr,
-        cwd,
+        cwd: cwd.as_deref().map(to_c_string),
         credentials,
     };
     let opts = ExecOptions { internal: false, input_stream, stream, timeout };

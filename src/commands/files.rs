@@ -66,20 +66,8 @@ impl std::fmt::Debug for Files {
     }
 }
 
-/// A C string as QEMU sees a JSON string: an embedded NUL (`\u0000`) is
-/// the modified-UTF-8 pair C0 80.
-pub(crate) fn c_string(s: &str) -> CString {
-    let mut bytes = Vec::with_capacity(s.len());
-    for &b in s.as_bytes() {
-        if b == 0 {
-            bytes.extend_from_slice(&[0xC0, 0x80]);
-        } else {
-            bytes.push(b);
-        }
-    }
-    // No NUL is left, so this never falls back.
-    CString::new(bytes).unwrap_or_default()
-}
+/// A C string as QEMU sees a JSON string (U+0000 as C0 80).
+pub(crate) use crate::json::utf8::to_c_string as c_string;
 
 /// The fopen() mode table of `guest_file_open_modes[]`.
 fn open_flags(mode: &str) -> Option<i32> {

@@ -194,11 +194,12 @@ fn token_for(slot: usize, kind: Kind) -> Token {
 /// (`g_spawn_async_with_pipes()`, as qemu-ga reports it).
 pub fn spawn_error_text(e: &SpawnError, spec: &SpawnSpec) -> String {
     let reason = e.errno;
+    let text = |c: &std::ffi::CStr| String::from_utf8_lossy(c.to_bytes()).into_owned();
     match e.stage {
-        Stage::Exec => format!("Failed to execute child process \u{201C}{}\u{201D} ({reason})", spec.path),
+        Stage::Exec => format!("Failed to execute child process \u{201C}{}\u{201D} ({reason})", text(&spec.path)),
         Stage::Chdir => format!(
             "Failed to change to directory \u{201C}{}\u{201D} ({reason})",
-            spec.cwd.as_deref().unwrap_or("")
+            spec.cwd.as_deref().map(text).unwrap_or_default()
         ),
         Stage::Redirect => format!("Failed to redirect output or input of child process ({reason})"),
         Stage::Credentials => format!("Failed to switch to the requested user ({reason})"),

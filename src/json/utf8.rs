@@ -37,6 +37,33 @@ pub fn decode(s: &[u8]) -> (Option<u32>, usize) {
     (Some(cp), len)
 }
 
+/// The bytes QEMU holds for a string it parsed: its JSON parser stores
+/// U+0000 (`\u0000`) as the modified-UTF-8 pair `C0 80`, so the C string
+/// is never cut there. Every other character is plain UTF-8.
+pub fn mod_utf8_bytes(s: &str) -> impl Iterator<Item = u8> + '_ {
+    s.bytes().flat_map(|b| {
+        let pair = if b == 0 { [0xC0, 0x80] } else { [b, 0] };
+        pair.into_iter().take(if b == 0 { 2 } else { 1 })
+    })
+}
+
+/// [`mod_utf8_bytes`] collected: what QEMU passes to C functions (execve
+/// arguments, paths, environment entries) for this string.
+pub fn to_mod_utf8(s: &str) -> Vec<u8> {
+    if !s.as_bytes().contains(&0) {
+        return s.as_bytes().to_vec();
+    }
+    mod_utf8_bytes(s).collect()
+}
+
+/// [`to_mod_utf8`] as a C string: what qemu-ga passes to `execve()`,
+/// `open()` and `setenv()` for a protocol string. Never fails (the
+/// modified-UTF-8 form has no NUL byte).
+pub fn to_c_string(s: &str) -> std::ffi::CString {
+    let bytes = to_mod_utf8(s);
+    std::ffi::CString::new(bytes).unwrap_or_default()
+}
+
 /// Turns bytes that QEMU would print with `%s` into the text its JSON
 /// writer would show: stops at a NUL byte (C string) and maps every invalid
 /// sequence to U+FFFD.
@@ -69,6 +96,17 @@ mod tests {
         assert_eq!(decode(b"\xE2\x82"), (None, 2)); // truncated
         assert_eq!(decode(b"\xED\xA0\x80"), (None, 3)); // surrogate
         assert_eq!(decode(b"\xEF\xBF\xBF"), (None, 3)); // U+FFFF
+    }
+
+    #[test]
+    fn nul_is_c0_80_as_in_qemu_strings() {
+        assert_eq!(to_mod_utf8("a\0b"), b"a\xC0\x80b");
+        assert_eq!(to_mod_utf8("plain é"), "plain é".as_bytes());
+        assert_eq!(mod_utf8_bytes("\0\0").collect::<Vec<_>>(), [0xC0, 0x80, 0xC0, 0x80]);
+        // and it decodes back to U+0000, as QEMU's writer sees it
+        assert_eq!(decode(&to_mod_utf8("\0")), (Some(0), 2));
+        assert_eq!(to_c_string("a\0b").as_bytes(), b"a\xC0\x80b");
+        assert_eq!(to_c_string("").as_bytes(), b"");
     }
 
     #[test]

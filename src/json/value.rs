@@ -55,8 +55,14 @@ impl Object {
     }
 
     pub fn take(&mut self, key: &str) -> Option<Value> {
+        self.take_indexed(key).map(|(_, v)| v)
+    }
+
+    /// Removes a member and returns it with the position it had among the
+    /// remaining members (insertion order).
+    pub fn take_indexed(&mut self, key: &str) -> Option<(usize, Value)> {
         let i = self.members.iter().position(|(k, _)| k == key)?;
-        Some(self.members.remove(i).1)
+        Some((i, self.members.remove(i).1))
     }
 
     pub fn len(&self) -> usize {

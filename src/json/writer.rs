@@ -3,7 +3,7 @@
 //! upper-case `\uXXXX`, doubles as `%.17g`, and object members in QDict
 //! iteration order so replies can be diffed byte for byte with qemu-ga's.
 
-use super::utf8::is_valid_codepoint;
+use super::utf8::{is_valid_codepoint, mod_utf8_bytes};
 use super::value::{Object, Value};
 use base64::Engine;
 
@@ -11,13 +11,21 @@ use base64::Engine;
 const QDICT_BUCKETS: u32 = 512;
 
 /// QEMU's `tdb_hash` modulo the bucket count: the bucket a key lands in.
+/// The key is hashed as QEMU holds it: modified UTF-8 (U+0000 as `C0 80`).
 pub fn qdict_bucket(key: &str) -> u32 {
-    let bytes = key.as_bytes();
-    let mut value: u32 = 0x238F13AFu32.wrapping_mul(bytes.len() as u32);
-    for (i, &b) in bytes.iter().enumerate() {
-        value = value.wrapping_add((b as u32) << ((i * 5) % 24));
+    fn tdb_hash(len: usize, bytes: impl Iterator<Item = u8>) -> u32 {
+        let mut value: u32 = 0x238F13AFu32.wrapping_mul(len as u32);
+        for (i, b) in bytes.enumerate() {
+            value = value.wrapping_add((b as u32) << ((i * 5) % 24));
+        }
+        1103515243u32.wrapping_mul(value).wrapping_add(12345) % QDICT_BUCKETS
     }
-    1103515243u32.wrapping_mul(value).wrapping_add(12345) % QDICT_BUCKETS
+    let nuls = key.bytes().filter(|&b| b == 0).count();
+    if nuls == 0 {
+        tdb_hash(key.len(), key.bytes())
+    } else {
+        tdb_hash(key.len() + nuls, mod_utf8_bytes(key))
+    }
 }
 
 /// Appends the serialisation of `value` to `out`.

@@ -5,6 +5,7 @@
 mod args;
 mod base64;
 mod error;
+pub mod ghash;
 mod reply;
 mod request;
 

@@ -30,17 +30,18 @@ pub struct Credentials {
     pub groups: Vec<libc::gid_t>,
 }
 
-/// Everything needed to start one child.
+/// Everything needed to start one child. Strings are the bytes handed to
+/// the kernel (the caller decides how protocol text becomes bytes).
 #[derive(Debug, Clone)]
 pub struct SpawnSpec {
-    pub path: String,
-    pub args: Vec<String>,
-    /// Replaces the whole environment when present.
-    pub env: Option<Vec<String>>,
+    pub path: CString,
+    pub args: Vec<CString>,
+    /// `NAME=value` entries; replaces the whole environment when present.
+    pub env: Option<Vec<CString>>,
     pub stdin: Redirect,
     pub stdout: Redirect,
     pub stderr: Redirect,
-    pub cwd: Option<String>,
+    pub cwd: Option<CString>,
     pub credentials: Option<Credentials>,
 }
 
@@ -85,40 +86,40 @@ impl SpawnError {
 /// Capture pipes get this much kernel buffer (fewer wakeups per MiB).
 const CAPTURE_PIPE_SIZE: libc::c_int = 1 << 20;
 
-fn cstring(s: &str) -> Result<CString, String> {
-    // A NUL can only come from a "\u0000" escape; GLib would cut the
-    // string there, exec would then not find it: report it as ENOENT.
-    CString::new(s).map_err(|_| s.split('\0').next().unwrap_or("").to_string())
-}
-
-/// The executable candidates for `path`, in GLib's search order.
-fn candidates(path: &str, env: Option<&[String]>) -> Vec<String> {
-    if path.contains('/') {
-        return vec![path.to_string()];
+/// The executable candidates for `path`, in GLib's search order: the
+/// path itself when it has a slash, else each directory of PATH (from the
+/// child's environment first). An empty name has none (ENOENT, as GLib).
+fn candidates(path: &[u8], env: Option<&[CString]>) -> Vec<CString> {
+    if path.is_empty() {
+        return Vec::new();
     }
-    let from_env = env.and_then(|e| e.iter().find_map(|kv| kv.strip_prefix("PATH=")).map(str::to_string));
+    if path.contains(&b'/') {
+        return CString::new(path).into_iter().collect();
+    }
+    let from_env = env.and_then(|e| e.iter().find_map(|kv| kv.to_bytes().strip_prefix(b"PATH=").map(<[u8]>::to_vec)));
     let search = from_env
-        .or_else(|| std::env::var("PATH").ok())
-        .unwrap_or_else(|| "/bin:/usr/bin:.".to_string());
+        .or_else(|| std::env::var_os("PATH").map(|p| p.into_encoded_bytes()))
+        .unwrap_or_else(|| b"/bin:/usr/bin:.".to_vec());
     search
-        .split(':')
-        .map(|dir| {
-            let dir = if dir.is_empty() { "." } else { dir };
-            format!("{}/{}", dir.trim_end_matches('/'), path)
+        .split(|&b| b == b':')
+        .filter_map(|dir| {
+            let dir: &[u8] = if dir.is_empty() { b"." } else { dir };
+            let mut full = dir.to_vec();
+            while full.ends_with(b"/") {
+                full.pop();
+            }
+            full.push(b'/');
+            full.extend_from_slice(path);
+            CString::new(full).ok()
         })
         .collect()
 }
 
 /// Starts the child.
 pub fn spawn(spec: &SpawnSpec) -> Result<Spawned, SpawnError> {
-    let to_c = |s: &str| cstring(s).map_err(|_| SpawnError::new(Stage::Exec, Errno(libc::ENOENT)));
-    let argv0 = to_c(&spec.path)?;
-    let mut argv: Vec<CString> = vec![argv0];
-    for a in &spec.args {
-        argv.push(cstring(a).map_err(|_| SpawnError::new(Stage::Exec, Errno(libc::EINVAL)))?);
-    }
+    let argv: Vec<&CString> = std::iter::once(&spec.path).chain(&spec.args).collect();
     let envp: Vec<CString> = match &spec.env {
-        Some(list) => list.iter().filter_map(|kv| CString::new(kv.as_str()).ok()).collect(),
+        Some(list) => list.clone(),
         None => std::env::vars_os()
             .filter_map(|(k, v)| {
                 let mut kv = k.into_encoded_bytes();
@@ -128,11 +129,8 @@ pub fn spawn(spec: &SpawnSpec) -> Result<Spawned, SpawnError> {
             })
             .collect(),
     };
-    let cands: Vec<CString> = candidates(&spec.path, spec.env.as_deref())
-        .iter()
-        .filter_map(|c| CString::new(c.as_str()).ok())
-        .collect();
-    let cwd = spec.cwd.as_deref().map(to_c).transpose()?;
+    let cands = candidates(spec.path.to_bytes(), spec.env.as_deref());
+    let cwd = spec.cwd.as_ref();
     let mut argv_ptrs: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
     argv_ptrs.push(std::ptr::null());
     // For ENOEXEC: run the file with /bin/sh, as GLib's script_execute().
@@ -162,7 +160,7 @@ pub fn spawn(spec: &SpawnSpec) -> Result<Spawned, SpawnError> {
         // Fast path: posix_spawn (clone with a shared address space, no
         // page-table copy). Only credentials need the fork path below.
         let fds = [child_in, child_out, child_err];
-        let pid = posix_spawn_child(fds, cwd.as_ref(), &cands, &argv_ptrs, &mut sh_argv, &envp_ptrs)
+        let pid = posix_spawn_child(fds, cwd, &cands, &argv_ptrs, &mut sh_argv, &envp_ptrs)
             .map_err(|e| SpawnError::new(Stage::Exec, Errno(e)))?;
         drop(report_w);
         drop(report_r);
@@ -178,7 +176,7 @@ pub fn spawn(spec: &SpawnSpec) -> Result<Spawned, SpawnError> {
             child_setup_and_exec(ChildPlan {
                 fds: [child_in, child_out, child_err],
                 report: report_w.as_raw_fd(),
-                cwd: cwd.as_ref().map(|c| c.as_ptr()),
+                cwd: cwd.map(|c| c.as_ptr()),
                 creds,
                 cands: &cands,
                 argv: argv_ptrs.as_ptr(),
@@ -419,9 +417,13 @@ mod tests {
 
     #[test]
     fn path_candidates_follow_glib() {
-        assert_eq!(candidates("/bin/true", None), ["/bin/true"]);
-        assert_eq!(candidates("./x", None), ["./x"]);
-        let env = vec!["PATH=/a::/b/".to_string()];
-        assert_eq!(candidates("ls", Some(&env)), ["/a/ls", "./ls", "/b/ls"]);
+        let c = |p: &[u8], env: Option<&[CString]>| -> Vec<String> {
+            candidates(p, env).into_iter().map(|c| c.into_string().unwrap()).collect()
+        };
+        assert_eq!(c(b"/bin/true", None), ["/bin/true"]);
+        assert_eq!(c(b"./x", None), ["./x"]);
+        let env = vec![CString::new("PATH=/a::/b/:/").unwrap()];
+        assert_eq!(c(b"ls", Some(&env)), ["/a/ls", "./ls", "/b/ls", "/ls"]);
+        assert!(c(b"", Some(&env)).is_empty(), "an empty name is ENOENT, not a directory");
     }
 }
