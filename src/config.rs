@@ -30,9 +30,27 @@ pub struct Config {
     pub dump_conf: bool,
     /// qga extension `--init` / `init=true`: PID 1 mode even when not pid 1.
     pub init: bool,
+    /// qga extension `--max-output` / `max-output=`: captured bytes kept
+    /// per stream of a guest-exec (qemu-ga: 16 MiB, fixed).
+    pub max_output: Option<usize>,
+    /// qga extension `--max-clients` / `max-clients=`: clients served at
+    /// once on a listening socket (qemu-ga: 1).
+    pub max_clients: Option<usize>,
     /// qga extension `--modules-dir` / `modules-dir=`: kernel modules to
     /// load (file-name order) before opening the channel, in PID 1 mode.
     pub modules_dir: Option<String>,
+}
+
+impl Config {
+    /// Captured bytes kept per stream of a guest-exec.
+    pub fn max_output(&self) -> usize {
+        self.max_output.unwrap_or(DEFAULT_MAX_OUTPUT)
+    }
+
+    /// Clients served at once on a listening socket.
+    pub fn max_clients(&self) -> usize {
+        self.max_clients.unwrap_or(1)
+    }
 }
 
 /// What the command line asks for.
@@ -73,7 +91,46 @@ const LONG_OPTS: &[(&str, HasArg, char)] = &[
 /// qga's own long options (no short form). They are matched after
 /// qemu-ga's options, so every abbreviation qemu-ga accepts (`--m` for
 /// `--method`) keeps its meaning.
-const EXT_LONG_OPTS: &[(&str, HasArg, char)] = &[("init", HasArg::No, '1'), ("modules-dir", HasArg::Required, '2')];
+const EXT_LONG_OPTS: &[(&str, HasArg, char)] = &[
+    ("init", HasArg::No, '1'),
+    ("modules-dir", HasArg::Required, '2'),
+    ("max-output", HasArg::Required, '3'),
+    ("max-clients", HasArg::Required, '4'),
+];
+
+/// qemu-ga's GUEST_EXEC_MAX_OUTPUT: the default `max-output`.
+pub const DEFAULT_MAX_OUTPUT: usize = 16 << 20;
+/// Largest `max-output`: the captured bytes held in all.
+pub const MAX_MAX_OUTPUT: usize = 256 << 20;
+/// Largest `max-clients`.
+pub const MAX_MAX_CLIENTS: usize = 64;
+
+/// A byte count with an optional binary suffix (`K`, `M`, `G`), in
+/// 1..=`max`.
+fn parse_size(v: &str, max: usize) -> Option<usize> {
+    let v = v.trim();
+    let (digits, unit) = match v.char_indices().last()? {
+        (i, 'K' | 'k') => (&v[..i], 1usize << 10),
+        (i, 'M' | 'm') => (&v[..i], 1 << 20),
+        (i, 'G' | 'g') => (&v[..i], 1 << 30),
+        _ => (v, 1),
+    };
+    let n = digits.parse::<usize>().ok()?.checked_mul(unit)?;
+    (1..=max).contains(&n).then_some(n)
+}
+
+fn parse_max_output(v: &str) -> Result<usize, String> {
+    parse_size(v, MAX_MAX_OUTPUT)
+        .ok_or_else(|| format!("invalid max-output '{v}': expected a number of bytes from 1 to 256M (suffixes K, M)"))
+}
+
+fn parse_max_clients(v: &str) -> Result<usize, String> {
+    v.trim()
+        .parse::<usize>()
+        .ok()
+        .filter(|n| (1..=MAX_MAX_CLIENTS).contains(n))
+        .ok_or_else(|| format!("invalid max-clients '{v}': expected a number from 1 to {MAX_MAX_CLIENTS}"))
+}
 
 fn short_opt(c: char) -> Option<HasArg> {
     match c {
@@ -231,7 +288,9 @@ QEMU Guest Agent {VERSION}
                     plug/unplug, etc.)
   -h, --help        display this help and exit
 
-qga extends qemu-ga with --init and --modules-dir (PID 1 mode); see README.md.
+qga extends qemu-ga with --init and --modules-dir (PID 1 mode),
+--max-output BYTES (captured output kept per stream, default 16M) and
+--max-clients N (clients served at once on a socket, default 1); see README.md.
 "
     )
 }
@@ -316,6 +375,17 @@ pub fn parse_with(
                     'h' => return Action::Print(usage(argv0)),
                     '1' => cfg.init = true,
                     '2' => cfg.modules_dir = Some(v),
+                    '3' | '4' => {
+                        let r = if c == '3' {
+                            parse_max_output(&v).map(|n| cfg.max_output = Some(n))
+                        } else {
+                            parse_max_clients(&v).map(|n| cfg.max_clients = Some(n))
+                        };
+                        if let Err(msg) = r {
+                            stderr.push_str(&format!("{argv0}: {msg}\n"));
+                            return Action::Fail { stdout: String::new(), stderr, code: 1 };
+                        }
+                    }
                     _ => {}
                 }
             }
@@ -386,6 +456,12 @@ pub fn dump(cfg: &Config) -> String {
     }
     if let Some(d) = &cfg.modules_dir {
         kv("modules-dir", d);
+    }
+    if let Some(n) = cfg.max_output {
+        kv("max-output", &n.to_string());
+    }
+    if let Some(n) = cfg.max_clients {
+        kv("max-clients", &n.to_string());
     }
     s
 }
@@ -488,6 +564,8 @@ pub fn load_text(cfg: &mut Config, text: &str) -> Result<(), String> {
             }
             "init" => cfg.init = parse_bool(key, &value)?,
             "modules-dir" => cfg.modules_dir = Some(value),
+            "max-output" => cfg.max_output = Some(parse_max_output(&value)?),
+            "max-clients" => cfg.max_clients = Some(parse_max_clients(&value)?),
             _ => {}
         }
     }

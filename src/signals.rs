@@ -26,8 +26,16 @@ pub struct Pending {
     pub hangup: bool,
 }
 
+impl std::fmt::Debug for SignalPipe {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SignalPipe").finish_non_exhaustive()
+    }
+}
+
 impl SignalPipe {
-    pub fn new(registry: &Registry, token: Token) -> std::io::Result<Self> {
+    /// Installs the handlers. Done before the channel is opened, so that a
+    /// signal arriving while a client can already connect is not fatal.
+    pub fn new() -> std::io::Result<Self> {
         let (r, w) = UnixStream::pair()?;
         r.set_nonblocking(true)?;
         w.set_nonblocking(true)?;
@@ -38,9 +46,13 @@ impl SignalPipe {
             signal_hook::low_level::pipe::register(sig, w.try_clone()?)?;
             flags.push((sig, flag));
         }
-        let mut reader = mio::net::UnixStream::from_std(r);
-        registry.register(&mut reader, token, Interest::READABLE)?;
+        let reader = mio::net::UnixStream::from_std(r);
         Ok(SignalPipe { reader, flags })
+    }
+
+    /// Watches the pipe in a poll.
+    pub fn register(&mut self, registry: &Registry, token: Token) -> std::io::Result<()> {
+        registry.register(&mut self.reader, token, Interest::READABLE)
     }
 
     /// Empties the pipe and returns the signals seen.

@@ -15,6 +15,7 @@ use crate::agent::Agent;
 use crate::channel::{self, socket, Endpoint, Method};
 use crate::commands::{self, GuestState};
 use crate::config::{self, Action, Config};
+use crate::signals::SignalPipe;
 use crate::sys::{fd, process, signal, Errno};
 use crate::{init, log};
 
@@ -93,6 +94,8 @@ fn start(mut cfg: Config, init_mode: bool) -> Result<i32, String> {
     };
     log::init(cfg.verbose, logfile);
 
+    let new_pipe = || SignalPipe::new().map_err(|e| format!("cannot handle signals: {e}"));
+    let mut signals = Some(new_pipe()?);
     let activated = socket::from_systemd()?;
     if activated.is_none() && cfg.path.is_none() && !init_mode {
         eprint!("{}", log::glib_critical_text("must specify a path for this channel"));
@@ -118,8 +121,16 @@ fn start(mut cfg: Config, init_mode: bool) -> Result<i32, String> {
     let mut failures = 0u32;
     loop {
         let guest = GuestState { frozen, init_mode, ..Default::default() };
-        let status = match Agent::new(cfg.clone(), endpoint, guest) {
-            Ok(mut agent) => agent.run(),
+        let pipe = match signals.take() {
+            Some(p) => p,
+            None => new_pipe()?,
+        };
+        let status = match Agent::new(cfg.clone(), endpoint, guest, pipe) {
+            Ok(mut agent) => {
+                let status = agent.run();
+                signals = Some(agent.into_signals());
+                status
+            }
             Err(e) if init_mode => {
                 failures += 1;
                 log::critical(&format!("failed to initialise the event loop: {e}"));

@@ -20,7 +20,10 @@ use crate::protocol::{encode_error, QgaError};
 use crate::sys::{fd, Errno};
 
 pub const LISTENER: Token = Token(0);
-pub const CONN: Token = Token(1);
+/// Client `i` has token `CONN_BASE + i` (below the process table's).
+const CONN_BASE: usize = 2;
+/// Most clients served at once (`--max-clients`).
+const MAX_CLIENTS: usize = crate::config::MAX_MAX_CLIENTS;
 
 /// Bytes read from the channel per read() call.
 const READ_CHUNK: usize = 64 << 10;
@@ -54,6 +57,10 @@ struct Conn {
     /// The client closed its sending side: what it sent is answered, then
     /// the connection is closed.
     peer_done: bool,
+    /// The client is gone entirely (hang-up): nobody will read a reply, so
+    /// a held `wait` is dropped instead of consuming the result it waits
+    /// for (a later client can still collect it).
+    hung_up: bool,
     writable_interest: bool,
 }
 
@@ -70,6 +77,7 @@ impl Conn {
             out_pos: 0,
             readable: true,
             peer_done: false,
+            hung_up: false,
             writable_interest: false,
         }
     }
@@ -96,6 +104,7 @@ impl Conn {
         self.output = Vec::new();
         self.out_pos = 0;
         self.peer_done = false;
+        self.hung_up = false;
     }
 
     /// Everything read has been answered and sent.
@@ -104,48 +113,79 @@ impl Conn {
     }
 }
 
-/// The channel: a listener with at most one client, or a device.
+/// What a pass over one connection decided.
+#[derive(Debug, PartialEq, Eq)]
+enum Next {
+    Keep,
+    /// The peer is gone (EOF on a device, an error, or a half-closed
+    /// client that has been answered).
+    Close,
+}
+
+/// The channel: a listener with up to `max_clients` clients (qemu-ga: one
+/// at a time), or a device (one conversation forever). Each client has
+/// its own framer, sequencer and output; the process table is shared, so
+/// any client may collect any result, once.
 pub struct Channel {
     listener: Option<OwnedFd>,
-    /// Device channels keep one Conn forever; sockets one per client.
     is_device: bool,
-    conn: Option<Conn>,
+    conns: Vec<Option<Conn>>,
+    max_clients: usize,
     accept_ready: bool,
 }
 
 impl Channel {
-    pub fn new(endpoint: Endpoint, registry: &Registry) -> std::io::Result<Channel> {
+    pub fn new(endpoint: Endpoint, max_clients: usize, registry: &Registry) -> std::io::Result<Channel> {
         match endpoint {
             Endpoint::Listener(fd) => {
                 registry.register(&mut SourceFd(&fd.as_raw_fd()), LISTENER, Interest::READABLE)?;
-                Ok(Channel { listener: Some(fd), is_device: false, conn: None, accept_ready: true })
+                let max_clients = max_clients.clamp(1, MAX_CLIENTS);
+                Ok(Channel { listener: Some(fd), is_device: false, conns: Vec::new(), max_clients, accept_ready: true })
             }
             Endpoint::Device(fd) => {
-                registry.register(&mut SourceFd(&fd.as_raw_fd()), CONN, Interest::READABLE)?;
-                Ok(Channel { listener: None, is_device: true, conn: Some(Conn::new(fd)), accept_ready: false })
+                registry.register(&mut SourceFd(&fd.as_raw_fd()), conn_token(0), Interest::READABLE)?;
+                let conns = vec![Some(Conn::new(fd))];
+                Ok(Channel { listener: None, is_device: true, conns, max_clients: 1, accept_ready: false })
             }
         }
     }
 
-    /// A channel token fired.
-    pub fn on_event(&mut self, token: Token) {
-        match token {
-            LISTENER => self.accept_ready = true,
-            _ => self.mark_readable(),
+    /// Whether `token` is one of the channel's.
+    pub fn owns(token: Token) -> bool {
+        token == LISTENER || (CONN_BASE..CONN_BASE + MAX_CLIENTS).contains(&token.0)
+    }
+
+    /// A channel token fired; `hung_up`: the peer closed both directions.
+    pub fn on_event(&mut self, token: Token, hung_up: bool) {
+        if token == LISTENER {
+            self.accept_ready = true;
+        } else if let Some(Some(c)) = self.conns.get_mut(token.0 - CONN_BASE) {
+            c.readable = true;
+            // A device reports hang-up whenever the host side is closed;
+            // only a socket's hang-up means the client is gone.
+            c.hung_up |= hung_up && !self.is_device;
         }
     }
 
-    /// The device may have something to read (SIGIO, an event).
+    /// The device may have something to read (SIGIO).
     pub fn mark_readable(&mut self) {
-        if let Some(c) = self.conn.as_mut() {
+        for c in self.conns.iter_mut().flatten() {
             c.readable = true;
         }
     }
 
+    fn clients(&self) -> usize {
+        self.conns.iter().flatten().count()
+    }
+
+    fn may_accept(&self) -> bool {
+        self.listener.is_some() && self.accept_ready && self.clients() < self.max_clients
+    }
+
     /// Work is pending that the next poll must not sleep through.
     pub fn busy(&self) -> bool {
-        (self.listener.is_some() && self.conn.is_none() && self.accept_ready)
-            || self.conn.as_ref().is_some_and(|c| {
+        self.may_accept()
+            || self.conns.iter().flatten().any(|c| {
                 c.can_take_request() && ((c.readable && !c.peer_done) || c.has_input())
                     || (c.unsent() > 0 && !c.writable_interest)
                     || (c.peer_done && c.finished())
@@ -154,165 +194,190 @@ impl Channel {
 
     /// When the earliest held `wait` ends.
     pub fn next_deadline(&self) -> Option<Instant> {
-        self.conn.as_ref().and_then(|c| c.replies.waits().map(|h| h.deadline).min())
+        self.conns.iter().flatten().flat_map(|c| c.replies.waits().map(|h| h.deadline)).min()
     }
 
-    /// One pass: accept, answer what is ready, read and dispatch requests
-    /// within the budgets, send.
+    /// One pass: accept, then for each client answer what is ready, read
+    /// and dispatch requests within the budgets, send.
     pub fn service(&mut self, ctx: &mut Ctx<'_>) {
-        if self.conn.is_none() && self.accept_ready {
+        while self.may_accept() {
             self.accept(ctx.registry);
         }
-        if self.conn.is_none() {
-            return;
-        }
-        self.resolve_pending(ctx);
-        self.flush(ctx.registry);
-        self.read_and_dispatch(ctx);
-        self.flush(ctx.registry);
-        if self.conn.as_ref().is_some_and(|c| c.peer_done && c.finished()) {
-            self.disconnect(ctx.registry);
+        for i in 0..self.conns.len() {
+            let Some(Some(c)) = self.conns.get_mut(i) else { continue };
+            let token = conn_token(i);
+            let mut next = resolve_pending(c, ctx);
+            if next == Next::Keep {
+                next = flush(c, token, ctx.registry);
+            }
+            if next == Next::Keep {
+                next = read_and_dispatch(c, ctx, self.is_device);
+            }
+            if next == Next::Keep {
+                next = flush(c, token, ctx.registry);
+            }
+            if next == Next::Keep && c.peer_done && c.finished() {
+                next = Next::Close;
+            }
+            if next == Next::Close {
+                self.disconnect(i, ctx.registry);
+            }
         }
     }
 
     fn accept(&mut self, registry: &Registry) {
         let Some(l) = self.listener.as_ref() else { return };
-        match channel::socket::accept(l.as_raw_fd()) {
-            Some(fd) => {
-                if let Err(e) = registry.register(&mut SourceFd(&fd.as_raw_fd()), CONN, Interest::READABLE) {
-                    log::error(&format!("cannot watch client: {e}"));
-                    return;
-                }
-                log::debug("client connected");
-                self.conn = Some(Conn::new(fd));
+        let Some(fd) = channel::socket::accept(l.as_raw_fd()) else {
+            self.accept_ready = false;
+            return;
+        };
+        let i = match self.conns.iter().position(Option::is_none) {
+            Some(i) => i,
+            None => {
+                self.conns.push(None);
+                self.conns.len() - 1
             }
-            None => self.accept_ready = false,
+        };
+        if let Err(e) = registry.register(&mut SourceFd(&fd.as_raw_fd()), conn_token(i), Interest::READABLE) {
+            log::error(&format!("cannot watch client: {e}"));
+            return;
         }
+        log::debug("client connected");
+        self.conns[i] = Some(Conn::new(fd));
     }
 
-    fn disconnect(&mut self, registry: &Registry) {
+    fn disconnect(&mut self, i: usize, registry: &Registry) {
         if self.is_device {
             // Host side of the port went away: nothing to answer, nobody to
             // parse for. Wait for the next edge (host reconnect / data).
-            if let Some(c) = self.conn.as_mut() {
+            if let Some(Some(c)) = self.conns.get_mut(i) {
                 c.reset();
                 c.readable = false;
             }
             return;
         }
-        if let Some(c) = self.conn.take() {
+        if let Some(c) = self.conns.get_mut(i).and_then(Option::take) {
             let _ = registry.deregister(&mut SourceFd(&c.fd.as_raw_fd()));
             log::debug("client disconnected");
         }
         // Another client may be waiting in the backlog.
         self.accept_ready = true;
     }
+}
 
-    /// Completes held `wait` replies whose process finished or streamed or
-    /// whose deadline passed, and helper-backed replies whose helper ended.
-    fn resolve_pending(&mut self, ctx: &mut Ctx<'_>) {
-        let Some(c) = self.conn.as_mut() else { return };
-        if !c.replies.has_pending() {
-            return;
-        }
-        let now = Instant::now();
-        c.replies.resolve(|slot| match slot {
-            Slot::Wait(h) => {
-                let ready = ctx.procs.find(h.pid).is_none_or(|p| p.exited() || p.has_stream_data());
-                if ready || now >= h.deadline {
-                    Slot::Ready(dispatch::status_reply(ctx, h))
-                } else {
-                    Slot::Wait(h)
-                }
-            }
-            Slot::Helper(w) => dispatch::finish_helper(ctx, w),
-            ready => ready,
-        });
-        c.replies.drain_ready(&mut c.output);
+/// The poll token of client slot `i`.
+fn conn_token(i: usize) -> Token {
+    Token(CONN_BASE + i)
+}
+
+/// Completes held `wait` replies whose process finished or streamed or
+/// whose deadline passed, and helper-backed replies whose helper ended.
+fn resolve_pending(c: &mut Conn, ctx: &mut Ctx<'_>) -> Next {
+    if !c.replies.has_pending() {
+        return Next::Keep;
     }
+    let now = Instant::now();
+    let gone = c.hung_up;
+    c.replies.resolve(|slot| match slot {
+        Slot::Wait(_) if gone => Slot::Ready(Vec::new()),
+        Slot::Wait(h) => {
+            let ready = ctx.procs.find(h.pid).is_none_or(|p| p.exited() || p.has_stream_data());
+            if ready || now >= h.deadline {
+                Slot::Ready(dispatch::status_reply(ctx, h))
+            } else {
+                Slot::Wait(h)
+            }
+        }
+        Slot::Helper(w) => dispatch::finish_helper(ctx, w),
+        ready => ready,
+    });
+    c.replies.drain_ready(&mut c.output);
+    Next::Keep
+}
 
-    fn read_and_dispatch(&mut self, ctx: &mut Ctx<'_>) {
-        let mut budget = READ_BUDGET;
-        loop {
-            let Some(c) = self.conn.as_mut() else { return };
-            // Frames already buffered go first.
-            while let Some(frame) = next_frame(c) {
-                // Another request (or 0xFF) arrived: held replies are
-                // answered now so that replies stay in order.
+fn read_and_dispatch(c: &mut Conn, ctx: &mut Ctx<'_>, is_device: bool) -> Next {
+    let mut budget = READ_BUDGET;
+    loop {
+        // Frames already buffered go first.
+        while let Some(frame) = next_frame(c) {
+            // Another request (or 0xFF) arrived: held replies are
+            // answered now so that replies stay in order (or dropped, if
+            // nobody is left to read them).
+            if c.hung_up {
+                c.replies.resolve(|slot| match slot {
+                    Slot::Wait(_) => Slot::Ready(Vec::new()),
+                    other => other,
+                });
+            } else {
                 c.replies.complete_waits(|h| dispatch::status_reply(ctx, h));
-                let slot: ReplySlot = match frame {
-                    Frame::Error(desc) => {
-                        let mut out = Vec::new();
-                        encode_error(&mut out, &QgaError::generic(desc), None);
-                        Slot::Ready(out)
-                    }
-                    Frame::Message(msg) => dispatch::dispatch(ctx, msg),
-                };
-                c.replies.push(slot);
-                c.replies.drain_ready(&mut c.output);
             }
-            if c.has_input() || !c.can_take_request() || !c.readable || c.peer_done || budget == 0 {
-                return;
+            let slot: ReplySlot = match frame {
+                Frame::Error(desc) => {
+                    let mut out = Vec::new();
+                    encode_error(&mut out, &QgaError::generic(desc), None);
+                    Slot::Ready(out)
+                }
+                Frame::Message(msg) => dispatch::dispatch(ctx, msg),
+            };
+            c.replies.push(slot);
+            c.replies.drain_ready(&mut c.output);
+        }
+        if c.has_input() || !c.can_take_request() || !c.readable || c.peer_done || budget == 0 {
+            return Next::Keep;
+        }
+        c.in_start = 0;
+        c.in_end = 0;
+        match fd::read(c.fd.as_fd(), &mut c.input) {
+            Ok(0) if is_device => return Next::Close,
+            Ok(0) => {
+                // Half-close: every request read is still answered.
+                c.peer_done = true;
+                return Next::Keep;
             }
-            c.in_start = 0;
-            c.in_end = 0;
-            match fd::read(c.fd.as_fd(), &mut c.input) {
-                Ok(0) => {
-                    if self.is_device {
-                        return self.disconnect(ctx.registry);
-                    }
-                    // Half-close: every request read is still answered.
-                    c.peer_done = true;
-                    return;
-                }
-                Ok(n) => {
-                    c.in_end = n;
-                    budget = budget.saturating_sub(n);
-                }
-                Err(Errno(libc::EAGAIN)) => {
-                    c.readable = false;
-                    return;
-                }
-                Err(e) => {
-                    log::warning(&format!("error reading channel: {e}"));
-                    return self.disconnect(ctx.registry);
-                }
+            Ok(n) => {
+                c.in_end = n;
+                budget = budget.saturating_sub(n);
+            }
+            Err(Errno(libc::EAGAIN)) => {
+                c.readable = false;
+                return Next::Keep;
+            }
+            Err(e) => {
+                log::warning(&format!("error reading channel: {e}"));
+                return Next::Close;
             }
         }
     }
+}
 
-    /// Writes unsent replies; writable interest only while some remain.
-    fn flush(&mut self, registry: &Registry) {
-        let Some(c) = self.conn.as_mut() else { return };
-        let mut failed = false;
-        while c.unsent() > 0 {
-            match fd::write(c.fd.as_fd(), &c.output[c.out_pos..]) {
-                Ok(n) => c.out_pos += n,
-                Err(Errno(libc::EAGAIN)) => break,
-                Err(e) => {
-                    log::warning(&format!("error sending response: {e}"));
-                    failed = true;
-                    break;
-                }
+/// Writes unsent replies; writable interest only while some remain.
+fn flush(c: &mut Conn, token: Token, registry: &Registry) -> Next {
+    let mut next = Next::Keep;
+    while c.unsent() > 0 {
+        match fd::write(c.fd.as_fd(), &c.output[c.out_pos..]) {
+            Ok(n) => c.out_pos += n,
+            Err(Errno(libc::EAGAIN)) => break,
+            Err(e) => {
+                log::warning(&format!("error sending response: {e}"));
+                next = Next::Close;
+                break;
             }
-        }
-        if c.unsent() == 0 {
-            c.out_pos = 0;
-            c.output.clear();
-            if c.output.capacity() > OUTPUT_KEEP_CAPACITY {
-                c.output = Vec::new();
-            }
-        }
-        let want_write = c.unsent() > 0;
-        if want_write != c.writable_interest {
-            let interest = if want_write { Interest::READABLE | Interest::WRITABLE } else { Interest::READABLE };
-            let _ = registry.reregister(&mut SourceFd(&c.fd.as_raw_fd()), CONN, interest);
-            c.writable_interest = want_write;
-        }
-        if failed {
-            self.disconnect(registry);
         }
     }
+    if c.unsent() == 0 {
+        c.out_pos = 0;
+        c.output.clear();
+        if c.output.capacity() > OUTPUT_KEEP_CAPACITY {
+            c.output = Vec::new();
+        }
+    }
+    let want_write = c.unsent() > 0;
+    if want_write != c.writable_interest {
+        let interest = if want_write { Interest::READABLE | Interest::WRITABLE } else { Interest::READABLE };
+        let _ = registry.reregister(&mut SourceFd(&c.fd.as_raw_fd()), token, interest);
+        c.writable_interest = want_write;
+    }
+    next
 }
 
 /// The next complete frame from buffered input, if a request may be

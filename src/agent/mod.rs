@@ -19,9 +19,9 @@ use crate::config::Config;
 use crate::exec::ProcessTable;
 use crate::log;
 use crate::signals::SignalPipe;
-use conn::{Channel, CONN, LISTENER};
+use conn::Channel;
 
-const SIGNALS: Token = Token(2);
+const SIGNALS: Token = Token(1);
 
 pub struct Agent {
     poll: Poll,
@@ -34,11 +34,12 @@ pub struct Agent {
 }
 
 impl Agent {
-    pub fn new(cfg: Config, endpoint: Endpoint, guest: GuestState) -> std::io::Result<Agent> {
+    pub fn new(cfg: Config, endpoint: Endpoint, guest: GuestState, mut signals: SignalPipe) -> std::io::Result<Agent> {
         let poll = Poll::new()?;
-        let signals = SignalPipe::new(poll.registry(), SIGNALS)?;
-        let channel = Channel::new(endpoint, poll.registry())?;
-        Ok(Agent { poll, cfg, guest, procs: ProcessTable::new(), channel, signals, stop: false })
+        signals.register(poll.registry(), SIGNALS)?;
+        let channel = Channel::new(endpoint, cfg.max_clients(), poll.registry())?;
+        let procs = ProcessTable::new(cfg.max_output());
+        Ok(Agent { poll, cfg, guest, procs, channel, signals, stop: false })
     }
 
     /// Runs until SIGTERM/SIGINT. Returns the exit status.
@@ -55,8 +56,8 @@ impl Agent {
             let mut signalled = false;
             for ev in events.iter() {
                 match ev.token() {
-                    LISTENER | CONN => self.channel.on_event(ev.token()),
                     SIGNALS => signalled = true,
+                    t if Channel::owns(t) => self.channel.on_event(t, ev.is_write_closed()),
                     t => self.procs.on_event(t),
                 }
             }
@@ -70,6 +71,12 @@ impl Agent {
             channel.service(&mut ctx);
         }
         0
+    }
+
+    /// The signal pipe back, for the next agent (PID 1 mode serves again
+    /// when the machine could not be ended).
+    pub fn into_signals(self) -> SignalPipe {
+        self.signals
     }
 
     fn on_signals(&mut self) {

@@ -6,7 +6,7 @@
 //!   is `exited` once the child is reaped *and* its capture pipes reached
 //!   EOF; the first status call that reports `exited: true` consumes it.
 //! * Captured output is the head of each stream, at most
-//!   [`MAX_CAPTURE_PER_STREAM`] bytes, with a truncation flag; data beyond
+//!   `max_output` bytes (`--max-output`, qemu-ga's 16 MiB by default), with a truncation flag; data beyond
 //!   it is read and dropped so the child never blocks.
 //! * Unclaimed results are bounded: at most [`MAX_PROCESSES`] entries and
 //!   [`MAX_CAPTURED_BYTES`] of captured data in all. At a bound the oldest
@@ -41,8 +41,6 @@ use crate::sys::process::{Pid, WaitStatus};
 use crate::sys::spawn::{self, SpawnError, SpawnSpec, Stage};
 
 
-/// GUEST_EXEC_MAX_OUTPUT of qemu-ga: head capture per stream.
-pub const MAX_CAPTURE_PER_STREAM: usize = 16 << 20;
 /// Entries (running or finished and unclaimed) tracked at once.
 pub const MAX_PROCESSES: usize = 1024;
 /// Captured bytes held across all entries.
@@ -63,7 +61,7 @@ const READ_CHUNK: usize = 256 << 10;
 pub const PIPE_BUDGET: usize = 1 << 20;
 
 /// First token used for child pipes; three per slot (stdin, stdout, stderr).
-pub const PIPE_TOKEN_BASE: usize = 16;
+pub const PIPE_TOKEN_BASE: usize = 128;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
@@ -165,8 +163,10 @@ pub struct NewProcess {
     pub opts: ExecOptions,
 }
 
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub struct ProcessTable {
+    /// Head capture per stream (`--max-output`).
+    max_capture: usize,
     slots: Vec<Option<Process>>,
     free: Vec<usize>,
     by_pid: HashMap<Pid, usize>,
@@ -210,8 +210,9 @@ pub fn spawn_error_text(e: &SpawnError, spec: &SpawnSpec) -> String {
 }
 
 impl ProcessTable {
-    pub fn new() -> Self {
-        Self::default()
+    /// A table keeping at most `max_capture` bytes per captured stream.
+    pub fn new(max_capture: usize) -> Self {
+        ProcessTable { max_capture, ..Self::default() }
     }
 
     /// Whether one more entry fits (a finished result can be discarded).

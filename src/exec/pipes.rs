@@ -114,7 +114,7 @@ impl ProcessTable {
         let mut grew = 0usize;
         let mut starved = false;
         loop {
-            let limit = if streamed { STREAM_WINDOW } else { MAX_CAPTURE_PER_STREAM };
+            let limit = if streamed { STREAM_WINDOW } else { self.max_capture };
             let room = limit.saturating_sub(cap.data.len());
             if streamed && room == 0 {
                 // Backpressure: leave the data in the pipe until collected.
