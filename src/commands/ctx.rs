@@ -46,6 +46,7 @@ impl Ctx<'_> {
             stderr: Redirect::ToStdout,
             cwd: None,
             credentials: None,
+            tty: None,
         };
         let opts = ExecOptions { internal: true, ..Default::default() };
         self.procs.start(self.registry, &spec, NewProcess { input, opts })

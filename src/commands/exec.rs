@@ -10,6 +10,7 @@ use crate::sys::signal::max_signal;
 use crate::sys::spawn::{Credentials, Redirect, SpawnSpec};
 use crate::json::{Object, Value};
 use crate::protocol::{qbase64_decode, Args, QgaError};
+use crate::sys::pty::Winsize;
 use crate::sys::user::Passwd;
 use crate::sys::{self, Errno};
 
@@ -83,6 +84,56 @@ fn lookup_user(user: &str) -> Result<Passwd, QgaError> {
     }
 }
 
+/// The environment a child gets, or None to inherit the agent's as it is.
+/// Without `env`, a `user` gets the agent's with its HOME, USER and
+/// LOGNAME; `env` replaces that, or with `merge` adds to it (same names
+/// override). A terminal's child gets TERM=xterm-256color unless `env`
+/// names a TERM.
+fn child_env(user: Option<&Passwd>, env: Option<Vec<String>>, merge: bool, tty: bool) -> Option<Vec<String>> {
+    let name = |kv: &str| kv.split_once('=').map_or(kv, |(k, _)| k).to_string();
+    let inherited = || -> Vec<String> {
+        let own = std::env::vars().map(|(k, v)| format!("{k}={v}"));
+        match user {
+            None => own.collect(),
+            Some(pw) => own
+                .filter(|kv| !matches!(name(kv).as_str(), "HOME" | "USER" | "LOGNAME"))
+                .chain([format!("HOME={}", pw.home), format!("USER={}", pw.name), format!("LOGNAME={}", pw.name)])
+                .collect(),
+        }
+    };
+    let client_term = env.as_ref().is_some_and(|e| e.iter().any(|kv| name(kv) == "TERM"));
+    let mut vars = match env {
+        Some(entries) if merge => {
+            let mut vars = inherited();
+            for kv in entries {
+                let n = name(&kv);
+                vars.retain(|old| name(old) != n);
+                vars.push(kv);
+            }
+            vars
+        }
+        Some(entries) => entries,
+        None if user.is_none() && !tty => return None,
+        None => inherited(),
+    };
+    if tty && !client_term {
+        vars.retain(|kv| name(kv) != "TERM");
+        vars.push("TERM=xterm-256color".to_string());
+    }
+    Some(vars)
+}
+
+/// A terminal dimension: 1 to 65535 cells.
+fn cells(name: &str, v: Option<i64>, default: u16) -> Result<u16, QgaError> {
+    match v {
+        None => Ok(default),
+        Some(n) => u16::try_from(n)
+            .ok()
+            .filter(|&n| n > 0)
+            .ok_or_else(|| QgaError::invalid_value(name, "a number of cells from 1 to 65535")),
+    }
+}
+
 pub fn exec(ctx: &mut Ctx<'_>, mut a: Args) -> Result<Outcome, QgaError> {
     let path = a.req_str("path")?;
     let arg = a.opt_str_list("arg")?;
@@ -95,34 +146,32 @@ pub fn exec(ctx: &mut Ctx<'_>, mut a: Args) -> Result<Outcome, QgaError> {
     let timeout = a.opt_number("timeout")?;
     let stream = a.opt_bool("stream")?.unwrap_or(false);
     let input_stream = a.opt_bool("input-stream")?.unwrap_or(false);
+    let tty = a.opt_bool("tty")?.unwrap_or(false);
+    let rows = a.opt_int("rows")?;
+    let cols = a.opt_int("cols")?;
+    let rusage = a.opt_bool("rusage")?.unwrap_or(false);
+    let env_merge = a.opt_bool("env-merge")?.unwrap_or(false);
     a.finish()?;
 
     let input = input.map(|s| qbase64_decode(&s)).transpose()?;
     let timeout = timeout.map(|t| seconds("timeout", t, MAX_TIMEOUT_SECONDS)).transpose()?;
-    if stream && capture == Capture::None {
+    if stream && capture == Capture::None && !tty {
         return Err(QgaError::generic("Parameter 'stream' requires 'capture-output'"));
     }
+    if !tty && (rows.is_some() || cols.is_some()) {
+        return Err(QgaError::generic("Parameters 'rows' and 'cols' require 'tty'"));
+    }
+    let size = tty.then(|| -> Result<Winsize, QgaError> {
+        Ok(Winsize { rows: cells("rows", rows, 24)?, cols: cells("cols", cols, 80)? })
+    });
+    let size = size.transpose()?;
     if let Some(dir) = &cwd {
         check_cwd(dir)?;
     }
-    let mut env = env;
-    let credentials = match &user {
-        None => None,
-        Some(u) => {
-            let pw = lookup_user(u)?;
-            if env.is_none() {
-                let mut vars: Vec<String> = std::env::vars()
-                    .filter(|(k, _)| !matches!(k.as_str(), "HOME" | "USER" | "LOGNAME"))
-                    .map(|(k, v)| format!("{k}={v}"))
-                    .collect();
-                vars.push(format!("HOME={}", pw.home));
-                vars.push(format!("USER={}", pw.name));
-                vars.push(format!("LOGNAME={}", pw.name));
-                env = Some(vars);
-            }
-            Some(Credentials { uid: pw.uid, gid: pw.gid, groups: sys::user::supplementary_groups(&pw.name, pw.gid) })
-        }
-    };
+    let pw = user.as_deref().map(lookup_user).transpose()?;
+    let env = child_env(pw.as_ref(), env, env_merge, tty);
+    let credentials =
+        pw.map(|pw| Credentials { uid: pw.uid, gid: pw.gid, groups: sys::user::supplementary_groups(&pw.name, pw.gid) });
     let (stdout, stderr) = match capture {
         Capture::None => (Redirect::Null, Redirect::Null),
         Capture::Stdout => (Redirect::Pipe, Redirect::Null),
@@ -142,10 +191,30 @@ pub fn exec(ctx: &mut Ctx<'_>, mut a: Args) -> Result<Outcome, QgaError> {
         stderr,
         cwd: cwd.as_deref().map(to_c_string),
         credentials,
+        tty: size,
     };
-    let opts = ExecOptions { internal: false, input_stream, stream, timeout };
+    // A terminal is streamed both ways.
+    let opts = ExecOptions {
+        internal: false,
+        input_stream: input_stream || tty,
+        stream: stream || tty,
+        timeout,
+        rusage,
+    };
     let pid = ctx.procs.start(ctx.registry, &spec, NewProcess { input, opts })?;
     Ok(Outcome::Return(Value::Object(Object::new().with("pid", Value::Int(i64::from(pid))))))
+}
+
+/// guest-exec-resize {pid, rows, cols}: the window size of a `tty`
+/// process's terminal (its foreground job gets SIGWINCH).
+pub fn resize(ctx: &mut Ctx<'_>, mut a: Args) -> Result<Outcome, QgaError> {
+    let pid = a.req_int("pid")?;
+    let rows = a.req_int("rows")?;
+    let cols = a.req_int("cols")?;
+    a.finish()?;
+    let size = Winsize { rows: cells("rows", Some(rows), 24)?, cols: cells("cols", Some(cols), 80)? };
+    ctx.procs.resize(pid, size)?;
+    Ok(Outcome::Return(Value::empty_object()))
 }
 
 pub fn status(ctx: &mut Ctx<'_>, mut a: Args) -> Result<Outcome, QgaError> {

@@ -149,6 +149,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     cmd("guest-network-get-route", network::network_get_route),
     cmd("guest-exec-terminate", exec::terminate),
     cmd("guest-exec-input", exec::input),
+    cmd("guest-exec-resize", exec::resize),
 ];
 
 pub fn find(name: &str) -> Option<&'static CommandSpec> {

@@ -4,7 +4,7 @@
 use std::time::Instant;
 
 use super::*;
-use crate::sys::process::{self, Pid, WaitStatus};
+use crate::sys::process::{self, Pid, Usage, WaitStatus};
 
 /// The processes in group `pgid` now: (pid, start time in clock ticks
 /// since boot), from /proc. Start times tell a reused pid from the
@@ -33,19 +33,20 @@ impl ProcessTable {
     /// Reaps every exited child (ours or, as init, orphans) without
     /// blocking.
     pub fn reap(&mut self) {
-        while let Ok(Some((pid, status))) = process::reap_any() {
-            self.on_reaped(pid, status);
+        while let Ok(Some((pid, status, usage))) = process::reap_any() {
+            self.on_reaped(pid, status, usage);
         }
     }
 
     /// Records a reaped child. Returns false if the pid is not ours.
-    pub(super) fn on_reaped(&mut self, pid: Pid, status: WaitStatus) -> bool {
+    pub(super) fn on_reaped(&mut self, pid: Pid, status: WaitStatus, usage: Usage) -> bool {
         let Some(&slot) = self.by_pid.get(&pid) else { return false };
         if let Some(Some(p)) = self.slots.get_mut(slot) {
             if p.status.is_none() {
                 // Deadlines stay armed until the result is complete: a
                 // grandchild may still hold the pipe after the leader died.
                 p.status = Some(status);
+                p.usage = usage;
                 if !p.exited() {
                     p.group_at_reap = group_members(pid);
                 }

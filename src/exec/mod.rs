@@ -28,7 +28,7 @@ mod group;
 mod pipes;
 
 use std::collections::HashMap;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use mio::unix::SourceFd;
@@ -37,7 +37,9 @@ use mio::{Interest, Registry, Token};
 use crate::json::{Object, Value};
 use crate::log;
 use crate::protocol::QgaError;
-use crate::sys::process::{Pid, WaitStatus};
+use crate::sys::process::{Pid, Usage, WaitStatus};
+use crate::sys::pty::{self, Winsize};
+use crate::sys::fd;
 use crate::sys::spawn::{self, SpawnError, SpawnSpec, Stage};
 
 
@@ -111,6 +113,8 @@ pub struct ExecOptions {
     pub input_stream: bool,
     pub stream: bool,
     pub timeout: Option<std::time::Duration>,
+    /// The final status carries the resources the process used.
+    pub rusage: bool,
 }
 
 #[derive(Debug)]
@@ -118,6 +122,10 @@ pub struct Process {
     pub pid: Pid,
     /// Wait status once reaped.
     status: Option<WaitStatus>,
+    /// Resources used, once reaped.
+    usage: Usage,
+    /// The terminal's master side (tty processes), for resizing.
+    terminal: Option<OwnedFd>,
     /// Members of the process group (pid, start time) when the leader was
     /// reaped with output still open: the group may only be signalled
     /// while one of them lives.
@@ -206,6 +214,7 @@ pub fn spawn_error_text(e: &SpawnError, spec: &SpawnSpec) -> String {
         Stage::DevNull => format!("Failed to open file \u{201C}/dev/null\u{201D} ({reason})"),
         Stage::Pipe => format!("Failed to create pipe for communicating with child process ({reason})"),
         Stage::Fork => format!("Failed to fork ({reason})"),
+        Stage::Terminal => format!("Failed to open a pseudo-terminal ({reason})"),
     }
 }
 
@@ -262,7 +271,14 @@ impl ProcessTable {
                 log::warning(&format!("cannot watch pipe of pid {pid}: {e}"));
             }
         };
-        let stdin = spawned.stdin.map(|pipe| {
+        // A terminal is read and written through duplicates of its master
+        // (one registration per direction); the master itself is kept
+        // for resizing.
+        let (term_in, term_out) = match &spawned.terminal {
+            Some(m) => (fd::dup(m.as_fd()).ok(), fd::dup(m.as_fd()).ok()),
+            None => (None, None),
+        };
+        let stdin = spawned.stdin.or(term_in).map(|pipe| {
             reg(&pipe, Kind::Stdin, Interest::WRITABLE);
             let data = input.unwrap_or_default();
             self.pending_input += data.len();
@@ -274,12 +290,14 @@ impl ProcessTable {
                 Capture { pipe: Some(p), ready: true, ..Default::default() }
             })
         };
-        let out = capture(spawned.stdout, Kind::Stdout);
+        let out = capture(spawned.stdout.or(term_out), Kind::Stdout);
         let err = capture(spawned.stderr, Kind::Stderr);
         let deadline = opts.timeout.and_then(|t| Instant::now().checked_add(t));
         let proc_ = Process {
             pid,
             status: None,
+            usage: Usage::default(),
+            terminal: spawned.terminal,
             group_at_reap: Vec::new(),
             stdin,
             out,
@@ -410,7 +428,25 @@ impl ProcessTable {
         if p.opts.timeout.is_some() {
             obj.push("timed-out", Value::Bool(p.timed_out));
         }
+        if p.opts.rusage {
+            let n = |v: u64| Value::Int(i64::try_from(v).unwrap_or(i64::MAX));
+            let mut ru = Object::with_capacity(3);
+            ru.push("user-us", n(p.usage.user_us));
+            ru.push("system-us", n(p.usage.system_us));
+            ru.push("max-rss-kib", n(p.usage.max_rss_kib));
+            obj.push("rusage", Value::Object(ru));
+        }
         Ok(Value::Object(obj))
+    }
+
+    /// guest-exec-resize: the window size of `pid`'s terminal.
+    pub fn resize(&mut self, pid: i64, size: Winsize) -> Result<(), QgaError> {
+        let slot = self.visible_slot(pid)?;
+        let p = self.slots.get(slot).and_then(Option::as_ref).ok_or_else(|| QgaError::generic(format!("PID {pid} does not exist")))?;
+        let Some(master) = p.terminal.as_ref() else {
+            return Err(QgaError::generic(format!("PID {pid} has no terminal")));
+        };
+        pty::set_size(master.as_fd(), size).map_err(|e| QgaError::with_errno(format!("cannot resize the terminal of PID {pid}"), e))
     }
 
     /// Takes the result of a finished internal helper: (wait status,

@@ -129,3 +129,11 @@ pub fn can_execute(path: &str) -> bool {
     // SAFETY: access() on a NUL-terminated path.
     unsafe { libc::access(c.as_ptr(), libc::X_OK) == 0 }
 }
+
+/// A second descriptor for the same open file (close-on-exec).
+pub fn dup(fd: BorrowedFd<'_>) -> Result<OwnedFd, Errno> {
+    // SAFETY: F_DUPFD_CLOEXEC on a live descriptor; the new fd is owned right away.
+    let n = cvt(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 3) })?;
+    // SAFETY: n was just created and belongs to nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(n) })
+}

@@ -19,6 +19,7 @@ pub mod mount;
 pub mod net;
 pub mod power;
 pub mod process;
+pub mod pty;
 pub mod signal;
 pub mod socket;
 pub mod spawn;

@@ -29,14 +29,33 @@ pub fn kill_group(pgid: Pid, sig: libc::c_int) -> Result<(), Errno> {
     kill(-pgid, sig)
 }
 
-/// Reaps one exited child without blocking: `Ok(Some((pid, status)))`,
-/// `Ok(None)` when children exist but none has exited, `Err(ECHILD)` when
-/// there are none.
-pub fn reap_any() -> Result<Option<(Pid, WaitStatus)>, Errno> {
+/// Resources a reaped child used (wait4(2)): the process itself and the
+/// descendants it waited for.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    pub user_us: u64,
+    pub system_us: u64,
+    pub max_rss_kib: u64,
+}
+
+/// Reaps one exited child without blocking: `Ok(Some((pid, status,
+/// usage)))`, `Ok(None)` when children exist but none has exited,
+/// `Err(ECHILD)` when there are none.
+pub fn reap_any() -> Result<Option<(Pid, WaitStatus, Usage)>, Errno> {
     let mut status = 0;
-    // SAFETY: non-blocking waitpid for any child, status into a local.
-    let pid = cvt(unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) })?;
-    Ok((pid > 0).then_some((pid, WaitStatus(status))))
+    // SAFETY: an all-zero struct rusage is a valid value.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: non-blocking wait4 for any child, status and usage into locals.
+    let pid = cvt(unsafe { libc::wait4(-1, &mut status, libc::WNOHANG, &mut ru) })?;
+    let us = |t: libc::timeval| {
+        u64::try_from(t.tv_sec).unwrap_or(0).saturating_mul(1_000_000).saturating_add(u64::try_from(t.tv_usec).unwrap_or(0))
+    };
+    let usage = Usage {
+        user_us: us(ru.ru_utime),
+        system_us: us(ru.ru_stime),
+        max_rss_kib: u64::try_from(ru.ru_maxrss).unwrap_or(0),
+    };
+    Ok((pid > 0).then_some((pid, WaitStatus(status), usage)))
 }
 
 /// Waits for `pid` to exit (a child that failed before exec).

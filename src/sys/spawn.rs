@@ -43,6 +43,10 @@ pub struct SpawnSpec {
     pub stderr: Redirect,
     pub cwd: Option<CString>,
     pub credentials: Option<Credentials>,
+    /// Run on a new pseudo-terminal of this size: the child leads a new
+    /// session with the terminal as its controlling terminal and as fds
+    /// 0-2 (the redirects above are then ignored).
+    pub tty: Option<super::pty::Winsize>,
 }
 
 /// A started child and the parent's ends of its pipes (non-blocking,
@@ -53,6 +57,8 @@ pub struct Spawned {
     pub stdin: Option<OwnedFd>,
     pub stdout: Option<OwnedFd>,
     pub stderr: Option<OwnedFd>,
+    /// The terminal's master side (non-blocking), with `tty`.
+    pub terminal: Option<OwnedFd>,
 }
 
 /// Which step of starting the child failed; selects GLib's message.
@@ -68,6 +74,8 @@ pub enum Stage {
     /// Creating a pipe in the parent.
     Pipe = 6,
     Fork = 7,
+    /// Opening a pseudo-terminal in the parent.
+    Terminal = 8,
 }
 
 /// A child that could not be started.
@@ -142,6 +150,7 @@ pub fn spawn(spec: &SpawnSpec) -> Result<Spawned, SpawnError> {
 
     let fail_pipe = |e: Errno| SpawnError::new(Stage::Pipe, e);
     let dev_null = dev_null().map_err(|e| SpawnError::new(Stage::DevNull, e))?;
+    let pty = spec.tty.map(super::pty::open).transpose().map_err(|e| SpawnError::new(Stage::Terminal, e))?;
     let stdin_pipe = if spec.stdin == Redirect::Pipe { Some(pipe().map_err(fail_pipe)?) } else { None };
     let stdout_pipe = if spec.stdout == Redirect::Pipe { Some(pipe().map_err(fail_pipe)?) } else { None };
     let stderr_pipe = if spec.stderr == Redirect::Pipe { Some(pipe().map_err(fail_pipe)?) } else { None };
@@ -155,8 +164,12 @@ pub fn spawn(spec: &SpawnSpec) -> Result<Spawned, SpawnError> {
         Redirect::Null => dev_null.as_raw_fd(),
     };
     let creds = spec.credentials.as_ref();
+    let (child_in, child_out, child_err) = match &pty {
+        Some((_, slave)) => (slave.as_raw_fd(), slave.as_raw_fd(), slave.as_raw_fd()),
+        None => (child_in, child_out, child_err),
+    };
 
-    if creds.is_none() {
+    if creds.is_none() && pty.is_none() {
         // Fast path: posix_spawn (clone with a shared address space, no
         // page-table copy). Only credentials need the fork path below.
         let fds = [child_in, child_out, child_err];
@@ -166,6 +179,7 @@ pub fn spawn(spec: &SpawnSpec) -> Result<Spawned, SpawnError> {
         drop(report_r);
         return Ok(finish_parent(pid, stdin_pipe, stdout_pipe, stderr_pipe));
     }
+    let tty = pty.as_ref().map(|(_, slave)| slave.as_raw_fd());
 
     // SAFETY: fork in a single-threaded process; the child only makes
     // async-signal-safe libc calls on memory prepared above, then execs or _exits.
@@ -178,6 +192,7 @@ pub fn spawn(spec: &SpawnSpec) -> Result<Spawned, SpawnError> {
                 report: report_w.as_raw_fd(),
                 cwd: cwd.map(|c| c.as_ptr()),
                 creds,
+                tty,
                 cands: &cands,
                 argv: argv_ptrs.as_ptr(),
                 sh_argv: &mut sh_argv,
@@ -186,17 +201,28 @@ pub fn spawn(spec: &SpawnSpec) -> Result<Spawned, SpawnError> {
         }
     }
     // Parent. Also set the group here so a terminate right after the
-    // reply cannot race the child's own setpgid.
-    // SAFETY: setpgid on our own child.
-    unsafe { libc::setpgid(pid, pid) };
+    // reply cannot race the child's own setpgid (a terminal's child makes
+    // its own session: it must not be a group leader before setsid).
+    if tty.is_none() {
+        // SAFETY: setpgid on our own child.
+        unsafe { libc::setpgid(pid, pid) };
+    }
     drop(report_w);
+    // Returns once the child exec'd (the report pipe closes) or failed.
     let child_failure = read_report(&report_r);
     if let Some((stage, err)) = child_failure {
         // The child failed before exec: reap it here.
         let _ = super::process::wait_for(pid);
         return Err(SpawnError::new(stage, Errno(err)));
     }
-    Ok(finish_parent(pid, stdin_pipe, stdout_pipe, stderr_pipe))
+    let mut spawned = finish_parent(pid, stdin_pipe, stdout_pipe, stderr_pipe);
+    if let Some((master, slave)) = pty {
+        drop(slave);
+        // A blocking master would only slow the loop, never break it.
+        let _ = set_nonblocking(master.as_fd());
+        spawned.terminal = Some(master);
+    }
+    Ok(spawned)
 }
 
 type PipePair = Option<(OwnedFd, OwnedFd)>;
@@ -218,7 +244,7 @@ fn finish_parent(pid: libc::pid_t, stdin: PipePair, stdout: PipePair, stderr: Pi
         // Failure just keeps the default size.
         let _ = set_pipe_size(fd.as_fd(), CAPTURE_PIPE_SIZE);
     }
-    Spawned { pid, stdin: parent_end(stdin, false), stdout, stderr }
+    Spawned { pid, stdin: parent_end(stdin, false), stdout, stderr, terminal: None }
 }
 
 /// posix_spawn with GLib's search rules over `cands`: own process group,
@@ -328,6 +354,8 @@ struct ChildPlan<'a> {
     report: RawFd,
     cwd: Option<*const libc::c_char>,
     creds: Option<&'a Credentials>,
+    /// The terminal's slave side: becomes the controlling terminal.
+    tty: Option<RawFd>,
     cands: &'a [CString],
     argv: *const *const libc::c_char,
     sh_argv: &'a mut [*const libc::c_char],
@@ -354,7 +382,17 @@ unsafe fn child_setup_and_exec(plan: ChildPlan<'_>) -> ! {
     let mut set: libc::sigset_t = std::mem::zeroed();
     libc::sigemptyset(&mut set);
     libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
-    libc::setpgid(0, 0);
+    match plan.tty {
+        // A new session, with the terminal as its controlling terminal.
+        Some(t) => {
+            if libc::setsid() < 0 || libc::ioctl(t, libc::TIOCSCTTY as _, 0) < 0 {
+                fail(Stage::Redirect);
+            }
+        }
+        None => {
+            libc::setpgid(0, 0);
+        }
+    }
     if let Some(c) = plan.creds {
         if libc::setgroups(c.groups.len(), c.groups.as_ptr()) != 0
             || libc::setgid(c.gid) != 0
