@@ -163,25 +163,25 @@ impl Drop for Agent {
 
 /// Agents without streamed stdin: qga with guest-exec-input blocked, and
 /// Debian's qemu-ga when it was fetched (else a skip note).
-pub fn agents_without_input_stream(test: &str) -> Vec<Agent> {
+pub fn agents_without_input_stream() -> Vec<Agent> {
     let mut v = vec![Agent::start_with(Kind::Qga, &["-b", "guest-exec-input"])];
     match qemu_ga_bin() {
         Some(_) => v.push(Agent::start(Kind::QemuGa)),
-        None => skip::missing(&format!(
-            "{test}: target/ref/qemu-ga-10/usr/sbin/qemu-ga is absent (run scripts/fetch-qemu-ga.sh); the qemu-ga half is not run"
-        )),
+        None => skip::missing(
+            "target/ref/qemu-ga-10/usr/sbin/qemu-ga is absent (run scripts/fetch-qemu-ga.sh); the qemu-ga half is not run",
+        ),
     }
     v
 }
 
 /// qga always; Debian's qemu-ga when it was fetched (else a skip note).
-pub fn agents(test: &str) -> Vec<Agent> {
+pub fn agents() -> Vec<Agent> {
     let mut v = vec![Agent::start(Kind::Qga)];
     match qemu_ga_bin() {
         Some(_) => v.push(Agent::start(Kind::QemuGa)),
-        None => skip::missing(&format!(
-            "{test}: target/ref/qemu-ga-10/usr/sbin/qemu-ga is absent (run scripts/fetch-qemu-ga.sh); the qemu-ga half is not run"
-        )),
+        None => skip::missing(
+            "target/ref/qemu-ga-10/usr/sbin/qemu-ga is absent (run scripts/fetch-qemu-ga.sh); the qemu-ga half is not run",
+        ),
     }
     v
 }
