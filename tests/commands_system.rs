@@ -140,9 +140,18 @@ fn information_commands() {
     assert_eq!(by_id(a.ok("guest-get-vcpus", "{}"), "logical-id"), sysfs_blocks("/sys/devices/system/cpu", "cpu"));
 
     let fs = a.ok("guest-get-fsinfo", "{}");
-    if let Some(first) = fs.as_array().unwrap().first() {
+    for f in fs.as_array().unwrap() {
         for k in ["name", "mountpoint", "type", "disk"] {
-            assert!(first.get(k).is_some(), "fsinfo member {k}: {first}");
+            assert!(f.get(k).is_some(), "fsinfo member {k}: {f}");
+        }
+    }
+    // The root file system, when it is on a /dev block device (not an
+    // overlay), is listed with the type /proc/self/mounts gives it.
+    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap();
+    if let Some(root) = mounts.lines().map(|l| l.split(' ').collect::<Vec<_>>()).filter(|f| f[1] == "/").last() {
+        if root[0].starts_with("/dev/") {
+            let listed = fs.as_array().unwrap().iter().find(|f| f["mountpoint"] == "/");
+            assert_eq!(listed.map(|f| f["type"].clone()), Some(json!(root[2])), "root on {} in {fs}", root[0]);
         }
     }
 
