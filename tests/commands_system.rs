@@ -97,7 +97,8 @@ fn information_commands() {
     let ifs = a.ok("guest-network-get-interfaces", "{}");
     let ifs = ifs.as_array().unwrap();
     assert!(ifs[0]["name"].is_string());
-    if let Some(lo) = ifs.iter().find(|i| i["name"] == "lo") {
+    {
+        let lo = ifs.iter().find(|i| i["name"] == "lo").expect("the loopback interface is listed");
         assert_eq!(lo["hardware-address"], "00:00:00:00:00:00");
         let addrs = lo["ip-addresses"].as_array().unwrap();
         assert!(addrs.contains(&json!({"ip-address-type": "ipv4", "ip-address": "127.0.0.1", "prefix": 8})));
@@ -124,24 +125,44 @@ fn information_commands() {
         }
     }
 
-    if std::path::Path::new("/sys/devices/system/cpu/cpu0").exists() {
-        let v = a.ok("guest-get-vcpus", "{}");
-        let first = &v[0];
-        assert!(first["online"].is_boolean() && first["logical-id"].is_i64() && first["can-offline"].is_boolean());
-    }
+    // vcpus and memory blocks: what sysfs says, read by the test (sorted by
+    // id: the agent lists them in readdir order).
+    let by_id = |v: Value, id: &str| {
+        let mut l: Vec<(u64, bool, bool)> = v
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| (e[id].as_u64().unwrap(), e["online"].as_bool().unwrap(), e["can-offline"].as_bool().unwrap()))
+            .collect();
+        l.sort();
+        l
+    };
+    assert_eq!(by_id(a.ok("guest-get-vcpus", "{}"), "logical-id"), sysfs_blocks("/sys/devices/system/cpu", "cpu"));
 
     let fs = a.ok("guest-get-fsinfo", "{}");
-    if let Some(first) = fs.as_array().unwrap().first() {
+    for f in fs.as_array().unwrap() {
         for k in ["name", "mountpoint", "type", "disk"] {
-            assert!(first.get(k).is_some(), "fsinfo member {k}: {first}");
+            assert!(f.get(k).is_some(), "fsinfo member {k}: {f}");
+        }
+    }
+    // The root file system, when it is on a /dev block device (not an
+    // overlay), is listed with the type /proc/self/mounts gives it.
+    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap();
+    if let Some(root) = mounts.lines().map(|l| l.split(' ').collect::<Vec<_>>()).filter(|f| f[1] == "/").last() {
+        if root[0].starts_with("/dev/") {
+            let listed = fs.as_array().unwrap().iter().find(|f| f["mountpoint"] == "/");
+            assert_eq!(listed.map(|f| f["type"].clone()), Some(json!(root[2])), "root on {} in {fs}", root[0]);
         }
     }
 
     let info = a.cmd(r#"{"execute":"guest-get-memory-block-info"}"#);
     assert_eq!(info, memory_block_info_from_sysfs());
-    let blocks = a.cmd(r#"{"execute":"guest-get-memory-blocks"}"#);
-    if let Some(first) = blocks.get("return").and_then(|b| b.get(0)) {
-        assert!(first["phys-index"].is_u64() && first["online"].is_boolean() && first["can-offline"].is_boolean());
+    let blocks = sysfs_blocks("/sys/devices/system/memory", "memory");
+    if blocks.is_empty() {
+        let r = a.cmd(r#"{"execute":"guest-get-memory-blocks"}"#);
+        assert!(r == json!({"return": []}) || r == json!({"error": {"class": "GenericError", "desc": "guest reported zero memory blocks!"}}), "{r}");
+    } else {
+        assert_eq!(by_id(a.ok("guest-get-memory-blocks", "{}"), "phys-index"), blocks);
     }
 
     check_cpustats(&mut a);
@@ -354,6 +375,34 @@ fn memory_block_info_from_sysfs() -> Value {
         }
         Err(e) => panic!("block_size_bytes: {e}"),
     }
+}
+
+/// `DIR/PREFIX<n>` entries of sysfs as (n, online, can-offline), sorted:
+/// for cpus the `online` file (absent: online, cannot go offline), for
+/// memory blocks `state` (`online...`) and `removable` (absent: false).
+fn sysfs_blocks(dir: &str, prefix: &str) -> Vec<(u64, bool, bool)> {
+    let Ok(rd) = std::fs::read_dir(dir) else { return Vec::new() };
+    let mut v = Vec::new();
+    for e in rd.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(n) = name.strip_prefix(prefix).and_then(|n| n.parse::<u64>().ok()) else { continue };
+        if !e.path().is_dir() {
+            continue;
+        }
+        let read = |f: &str| std::fs::read_to_string(e.path().join(f)).ok();
+        v.push(match prefix {
+            "cpu" => match read("online") {
+                None => (n, true, false),
+                Some(t) => (n, !t.starts_with('0'), true),
+            },
+            _ => match read("state") {
+                None => (n, true, false),
+                Some(t) => (n, t.starts_with("online"), read("removable").is_some_and(|r| !r.starts_with('0'))),
+            },
+        });
+    }
+    v.sort();
+    v
 }
 
 /// `cpuN` lines of /proc/stat: (N, counters in clock ticks).

@@ -14,22 +14,29 @@ fn unclaimed_results_are_bounded_oldest_finished_first() {
     }
     let (agent, mut c) = Agent::start();
     const LIMIT: usize = 1024;
-    let mut pids = Vec::new();
-    for i in 0..LIMIT + 40 {
+    // Exactly at the boundary: 1024 finished, unclaimed results are all
+    // kept; the 1025th guest-exec discards the oldest finished one only.
+    let mut pids = vec![c.exec(json!({"path": "true"}))];
+    // The first one finishes first (and so is the oldest finished).
+    assert!(wait_until(Duration::from_secs(60), || !proc_exists(pids[0] as u32)));
+    for _ in 1..LIMIT {
         pids.push(c.exec(json!({"path": "true"})));
-        if i == 0 {
-            // Make sure the first one has finished (and so can be evicted).
-            assert!(wait_until(Duration::from_secs(10), || !proc_exists(pids[0] as u32)));
-            std::thread::sleep(Duration::from_millis(50));
-        }
     }
-    // The first results were discarded to make room, the newest are kept.
+    // Every child reaped by the agent (without capture: finished).
+    assert!(
+        wait_until(Duration::from_secs(300), || pids.iter().all(|&p| !proc_exists(p as u32))),
+        "1024 `true` children did not finish"
+    );
+    let newest = c.exec(json!({"path": "true"}));
     let (_, desc) = c.err("guest-exec-status", json!({"pid": pids[0]}));
-    assert_eq!(desc, format!("PID {} does not exist", pids[0]));
-    let last = *pids.last().unwrap();
-    let st = c.wait_exec(last);
+    assert_eq!(desc, format!("PID {} does not exist", pids[0]), "the oldest finished result made room");
+    for &p in &pids[1..] {
+        let r = c.execute("guest-exec-status", json!({"pid": p}));
+        assert_eq!(r, json!({"return": {"exitcode": 0, "exited": true}}), "result of pid {p} kept (one of 1024)");
+    }
+    let st = c.wait_exec(newest);
     assert_eq!(st, json!({"exitcode": 0, "exited": true}));
-    assert!(zombies_of(agent.pid()).is_empty() || wait_until(Duration::from_secs(5), || zombies_of(agent.pid()).is_empty()));
+    assert!(wait_until(Duration::from_secs(60), || zombies_of(agent.pid()).is_empty()));
     c.ping();
 }
 

@@ -30,7 +30,7 @@ fn sigint(child: &std::process::Child) {
 
 #[test]
 fn exec_output_exit_codes_and_signals_match_between_agents() {
-    let agents = agents("exec_output_exit_codes_and_signals_match_between_agents");
+    let agents = agents();
     let input = test_bytes(300_000, 7);
     let in_path = agents[0].dir.join("input.bin");
     std::fs::write(&in_path, &input).unwrap();
@@ -117,7 +117,7 @@ fn exec_output_exit_codes_and_signals_match_between_agents() {
 
 #[test]
 fn exec_large_output_streams_complete_on_qga_and_warns_when_truncated() {
-    let agents = agents("exec_large_output_streams_complete_on_qga_and_warns_when_truncated");
+    let agents = agents();
     const N: usize = 18_000_000; // over qemu-ga's 16 MiB capture
     let prog = ["exec", "--", "sh", "-c", "yes 0123456789abcdef | head -c 18000000"];
     for agent in &agents {
@@ -202,7 +202,7 @@ fn exec_stdout_closed_kills_program_with_sigpipe_on_qga() {
 
 #[test]
 fn ctrl_c_terminates_the_guest_process() {
-    for agent in agents("ctrl_c_terminates_the_guest_process") {
+    for agent in agents() {
         let pidfile = agent.dir.join("prog.pid");
         let script = format!("echo $$ > {}; exec sleep 60", pidfile.display());
         let mut c = agent.spawn(&["exec", "--", "sh", "-c", &script]);
@@ -253,7 +253,7 @@ fn ctrl_c_kills_the_whole_process_tree_on_qga() {
 
 #[test]
 fn timeout_terminates_and_exits_124() {
-    for agent in agents("timeout_terminates_and_exits_124") {
+    for agent in agents() {
         let pidfile = agent.dir.join("t.pid");
         let script = format!("echo $$ > {}; echo before; exec sleep 600", pidfile.display());
         let r = agent.run_with(&["exec", "--timeout", "1", "--", "sh", "-c", &script], None, Duration::from_secs(300));
@@ -290,7 +290,7 @@ fn timeout_terminates_and_exits_124() {
 
 #[test]
 fn exec_cwd_and_user_need_the_extensions() {
-    for agent in agents("exec_cwd_and_user_need_the_extensions") {
+    for agent in agents() {
         let r = agent.run(&["exec", "--cwd", "/tmp", "--", "pwd"]);
         match agent.kind {
             Kind::Qga => {
@@ -339,7 +339,7 @@ fn staging_dirs() -> Vec<String> {
 
 #[test]
 fn big_stdin_in_one_request() {
-    let agents = agents_without_input_stream("big_stdin_in_one_request");
+    let agents = agents_without_input_stream();
     let dir = TempDir::new("qgactl-stdin");
     // The largest stdin that fits one guest-exec request.
     let at_limit = dir.join("limit.bin");
@@ -354,7 +354,7 @@ fn big_stdin_in_one_request() {
 
 #[test]
 fn big_stdin_staged_through_guest_files() {
-    let agents = agents_without_input_stream("big_stdin_staged_through_guest_files");
+    let agents = agents_without_input_stream();
     let dir = TempDir::new("qgactl-stdin");
     // Above the one-request limit: staged through guest-file-* when the
     // agent has them (200 MB work too; 100 MiB keeps the suite short with
@@ -570,7 +570,7 @@ fn streamed_stdin_from_a_slow_live_producer() {
 #[test]
 fn stdin_without_the_extension_uses_the_old_paths() {
     let mut runs: Vec<(Agent, &[&str], String)> = Vec::new();
-    for agent in agents_without_input_stream("stdin_without_the_extension_uses_the_old_paths") {
+    for agent in agents_without_input_stream() {
         assert!(!agent.has("guest-exec-input"), "{}", agent.name());
         let label = match agent.kind {
             Kind::Qga => "qga -b guest-exec-input".to_string(),
@@ -622,7 +622,7 @@ fn stdin_without_the_extension_uses_the_old_paths() {
 
 #[test]
 fn push_pull_binary_files() {
-    for agent in agents("push_pull_binary_files") {
+    for agent in agents() {
         if !agent.has("guest-file-open") {
             skip::missing(&format!(
                 "push/pull on {}: guest-file-open is not in guest-info",
@@ -705,7 +705,7 @@ fn push_pull_binary_files() {
 
 #[test]
 fn simple_commands() {
-    for agent in agents("simple_commands") {
+    for agent in agents() {
         let name = agent.name();
         let r = agent.run(&["ping"]);
         assert_eq!(r.code, Some(0), "{name}: {}", r.stderr);
@@ -946,7 +946,7 @@ fn qga_socket_environment_variable() {
 fn resync_discards_stale_input_and_replies() {
     // A previous client left half a request behind (qemu-ga keeps its
     // parser state across clients).
-    for agent in agents("resync_discards_stale_input_and_replies") {
+    for agent in agents() {
         let mut s = UnixStream::connect(&agent.sock).unwrap();
         s.write_all(b"{\"execute\": \"guest-pi").unwrap();
         drop(s);

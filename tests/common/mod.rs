@@ -414,7 +414,7 @@ pub const REFERENCE_STOP_HANG_NOTE: &str = "NOTE (reference agent): qemu-ga did 
      (known deadlock: g_main_loop_quit() called from its signal handler); killed";
 
 /// Run the agent binary to completion (for CLI tests): returns
-/// (exit status, stdout, stderr). Killed after 10 s.
+/// (exit status, stdout, stderr). Killed (a failure) after 60 s.
 pub fn run_agent_cli(args: &[&str], env: &[(&str, &str)]) -> (ExitStatus, String, String) {
     let dir = TempDir::new("qga-cli");
     let mut c = Command::new(agent_bin());
@@ -423,29 +423,9 @@ pub fn run_agent_cli(args: &[&str], env: &[(&str, &str)]) -> (ExitStatus, String
         c.env(k, v);
     }
     c.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
-    let mut child = c.spawn().expect("spawn agent");
-    let mut out = child.stdout.take().unwrap();
-    let mut err = child.stderr.take().unwrap();
-    let t1 = thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = out.read_to_end(&mut v);
-        v
-    });
-    let t2 = thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = err.read_to_end(&mut v);
-        v
-    });
-    let st = match wait_timeout(&mut child, Duration::from_secs(10)) {
-        Some(st) => st,
-        None => {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("agent {:?} did not exit within 10 s", args);
-        }
-    };
-    let o = t1.join().unwrap();
-    let e = t2.join().unwrap();
+    let child = c.spawn().expect("spawn agent");
+    let (st, o, e) = collect_output(child, None, Duration::from_secs(60))
+        .unwrap_or_else(|| panic!("agent {:?} did not exit within 60 s", args));
     (st, String::from_utf8_lossy(&o).into_owned(), String::from_utf8_lossy(&e).into_owned())
 }
 

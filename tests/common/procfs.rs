@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 use std::path::Path;
+use std::io::{Read, Write};
 use std::process::{Child, ExitStatus};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -160,3 +161,36 @@ pub fn wait_timeout(child: &mut Child, t: Duration) -> Option<ExitStatus> {
     }
 }
 
+
+/// Feeds `stdin` (if given) to a child started with piped stdio, collects
+/// its stdout and stderr, and waits up to `limit`: (status, stdout,
+/// stderr), or None after killing a child that did not finish.
+pub fn collect_output(mut c: Child, stdin: Option<Vec<u8>>, limit: Duration) -> Option<(ExitStatus, Vec<u8>, Vec<u8>)> {
+    let writer = stdin.map(|data| {
+        let mut si = c.stdin.take().unwrap();
+        thread::spawn(move || {
+            let _ = si.write_all(&data);
+        })
+    });
+    let reader = |mut r: Box<dyn Read + Send>| {
+        thread::spawn(move || {
+            let mut b = Vec::new();
+            let _ = r.read_to_end(&mut b);
+            b
+        })
+    };
+    let ro = reader(Box::new(c.stdout.take().unwrap()));
+    let re = reader(Box::new(c.stderr.take().unwrap()));
+    let st = match wait_timeout(&mut c, limit) {
+        Some(st) => st,
+        None => {
+            let _ = c.kill();
+            let _ = c.wait();
+            return None;
+        }
+    };
+    if let Some(w) = writer {
+        let _ = w.join();
+    }
+    Some((st, ro.join().unwrap(), re.join().unwrap()))
+}

@@ -12,7 +12,6 @@ pub mod skip;
 pub mod tempdir;
 pub use tempdir::TempDir;
 
-use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::thread;
@@ -164,25 +163,25 @@ impl Drop for Agent {
 
 /// Agents without streamed stdin: qga with guest-exec-input blocked, and
 /// Debian's qemu-ga when it was fetched (else a skip note).
-pub fn agents_without_input_stream(test: &str) -> Vec<Agent> {
+pub fn agents_without_input_stream() -> Vec<Agent> {
     let mut v = vec![Agent::start_with(Kind::Qga, &["-b", "guest-exec-input"])];
     match qemu_ga_bin() {
         Some(_) => v.push(Agent::start(Kind::QemuGa)),
-        None => skip::missing(&format!(
-            "{test}: target/ref/qemu-ga-10/usr/sbin/qemu-ga is absent (run scripts/fetch-qemu-ga.sh); the qemu-ga half is not run"
-        )),
+        None => skip::missing(
+            "target/ref/qemu-ga-10/usr/sbin/qemu-ga is absent (run scripts/fetch-qemu-ga.sh); the qemu-ga half is not run",
+        ),
     }
     v
 }
 
 /// qga always; Debian's qemu-ga when it was fetched (else a skip note).
-pub fn agents(test: &str) -> Vec<Agent> {
+pub fn agents() -> Vec<Agent> {
     let mut v = vec![Agent::start(Kind::Qga)];
     match qemu_ga_bin() {
         Some(_) => v.push(Agent::start(Kind::QemuGa)),
-        None => skip::missing(&format!(
-            "{test}: target/ref/qemu-ga-10/usr/sbin/qemu-ga is absent (run scripts/fetch-qemu-ga.sh); the qemu-ga half is not run"
-        )),
+        None => skip::missing(
+            "target/ref/qemu-ga-10/usr/sbin/qemu-ga is absent (run scripts/fetch-qemu-ga.sh); the qemu-ga half is not run",
+        ),
     }
     v
 }
@@ -204,42 +203,10 @@ impl Run {
 pub use procfs::wait_timeout;
 
 /// Collects a child's output; kills it (and fails) after `limit`.
-pub fn finish(mut c: Child, stdin: Option<Vec<u8>>, limit: Duration, start: Instant) -> Run {
-    let writer = stdin.map(|data| {
-        let mut si = c.stdin.take().unwrap();
-        thread::spawn(move || {
-            let _ = si.write_all(&data);
-        })
-    });
-    let mut so = c.stdout.take().unwrap();
-    let mut se = c.stderr.take().unwrap();
-    let ro = thread::spawn(move || {
-        let mut b = Vec::new();
-        let _ = so.read_to_end(&mut b);
-        b
-    });
-    let re = thread::spawn(move || {
-        let mut b = Vec::new();
-        let _ = se.read_to_end(&mut b);
-        b
-    });
-    let st = match wait_timeout(&mut c, limit) {
-        Some(st) => st,
-        None => {
-            let _ = c.kill();
-            let _ = c.wait();
-            panic!("qgactl did not finish within {limit:?}");
-        }
-    };
-    if let Some(w) = writer {
-        let _ = w.join();
-    }
-    Run {
-        code: st.code(),
-        stdout: ro.join().unwrap(),
-        stderr: String::from_utf8_lossy(&re.join().unwrap()).into_owned(),
-        elapsed: start.elapsed(),
-    }
+pub fn finish(c: Child, stdin: Option<Vec<u8>>, limit: Duration, start: Instant) -> Run {
+    let (st, stdout, stderr) =
+        procfs::collect_output(c, stdin, limit).unwrap_or_else(|| panic!("qgactl did not finish within {limit:?}"));
+    Run { code: st.code(), stdout, stderr: String::from_utf8_lossy(&stderr).into_owned(), elapsed: start.elapsed() }
 }
 
 pub fn run_qgactl(args: &[String], stdin: Option<Vec<u8>>, limit: Duration, env: &[(&str, &str)]) -> Run {
