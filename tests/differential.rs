@@ -204,6 +204,18 @@ fn number(r: &mut Rng) -> String {
 }
 
 fn scalar(r: &mut Rng) -> String {
+    if r.chance(8) {
+        // A small object: echoed ids show the QDict member order.
+        let mut keys: Vec<String> = Vec::new();
+        for _ in 0..r.below(12) {
+            let k = random_key(r);
+            if !keys.contains(&k) {
+                keys.push(k);
+            }
+        }
+        let members: Vec<String> = keys.iter().map(|k| format!("{}:{}", json_str(r, k), number(r))).collect();
+        return format!("{{{}}}", members.join(","));
+    }
     match r.below(6) {
         0 => number(r),
         1 => (*r.pick(&["true", "false", "null"])).to_string(),
