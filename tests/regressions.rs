@@ -170,7 +170,12 @@ fn streamed_output_waits_for_room_instead_of_being_dropped() {
     for _ in 0..16 {
         held.push(c.exec(json!({"path": "sh", "arg": ["-c", "head -c 16777216 /dev/zero; exec sleep 600"], "capture-output": true})));
     }
-    wait_for("256 MiB captured", Duration::from_secs(120), || proc_status_kib(agent.pid(), "VmRSS:") > 250 * 1024);
+    // Every `head` is done (its shell became `sleep`) and the agent has
+    // drained the pipes: all 256 MiB are held.
+    let comm = |p: i64| std::fs::read_to_string(format!("/proc/{p}/comm")).unwrap_or_default();
+    wait_for("every writer to finish", Duration::from_secs(120), || held.iter().all(|&p| comm(p).trim() == "sleep"));
+    wait_idle(agent.pid());
+    assert!(proc_status_kib(agent.pid(), "VmRSS:") > 256 * 1024);
     let pid = c.exec(json!({"path": "seq", "arg": ["1", "200000"], "capture-output": true, "stream": true}));
     let expected: Vec<u8> = (1..=200000).flat_map(|n: u32| format!("{n}\n").into_bytes()).collect();
     // No room: nothing flows, and nothing is dropped.

@@ -113,7 +113,7 @@ pub const SCHEMA_ORDER: &[&str] = &[
 ];
 
 /// Commands qga adds beyond QEMU's schema (issue 3 extensions).
-pub const KNOWN_EXTENSIONS: &[&str] = &["guest-exec-terminate", "guest-exec-input"];
+pub const KNOWN_EXTENSIONS: &[&str] = &["guest-exec-terminate", "guest-exec-input", "guest-exec-resize"];
 
 /// The guest-info `version` qga reports (the qemu-ga release it matches).
 pub const QGA_VERSION: &str = "10.2.0";
