@@ -47,9 +47,7 @@ impl ProcessTable {
                 // grandchild may still hold the pipe after the leader died.
                 p.status = Some(status);
                 p.usage = usage;
-                if !p.exited() {
-                    p.group_at_reap = group_members(pid);
-                }
+                p.reaped_at = crate::sys::time::boot_ticks();
                 self.progress += 1;
             }
         }
@@ -60,10 +58,11 @@ impl ProcessTable {
     /// Sends `sig` to the process group of `p` if it is still known to be
     /// ours; returns whether it was sent.
     pub(super) fn signal_group(p: &Process, sig: libc::c_int) -> bool {
-        let ours = p.status.is_none() || {
-            let now = group_members(p.pid);
-            now.iter().any(|m| p.group_at_reap.contains(m))
-        };
+        // Once the leader is reaped, the group number can only have been
+        // given to somebody else after every member of ours ended: a
+        // member that started before the reap proves the group is ours.
+        // (/proc is read only here, when a signal is due: never per exec.)
+        let ours = p.status.is_none() || group_members(p.pid).iter().any(|&(_, start)| start <= p.reaped_at);
         // ESRCH (the group is gone meanwhile) is not an error.
         ours && process::kill_group(p.pid, sig).is_ok()
     }

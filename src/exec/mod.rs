@@ -20,9 +20,9 @@
 //! * Input held for children's stdin is bounded by [`MAX_PENDING_INPUT`]
 //!   in all (decoded bytes).
 //! * A process group is only signalled while qga knows it to be its own:
-//!   its leader not yet reaped, or members that were in the group when the
-//!   leader was reaped still alive (so a pid the kernel has since reused
-//!   for somebody else's group is never hit).
+//!   its leader not yet reaped, or a member alive that started before the
+//!   leader was reaped (so a pid the kernel has since reused for somebody
+//!   else's group is never hit).
 
 mod group;
 mod pipes;
@@ -126,10 +126,9 @@ pub struct Process {
     usage: Usage,
     /// The terminal's master side (tty processes), for resizing.
     terminal: Option<OwnedFd>,
-    /// Members of the process group (pid, start time) when the leader was
-    /// reaped with output still open: the group may only be signalled
-    /// while one of them lives.
-    group_at_reap: Vec<(Pid, u64)>,
+    /// When the leader was reaped, in clock ticks since boot: the group
+    /// may only be signalled while a member that started before it lives.
+    reaped_at: u64,
     stdin: Option<StdinFeed>,
     out: Option<Capture>,
     err: Option<Capture>,
@@ -298,7 +297,7 @@ impl ProcessTable {
             status: None,
             usage: Usage::default(),
             terminal: spawned.terminal,
-            group_at_reap: Vec::new(),
+            reaped_at: 0,
             stdin,
             out,
             err,
