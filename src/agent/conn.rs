@@ -14,7 +14,7 @@ use super::dispatch::{self, ReplySlot};
 use super::sequencer::{Sequencer, Slot};
 use crate::channel::{self, Endpoint};
 use crate::commands::{Ctx, Held, Pending};
-use crate::json::{Frame, Framer, Value};
+use crate::json::{Frame, Framer, Segments, Value};
 use crate::log;
 use crate::protocol::{encode_error, QgaError};
 use crate::sys::{fd, Errno};
@@ -32,8 +32,6 @@ const READ_BUDGET: usize = 1 << 20;
 /// Stop taking new requests while this much reply data is unsent, so a
 /// client that does not read cannot make the agent buffer without bound.
 const OUTPUT_HIGH_WATER: usize = 1 << 20;
-/// A reply buffer bigger than this is released once it has been sent.
-const OUTPUT_KEEP_CAPACITY: usize = 256 << 10;
 
 /// A reply waiting for a helper program, with its request's id.
 #[derive(Debug)]
@@ -50,8 +48,9 @@ struct Conn {
     in_start: usize,
     in_end: usize,
     replies: Sequencer<Held, Waiting>,
-    output: Vec<u8>,
-    out_pos: usize,
+    /// Replies ready to send, in order; large base64 strings are encoded
+    /// while sending.
+    output: Segments,
     /// Edge-triggered: the fd may still hold unread data.
     readable: bool,
     /// The client closed its sending side: what it sent is answered, then
@@ -73,8 +72,7 @@ impl Conn {
             in_start: 0,
             in_end: 0,
             replies: Sequencer::new(),
-            output: Vec::new(),
-            out_pos: 0,
+            output: Segments::new(),
             readable: true,
             peer_done: false,
             hung_up: false,
@@ -83,7 +81,7 @@ impl Conn {
     }
 
     fn unsent(&self) -> usize {
-        self.output.len() - self.out_pos
+        self.output.len()
     }
 
     fn has_input(&self) -> bool {
@@ -101,8 +99,7 @@ impl Conn {
         self.in_start = 0;
         self.in_end = 0;
         self.replies.clear();
-        self.output = Vec::new();
-        self.out_pos = 0;
+        self.output = Segments::new();
         self.peer_done = false;
         self.hung_up = false;
     }
@@ -279,7 +276,7 @@ fn resolve_pending(c: &mut Conn, ctx: &mut Ctx<'_>) -> Next {
     let now = Instant::now();
     let gone = c.hung_up;
     c.replies.resolve(|slot| match slot {
-        Slot::Wait(_) if gone => Slot::Ready(Vec::new()),
+        Slot::Wait(_) if gone => Slot::Ready(Segments::new()),
         Slot::Wait(h) => {
             let ready = ctx.procs.find(h.pid).is_none_or(|p| p.exited() || p.has_stream_data());
             if ready || now >= h.deadline {
@@ -305,7 +302,7 @@ fn read_and_dispatch(c: &mut Conn, ctx: &mut Ctx<'_>, is_device: bool) -> Next {
             // nobody is left to read them).
             if c.hung_up {
                 c.replies.resolve(|slot| match slot {
-                    Slot::Wait(_) => Slot::Ready(Vec::new()),
+                    Slot::Wait(_) => Slot::Ready(Segments::new()),
                     other => other,
                 });
             } else {
@@ -313,7 +310,7 @@ fn read_and_dispatch(c: &mut Conn, ctx: &mut Ctx<'_>, is_device: bool) -> Next {
             }
             let slot: ReplySlot = match frame {
                 Frame::Error(desc) => {
-                    let mut out = Vec::new();
+                    let mut out = Segments::new();
                     encode_error(&mut out, &QgaError::generic(desc), None);
                     Slot::Ready(out)
                 }
@@ -353,22 +350,15 @@ fn read_and_dispatch(c: &mut Conn, ctx: &mut Ctx<'_>, is_device: bool) -> Next {
 /// Writes unsent replies; writable interest only while some remain.
 fn flush(c: &mut Conn, token: Token, registry: &Registry) -> Next {
     let mut next = Next::Keep;
-    while c.unsent() > 0 {
-        match fd::write(c.fd.as_fd(), &c.output[c.out_pos..]) {
-            Ok(n) => c.out_pos += n,
+    while let Some(bytes) = c.output.next_bytes() {
+        match fd::write(c.fd.as_fd(), bytes) {
+            Ok(n) => c.output.consume(n),
             Err(Errno(libc::EAGAIN)) => break,
             Err(e) => {
                 log::warning(&format!("error sending response: {e}"));
                 next = Next::Close;
                 break;
             }
-        }
-    }
-    if c.unsent() == 0 {
-        c.out_pos = 0;
-        c.output.clear();
-        if c.output.capacity() > OUTPUT_KEEP_CAPACITY {
-            c.output = Vec::new();
         }
     }
     let want_write = c.unsent() > 0;

@@ -5,14 +5,14 @@
 use super::conn::Waiting;
 use super::sequencer::Slot;
 use crate::commands::{self, Ctx, Held, HelperResult, Outcome};
-use crate::json::Value;
+use crate::json::{Segments, Value};
 use crate::protocol::{encode_error, encode_reply, parse_request, Args, QgaError, SYNC_DELIMITER};
 
 /// A reply in the sequencer: bytes, a held status, or a helper's wait.
 pub type ReplySlot = Slot<Held, Waiting>;
 
 fn error_slot(e: &QgaError, id: Option<Value>) -> ReplySlot {
-    let mut out = Vec::new();
+    let mut out = Segments::new();
     encode_error(&mut out, e, id);
     Slot::Ready(out)
 }
@@ -36,7 +36,7 @@ pub fn dispatch(ctx: &mut Ctx<'_>, msg: Value) -> ReplySlot {
 
 /// Encodes a handler's result (direct and continued replies alike).
 fn slot_for(result: Result<Outcome, QgaError>, id: Option<Value>) -> ReplySlot {
-    let mut out = Vec::new();
+    let mut out = Segments::new();
     match result {
         Ok(Outcome::Return(v)) => encode_reply(&mut out, v, id),
         Ok(Outcome::Delimited(v)) => {
@@ -55,8 +55,8 @@ fn slot_for(result: Result<Outcome, QgaError>, id: Option<Value>) -> ReplySlot {
 }
 
 /// The reply to a held guest-exec-status, now.
-pub fn status_reply(ctx: &mut Ctx<'_>, h: Held) -> Vec<u8> {
-    let mut out = Vec::new();
+pub fn status_reply(ctx: &mut Ctx<'_>, h: Held) -> Segments {
+    let mut out = Segments::new();
     match ctx.procs.status(ctx.registry, h.pid) {
         Ok(v) => encode_reply(&mut out, v, h.id),
         Err(e) => encode_error(&mut out, &e, h.id),

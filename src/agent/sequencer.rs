@@ -19,10 +19,12 @@
 
 use std::collections::VecDeque;
 
+use crate::json::Segments;
+
 /// One reply, in request order.
 #[derive(Debug)]
 pub enum Slot<W, H> {
-    Ready(Vec<u8>),
+    Ready(Segments),
     Wait(W),
     Helper(H),
 }
@@ -86,7 +88,7 @@ impl<W, H> Sequencer<W, H> {
             if matches!(self.slots[i], Slot::Ready(_)) {
                 continue;
             }
-            let placeholder = Slot::Ready(Vec::new());
+            let placeholder = Slot::Ready(Segments::new());
             let Some(slot) = self.slots.get_mut(i) else { break };
             let pending = std::mem::replace(slot, placeholder);
             *slot = f(pending);
@@ -97,7 +99,7 @@ impl<W, H> Sequencer<W, H> {
 
     /// A request (or 0xFF) arrived: every held `wait` is answered now, so
     /// that its reply still comes before the new request's.
-    pub fn complete_waits(&mut self, mut complete: impl FnMut(W) -> Vec<u8>) {
+    pub fn complete_waits(&mut self, mut complete: impl FnMut(W) -> Segments) {
         self.resolve(|s| match s {
             Slot::Wait(w) => Slot::Ready(complete(w)),
             other => other,
@@ -106,13 +108,13 @@ impl<W, H> Sequencer<W, H> {
 
     /// Moves the replies that may be sent now (the ready head of the
     /// queue) to `out`, in order.
-    pub fn drain_ready(&mut self, out: &mut Vec<u8>) {
+    pub fn drain_ready(&mut self, out: &mut Segments) {
         while let Some(Slot::Ready(_)) = self.slots.front() {
-            if let Some(Slot::Ready(bytes)) = self.slots.pop_front() {
+            if let Some(Slot::Ready(reply)) = self.slots.pop_front() {
                 if out.is_empty() {
-                    *out = bytes;
+                    *out = reply;
                 } else {
-                    out.extend_from_slice(&bytes);
+                    out.append(reply);
                 }
             }
         }
@@ -131,22 +133,26 @@ mod tests {
     type Seq = Sequencer<&'static str, &'static str>;
 
     fn drained(s: &mut Seq) -> String {
-        let mut out = Vec::new();
+        let mut out = Segments::new();
         s.drain_ready(&mut out);
-        String::from_utf8(out).unwrap()
+        String::from_utf8(out.to_vec()).unwrap()
+    }
+
+    fn ready(b: &[u8]) -> Slot<&'static str, &'static str> {
+        Slot::Ready(Segments::from_bytes(b))
     }
 
     #[test]
     fn replies_leave_in_request_order() {
         let mut s = Seq::new();
-        s.push(Slot::Ready(b"1".to_vec()));
+        s.push(ready(b"1"));
         s.push(Slot::Wait("w2"));
-        s.push(Slot::Ready(b"3".to_vec()));
+        s.push(ready(b"3"));
         // The ready reply behind a held one waits for it.
         assert_eq!(drained(&mut s), "1");
         assert_eq!(drained(&mut s), "");
         s.resolve(|slot| match slot {
-            Slot::Wait("w2") => Slot::Ready(b"2".to_vec()),
+            Slot::Wait("w2") => ready(b"2"),
             other => other,
         });
         assert_eq!(drained(&mut s), "23");
@@ -160,8 +166,8 @@ mod tests {
         assert!(s.accepts_requests(), "a held wait does not block reading");
         assert_eq!(s.waits().count(), 1);
         // The next request arrives: the wait is answered first.
-        s.complete_waits(|w| format!("[{w}]").into_bytes());
-        s.push(Slot::Ready(b"ping".to_vec()));
+        s.complete_waits(|w| Segments::from_bytes(format!("[{w}]").as_bytes()));
+        s.push(ready(b"ping"));
         assert_eq!(drained(&mut s), "[status]ping");
     }
 
@@ -180,7 +186,7 @@ mod tests {
             other => other,
         });
         assert!(!s.accepts_requests());
-        s.resolve(|_| Slot::Ready(b"{}".to_vec()));
+        s.resolve(|_| ready(b"{}"));
         assert!(s.accepts_requests());
         assert_eq!(drained(&mut s), "{}");
     }
@@ -190,22 +196,22 @@ mod tests {
         let mut s = Seq::new();
         s.push(Slot::Wait("status"));
         // guest-sync-delimited: 0xFF is the first byte of its reply.
-        s.complete_waits(|_| b"S".to_vec());
-        s.push(Slot::Ready(b"\xff{\"return\": 1}".to_vec()));
-        let mut out = Vec::new();
+        s.complete_waits(|_| Segments::from_bytes(b"S"));
+        s.push(ready(b"\xff{\"return\": 1}"));
+        let mut out = Segments::new();
         s.drain_ready(&mut out);
-        assert_eq!(out, b"S\xff{\"return\": 1}");
+        assert_eq!(out.to_vec(), b"S\xff{\"return\": 1}");
     }
 
     #[test]
     fn silent_replies_leave_no_gap() {
         let mut s = Seq::new();
-        s.push(Slot::Ready(Vec::new()));
+        s.push(ready(b""));
         assert!(s.is_empty());
         s.push(Slot::Helper("shutdown"));
-        s.push(Slot::Ready(b"x".to_vec()));
+        s.push(ready(b"x"));
         s.resolve(|slot| match slot {
-            Slot::Helper(_) => Slot::Ready(Vec::new()),
+            Slot::Helper(_) => ready(b""),
             other => other,
         });
         assert_eq!(drained(&mut s), "x");

@@ -240,7 +240,7 @@ pub fn read(ctx: &mut Ctx<'_>, mut a: Args) -> Result<Outcome, QgaError> {
             Ok((n, eof)) => {
                 buf.truncate(n);
                 h.state = RwState::Reading;
-                let data = if n == 0 { Value::str("") } else { Value::Base64(buf) };
+                let data = if n == 0 { Value::str("") } else { Value::base64(buf) };
                 Ok(Outcome::Return(obj(vec![
                     ("count", Value::Int(n as i64)),
                     ("buf-b64", data),

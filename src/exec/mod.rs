@@ -395,7 +395,7 @@ impl ProcessTable {
                 for (name, cap) in [("out-data", p.out.as_mut()), ("err-data", p.err.as_mut())] {
                     if let Some(c) = cap.filter(|c| !c.data.is_empty()) {
                         freed += c.data.len();
-                        obj.push(name, Value::Base64(std::mem::take(&mut c.data)));
+                        obj.push(name, Value::base64(std::mem::take(&mut c.data)));
                     }
                 }
                 self.release_captured(freed);
@@ -415,7 +415,7 @@ impl ProcessTable {
         let mut flags = Vec::new();
         for (data, trunc, cap) in [("out-data", "out-truncated", p.out.take()), ("err-data", "err-truncated", p.err.take())] {
             if let Some(c) = cap.filter(|c| !c.data.is_empty()) {
-                obj.push(data, Value::Base64(c.data));
+                obj.push(data, Value::base64(c.data));
                 if !p.opts.stream {
                     flags.push((trunc, c.truncated));
                 }

@@ -18,11 +18,19 @@ pub enum Value {
     UInt(u64),
     Float(f64),
     Str(String),
-    /// Reply-only: raw bytes written as a standard base64 string, encoded
-    /// straight into the output buffer (captured output can be 16 MiB).
-    Base64(Vec<u8>),
+    /// Reply-only: raw bytes written as a standard base64 string. Shared,
+    /// so that a reply's output can hold the raw bytes and encode them
+    /// while sending (captured output can be 16 MiB).
+    Base64(std::rc::Rc<Vec<u8>>),
     List(Vec<Value>),
     Object(Object),
+}
+
+impl Value {
+    /// Raw bytes sent as a base64 string.
+    pub fn base64(bytes: Vec<u8>) -> Value {
+        Value::Base64(std::rc::Rc::new(bytes))
+    }
 }
 
 impl Object {

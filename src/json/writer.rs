@@ -4,8 +4,10 @@
 //! iteration order so replies can be diffed byte for byte with qemu-ga's.
 
 use super::utf8::{is_valid_codepoint, mod_utf8_bytes};
+use super::segments::Segments;
 use super::value::{Object, Value};
 use base64::Engine;
+use std::rc::Rc;
 
 /// Number of hash buckets of QEMU's QDict (`QDICT_BUCKET_MAX`).
 const QDICT_BUCKETS: u32 = 512;
@@ -28,8 +30,43 @@ pub fn qdict_bucket(key: &str) -> u32 {
     }
 }
 
+/// Where serialised bytes go: a plain buffer, or [`Segments`] that keep
+/// large base64 strings raw until they are sent.
+pub trait Sink {
+    fn push(&mut self, b: u8);
+    fn extend_from_slice(&mut self, b: &[u8]);
+    /// A base64 string, quotes included.
+    fn base64_string(&mut self, data: &Rc<Vec<u8>>);
+}
+
+impl Sink for Vec<u8> {
+    fn push(&mut self, b: u8) {
+        Vec::push(self, b);
+    }
+    fn extend_from_slice(&mut self, b: &[u8]) {
+        Vec::extend_from_slice(self, b);
+    }
+    fn base64_string(&mut self, data: &Rc<Vec<u8>>) {
+        write_base64(self, data);
+    }
+}
+
+impl Sink for Segments {
+    fn push(&mut self, b: u8) {
+        Segments::push(self, b);
+    }
+    fn extend_from_slice(&mut self, b: &[u8]) {
+        Segments::extend_from_slice(self, b);
+    }
+    fn base64_string(&mut self, data: &Rc<Vec<u8>>) {
+        Segments::push(self, b'"');
+        self.base64(data);
+        Segments::push(self, b'"');
+    }
+}
+
 /// Appends the serialisation of `value` to `out`.
-pub fn write_value(out: &mut Vec<u8>, value: &Value) {
+pub fn write_value<S: Sink + ?Sized>(out: &mut S, value: &Value) {
     match value {
         Value::Null => out.extend_from_slice(b"null"),
         Value::Bool(true) => out.extend_from_slice(b"true"),
@@ -38,7 +75,7 @@ pub fn write_value(out: &mut Vec<u8>, value: &Value) {
         Value::UInt(u) => out.extend_from_slice(u.to_string().as_bytes()),
         Value::Float(f) => write_double(out, *f),
         Value::Str(s) => write_str(out, s),
-        Value::Base64(bytes) => write_base64(out, bytes),
+        Value::Base64(bytes) => out.base64_string(bytes),
         Value::List(items) => {
             out.push(b'[');
             for (i, item) in items.iter().enumerate() {
@@ -53,7 +90,7 @@ pub fn write_value(out: &mut Vec<u8>, value: &Value) {
     }
 }
 
-fn write_object(out: &mut Vec<u8>, obj: &Object) {
+fn write_object<S: Sink + ?Sized>(out: &mut S, obj: &Object) {
     // QDict iterates buckets upwards; inside a bucket the newest entry
     // comes first (entries are inserted at the head of the bucket list).
     let mut order: Vec<(u32, usize, &str, &Value)> = obj
@@ -74,7 +111,7 @@ fn write_object(out: &mut Vec<u8>, obj: &Object) {
     out.push(b'}');
 }
 
-fn write_double(out: &mut Vec<u8>, f: f64) {
+fn write_double<S: Sink + ?Sized>(out: &mut S, f: f64) {
     out.extend_from_slice(format_g17(f).as_bytes());
 }
 
@@ -123,7 +160,7 @@ fn write_base64(out: &mut Vec<u8>, bytes: &[u8]) {
     out.push(b'"');
 }
 
-fn write_str(out: &mut Vec<u8>, s: &str) {
+fn write_str<S: Sink + ?Sized>(out: &mut S, s: &str) {
     out.push(b'"');
     let mut plain_from = 0;
     for (i, c) in s.char_indices() {
@@ -158,7 +195,7 @@ fn write_str(out: &mut Vec<u8>, s: &str) {
     out.push(b'"');
 }
 
-fn push_u_escape(out: &mut Vec<u8>, unit: u32) {
+fn push_u_escape<S: Sink + ?Sized>(out: &mut S, unit: u32) {
     const HEX: &[u8; 16] = b"0123456789ABCDEF";
     out.extend_from_slice(b"\\u");
     for shift in [12, 8, 4, 0] {
@@ -245,7 +282,7 @@ mod tests {
 
     #[test]
     fn base64_and_lists() {
-        let v = Value::List(vec![Value::Base64(b"foo\n".to_vec()), Value::Null, Value::Bool(true)]);
+        let v = Value::List(vec![Value::base64(b"foo\n".to_vec()), Value::Null, Value::Bool(true)]);
         assert_eq!(w(&v), r#"["Zm9vCg==", null, true]"#);
         assert_eq!(w(&Value::empty_object()), "{}");
     }

@@ -1,13 +1,13 @@
 //! Reply encoding: one JSON object per line, as qemu-ga's `send_response()`.
 
 use super::error::QgaError;
-use crate::json::{write_value, Object, Value};
+use crate::json::{write_value, Object, Sink, Value};
 
 /// Sent right before the reply to guest-sync-delimited.
 pub const SYNC_DELIMITER: u8 = 0xFF;
 
 /// `{"return": value}` (+ `"id"`), newline-terminated, appended to `out`.
-pub fn encode_reply(out: &mut Vec<u8>, value: Value, id: Option<Value>) {
+pub fn encode_reply<S: Sink + ?Sized>(out: &mut S, value: Value, id: Option<Value>) {
     let mut rsp = Object::with_capacity(2);
     rsp.push("return", value);
     if let Some(id) = id {
@@ -18,7 +18,7 @@ pub fn encode_reply(out: &mut Vec<u8>, value: Value, id: Option<Value>) {
 }
 
 /// `{"error": {"class", "desc"}}` (+ `"id"`), newline-terminated.
-pub fn encode_error(out: &mut Vec<u8>, err: &QgaError, id: Option<Value>) {
+pub fn encode_error<S: Sink + ?Sized>(out: &mut S, err: &QgaError, id: Option<Value>) {
     let body = Object::with_capacity(2)
         .with("class", Value::str(err.class.as_str()))
         .with("desc", Value::str(err.desc.clone()));

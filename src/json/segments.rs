@@ -1,0 +1,204 @@
+//! Reply bytes that are partly still to be produced: large base64 strings
+//! (captured output, file data) are kept as their raw bytes and encoded
+//! block by block while the reply is sent, so a reply never exists twice
+//! in memory (raw and encoded) and no big encoded buffer is ever
+//! allocated. Text between them is plain bytes.
+
+use std::collections::VecDeque;
+use std::rc::Rc;
+
+use base64::Engine;
+
+/// Raw bytes encoded per block while sending (a multiple of 3, so only the
+/// last block of a string can carry padding): 64 KiB of base64 text.
+const BLOCK: usize = 48 << 10;
+/// Smaller base64 strings are encoded at once, inline.
+pub const DEFER_MIN: usize = 64 << 10;
+
+#[derive(Debug)]
+enum Chunk {
+    Text(Vec<u8>),
+    Base64(Rc<Vec<u8>>),
+}
+
+/// An ordered queue of reply bytes, some of them deferred base64.
+#[derive(Debug, Default)]
+pub struct Segments {
+    chunks: VecDeque<Chunk>,
+    /// Bytes of the front text chunk sent, or raw bytes of the front
+    /// base64 chunk already encoded into `staged`.
+    front_pos: usize,
+    /// Encoded text of the current base64 block, from `staged_pos` unsent.
+    staged: Vec<u8>,
+    staged_pos: usize,
+    /// Bytes still to send, encoded sizes included.
+    unsent: usize,
+}
+
+fn encoded_len(n: usize) -> usize {
+    n.div_ceil(3) * 4
+}
+
+impl Segments {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Bytes still to send.
+    pub fn len(&self) -> usize {
+        self.unsent
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.unsent == 0
+    }
+
+    /// Appends plain bytes.
+    pub fn extend_from_slice(&mut self, b: &[u8]) {
+        if b.is_empty() {
+            return;
+        }
+        self.unsent += b.len();
+        match self.chunks.back_mut() {
+            Some(Chunk::Text(t)) => t.extend_from_slice(b),
+            _ => self.chunks.push_back(Chunk::Text(b.to_vec())),
+        }
+    }
+
+    pub fn push(&mut self, b: u8) {
+        self.extend_from_slice(&[b]);
+    }
+
+    /// Appends `data` as base64 text (without quotes), deferred when large.
+    pub fn base64(&mut self, data: &Rc<Vec<u8>>) {
+        if data.len() < DEFER_MIN {
+            let text = base64::engine::general_purpose::STANDARD.encode(data.as_slice());
+            self.extend_from_slice(text.as_bytes());
+        } else {
+            self.unsent += encoded_len(data.len());
+            self.chunks.push_back(Chunk::Base64(Rc::clone(data)));
+        }
+    }
+
+    /// Appends everything of `other`, which must have nothing sent yet.
+    pub fn append(&mut self, mut other: Segments) {
+        for c in other.chunks.drain(..) {
+            match c {
+                Chunk::Text(t) => self.extend_from_slice(&t),
+                Chunk::Base64(d) => {
+                    self.unsent += encoded_len(d.len());
+                    self.chunks.push_back(Chunk::Base64(d));
+                }
+            }
+        }
+    }
+
+    /// The next bytes to send (encoding the next base64 block if needed);
+    /// None when everything was sent.
+    pub fn next_bytes(&mut self) -> Option<&[u8]> {
+        loop {
+            if self.staged_pos < self.staged.len() {
+                return Some(&self.staged[self.staged_pos..]);
+            }
+            let front = self.chunks.front()?;
+            match front {
+                Chunk::Text(t) if self.front_pos < t.len() => {
+                    let Some(Chunk::Text(t)) = self.chunks.front() else { return None };
+                    return Some(&t[self.front_pos..]);
+                }
+                Chunk::Base64(d) if self.front_pos < d.len() => {
+                    let end = (self.front_pos + BLOCK).min(d.len());
+                    self.staged.clear();
+                    self.staged.resize(encoded_len(end - self.front_pos), 0);
+                    let n = base64::engine::general_purpose::STANDARD
+                        .encode_slice(&d[self.front_pos..end], &mut self.staged)
+                        .unwrap_or(0);
+                    self.staged.truncate(n);
+                    self.staged_pos = 0;
+                    self.front_pos = end;
+                }
+                _ => {
+                    // The front chunk is done.
+                    self.chunks.pop_front();
+                    self.front_pos = 0;
+                }
+            }
+        }
+    }
+
+    /// `n` bytes of what [`Segments::next_bytes`] returned were sent.
+    pub fn consume(&mut self, n: usize) {
+        self.unsent = self.unsent.saturating_sub(n);
+        if self.staged_pos < self.staged.len() {
+            self.staged_pos += n;
+            if self.staged_pos >= self.staged.len() {
+                self.staged.clear();
+                self.staged_pos = 0;
+            }
+        } else {
+            self.front_pos += n;
+        }
+    }
+
+    /// Plain bytes.
+    pub fn from_bytes(b: &[u8]) -> Segments {
+        let mut s = Segments::new();
+        s.extend_from_slice(b);
+        s
+    }
+
+    /// Everything as one contiguous buffer (tests, small replies).
+    pub fn to_vec(mut self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.unsent);
+        while let Some(b) = self.next_bytes() {
+            let n = b.len();
+            out.extend_from_slice(b);
+            self.consume(n);
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deferred_base64_is_sent_exactly_as_inline_would_be() {
+        for len in [0usize, 1, 2, 3, DEFER_MIN - 1, DEFER_MIN, DEFER_MIN + 1, BLOCK * 3 + 2, 1 << 20] {
+            let data: Vec<u8> = (0..len).map(|i| (i * 7 + i / 251) as u8).collect();
+            let mut s = Segments::new();
+            s.extend_from_slice(b"{\"out-data\": \"");
+            s.base64(&Rc::new(data.clone()));
+            s.extend_from_slice(b"\"}\n");
+            let want = format!("{{\"out-data\": \"{}\"}}\n", base64::engine::general_purpose::STANDARD.encode(&data));
+            assert_eq!(s.len(), want.len(), "len {len}");
+            // Sent in odd pieces, as a socket might take them.
+            let mut got = Vec::new();
+            let mut piece = 1;
+            while let Some(b) = s.next_bytes() {
+                let n = b.len().min(piece);
+                got.extend_from_slice(&b[..n]);
+                s.consume(n);
+                piece = piece * 3 + 1;
+            }
+            assert!(s.is_empty());
+            assert_eq!(got, want.as_bytes(), "len {len}");
+        }
+    }
+
+    #[test]
+    fn appended_replies_keep_their_order() {
+        let mut a = Segments::new();
+        a.extend_from_slice(b"one\n");
+        let mut b = Segments::new();
+        b.base64(&Rc::new(vec![0u8; DEFER_MIN]));
+        b.push(b'\n');
+        a.append(b);
+        a.extend_from_slice(b"three\n");
+        let v = a.to_vec();
+        assert!(v.starts_with(b"one\nAAAA"));
+        assert!(v.ends_with(b"AAA=\nthree\n") || v.ends_with(b"AA==\nthree\n") || v.ends_with(b"AAAA\nthree\n"));
+        assert_eq!(v.len(), 4 + encoded_len(DEFER_MIN) + 1 + 6);
+    }
+}
