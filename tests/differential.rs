@@ -274,7 +274,8 @@ fn value_of(r: &mut Rng, kind: &str) -> String {
 }
 
 fn ws(r: &mut Rng) -> &'static str {
-    *r.pick(&["", "", "", " ", "\n", "\t", "  \r\n"])
+    const WS: &[&str] = &["", "", "", " ", "\n", "\t", "  \r\n"];
+    WS[r.below(WS.len())]
 }
 
 /// One random request (sometimes several, sometimes broken).

@@ -144,10 +144,14 @@ impl Args {
     fn str_list(&self, name: &str, v: Value) -> R<Vec<String>> {
         let full = self.full_name(name);
         match v {
+            // The element's name is only built for an error.
             Value::List(items) => items
                 .into_iter()
                 .enumerate()
-                .map(|(i, v)| to_str(&format!("{full}[{i}]"), v))
+                .map(|(i, v)| match v {
+                    Value::Str(s) => Ok(s),
+                    _ => Err(QgaError::invalid_type(&format!("{full}[{i}]"), "string")),
+                })
                 .collect::<R<Vec<_>>>(),
             _ => Err(QgaError::invalid_type(&full, "array")),
         }
