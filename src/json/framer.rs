@@ -161,7 +161,7 @@ impl Framer {
         }
         i + input[i..]
             .iter()
-            .position(|&b| b < 0x20 || b >= 0xFE || b == quote || b == b'\\')
+            .position(|&b| !(0x20..0xFE).contains(&b) || b == quote || b == b'\\')
             .unwrap_or(input.len() - i)
     }
 

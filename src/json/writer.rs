@@ -140,7 +140,7 @@ pub(crate) fn format_g17(f: f64) -> String {
             s.to_string()
         }
     };
-    if x < -4 || x >= P {
+    if !(-4..P).contains(&x) {
         let sign = if x < 0 { '-' } else { '+' };
         format!("{}e{sign}{:02}", trim(mantissa), x.unsigned_abs())
     } else {

@@ -61,7 +61,7 @@ pub fn qbase64_decode(input: &str) -> Result<Vec<u8>, QgaError> {
 /// base64 crate's strict ones, and the latter is several times faster.
 fn decode_canonical(bytes: &[u8]) -> Option<Vec<u8>> {
     use base64::Engine;
-    if bytes.len() % 4 != 0 || bytes.contains(&b'\n') {
+    if !bytes.len().is_multiple_of(4) || bytes.contains(&b'\n') {
         return None;
     }
     let body = bytes.strip_suffix(b"==").or_else(|| bytes.strip_suffix(b"=")).unwrap_or(bytes);

@@ -2,7 +2,12 @@
 //! messages) and `[general]` configuration file (`config_load()` /
 //! `config_dump()`), QEMU 11.1's released option set.
 
-use std::fmt::Write as _;
+mod getopt;
+mod keyfile;
+
+use getopt::{getopt, Opt};
+pub use keyfile::{dump, load_text};
+use keyfile::load_file;
 
 pub const VERSION: &str = "10.2.0";
 pub const DEFAULT_CONFIG: &str = "/etc/qemu/qemu-ga.conf";
@@ -53,8 +58,10 @@ impl Config {
     }
 }
 
-/// What the command line asks for.
+/// What the command line asks for (built once per process, so the size
+/// of the `Run` variant does not matter).
 #[derive(Debug)]
+#[allow(clippy::large_enum_variant)]
 pub enum Action {
     Run(Config),
     /// Print to stdout and exit 0 (`-V`, `-h`, `-b help`, `-D`).
@@ -63,42 +70,6 @@ pub enum Action {
     Fail { stdout: String, stderr: String, code: i32 },
 }
 
-#[derive(Clone, Copy, PartialEq)]
-enum HasArg {
-    No,
-    Required,
-    Optional,
-}
-
-const LONG_OPTS: &[(&str, HasArg, char)] = &[
-    ("help", HasArg::No, 'h'),
-    ("version", HasArg::No, 'V'),
-    ("config", HasArg::Required, 'c'),
-    ("dump-conf", HasArg::No, 'D'),
-    ("logfile", HasArg::Required, 'l'),
-    ("pidfile", HasArg::Required, 'f'),
-    ("fsfreeze-hook", HasArg::Optional, 'F'),
-    ("verbose", HasArg::No, 'v'),
-    ("method", HasArg::Required, 'm'),
-    ("path", HasArg::Required, 'p'),
-    ("daemonize", HasArg::No, 'd'),
-    ("block-rpcs", HasArg::Required, 'b'),
-    ("allow-rpcs", HasArg::Required, 'a'),
-    ("statedir", HasArg::Required, 't'),
-    ("retry-path", HasArg::No, 'r'),
-];
-
-/// qga's own long options (no short form). They are matched after
-/// qemu-ga's options, so every abbreviation qemu-ga accepts (`--m` for
-/// `--method`) keeps its meaning.
-const EXT_LONG_OPTS: &[(&str, HasArg, char)] = &[
-    ("init", HasArg::No, '1'),
-    ("modules-dir", HasArg::Required, '2'),
-    ("max-output", HasArg::Required, '3'),
-    ("max-clients", HasArg::Required, '4'),
-];
-
-/// qemu-ga's GUEST_EXEC_MAX_OUTPUT: the default `max-output`.
 pub const DEFAULT_MAX_OUTPUT: usize = 16 << 20;
 /// Largest `max-output`: the captured bytes held in all.
 pub const MAX_MAX_OUTPUT: usize = 256 << 20;
@@ -119,120 +90,17 @@ fn parse_size(v: &str, max: usize) -> Option<usize> {
     (1..=max).contains(&n).then_some(n)
 }
 
-fn parse_max_output(v: &str) -> Result<usize, String> {
+pub(super) fn parse_max_output(v: &str) -> Result<usize, String> {
     parse_size(v, MAX_MAX_OUTPUT)
         .ok_or_else(|| format!("invalid max-output '{v}': expected a number of bytes from 1 to 256M (suffixes K, M)"))
 }
 
-fn parse_max_clients(v: &str) -> Result<usize, String> {
+pub(super) fn parse_max_clients(v: &str) -> Result<usize, String> {
     v.trim()
         .parse::<usize>()
         .ok()
         .filter(|n| (1..=MAX_MAX_CLIENTS).contains(n))
         .ok_or_else(|| format!("invalid max-clients '{v}': expected a number from 1 to {MAX_MAX_CLIENTS}"))
-}
-
-fn short_opt(c: char) -> Option<HasArg> {
-    match c {
-        'h' | 'V' | 'v' | 'd' | 'D' | 'r' => Some(HasArg::No),
-        'c' | 'm' | 'p' | 'l' | 'f' | 'b' | 'a' | 's' | 't' => Some(HasArg::Required),
-        'F' => Some(HasArg::Optional),
-        _ => None,
-    }
-}
-
-/// One result of getopt: an option with its argument, or '?' (the error
-/// message getopt printed is in the string).
-enum Opt {
-    Ok(char, Option<String>),
-    Bad(String),
-}
-
-/// GNU getopt_long over `args` (without argv[0]); non-options are skipped.
-fn getopt(argv0: &str, args: &[String]) -> Vec<Opt> {
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < args.len() {
-        let a = &args[i];
-        i += 1;
-        if a == "--" {
-            break;
-        }
-        if let Some(body) = a.strip_prefix("--") {
-            let (name, inline) = match body.split_once('=') {
-                Some((n, v)) => (n, Some(v.to_string())),
-                None => (body, None),
-            };
-            let exact = LONG_OPTS.iter().chain(EXT_LONG_OPTS).find(|(n, _, _)| *n == name);
-            let mut matches: Vec<_> = LONG_OPTS.iter().filter(|(n, _, _)| n.starts_with(name)).collect();
-            if exact.is_none() && matches.is_empty() {
-                matches = EXT_LONG_OPTS.iter().filter(|(n, _, _)| n.starts_with(name)).collect();
-            }
-            let found = match (exact, matches.len()) {
-                (Some(o), _) => o,
-                (None, 1) => matches[0],
-                (None, 0) => {
-                    out.push(Opt::Bad(format!("{argv0}: unrecognized option '--{name}'\n")));
-                    continue;
-                }
-                (None, _) => {
-                    let mut msg = format!("{argv0}: option '--{name}' is ambiguous; possibilities:");
-                    for (n, _, _) in &matches {
-                        let _ = write!(msg, " '--{n}'");
-                    }
-                    msg.push('\n');
-                    out.push(Opt::Bad(msg));
-                    continue;
-                }
-            };
-            let (lname, has, c) = *found;
-            match (has, inline) {
-                (HasArg::No, Some(_)) => {
-                    out.push(Opt::Bad(format!("{argv0}: option '--{lname}' doesn't allow an argument\n")))
-                }
-                (HasArg::No, None) => out.push(Opt::Ok(c, None)),
-                (HasArg::Optional, v) => out.push(Opt::Ok(c, v)),
-                (HasArg::Required, Some(v)) => out.push(Opt::Ok(c, Some(v))),
-                (HasArg::Required, None) => {
-                    if i < args.len() {
-                        out.push(Opt::Ok(c, Some(args[i].clone())));
-                        i += 1;
-                    } else {
-                        out.push(Opt::Bad(format!("{argv0}: option '--{lname}' requires an argument\n")));
-                    }
-                }
-            }
-            continue;
-        }
-        let Some(cluster) = a.strip_prefix('-').filter(|c| !c.is_empty()) else {
-            continue; // not an option (GNU getopt permutes it to the end)
-        };
-        let chars: Vec<char> = cluster.chars().collect();
-        let mut j = 0;
-        while j < chars.len() {
-            let c = chars[j];
-            j += 1;
-            match short_opt(c) {
-                None => out.push(Opt::Bad(format!("{argv0}: invalid option -- '{c}'\n"))),
-                Some(HasArg::No) => out.push(Opt::Ok(c, None)),
-                Some(kind) => {
-                    let rest: String = chars[j..].iter().collect();
-                    j = chars.len();
-                    if !rest.is_empty() {
-                        out.push(Opt::Ok(c, Some(rest)));
-                    } else if kind == HasArg::Optional {
-                        out.push(Opt::Ok(c, None));
-                    } else if i < args.len() {
-                        out.push(Opt::Ok(c, Some(args[i].clone())));
-                        i += 1;
-                    } else {
-                        out.push(Opt::Bad(format!("{argv0}: option requires an argument -- '{c}'\n")));
-                    }
-                }
-            }
-        }
-    }
-    out
 }
 
 /// qemu-ga's `split_list()` builds each list with g_list_prepend, so a
@@ -409,167 +277,6 @@ pub fn apply_defaults(cfg: &mut Config) {
             _ => {}
         }
     }
-}
-
-/// GKeyFile escaping of a string value.
-fn escape_value(v: &str) -> String {
-    let mut out = String::new();
-    for (i, c) in v.chars().enumerate() {
-        match c {
-            ' ' if i == 0 => out.push_str("\\s"),
-            '\n' => out.push_str("\\n"),
-            '\t' => out.push_str("\\t"),
-            '\r' => out.push_str("\\r"),
-            '\\' => out.push_str("\\\\"),
-            _ => out.push(c),
-        }
-    }
-    out
-}
-
-/// `-D`: the effective configuration as a key file.
-pub fn dump(cfg: &Config) -> String {
-    let mut s = String::from("[general]\n");
-    let mut kv = |k: &str, v: &str| {
-        let _ = writeln!(s, "{k}={}", escape_value(v));
-    };
-    kv("daemon", if cfg.daemonize { "true" } else { "false" });
-    kv("method", cfg.method.as_deref().unwrap_or("virtio-serial"));
-    if let Some(p) = &cfg.path {
-        kv("path", p);
-    }
-    if let Some(l) = &cfg.logfile {
-        kv("logfile", l);
-    }
-    kv("pidfile", cfg.pidfile.as_deref().unwrap_or(DEFAULT_PIDFILE));
-    if let Some(h) = &cfg.fsfreeze_hook {
-        kv("fsfreeze-hook", h);
-    }
-    kv("statedir", cfg.statedir.as_deref().unwrap_or(DEFAULT_STATEDIR));
-    kv("verbose", if cfg.verbose { "true" } else { "false" });
-    kv("retry-path", if cfg.retry_path { "true" } else { "false" });
-    kv("block-rpcs", &cfg.block_rpcs.join(","));
-    kv("allow-rpcs", &cfg.allow_rpcs.join(","));
-    // qga's own keys, only when set (qemu-ga's dump stays as it is).
-    if cfg.init {
-        kv("init", "true");
-    }
-    if let Some(d) = &cfg.modules_dir {
-        kv("modules-dir", d);
-    }
-    if let Some(n) = cfg.max_output {
-        kv("max-output", &n.to_string());
-    }
-    if let Some(n) = cfg.max_clients {
-        kv("max-clients", &n.to_string());
-    }
-    s
-}
-
-fn unescape_value(v: &str) -> Result<String, String> {
-    let mut out = String::new();
-    let mut it = v.chars();
-    while let Some(c) = it.next() {
-        if c != '\\' {
-            out.push(c);
-            continue;
-        }
-        match it.next() {
-            Some('s') => out.push(' '),
-            Some('n') => out.push('\n'),
-            Some('t') => out.push('\t'),
-            Some('r') => out.push('\r'),
-            Some('\\') => out.push('\\'),
-            Some(other) => {
-                return Err(format!("Key file contains invalid escape sequence \u{201C}\\{other}\u{201D}"))
-            }
-            None => return Err("Key file contains escape character at end of line".into()),
-        }
-    }
-    Ok(out)
-}
-
-fn parse_bool(key: &str, v: &str) -> Result<bool, String> {
-    match v.trim_end() {
-        "true" | "1" => Ok(true),
-        "false" | "0" => Ok(false),
-        _ => Err(format!("Key file contains key \u{201C}{key}\u{201D} which has a value that cannot be interpreted.")),
-    }
-}
-
-/// Reads `[general]` keys from a GKeyFile-format file into `cfg`.
-fn load_file(
-    cfg: &mut Config,
-    path: &str,
-    required: bool,
-    read: &mut dyn FnMut(&str) -> std::io::Result<Vec<u8>>,
-) -> Result<(), String> {
-    let text = match read(path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => return Ok(()),
-        Err(e) => {
-            return Err(crate::sys::Errno::of(&e).to_string());
-        }
-    };
-    let text = String::from_utf8(text)
-        .map_err(|_| "Key file contains line which is not UTF-8".to_string())?;
-    load_text(cfg, &text)
-}
-
-pub fn load_text(cfg: &mut Config, text: &str) -> Result<(), String> {
-    let mut group: Option<String> = None;
-    for raw in text.lines() {
-        let line = raw.trim_start();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        if line.starts_with('[') {
-            match line.trim_end().strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
-                Some(g) => group = Some(g.to_string()),
-                None => {
-                    return Err(format!(
-                        "Key file contains line \u{201C}{raw}\u{201D} which is not a key-value pair, group, or comment"
-                    ))
-                }
-            }
-            continue;
-        }
-        let Some((k, v)) = line.split_once('=') else {
-            return Err(format!(
-                "Key file contains line \u{201C}{raw}\u{201D} which is not a key-value pair, group, or comment"
-            ));
-        };
-        let Some(g) = &group else {
-            return Err("Key file does not start with a group".into());
-        };
-        if g != "general" {
-            continue;
-        }
-        let key = k.trim_end();
-        let value = unescape_value(v.trim_start())?;
-        match key {
-            "daemon" => cfg.daemonize = parse_bool(key, &value)?,
-            "method" => cfg.method = Some(value),
-            "path" => cfg.path = Some(value),
-            "logfile" => cfg.logfile = Some(value),
-            "pidfile" => cfg.pidfile = Some(value),
-            "fsfreeze-hook" => cfg.fsfreeze_hook = Some(value),
-            "statedir" => cfg.statedir = Some(value),
-            "verbose" => cfg.verbose = parse_bool(key, &value)?,
-            "retry-path" => cfg.retry_path = parse_bool(key, &value)?,
-            "block-rpcs" => cfg.block_rpcs.extend(split_list(&value)),
-            "allow-rpcs" => {
-                cfg.allow_rpcs.extend(split_list(&value));
-                cfg.has_allow_list = true;
-            }
-            "init" => cfg.init = parse_bool(key, &value)?,
-            "modules-dir" => cfg.modules_dir = Some(value),
-            "max-output" => cfg.max_output = Some(parse_max_output(&value)?),
-            "max-clients" => cfg.max_clients = Some(parse_max_clients(&value)?),
-            _ => {}
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]
