@@ -133,3 +133,12 @@ SOAK_SECONDS ?= 600
 soak:
 	$(CARGO) build --release --bin qga
 	SOAK_SECONDS=$(SOAK_SECONDS) python3 scripts/soak.py --qga target/release/qga
+
+# `make e2e-libvirt`: qga under Debian's libvirt (installed without systemd
+# when missing; libvirtd runs in a private mount namespace with its state
+# under $(E2E_DIR)/libvirt): a TCG domain whose /init is qga, checked with
+# virsh's agent commands (scripts/e2e/under_libvirt.py, docs/vm.md).
+.PHONY: e2e-libvirt
+e2e-libvirt: static
+	bash scripts/e2e/setup.sh --qemu --busybox --kernel
+	python3 scripts/e2e/under_libvirt.py --qga $(STATIC_BIN) --busybox $(BUSYBOX) --kernel $(KERNEL_DIR) --work $(E2E_DIR)/libvirt
