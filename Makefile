@@ -142,3 +142,13 @@ soak:
 e2e-libvirt: static
 	bash scripts/e2e/setup.sh --qemu --busybox --kernel
 	python3 scripts/e2e/under_libvirt.py --qga $(STATIC_BIN) --busybox $(BUSYBOX) --kernel $(KERNEL_DIR) --work $(E2E_DIR)/libvirt
+
+# `make e2e-disks`: guest-get-disks and guest-get-fsinfo, qga against
+# Debian's qemu-ga 10.0.2 byte for byte, in guests with virtio-blk,
+# virtio-scsi, IDE, NVMe and (Debian's generic kernel, fetched) AHCI disks
+# (scripts/e2e/disks.py). Not in CI: it downloads a 70 MB kernel package.
+.PHONY: e2e-disks
+e2e-disks: static
+	bash scripts/e2e/setup.sh --qemu --busybox --kernel
+	bash scripts/fetch-qemu-ga.sh target/ref
+	python3 scripts/e2e/disks.py --qga $(STATIC_BIN) --busybox $(BUSYBOX) --kernel $(KERNEL_DIR) --generic-kernel --work $(E2E_DIR)/disks
