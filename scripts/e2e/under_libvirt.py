@@ -2,7 +2,7 @@
 """qga under Debian's libvirt: `make e2e-libvirt`.
 
     scripts/e2e/under_libvirt.py --qga target/static/qga --kernel target/e2e/kernel/current \
-        [--busybox /bin/busybox] [--work target/e2e/libvirt] [--keep]
+        [--busybox /bin/busybox] [--work target/e2e/libvirt] [--agent qga|qemu-ga] [--keep]
 
 1. Installs Debian's libvirt when missing (libvirt-daemon,
    libvirt-daemon-driver-qemu, libvirt-clients, python3-libvirt; no
@@ -31,6 +31,13 @@
 5. Stops everything it started: the domain, libvirtd (by pid), the mount
    points it made.
 
+`--agent qemu-ga` runs the same checks against Debian's qemu-ga 10.0.2
+(target/ref, scripts/fetch-qemu-ga.sh) in the same kind of guest: qga is
+still /init, but serves a second port (org.qemu.guest_agent.1, a socket
+of our own) and starts qemu-ga with guest-exec on the standard port that
+libvirt uses. The power checks are skipped there: qemu-ga 10.0 runs
+`/sbin/shutdown`, which busybox lacks (qga follows QEMU 10.2, README).
+
 Prints PASS/FAIL per check, the durations of the phases and a closing
 "N passed, N failed, N skipped" line; exits 1 when a check failed.
 """
@@ -48,7 +55,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from run import RESULTS, ROOT, check, failed, measured, passed, say  # noqa: E402
+from run import RESULTS, ROOT, Client, check, failed, measured, passed, say, skipped  # noqa: E402
 
 PACKAGES = ["libvirt-daemon", "libvirt-daemon-driver-qemu", "libvirt-clients", "python3-libvirt"]
 DOMAIN = "qga-e2e-libvirt"
@@ -171,7 +178,7 @@ def domain_xml(o):
     <type arch='x86_64' machine='q35'>hvm</type>
     <kernel>{o.vmlinuz}</kernel>
     <initrd>{o.initramfs}</initrd>
-    <cmdline>console=ttyS0 panic=-1 rdinit=/init quiet</cmdline>
+    <cmdline>console=ttyS0 panic=-1 rdinit=/init quiet{o.init_args}</cmdline>
   </os>
   <features><acpi/></features>
   <on_poweroff>destroy</on_poweroff>
@@ -190,7 +197,7 @@ def domain_xml(o):
     </interface>
     <channel type='unix'>
       <target type='virtio' name='org.qemu.guest_agent.0'/>
-    </channel>
+    </channel>{o.side_channel}
     <serial type='file'>
       <source path='{o.console}'/>
       <target port='0'/>
@@ -276,7 +283,25 @@ def prepare_guest(c):
             raise RuntimeError(f"guest setup {argv}: exit {code}: {out}{err}")
 
 
-def check_all(c, timings):
+def start_qemu_ga(o):
+    """qemu-ga on the standard port, started by qga from its own port."""
+    def connect():
+        import socket
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.connect(o.side_sock)
+        return s
+    side = Client(connect)
+    side.open(time.monotonic() + 30)
+    side.sync(120)
+    script = ("n=$(grep -l '^org.qemu.guest_agent.0$' /sys/class/virtio-ports/*/name) && "
+              "p=$(basename $(dirname $n)) && mkdir -p /dev/virtio-ports && "
+              "ln -sf ../$p /dev/virtio-ports/org.qemu.guest_agent.0 && "
+              "exec /usr/sbin/qemu-ga -m virtio-serial -p /dev/virtio-ports/org.qemu.guest_agent.0 -t /run")
+    side.ok("guest-exec", {"path": "/bin/sh", "arg": ["-c", script]})
+    side.close()
+
+
+def check_all(c, timings, power=True):
     t = time.monotonic()
     # guestinfo: every group, then the disk group alone.
     rc, out, err = c.virsh("guestinfo", DOMAIN)
@@ -343,6 +368,7 @@ def check_all(c, timings):
     check("qemu-agent-command guest-ping", c.agent("guest-ping") == {})
     gi = c.agent("guest-info")
     names = {x["name"] for x in gi["supported_commands"]}
+    say(f"  the agent: version {gi['version']}, {len(names)} commands")
     check("qemu-agent-command guest-info", gi["version"] and "guest-get-disks" in names and "guest-exec" in names, str(gi)[:200])
     code, out, _ = c.run(["echo", "hello from qga"])
     check("qemu-agent-command guest-exec + guest-exec-status", code == 0 and out == "hello from qga\n", repr(out))
@@ -357,6 +383,9 @@ def check_all(c, timings):
     rc, out, err = c.virsh("set-user-password", DOMAIN, "nosuchuser", "x")
     check("set-user-password unknown user fails", rc != 0 and "unknown user" in err, err)
     timings.append(("virsh checks", time.monotonic() - t))
+    if not power:
+        skipped("reboot/shutdown --mode agent", "qemu-ga 10.0 runs /sbin/shutdown, which busybox lacks")
+        return
 
     t = time.monotonic()
     before = c.boot_id()
@@ -393,10 +422,13 @@ def main():
     ap.add_argument("--busybox", default="/bin/busybox")
     ap.add_argument("--kernel", default=os.path.join(ROOT, "target/e2e/kernel/current"))
     ap.add_argument("--work", default=os.path.join(ROOT, "target/e2e/libvirt"))
+    ap.add_argument("--agent", choices=("qga", "qemu-ga"), default="qga")
+    ap.add_argument("--qemu-ga", default=os.path.join(ROOT, "target/ref/qemu-ga-10/usr/sbin/qemu-ga"))
     ap.add_argument("--keep", action="store_true", help="keep the work directory")
     o = ap.parse_args()
     # libvirt's QEMU does not run in our cwd.
-    o.work, o.qga, o.kernel, o.busybox = (os.path.abspath(p) for p in (o.work, o.qga, o.kernel, o.busybox))
+    o.work, o.qga, o.kernel, o.busybox, o.qemu_ga = (
+        os.path.abspath(p) for p in (o.work, o.qga, o.kernel, o.busybox, o.qemu_ga))
     t_all = time.monotonic()
     timings = []
 
@@ -425,10 +457,23 @@ def main():
     o.initramfs = os.path.join(o.work, "initramfs.cpio.gz")
     o.disk = os.path.join(o.work, "disk.img")
     o.console = os.path.join(o.work, "console.log")
+    extra = []
+    o.init_args = o.side_channel = ""
+    if o.agent == "qemu-ga":
+        from disks import ldd_files
+        for src, dest in [(o.qemu_ga, "/usr/sbin/qemu-ga")] + ldd_files(o.qemu_ga):
+            extra += ["--file", f"{src}:{dest}:0755"]
+        o.side_sock = os.path.join(o.work, "side.sock")
+        o.init_args = " -- -p /dev/virtio-ports/org.qemu.guest_agent.1"
+        o.side_channel = f"""
+    <channel type='unix'>
+      <source mode='bind' path='{o.side_sock}'/>
+      <target type='virtio' name='org.qemu.guest_agent.1'/>
+    </channel>"""
     subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "initramfs.py"), "--init", o.qga,
                     "--busybox", o.busybox, "--kernel", o.kernel, "--modules", MODULES,
                     "--file", os.path.join(ROOT, "scripts", "e2e", "chpasswd.sh") + ":/usr/sbin/chpasswd:0755",
-                    "--out", o.initramfs], check=True, stdout=subprocess.DEVNULL)
+                    *extra, "--out", o.initramfs], check=True, stdout=subprocess.DEVNULL)
     with open(o.disk, "wb") as f:
         f.truncate(64 << 20)
     subprocess.run(["mkfs.ext4", "-q", "-F", "-L", "qgadisk", o.disk], check=True)
@@ -442,16 +487,18 @@ def main():
         import libvirt
         conn = libvirt.open(lv.uri)
         say(f"e2e-libvirt: libvirt {conn.getLibVersion()}, hypervisor {conn.getVersion()}, "
-            f"kernel {os.path.basename(o.vmlinuz)}, qga {o.qga}")
+            f"kernel {os.path.basename(o.vmlinuz)}, agent {o.qga if o.agent == 'qga' else o.qemu_ga}")
         t = time.monotonic()
         dom = conn.defineXML(domain_xml(o))
         dom.create()
+        if o.agent == "qemu-ga":
+            start_qemu_ga(o)
         up = c.wait_agent(120)
         timings.append(("domain start to agent answer", time.monotonic() - t))
         if not check("agent answers through libvirt", up):
             raise RuntimeError("no agent")
         prepare_guest(c)
-        check_all(c, timings)
+        check_all(c, timings, power=o.agent == "qga")
         conn.close()
     except Exception as e:  # noqa: BLE001 - any failure is reported, then cleanup
         failed("e2e-libvirt", f"{type(e).__name__}: {e}")
