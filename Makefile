@@ -137,11 +137,14 @@ soak:
 # `make e2e-libvirt`: qga under Debian's libvirt (installed without systemd
 # when missing; libvirtd runs in a private mount namespace with its state
 # under $(E2E_DIR)/libvirt): a TCG domain whose /init is qga, checked with
-# virsh's agent commands (scripts/e2e/under_libvirt.py, docs/vm.md).
+# virsh's agent commands, then the same with Debian's qemu-ga as the agent,
+# and the agent-only outputs compared (scripts/e2e/under_libvirt.py,
+# docs/vm.md).
 .PHONY: e2e-libvirt
 e2e-libvirt: static
 	bash scripts/e2e/setup.sh --qemu --busybox --kernel
-	python3 scripts/e2e/under_libvirt.py --qga $(STATIC_BIN) --busybox $(BUSYBOX) --kernel $(KERNEL_DIR) --work $(E2E_DIR)/libvirt
+	bash scripts/fetch-qemu-ga.sh target/ref >/dev/null
+	python3 scripts/e2e/under_libvirt.py --agent both --qga $(STATIC_BIN) --busybox $(BUSYBOX) --kernel $(KERNEL_DIR) --work $(E2E_DIR)/libvirt
 
 # `make e2e-disks`: guest-get-disks and guest-get-fsinfo, qga against
 # Debian's qemu-ga 10.0.2 byte for byte, in guests with virtio-blk,

@@ -208,13 +208,27 @@ def domain_xml(o):
 """
 
 
+# virsh commands whose output must not depend on the agent (qga or qemu-ga).
+COMPARED = [("guestinfo",), ("guestinfo", "--disk"), ("domfsinfo",), ("domifaddr", "--source", "agent"),
+            ("guestvcpus",), ("domhostname", "--source", "agent")]
+
+
 class Checks:
-    def __init__(self, lv):
+    def __init__(self, lv, tag):
         self.lv = lv
+        self.tag = tag
+        self.outputs = {}  # COMPARED command -> (exit status, stdout, stderr)
+
+    def check(self, name, cond, detail=""):
+        return check(f"{self.tag}: {name}", cond, detail)
 
     def virsh(self, *args, timeout=120):
         r = self.lv.virsh(*args, timeout=timeout)
-        return r.returncode, r.stdout, r.stderr.strip()
+        out = (r.returncode, r.stdout, r.stderr.strip())
+        key = tuple(a for a in args if a != DOMAIN)
+        if key in COMPARED:
+            self.outputs[" ".join(key)] = out
+        return out
 
     def agent(self, cmd, args=None, timeout=30):
         """qemu-agent-command; the reply's `return` or raises."""
@@ -306,91 +320,91 @@ def check_all(c, timings, power=True):
     # guestinfo: every group, then the disk group alone.
     rc, out, err = c.virsh("guestinfo", DOMAIN)
     info = kv(out)
-    check("guestinfo exit status", rc == 0, err)
+    c.check("guestinfo exit status", rc == 0, err)
     for key in ("user.count", "os.kernel-release", "os.machine", "timezone.offset", "hostname",
                 "fs.count", "fs.0.mountpoint", "disk.count", "if.count"):
-        check(f"guestinfo has {key}", key in info, out)
-    check("guestinfo hostname", info.get("hostname") == "qga-libvirt-guest", info.get("hostname", ""))
-    check("guestinfo os.machine", info.get("os.machine") == "x86_64", info.get("os.machine", ""))
+        c.check(f"guestinfo has {key}", key in info, out)
+    c.check("guestinfo hostname", info.get("hostname") == "qga-libvirt-guest", info.get("hostname", ""))
+    c.check("guestinfo os.machine", info.get("os.machine") == "x86_64", info.get("os.machine", ""))
     fs_mounts = [v for k, v in info.items() if re.fullmatch(r"fs\.\d+\.mountpoint", k)]
-    check("guestinfo fs /mnt", "/mnt" in fs_mounts, out)
+    c.check("guestinfo fs /mnt", "/mnt" in fs_mounts, out)
     n = next((k.split(".")[1] for k, v in info.items() if re.fullmatch(r"fs\.\d+\.mountpoint", k) and v == "/mnt"), None)
     if n is not None:
-        check("guestinfo fs ext4 on vda", info.get(f"fs.{n}.fstype") == "ext4" and info.get(f"fs.{n}.disk.0.alias") == "vda",
+        c.check("guestinfo fs ext4 on vda", info.get(f"fs.{n}.fstype") == "ext4" and info.get(f"fs.{n}.disk.0.alias") == "vda",
               out)
     ifs = {v: k.split(".")[1] for k, v in info.items() if re.fullmatch(r"if\.\d+\.name", k)}
-    check("guestinfo if eth0", "eth0" in ifs and info.get(f"if.{ifs['eth0']}.hwaddr") == MAC, out)
+    c.check("guestinfo if eth0", "eth0" in ifs and info.get(f"if.{ifs['eth0']}.hwaddr") == MAC, out)
 
     rc, out, err = c.virsh("guestinfo", DOMAIN, "--disk")
     d = kv(out)
-    check("guestinfo --disk exit status", rc == 0, err)
+    c.check("guestinfo --disk exit status", rc == 0, err)
     names = {v: k.split(".")[1] for k, v in d.items() if re.fullmatch(r"disk\.\d+\.name", k)}
-    check("guestinfo --disk lists /dev/vda", "/dev/vda" in names, out)
+    c.check("guestinfo --disk lists /dev/vda", "/dev/vda" in names, out)
     if "/dev/vda" in names:
         i = names["/dev/vda"]
-        check("guestinfo --disk vda: whole disk, alias vda",
+        c.check("guestinfo --disk vda: whole disk, alias vda",
               d.get(f"disk.{i}.partition") == "no" and d.get(f"disk.{i}.alias") == "vda", out)
-    check("guestinfo --disk has only the disk group", all(k.startswith("disk.") for k in d), out)
+    c.check("guestinfo --disk has only the disk group", all(k.startswith("disk.") for k in d), out)
 
     rc, out, err = c.virsh("domfsinfo", DOMAIN)
     rows = [line.split() for line in out.splitlines()[2:] if line.strip()]
-    check("domfsinfo /mnt vda ext4 vda", ["/mnt", "vda", "ext4", "vda"] in rows, f"{rc} {out} {err}")
+    c.check("domfsinfo /mnt vda ext4 vda", ["/mnt", "vda", "ext4", "vda"] in rows, f"{rc} {out} {err}")
 
     rc, out, err = c.virsh("domifaddr", DOMAIN, "--source", "agent")
     rows = [line.split() for line in out.splitlines()[2:] if line.strip()]
-    check("domifaddr lo", ["lo", "00:00:00:00:00:00", "ipv4", "127.0.0.1/8"] in rows, f"{rc} {out} {err}")
-    check("domifaddr eth0", ["eth0", MAC, "ipv4", f"{GUEST_IP}/24"] in rows, f"{rc} {out} {err}")
+    c.check("domifaddr lo", ["lo", "00:00:00:00:00:00", "ipv4", "127.0.0.1/8"] in rows, f"{rc} {out} {err}")
+    c.check("domifaddr eth0", ["eth0", MAC, "ipv4", f"{GUEST_IP}/24"] in rows, f"{rc} {out} {err}")
 
     rc, out, err = c.virsh("domtime", DOMAIN)
     m = re.fullmatch(r"Time: (\d+)\s*", out)
-    check("domtime", rc == 0 and m is not None and abs(int(m.group(1)) - time.time()) < 120, f"{rc} {out} {err}")
+    c.check("domtime", rc == 0 and m is not None and abs(int(m.group(1)) - time.time()) < 120, f"{rc} {out} {err}")
     rc, out, err = c.virsh("domtime", DOMAIN, "--sync")
-    check("domtime --sync", rc == 0, err)
+    c.check("domtime --sync", rc == 0, err)
 
     rc, out, err = c.virsh("guestvcpus", DOMAIN)
     g = kv(out)
-    check("guestvcpus", rc == 0 and g.get("vcpus") == "0-1" and g.get("online") == "0-1", f"{rc} {out} {err}")
+    c.check("guestvcpus", rc == 0 and g.get("vcpus") == "0-1" and g.get("online") == "0-1", f"{rc} {out} {err}")
 
     rc, out, err = c.virsh("domfsfreeze", DOMAIN, "--mountpoint", "/mnt")
-    check("domfsfreeze", rc == 0 and "Froze 1 filesystem(s)" in out, f"{rc} {out} {err}")
+    c.check("domfsfreeze", rc == 0 and "Froze 1 filesystem(s)" in out, f"{rc} {out} {err}")
     status = c.agent("guest-fsfreeze-status")
-    check("frozen while frozen", status == "frozen", str(status))
+    c.check("frozen while frozen", status == "frozen", str(status))
     rc, out, err = c.virsh("domfsthaw", DOMAIN)
-    check("domfsthaw", rc == 0 and "Thawed 1 filesystem(s)" in out, f"{rc} {out} {err}")
-    check("thawed after thaw", c.agent("guest-fsfreeze-status") == "thawed")
+    c.check("domfsthaw", rc == 0 and "Thawed 1 filesystem(s)" in out, f"{rc} {out} {err}")
+    c.check("thawed after thaw", c.agent("guest-fsfreeze-status") == "thawed")
 
     rc, out, err = c.virsh("domfstrim", DOMAIN)
-    check("domfstrim", rc == 0, f"{rc} {out} {err}")
+    c.check("domfstrim", rc == 0, f"{rc} {out} {err}")
 
     rc, out, err = c.virsh("domhostname", DOMAIN, "--source", "agent")
-    check("domhostname --source agent", rc == 0 and out.strip() == "qga-libvirt-guest", f"{rc} {out} {err}")
+    c.check("domhostname --source agent", rc == 0 and out.strip() == "qga-libvirt-guest", f"{rc} {out} {err}")
 
-    check("qemu-agent-command guest-ping", c.agent("guest-ping") == {})
+    c.check("qemu-agent-command guest-ping", c.agent("guest-ping") == {})
     gi = c.agent("guest-info")
     names = {x["name"] for x in gi["supported_commands"]}
     say(f"  the agent: version {gi['version']}, {len(names)} commands")
-    check("qemu-agent-command guest-info", gi["version"] and "guest-get-disks" in names and "guest-exec" in names, str(gi)[:200])
+    c.check("qemu-agent-command guest-info", gi["version"] and "guest-get-disks" in names and "guest-exec" in names, str(gi)[:200])
     code, out, _ = c.run(["echo", "hello from qga"])
-    check("qemu-agent-command guest-exec + guest-exec-status", code == 0 and out == "hello from qga\n", repr(out))
+    c.check("qemu-agent-command guest-exec + guest-exec-status", code == 0 and out == "hello from qga\n", repr(out))
 
     rc, out, err = c.virsh("set-user-password", DOMAIN, "root", "qga-secret")
-    check("set-user-password", rc == 0, f"{rc} {out} {err}")
+    c.check("set-user-password", rc == 0, f"{rc} {out} {err}")
     code, shadow, _ = c.run(["cat", "/etc/shadow"])
     h = next((line.split(":")[1] for line in shadow.splitlines() if line.startswith("root:")), "")
     salt = h.split("$")[2] if h.count("$") >= 3 else ""
     code, again, _ = c.run(["mkpasswd", "-m", "sha512", "-S", salt, "qga-secret"])
-    check("set-user-password: root's hash is the password's", h.startswith("$6$") and again.strip() == h, f"{h} {again}")
+    c.check("set-user-password: root's hash is the password's", h.startswith("$6$") and again.strip() == h, f"{h} {again}")
     rc, out, err = c.virsh("set-user-password", DOMAIN, "nosuchuser", "x")
-    check("set-user-password unknown user fails", rc != 0 and "unknown user" in err, err)
-    timings.append(("virsh checks", time.monotonic() - t))
+    c.check("set-user-password unknown user fails", rc != 0 and "unknown user" in err, err)
+    timings.append((f"{c.tag}: virsh checks", time.monotonic() - t))
     if not power:
-        skipped("reboot/shutdown --mode agent", "qemu-ga 10.0 runs /sbin/shutdown, which busybox lacks")
+        skipped(f"{c.tag}: reboot/shutdown --mode agent", "qemu-ga 10.0 runs /sbin/shutdown, which busybox lacks")
         return
 
     t = time.monotonic()
     before = c.boot_id()
     rc, out, err = c.virsh("reboot", DOMAIN, "--mode", "agent")
-    check("reboot --mode agent", rc == 0, err)
+    c.check("reboot --mode agent", rc == 0, err)
     deadline = time.monotonic() + 90
     after = before
     while time.monotonic() < deadline and after == before:
@@ -399,12 +413,12 @@ def check_all(c, timings, power=True):
             after = c.boot_id()
         except (RuntimeError, ValueError, KeyError):
             after = before
-    check("guest rebooted (new boot id, agent back)", after not in (None, before), f"{before} -> {after}")
-    timings.append(("reboot --mode agent to agent back", time.monotonic() - t))
+    c.check("guest rebooted (new boot id, agent back)", after not in (None, before), f"{before} -> {after}")
+    timings.append((f"{c.tag}: reboot --mode agent to agent back", time.monotonic() - t))
 
     t = time.monotonic()
     rc, out, err = c.virsh("shutdown", DOMAIN, "--mode", "agent")
-    check("shutdown --mode agent", rc == 0, err)
+    c.check("shutdown --mode agent", rc == 0, err)
     deadline = time.monotonic() + 60
     state = ""
     while time.monotonic() < deadline:
@@ -412,8 +426,69 @@ def check_all(c, timings, power=True):
         if state == "shut off":
             break
         time.sleep(0.5)
-    check("domain shut off after shutdown --mode agent", state == "shut off", state)
-    timings.append(("shutdown --mode agent to shut off", time.monotonic() - t))
+    c.check("domain shut off after shutdown --mode agent", state == "shut off", state)
+    timings.append((f"{c.tag}: shutdown --mode agent to shut off", time.monotonic() - t))
+
+
+def guest_image(o, agent):
+    """The initramfs (and domain settings) for `agent` under WORK/agent."""
+    d = os.path.join(o.work, agent)
+    os.makedirs(d, exist_ok=True)
+    o.initramfs = os.path.join(d, "initramfs.cpio.gz")
+    o.disk = os.path.join(d, "disk.img")
+    o.console = os.path.join(d, "console.log")
+    extra = []
+    o.init_args = o.side_channel = ""
+    if agent == "qemu-ga":
+        from disks import ldd_files
+        for src, dest in [(o.qemu_ga, "/usr/sbin/qemu-ga")] + ldd_files(o.qemu_ga):
+            extra += ["--file", f"{src}:{dest}:0755"]
+        o.side_sock = os.path.join(d, "side.sock")
+        o.init_args = " -- -p /dev/virtio-ports/org.qemu.guest_agent.1"
+        o.side_channel = f"""
+    <channel type='unix'>
+      <source mode='bind' path='{o.side_sock}'/>
+      <target type='virtio' name='org.qemu.guest_agent.1'/>
+    </channel>"""
+    subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "initramfs.py"), "--init", o.qga,
+                    "--busybox", o.busybox, "--kernel", o.kernel, "--modules", MODULES,
+                    "--file", os.path.join(ROOT, "scripts", "e2e", "chpasswd.sh") + ":/usr/sbin/chpasswd:0755",
+                    *extra, "--out", o.initramfs], check=True, stdout=subprocess.DEVNULL)
+    with open(o.disk, "wb") as f:
+        f.truncate(64 << 20)
+    subprocess.run(["mkfs.ext4", "-q", "-F", "-L", "qgadisk", "-U", "7a3e1d52-0c4b-4c1e-9f43-5a0b4a1d2e60", o.disk],
+                   check=True)
+
+
+def run_domain(o, conn, c, timings):
+    """Boots the domain with agent `c.tag` and runs the checks; the domain
+    is destroyed and undefined whatever happens."""
+    guest_image(o, c.tag)
+    dom = None
+    try:
+        t = time.monotonic()
+        dom = conn.defineXML(domain_xml(o))
+        dom.create()
+        if c.tag == "qemu-ga":
+            start_qemu_ga(o)
+        up = c.wait_agent(120)
+        timings.append((f"{c.tag}: domain start to agent answer", time.monotonic() - t))
+        if not c.check("agent answers through libvirt", up):
+            raise RuntimeError("no agent")
+        prepare_guest(c)
+        check_all(c, timings, power=c.tag == "qga")
+    except Exception as e:  # noqa: BLE001 - reported, then the domain goes
+        failed(f"{c.tag}: e2e-libvirt", f"{type(e).__name__}: {e}")
+        if os.path.exists(o.console):
+            say("---- guest console (tail) ----\n" + "\n".join(open(o.console, errors="replace").read().splitlines()[-30:]))
+    finally:
+        if dom is not None:
+            try:
+                if dom.isActive():
+                    dom.destroy()
+                dom.undefine()
+            except Exception as e:  # noqa: BLE001
+                say(f"e2e-libvirt: could not remove the domain: {e}")
 
 
 def main():
@@ -422,7 +497,8 @@ def main():
     ap.add_argument("--busybox", default="/bin/busybox")
     ap.add_argument("--kernel", default=os.path.join(ROOT, "target/e2e/kernel/current"))
     ap.add_argument("--work", default=os.path.join(ROOT, "target/e2e/libvirt"))
-    ap.add_argument("--agent", choices=("qga", "qemu-ga"), default="qga")
+    ap.add_argument("--agent", choices=("qga", "qemu-ga", "both"), default="qga",
+                    help="both: qga, then qemu-ga, and the outputs of the agent-only commands compared")
     ap.add_argument("--qemu-ga", default=os.path.join(ROOT, "target/ref/qemu-ga-10/usr/sbin/qemu-ga"))
     ap.add_argument("--keep", action="store_true", help="keep the work directory")
     o = ap.parse_args()
@@ -454,32 +530,18 @@ def main():
     o.vmlinuz = vmlinuz[0]
     shutil.rmtree(o.work, ignore_errors=True)
     os.makedirs(o.work)
-    o.initramfs = os.path.join(o.work, "initramfs.cpio.gz")
-    o.disk = os.path.join(o.work, "disk.img")
-    o.console = os.path.join(o.work, "console.log")
-    extra = []
-    o.init_args = o.side_channel = ""
-    if o.agent == "qemu-ga":
-        from disks import ldd_files
-        for src, dest in [(o.qemu_ga, "/usr/sbin/qemu-ga")] + ldd_files(o.qemu_ga):
-            extra += ["--file", f"{src}:{dest}:0755"]
-        o.side_sock = os.path.join(o.work, "side.sock")
-        o.init_args = " -- -p /dev/virtio-ports/org.qemu.guest_agent.1"
-        o.side_channel = f"""
-    <channel type='unix'>
-      <source mode='bind' path='{o.side_sock}'/>
-      <target type='virtio' name='org.qemu.guest_agent.1'/>
-    </channel>"""
-    subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "initramfs.py"), "--init", o.qga,
-                    "--busybox", o.busybox, "--kernel", o.kernel, "--modules", MODULES,
-                    "--file", os.path.join(ROOT, "scripts", "e2e", "chpasswd.sh") + ":/usr/sbin/chpasswd:0755",
-                    *extra, "--out", o.initramfs], check=True, stdout=subprocess.DEVNULL)
-    with open(o.disk, "wb") as f:
-        f.truncate(64 << 20)
-    subprocess.run(["mkfs.ext4", "-q", "-F", "-L", "qgadisk", o.disk], check=True)
+    agents = ["qga", "qemu-ga"] if o.agent == "both" else [o.agent]
+    if "qemu-ga" in agents and not os.access(o.qemu_ga, os.X_OK):
+        why = f"no qemu-ga at {o.qemu_ga} (scripts/fetch-qemu-ga.sh fetches it)"
+        if o.agent == "both" and os.environ.get("CI") != "true":
+            skipped("qemu-ga under libvirt", why)
+            agents = ["qga"]
+        else:
+            failed("qemu-ga under libvirt", why)
+            agents.remove("qemu-ga")
 
     lv = Libvirtd(o.work)
-    c = Checks(lv)
+    outputs = {}
     try:
         t = time.monotonic()
         lv.start()
@@ -487,31 +549,23 @@ def main():
         import libvirt
         conn = libvirt.open(lv.uri)
         say(f"e2e-libvirt: libvirt {conn.getLibVersion()}, hypervisor {conn.getVersion()}, "
-            f"kernel {os.path.basename(o.vmlinuz)}, agent {o.qga if o.agent == 'qga' else o.qemu_ga}")
-        t = time.monotonic()
-        dom = conn.defineXML(domain_xml(o))
-        dom.create()
-        if o.agent == "qemu-ga":
-            start_qemu_ga(o)
-        up = c.wait_agent(120)
-        timings.append(("domain start to agent answer", time.monotonic() - t))
-        if not check("agent answers through libvirt", up):
-            raise RuntimeError("no agent")
-        prepare_guest(c)
-        check_all(c, timings, power=o.agent == "qga")
+            f"kernel {os.path.basename(o.vmlinuz)}, qga {o.qga}, qemu-ga {o.qemu_ga}")
+        for agent in agents:
+            c = Checks(lv, agent)
+            run_domain(o, conn, c, timings)
+            outputs[agent] = c.outputs
         conn.close()
     except Exception as e:  # noqa: BLE001 - any failure is reported, then cleanup
         failed("e2e-libvirt", f"{type(e).__name__}: {e}")
-        if os.path.exists(o.console):
-            say("---- guest console (tail) ----\n" + "\n".join(open(o.console, errors="replace").read().splitlines()[-30:]))
         say("---- libvirtd log (tail) ----\n" + lv.log_tail())
     finally:
-        if lv.proc and lv.proc.poll() is None:
-            lv.virsh("destroy", DOMAIN)
-            lv.virsh("undefine", DOMAIN)
         lv.stop()
         if not o.keep:
             shutil.rmtree(o.work, ignore_errors=True)
+    if len(outputs) == 2:
+        for key in (" ".join(k) for k in COMPARED):
+            a, b = outputs["qga"].get(key), outputs["qemu-ga"].get(key)
+            check(f"virsh {key}: the same output with qga and qemu-ga", a is not None and a == b, f"qga: {a}\nqemu-ga: {b}")
 
     say("")
     say(f"e2e-libvirt: durations ({time.monotonic() - t_all:.0f} s in all):")
