@@ -287,6 +287,9 @@ def prepare_guest(c):
         ["mkdir", "-p", "/mnt"],
         ["mount", "-t", "ext4", "/dev/vda", "/mnt"],
         ["ip", "link", "set", "lo", "up"],
+        # No SLAAC address from the user network's router advertisements:
+        # whether one has arrived yet would depend on timing.
+        ["sh", "-c", "echo 0 > /proc/sys/net/ipv6/conf/eth0/accept_ra && echo 0 > /proc/sys/net/ipv6/conf/eth0/autoconf"],
         ["ip", "link", "set", "eth0", "up"],
         ["ip", "addr", "add", f"{GUEST_IP}/24", "dev", "eth0"],
         ["hostname", "qga-libvirt-guest"],
