@@ -10,7 +10,8 @@ virtio-scsi disk at target 1 / LUN 2, a PIIX IDE disk on the secondary bus
 (slave), an NVMe namespace with one partition and, when the kernel has the
 `ahci` module (Debian's generic kernel; the cloud kernel lacks it), an AHCI
 SATA disk on port 2. Four file systems are mounted from them. udev's
-database gets ID_SERIAL entries for two disks (both agents read it).
+database gets ID_SERIAL and DM_NAME entries for two disks (both agents
+read it: `serial`, `alias`).
 One guest per kernel: with `--generic-kernel`, Debian's linux-image-amd64
 is fetched (apt-get download + dpkg-deb -x into target/e2e/kernel-generic,
 never installed) and booted too. Where NVMe is built into the kernel (the
@@ -240,7 +241,9 @@ def one_guest(o, kernel):
         sh_ok(c, "mkdir -p /mnt/vblk /mnt/scsi /mnt/ide /mnt/nvme /run/udev/data && "
                  "mount -t ext4 /dev/vda1 /mnt/vblk && mount -t ext4 /dev/sda /mnt/scsi && "
                  "mount -t ext4 /dev/sdb /mnt/ide && mount -t ext4 /dev/nvme0n1p1 /mnt/nvme")
-        sh_ok(c, "for d in vda sda; do echo 'E:ID_SERIAL=serial-of-'$d > /run/udev/data/b$(cat /sys/block/$d/dev); done")
+        # (qemu-ga asks every disk for DM_NAME, not only device-mapper ones.)
+        sh_ok(c, "for d in vda sda; do printf 'E:ID_SERIAL=serial-of-%s\\nE:DM_NAME=alias-of-%s\\n' $d $d"
+                 " > /run/udev/data/b$(cat /sys/block/$d/dev); done")
         c.ok("guest-exec", {"path": "/usr/sbin/qemu-ga", "arg": ["-m", "isa-serial", "-p", "/dev/ttyS1", "-t", "/run",
                                                                  "-f", "/run/qemu-ga.pid"]})
         ref = g.ref_client()
@@ -255,7 +258,8 @@ def one_guest(o, kernel):
                 say(f"  qemu-ga: {theirs.decode()}")
                 say(f"  qga:     {mine.decode()}")
         info = raw_call(c, "guest-get-disks").decode()
-        for kind in ('"bus-type": "virtio"', '"bus-type": "scsi"', '"bus-type": "ide"', '"partition": true'):
+        for kind in ('"bus-type": "virtio"', '"bus-type": "scsi"', '"bus-type": "ide"', '"partition": true',
+                     '"alias": "alias-of-vda"', '"serial": "serial-of-sda"'):
             check(f"{tag}: reply has {kind}", kind in info)
         if sata:
             check(f'{tag}: reply has "bus-type": "sata"', '"bus-type": "sata"' in info)
