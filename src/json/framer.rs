@@ -66,6 +66,7 @@ enum Step {
     Lookahead,
 }
 
+#[derive(Debug)]
 pub struct Framer {
     state: Lex,
     /// Text of the literal tokens of the current message; the token being

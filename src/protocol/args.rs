@@ -7,6 +7,7 @@ use super::ghash;
 use crate::json::{qdict_bucket, Object, Value};
 
 /// The `arguments` object of one request, consumed member by member.
+#[derive(Debug)]
 pub struct Args {
     rest: Object,
     /// Full name of the struct being visited (`vcpus[0]` for a list
