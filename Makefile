@@ -133,3 +133,25 @@ SOAK_SECONDS ?= 600
 soak:
 	$(CARGO) build --release --bin qga
 	SOAK_SECONDS=$(SOAK_SECONDS) python3 scripts/soak.py --qga target/release/qga
+
+# `make e2e-libvirt`: qga under Debian's libvirt (installed without systemd
+# when missing; libvirtd runs in a private mount namespace with its state
+# under $(E2E_DIR)/libvirt): a TCG domain whose /init is qga, checked with
+# virsh's agent commands, then the same with Debian's qemu-ga as the agent,
+# and the agent-only outputs compared (scripts/e2e/under_libvirt.py,
+# docs/vm.md).
+.PHONY: e2e-libvirt
+e2e-libvirt: static
+	bash scripts/e2e/setup.sh --qemu --busybox --kernel
+	bash scripts/fetch-qemu-ga.sh target/ref >/dev/null
+	python3 scripts/e2e/under_libvirt.py --agent both --qga $(STATIC_BIN) --busybox $(BUSYBOX) --kernel $(KERNEL_DIR) --work $(E2E_DIR)/libvirt
+
+# `make e2e-disks`: guest-get-disks and guest-get-fsinfo, qga against
+# Debian's qemu-ga 10.0.2 byte for byte, in guests with virtio-blk,
+# virtio-scsi, IDE, NVMe and (Debian's generic kernel, fetched) AHCI disks
+# (scripts/e2e/disks.py). Not in CI: it downloads a 70 MB kernel package.
+.PHONY: e2e-disks
+e2e-disks: static
+	bash scripts/e2e/setup.sh --qemu --busybox --kernel
+	bash scripts/fetch-qemu-ga.sh target/ref
+	python3 scripts/e2e/disks.py --qga $(STATIC_BIN) --busybox $(BUSYBOX) --kernel $(KERNEL_DIR) --generic-kernel --work $(E2E_DIR)/disks

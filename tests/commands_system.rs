@@ -182,7 +182,7 @@ fn guest_info_lists_the_linux_set() {
         "guest-get-time", "guest-set-time", "guest-shutdown", "guest-file-open", "guest-file-close", "guest-file-read",
         "guest-file-write", "guest-file-seek", "guest-file-flush", "guest-fsfreeze-status", "guest-fsfreeze-freeze",
         "guest-fsfreeze-freeze-list", "guest-fsfreeze-thaw", "guest-fstrim", "guest-suspend-disk", "guest-suspend-ram",
-        "guest-suspend-hybrid", "guest-network-get-interfaces", "guest-get-vcpus", "guest-set-vcpus", "guest-get-fsinfo",
+        "guest-suspend-hybrid", "guest-network-get-interfaces", "guest-get-vcpus", "guest-set-vcpus", "guest-get-disks", "guest-get-fsinfo",
         "guest-set-user-password", "guest-get-memory-blocks", "guest-set-memory-blocks", "guest-get-memory-block-info",
         "guest-get-host-name", "guest-get-users", "guest-get-timezone", "guest-get-osinfo",
         "guest-ssh-get-authorized-keys", "guest-ssh-add-authorized-keys", "guest-ssh-remove-authorized-keys",
@@ -199,15 +199,106 @@ fn guest_info_lists_the_linux_set() {
         let silent = ["guest-shutdown", "guest-suspend-disk", "guest-suspend-ram", "guest-suspend-hybrid"];
         assert_eq!(c["success-response"], !silent.contains(&c["name"].as_str().unwrap()), "{c}");
     }
-    // Needs libudev / Windows in qemu-ga: not built (Debian's qemu-ga has
-    // libudev, so only guest-get-devices is absent there).
-    let absent: &[&str] = if commands_common::is_reference() { &["guest-get-devices"] } else { &["guest-get-disks", "guest-get-devices"] };
-    for &n in absent {
-        assert!(!names.contains(&n));
-        let (class, desc) = a.err(n, "{}");
-        assert_eq!((class.as_str(), desc), ("CommandNotFound", format!("The command {n} has not been found")));
-    }
+    // guest-get-disks: as qemu-ga built with libudev (Debian's), right
+    // before guest-get-fsinfo in schema order.
+    assert_eq!(pos("guest-get-fsinfo") + 1, pos("guest-get-disks"));
+    // Windows only in qemu-ga.
+    let n = "guest-get-devices";
+    assert!(!names.contains(&n));
+    let (class, desc) = a.err(n, "{}");
+    assert_eq!((class.as_str(), desc), ("CommandNotFound", format!("The command {n} has not been found")));
     a.stop();
+}
+
+/// `/dev/` + DEVNAME of a sysfs device's uevent file.
+fn node_of(syspath: &str) -> Option<String> {
+    let u = std::fs::read_to_string(format!("{syspath}/uevent")).ok()?;
+    u.lines().find_map(|l| l.strip_prefix("DEVNAME=")).map(|n| format!("/dev/{n}"))
+}
+
+/// The PCI functions (domain, bus, slot, function) named in a sysfs path.
+fn pci_functions(path: &str) -> Vec<[i64; 4]> {
+    path.split('/')
+        .filter_map(|c| {
+            let (dom, rest) = c.split_once(':')?;
+            let (bus, rest) = rest.split_once(':')?;
+            let (slot, func) = rest.split_once('.')?;
+            let h = |s: &str| (s.len() <= 4).then(|| i64::from_str_radix(s, 16).ok()).flatten();
+            Some([h(dom)?, h(bus)?, h(slot)?, h(func)?])
+        })
+        .collect()
+}
+
+/// guest-get-disks against this machine's /sys, read here on its own:
+/// every non-empty /sys/block link, its partitions after it, the whole
+/// list reversed; dependencies; the address of real devices.
+#[test]
+fn disks_of_this_machine() {
+    let mut a = Agent::start();
+    let got = a.ok("guest-get-disks", "{}");
+    a.stop();
+    let got = got.as_array().unwrap();
+    let mut expect: Vec<(String, bool, String)> = Vec::new();
+    for e in std::fs::read_dir("/sys/block").unwrap().flatten() {
+        if !e.file_type().unwrap().is_symlink() {
+            continue;
+        }
+        let name = e.file_name().to_string_lossy().into_owned();
+        let dir = format!("/sys/block/{name}");
+        if std::fs::read_to_string(format!("{dir}/size")).map_or(true, |s| s == "0\n") {
+            continue;
+        }
+        let Some(node) = node_of(&dir) else { continue };
+        expect.push((node.clone(), false, dir.clone()));
+        for p in std::fs::read_dir(&dir).unwrap().flatten() {
+            let pn = p.file_name().to_string_lossy().into_owned();
+            let rest = pn.strip_prefix(&name).unwrap_or("");
+            let digit = |i: usize| rest.as_bytes().get(i).is_some_and(u8::is_ascii_digit);
+            if p.file_type().unwrap().is_dir() && (digit(0) || (rest.starts_with('p') && digit(1))) {
+                if let Some(pnode) = node_of(&format!("{dir}/{pn}")) {
+                    expect.push((pnode, true, node.clone()));
+                }
+            }
+        }
+    }
+    expect.reverse();
+    let names: Vec<&str> = got.iter().map(|d| d["name"].as_str().unwrap()).collect();
+    assert_eq!(names, expect.iter().map(|e| e.0.as_str()).collect::<Vec<_>>(), "{got:?}");
+    for (d, (node, partition, dir_or_parent)) in got.iter().zip(&expect) {
+        assert_eq!(d["partition"], *partition, "{d}");
+        if *partition {
+            assert_eq!(d["dependencies"], json!([dir_or_parent]), "{d}");
+            assert_eq!(keys(d), vec!["dependencies", "name", "partition"]);
+            continue;
+        }
+        let mut slaves: Vec<String> = std::fs::read_dir(format!("{dir_or_parent}/slaves"))
+            .unwrap()
+            .flatten()
+            .filter_map(|s| node_of(&std::fs::canonicalize(s.path()).unwrap().to_string_lossy()))
+            .collect();
+        slaves.reverse();
+        assert_eq!(d["dependencies"], json!(slaves), "{d}");
+        let real = std::fs::canonicalize(dir_or_parent).unwrap().to_string_lossy().into_owned();
+        if real.contains("/devices/virtual/block/") {
+            assert!(d.get("address").is_none(), "{d}");
+            continue;
+        }
+        let addr = &d["address"];
+        assert_eq!(addr["dev"], json!(node), "{d}");
+        let bus_type = addr["bus-type"].as_str().unwrap();
+        let pci = &addr["pci-controller"];
+        let pci = [&pci["domain"], &pci["bus"], &pci["slot"], &pci["function"]].map(|v| v.as_i64().unwrap());
+        if real.contains("/devices/pci") && bus_type != "unknown" {
+            assert!(pci_functions(&real).contains(&pci), "{pci:?} not in {real}");
+        }
+        if real.contains("/devices/pci") && real.contains("/virtio") && !real.contains("/target") {
+            assert_eq!(bus_type, "virtio", "{d}");
+        }
+        // SMART only for NVMe (and only when the controller answers).
+        if let Some(smart) = d.get("smart") {
+            assert_eq!((bus_type, &smart["type"]), ("nvme", &json!("nvme")), "{d}");
+        }
+    }
 }
 
 #[test]
@@ -217,6 +308,7 @@ fn argument_checks() {
         ("guest-get-time", r#"{"x":1}"#, "Parameter 'x' is unexpected"),
         ("guest-get-osinfo", r#"{"x":1}"#, "Parameter 'x' is unexpected"),
         ("guest-get-fsinfo", r#"{"x":1}"#, "Parameter 'x' is unexpected"),
+        ("guest-get-disks", r#"{"x":1}"#, "Parameter 'x' is unexpected"),
         ("guest-set-time", r#"{"time":"x"}"#, "Invalid parameter type for 'time', expected: integer"),
         ("guest-set-time", r#"{"time":1.0}"#, "Invalid parameter type for 'time', expected: integer"),
         // Out of qemu-ga's [1970, 2070) window: rejected before settimeofday().

@@ -7,8 +7,10 @@
 //! of what they start), nothing of the channel or the loop.
 
 mod accounts;
+mod blockdev;
 mod cpu_mem;
 mod ctx;
+mod disks;
 mod exec;
 pub(crate) mod files;
 mod freeze;
@@ -129,6 +131,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     cmd("guest-network-get-interfaces", network::network_get_interfaces),
     cmd("guest-get-vcpus", cpu_mem::get_vcpus),
     cmd("guest-set-vcpus", cpu_mem::set_vcpus),
+    cmd("guest-get-disks", disks::get_disks),
     cmd("guest-get-fsinfo", fsinfo::get_fsinfo),
     cmd("guest-set-user-password", accounts::set_user_password),
     cmd("guest-get-memory-blocks", cpu_mem::get_memory_blocks),

@@ -17,6 +17,7 @@ pub mod host;
 pub mod io;
 pub mod mount;
 pub mod net;
+pub mod nvme;
 pub mod power;
 pub mod process;
 pub mod pty;
