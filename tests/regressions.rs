@@ -264,9 +264,9 @@ fn frozen_marker_freezes_in_pid1_mode_too() {
         skip::missing("needs root and unshare for a pid namespace");
         return;
     }
-    // Not under /tmp or /run: init mounts a fresh tmpfs on those in its
-    // (private) mount namespace.
-    let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("pid1-{}", std::process::id()));
+    // Not under /tmp or /run (the checkout may be there): init mounts a
+    // fresh tmpfs on those in its (private) mount namespace.
+    let dir = std::path::PathBuf::from("/var/tmp").join(format!("qga-pid1-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("qga.state.isfrozen"), "").unwrap();

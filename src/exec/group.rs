@@ -47,7 +47,13 @@ impl ProcessTable {
                 // grandchild may still hold the pipe after the leader died.
                 p.status = Some(status);
                 p.usage = usage;
-                p.reaped_at = crate::sys::time::boot_ticks();
+                // The group outlives its leader only while members are left
+                // (grandchildren holding the output pipes, typically). Note
+                // who they are: later signals go only to a group where one
+                // of them still lives. An empty group costs one kill(0).
+                if !p.exited() && process::kill_group(pid, 0).is_ok() {
+                    p.group_at_reap = group_members(pid);
+                }
                 self.progress += 1;
             }
         }
@@ -58,11 +64,12 @@ impl ProcessTable {
     /// Sends `sig` to the process group of `p` if it is still known to be
     /// ours; returns whether it was sent.
     pub(super) fn signal_group(p: &Process, sig: libc::c_int) -> bool {
-        // Once the leader is reaped, the group number can only have been
-        // given to somebody else after every member of ours ended: a
-        // member that started before the reap proves the group is ours.
-        // (/proc is read only here, when a signal is due: never per exec.)
-        let ours = p.status.is_none() || group_members(p.pid).iter().any(|&(_, start)| start <= p.reaped_at);
+        // Once the leader is reaped, the group number can be given to
+        // somebody else as soon as every member of ours ended: only a
+        // member seen at the reap (same pid, same start time) proves the
+        // group is still ours.
+        let ours = p.status.is_none()
+            || (!p.group_at_reap.is_empty() && group_members(p.pid).iter().any(|m| p.group_at_reap.contains(m)));
         // ESRCH (the group is gone meanwhile) is not an error.
         ours && process::kill_group(p.pid, sig).is_ok()
     }

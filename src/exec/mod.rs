@@ -20,8 +20,8 @@
 //! * Input held for children's stdin is bounded by [`MAX_PENDING_INPUT`]
 //!   in all (decoded bytes).
 //! * A process group is only signalled while qga knows it to be its own:
-//!   its leader not yet reaped, or a member alive that started before the
-//!   leader was reaped (so a pid the kernel has since reused for somebody
+//!   its leader not yet reaped, or a member left at the reap (pid and start
+//!   time) still alive (so a pid the kernel has since reused for somebody
 //!   else's group is never hit).
 
 mod group;
@@ -126,9 +126,10 @@ pub struct Process {
     usage: Usage,
     /// The terminal's master side (tty processes), for resizing.
     terminal: Option<OwnedFd>,
-    /// When the leader was reaped, in clock ticks since boot: the group
-    /// may only be signalled while a member that started before it lives.
-    reaped_at: u64,
+    /// Members of the process group (pid, start time) left when the
+    /// leader was reaped: the group may only be signalled while one of
+    /// them lives (empty: the group was gone).
+    group_at_reap: Vec<(Pid, u64)>,
     stdin: Option<StdinFeed>,
     out: Option<Capture>,
     err: Option<Capture>,
@@ -297,7 +298,7 @@ impl ProcessTable {
             status: None,
             usage: Usage::default(),
             terminal: spawned.terminal,
-            reaped_at: 0,
+            group_at_reap: Vec::new(),
             stdin,
             out,
             err,

@@ -72,16 +72,3 @@ pub fn set_time_of_day(secs: i64, usecs: i64) -> Result<(), Errno> {
     cvt(unsafe { libc::settimeofday(&tv, std::ptr::null()) })?;
     Ok(())
 }
-
-/// Clock ticks since boot (CLOCK_BOOTTIME), the unit and origin of a
-/// process's start time in /proc/PID/stat.
-pub fn boot_ticks() -> u64 {
-    // SAFETY: an all-zero timespec is a valid value.
-    let mut ts: libc::timespec = unsafe { std::mem::zeroed() };
-    // SAFETY: clock_gettime writes one timespec into valid memory.
-    unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) };
-    let hz = super::host::clock_ticks().max(1);
-    let secs = u64::try_from(ts.tv_sec).unwrap_or(0);
-    let nanos = u64::try_from(ts.tv_nsec).unwrap_or(0);
-    secs.saturating_mul(hz).saturating_add(nanos.saturating_mul(hz) / 1_000_000_000)
-}
