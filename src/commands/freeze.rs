@@ -22,8 +22,9 @@ use crate::protocol::{Args, QgaError};
 type R = Result<Outcome, QgaError>;
 
 /// FIFREEZE = _IOWR('X', 119, int), FITHAW = _IOWR('X', 120, int).
-const FIFREEZE: libc::c_ulong = 0xC004_5877;
-const FITHAW: libc::c_ulong = 0xC004_5878;
+/// `libc::Ioctl`: ioctl's request is c_ulong on glibc, c_int on musl.
+const FIFREEZE: libc::Ioctl = 0xC004_5877_u32 as libc::Ioctl;
+const FITHAW: libc::Ioctl = 0xC004_5878_u32 as libc::Ioctl;
 
 fn errno() -> i32 {
     std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO)

@@ -36,6 +36,10 @@ struct IfreqHw {
     _pad: [u8; 8],
 }
 
+/// SIOCGIFHWADDR, typed `libc::Ioctl` (libc's constant is c_ulong, which
+/// musl's ioctl does not take).
+const SIOCGIFHWADDR: libc::Ioctl = 0x8927;
+
 /// `guest_get_hw_addr()`: None when the interface has no address.
 fn hw_addr(name: &CStr) -> Result<Option<[u8; 6]>, QgaError> {
     // SAFETY: a plain socket for the ioctl, owned right away.
@@ -50,7 +54,7 @@ fn hw_addr(name: &CStr) -> Result<Option<[u8; 6]>, QgaError> {
         *d = *s as libc::c_char;
     }
     // SAFETY: SIOCGIFHWADDR fills our ifreq-sized buffer.
-    if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFHWADDR, &mut req) } == -1 {
+    if unsafe { libc::ioctl(sock.as_raw_fd(), SIOCGIFHWADDR, &mut req) } == -1 {
         let e = errno();
         let msg = format!("failed to get MAC address of {}: {}", name.to_string_lossy(), strerror(e));
         if e == libc::EADDRNOTAVAIL {
@@ -758,8 +762,8 @@ struct FstrimRange {
     minlen: u64,
 }
 
-/// FITRIM = _IOWR('X', 121, struct fstrim_range).
-const FITRIM: libc::c_ulong = 0xC018_5879;
+/// FITRIM = _IOWR('X', 121, struct fstrim_range); `libc::Ioctl` as FIFREEZE.
+const FITRIM: libc::Ioctl = 0xC018_5879_u32 as libc::Ioctl;
 
 pub fn fstrim(_: &mut Agent, mut a: Args) -> R {
     let minimum = a.opt_int("minimum")?;
