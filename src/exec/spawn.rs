@@ -289,6 +289,9 @@ fn posix_spawn_child(
         libc::posix_spawn_file_actions_adddup2(&mut acts, fds[0], 0);
         libc::posix_spawn_file_actions_adddup2(&mut acts, fds[1], 1);
         libc::posix_spawn_file_actions_adddup2(&mut acts, if fds[2] < 0 { 1 } else { fds[2] }, 2);
+        // glibc only; on musl every agent fd is close-on-exec already
+        // (tests/ check a child's /proc/self/fd on each build).
+        #[cfg(target_env = "gnu")]
         libc::posix_spawn_file_actions_addclosefrom_np(&mut acts, 3);
         let spawn = |path: *const libc::c_char, args: *const *const libc::c_char| -> Result<libc::pid_t, i32> {
             let mut pid = 0;
