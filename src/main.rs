@@ -19,7 +19,11 @@ fn run() -> i32 {
     // mapping: returned at free, grown by mremap without copying. glibc's
     // default threshold climbs after the first free of a big block; then
     // they land in the brk heap, where realloc copies and free keeps.
+    // musl has no mallopt and needs none: its malloc always maps blocks
+    // above ~128 KiB on their own, unmaps them at free and grows them with
+    // mremap (measured in docs/vm.md).
     // SAFETY: plain libc call, before any allocation of note.
+    #[cfg(target_env = "gnu")]
     unsafe { libc::mallopt(libc::M_MMAP_THRESHOLD, 256 << 10) };
     let argv: Vec<String> = std::env::args().collect();
     let env_conf = std::env::var("QGA_CONF").ok();
