@@ -101,7 +101,7 @@ pub fn glib_critical_text(msg: &str) -> String {
     let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
     // SAFETY: localtime_r fills a local struct tm from a local time_t.
     let tm = unsafe {
-        let t = now.as_secs() as libc::time_t;
+        let t = now.as_secs() as _; // not libc::time_t: deprecated on musl
         let mut tm: libc::tm = std::mem::zeroed();
         libc::localtime_r(&t, &mut tm);
         tm

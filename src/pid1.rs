@@ -166,7 +166,7 @@ fn sleep_interruptible(d: Duration) {
     if terminate_requested() {
         return;
     }
-    let ts = libc::timespec { tv_sec: d.as_secs() as libc::time_t, tv_nsec: d.subsec_nanos() as libc::c_long };
+    let ts = libc::timespec { tv_sec: d.as_secs() as _, tv_nsec: d.subsec_nanos() as libc::c_long };
     // SAFETY: one nanosleep; EINTR (a signal arrived) just ends the sleep.
     unsafe { libc::nanosleep(&ts, std::ptr::null_mut()) };
 }

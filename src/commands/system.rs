@@ -51,7 +51,9 @@ pub fn get_time(_: &mut Agent, a: Args) -> R {
 const HWCLOCK: &str = "/sbin/hwclock";
 
 /// Local calendar year of `secs`, as `g_date_set_time_t()` sees it.
-fn local_year(secs: libc::time_t) -> Option<i64> {
+fn local_year(secs: i64) -> Option<i64> {
+    // `as _`: naming libc::time_t warns on musl (deprecated alias there).
+    let secs = secs as _;
     // SAFETY: localtime_r with valid pointers.
     unsafe {
         let mut tm: libc::tm = std::mem::zeroed();
@@ -72,10 +74,10 @@ pub fn set_time(agent: &mut Agent, mut a: Args) -> R {
     if let Some(ns) = time {
         let secs = ns / 1_000_000_000;
         let usecs = (ns % 1_000_000_000) / 1000;
-        if !local_year(secs as libc::time_t).is_some_and(|y| (1970..2070).contains(&y)) {
+        if !local_year(secs).is_some_and(|y| (1970..2070).contains(&y)) {
             return Err(QgaError::generic("Invalid time"));
         }
-        let tv = libc::timeval { tv_sec: secs as libc::time_t, tv_usec: usecs as libc::suseconds_t };
+        let tv = libc::timeval { tv_sec: secs as _, tv_usec: usecs as _ };
         // SAFETY: settimeofday with a valid timeval and no timezone.
         if unsafe { libc::settimeofday(&tv, std::ptr::null()) } < 0 {
             return Err(QgaError::with_errno("Failed to set time to guest", errno()));
@@ -309,6 +311,9 @@ pub fn get_users(_: &mut Agent, a: Args) -> R {
     a.finish()?;
     let mut users: Vec<(String, f64)> = Vec::new();
     // SAFETY: the utmpx iteration API; entries are copied before the next call.
+    // musl's utmpx functions are deprecated stubs (musl writes no utmp):
+    // a musl build reports no users.
+    #[cfg_attr(target_env = "musl", allow(deprecated))]
     unsafe {
         libc::setutxent();
         loop {
