@@ -71,7 +71,7 @@ static-check: static
 		printf '#!/bin/sh\nexec %s %s "$$@"\n' $(QEMU_USER) $(abspath $(STATIC_BIN)) > $(STATIC_BIN)-user; \
 		chmod 755 $(STATIC_BIN)-user; bin=$(abspath $(STATIC_BIN))-user; \
 	else bin=$(abspath $(STATIC_BIN)); fi; \
-	QGA_TEST_BIN=$$bin $(CARGO) test --release $(STATIC_CHECK_TESTS)
+	QGA_TEST_BIN=$$bin $(CARGO) test $(STATIC_CHECK_TESTS)
 
 # `make initramfs`: static qga as /init + static busybox + the virtio
 # modules of the Debian kernel of scripts/arches.tsv (fetched, never installed).

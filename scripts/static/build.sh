@@ -9,6 +9,7 @@
 # rustc/cargo with the matching rust-src and std is built from source
 # (-Z build-std). The unwinder that std's musl target links as libunwind.a
 # is gcc's libgcc_eh.a plus a stub for the glibc-only _dl_find_object.
+# QGA_STATIC_RUSTFLAGS replaces the size flags below (for measurements).
 # First run: debootstrap ~2.5 min, std+qga ~4 min per arch; later runs reuse
 # the chroot, the cargo registry and the target dir.
 set -euo pipefail
@@ -83,6 +84,9 @@ if [ ! -e "$ROOT$TOOLS/.ready" ]; then
         touch $TOOLS/.ready" || die "could not prepare the $ARCH linker"
 fi
 
+# Size knobs chosen by measurement (docs/vm.md): panics abort without
+# formatting a message, and no file:line:column strings are kept for them.
+RUSTFLAGS_SIZE=${QGA_STATIC_RUSTFLAGS--Zunstable-options -Cpanic=immediate-abort -Zlocation-detail=none}
 TDIR=/src/target/static-build
 UP=$(echo "$RTARGET" | tr 'a-z-' 'A-Z_')
 args=()
@@ -91,7 +95,7 @@ log "cargo build ${BINS[*]} for $RTARGET (std from source)"
 in_chroot env SSL_CERT_FILE=/etc/qga-ca.crt CARGO_HTTP_CAINFO=/etc/qga-ca.crt \
     CARGO_HOME=/src/target/static-env/cargo-home CARGO_TARGET_DIR=$TDIR RUSTC_BOOTSTRAP=1 \
     "CARGO_TARGET_${UP}_LINKER=$TOOLS/cc" \
-    "CARGO_TARGET_${UP}_RUSTFLAGS=-C link-self-contained=no -L $TOOLS ${QGA_STATIC_RUSTFLAGS:-}" \
+    "CARGO_TARGET_${UP}_RUSTFLAGS=-C link-self-contained=no -L $TOOLS $RUSTFLAGS_SIZE" \
     sh -c "cd /src && nice cargo build --release --locked ${QGA_STATIC_CARGOFLAGS:-} -Z build-std=std,panic_abort --target $RTARGET ${args[*]}" >&2 ||
     die "cargo build for $RTARGET failed"
 
