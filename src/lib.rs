@@ -4,6 +4,7 @@
 //! the channel, the process table (`exec`) and the signal pipe.
 
 pub mod agent;
+pub mod alloc_cache;
 pub mod channel;
 pub mod commands;
 pub mod config;

@@ -5,6 +5,11 @@ use qga::channel::{self, Endpoint, Method};
 use qga::config::{self, Action};
 use qga::{commands, log, pid1, startup};
 
+/// musl's malloc is slow for small blocks: free lists in front of it.
+#[cfg(target_env = "musl")]
+#[global_allocator]
+static ALLOC: qga::alloc_cache::Cached = qga::alloc_cache::Cached::new();
+
 fn main() {
     std::process::exit(run());
 }
