@@ -537,7 +537,8 @@ fn children_inherit_no_agent_fd() {
     let (agent, mut c) = Agent::start();
     let file = agent.dir().join("held-open");
     let h = c.ok("guest-file-open", json!({"path": file.to_str().unwrap(), "mode": "w"}));
-    let list = "ls /proc/$$/fd";
+    // "; exit 0": a shell that execs its last command would list ls's own fds.
+    let list = "ls /proc/$$/fd; exit 0";
     let mut cases = vec![
         ("posix_spawn", json!({"path": "sh", "arg": ["-c", list], "capture-output": true})),
         ("input-data", json!({"path": "sh", "arg": ["-c", format!("cat >/dev/null; {list}")], "input-data": "aGk=", "capture-output": true})),

@@ -12,7 +12,7 @@
 #              the kernel of the table's suite through a private foreign-arch
 #              apt configuration (dpkg is not touched) into
 #              $E2E_DIR/<arch>/busybox and $E2E_DIR/<arch>/kernel/current;
-#              --vsock does nothing (the foreign suites run virtio-serial).
+#              --vsock is the host-side backend, as for x86_64.
 #
 #   --qemu     qemu-system-x86 WITHOUT letting apt remove qemu-utils: plain
 #              `apt-get install --no-remove` first; when apt refuses (the image
@@ -264,8 +264,8 @@ if [ "$ARCH" != x86_64 ]; then
             --qemu) setup_qemu_foreign ;;
             --busybox) setup_busybox_foreign ;;
             --kernel) setup_kernel_foreign ;;
-            --vsock) ;;
-            --all) setup_qemu_foreign; setup_busybox_foreign; setup_kernel_foreign ;;
+            --vsock) setup_vsock ;;
+            --all) setup_qemu_foreign; setup_busybox_foreign; setup_kernel_foreign; setup_vsock ;;
             *) die "unknown argument $a" ;;
         esac
     done
