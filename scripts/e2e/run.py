@@ -426,6 +426,9 @@ def boot_split(g, c, t_first):
         skipped(f"{g.name}: boot split", "no 'Run /init as init process' or mark in dmesg")
         return
     at_first = uptime - ((t_send + t_back) / 2 - t_first)
+    # What the kernel logged after /init started (module loads, devices).
+    for l in [l for l in lines[1:] if l.startswith("[") and t_init < float(l[1:].split("]")[0]) < t_mark][:12]:
+        say(f"  dmesg after /init: {l}")
     measured(f"{g.name}: kernel start to /init (guest clock)", f"{t_init:.3f} s")
     measured(f"{g.name}: /init to first reply (guest clock)",
              f"{(at_first - (t_init + uptime - t_mark)) * 1000:.0f} ms (+- {(t_back - t_send) * 500:.0f} ms)")
