@@ -68,7 +68,8 @@ STATIC_CHECK_TESTS ?= --test protocol --test exec
 static-check: static
 	@if [ "$(QEMU_USER)" != - ]; then \
 		command -v $(QEMU_USER) >/dev/null || bash scripts/e2e/setup.sh --arch $(ARCH) --qemu; \
-		printf '#!/bin/sh\nexec %s %s "$$@"\n' $(QEMU_USER) $(abspath $(STATIC_BIN)) > $(STATIC_BIN)-user; \
+		printf '#!/bin/sh\n# no PWD from this shell in the agent'"'"'s environment\nexec /usr/bin/env -u PWD %s %s "$$@"\n' \
+			$$(command -v $(QEMU_USER)) $(abspath $(STATIC_BIN)) > $(STATIC_BIN)-user; \
 		chmod 755 $(STATIC_BIN)-user; bin=$(abspath $(STATIC_BIN))-user; \
 	else bin=$(abspath $(STATIC_BIN)); fi; \
 	QGA_TEST_BIN=$$bin $(CARGO) test $(STATIC_CHECK_TESTS)

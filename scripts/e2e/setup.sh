@@ -155,7 +155,7 @@ setup_vsock() {
 # ---- foreign architectures (scripts/arches.tsv) ----
 ARCH=x86_64
 arch_row() {
-    read -r _ _ DARCH _ QSYS QDEB _ KMETA SUITE < <(awk -v a="$ARCH" '$1 == a' scripts/arches.tsv) || true
+    read -r _ _ DARCH _ QSYS QDEB _ KMETA SUITE _ < <(awk -v a="$ARCH" '$1 == a' scripts/arches.tsv) || true
     [ -n "${KMETA:-}" ] || die "unknown arch '$ARCH' (see scripts/arches.tsv)"
 }
 

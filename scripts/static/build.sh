@@ -24,7 +24,8 @@ BINS=("$@")
 log() { echo "static: $*" >&2; }
 die() { echo "static: ERROR: $*" >&2; exit 1; }
 
-read -r _ RTARGET DARCH TRIPLET _ < <(awk -v a="$ARCH" '$1 == a' scripts/arches.tsv) || true
+read -r _ RTARGET DARCH TRIPLET _ _ _ _ _ XFLAGS < <(awk -v a="$ARCH" '$1 == a' scripts/arches.tsv) || true
+[ "${XFLAGS:-}" != - ] || XFLAGS=""
 [ -n "${RTARGET:-}" ] || die "unknown ARCH '$ARCH' (see scripts/arches.tsv)"
 
 ENV_DIR=${QGA_STATIC_ENV:-$SRC/target/static-env}
@@ -95,7 +96,7 @@ log "cargo build ${BINS[*]} for $RTARGET (std from source)"
 in_chroot env SSL_CERT_FILE=/etc/qga-ca.crt CARGO_HTTP_CAINFO=/etc/qga-ca.crt \
     CARGO_HOME=/src/target/static-env/cargo-home CARGO_TARGET_DIR=$TDIR RUSTC_BOOTSTRAP=1 \
     "CARGO_TARGET_${UP}_LINKER=$TOOLS/cc" \
-    "CARGO_TARGET_${UP}_RUSTFLAGS=-C link-self-contained=no -L $TOOLS $RUSTFLAGS_SIZE" \
+    "CARGO_TARGET_${UP}_RUSTFLAGS=-C link-self-contained=no -L $TOOLS $XFLAGS $RUSTFLAGS_SIZE" \
     sh -c "cd /src && nice cargo build --release --locked ${QGA_STATIC_CARGOFLAGS:-} -Z build-std=std,panic_abort --target $RTARGET ${args[*]}" >&2 ||
     die "cargo build for $RTARGET failed"
 
