@@ -441,10 +441,14 @@ pub fn link_virtio_port(path: &str) -> bool {
 }
 
 /// Opens the channel, waiting for it to appear (modules still probing,
-/// the port's name not yet announced by the host). Polls with a backoff
-/// from 5 ms to 1 s; a terminating signal meanwhile ends the machine.
+/// the port's name not yet announced by the host). Polls every 5 ms for
+/// the first second (a port usually appears within it, right after its
+/// module's probe: a doubling backoff overshot that by up to as long again),
+/// then backs off to once a second; a terminating signal meanwhile ends
+/// the machine.
 fn open_channel_waiting(method: Method, path: &str) -> Endpoint {
     let mut delay = Duration::from_millis(5);
+    let start = Instant::now();
     let mut logged = false;
     loop {
         if terminate_requested() {
@@ -469,7 +473,9 @@ fn open_channel_waiting(method: Method, path: &str) -> Endpoint {
             }
         }
         sleep_interruptible(delay);
-        delay = (delay * 2).min(Duration::from_secs(1));
+        if start.elapsed() >= Duration::from_secs(1) {
+            delay = (delay * 2).min(Duration::from_secs(1));
+        }
     }
 }
 
