@@ -17,7 +17,7 @@
            /lib/modules/qga/NN-<name>.ko, loaded in that order by qga
            (`modules-dir=/lib/modules/qga` in the generated config).
            Modules the kernel has built in (its modules.builtin) are
-           skipped.
+           skipped; .ko.xz and .ko.gz are stored decompressed.
 --modules  comma-separated module names in load order (default: what a
            virtio-serial + vsock guest needs on Debian's 6.1 cloud kernel).
 --conf     /etc/qemu/qemu-ga.conf to ship (default: a generated one that
@@ -30,6 +30,7 @@ inodes numbered in order, gzip header without name or time.
 
 import argparse
 import gzip
+import lzma
 import os
 import stat
 import subprocess
@@ -108,6 +109,7 @@ def find_modules_root(kernel):
     return os.path.join(base, versions[0])
 
 
+UNPACK = {".ko.xz": lzma.decompress, ".ko.gz": gzip.decompress}
 ELF_MACHINES = {62: "x86_64", 183: "aarch64", 243: "riscv64"}
 
 
@@ -190,7 +192,12 @@ def main():
             if not src:
                 sys.exit(f"initramfs: module {name} not found under {root}")
             ext = src[src.index(".ko"):]
-            img.file(f"{MODULES_DIR}/{i:02d}-{name}{ext}", read(src))
+            data = read(src)
+            if ext in UNPACK:
+                # The image is gzip'd anyway; the kernel's own decompression
+                # of a .ko.xz under TCG cost 80 ms per module (riscv64).
+                data, ext = UNPACK[ext](data), ".ko"
+            img.file(f"{MODULES_DIR}/{i:02d}-{name}{ext}", data)
 
     if a.conf:
         img.file("/etc/qemu/qemu-ga.conf", read(a.conf))

@@ -409,7 +409,7 @@ def boot_split(g, c, t_first):
     read happens within the exec's round trip: +- half of it). dmesg's
     clock and /proc/uptime are tied by a mark written to /dev/kmsg next to
     the uptime read (they differ by up to half a second on aarch64)."""
-    script = "cat /proc/uptime; echo qga-e2e-mark >/dev/kmsg; dmesg"
+    script = "cat /proc/uptime; echo qga-e2e-mark >/dev/kmsg; dmesg; grep -h VmRSS /proc/1/status"
     t_send = time.monotonic()
     pid = c.ok("guest-exec", {"path": "sh", "arg": ["-c", script], "capture-output": True})["pid"]
     t_back = time.monotonic()
@@ -421,6 +421,9 @@ def boot_split(g, c, t_first):
         hit = [l for l in lines[1:] if text in l and l.startswith("[")]
         return float(hit[0][1:].split("]")[0]) if hit else None
 
+    rss = [l.split()[1] for l in lines if l.startswith("VmRSS:")]
+    if rss:
+        measured(f"{g.name}: qga (pid 1) VmRSS after start, in the guest", f"{rss[0]} KiB")
     t_init, t_mark = stamp("Run /init as init process"), stamp("qga-e2e-mark")
     if t_init is None or t_mark is None:
         skipped(f"{g.name}: boot split", "no 'Run /init as init process' or mark in dmesg")
