@@ -54,46 +54,75 @@ clean:
 	$(CARGO) clean
 
 # ---- Minimal guests (docs/vm.md) -------------------------------------------
-# `make static`: a fully static, stripped x86_64 qga at $(STATIC_BIN): the
-# musl target when its standard library is installed, else glibc with
-# crt-static (an explicit --target keeps RUSTFLAGS off build scripts and
-# away from target/release).
-STATIC_BIN ?= target/static/qga
-INITRAMFS ?= target/initramfs.cpio.gz
+# ARCH: a row of scripts/arches.tsv (x86_64, aarch64, riscv64). x86_64 files
+# sit at the top of each folder, the others in a subfolder named by ARCH.
+# `make static`: a static, stripped musl qga at $(STATIC_BIN), built in the
+# Debian sid chroot that scripts/static/build.sh prepares and caches under
+# target/static-env/. `make static-glibc`: the glibc static-pie (x86_64).
+ARCH ?= x86_64
+SUB := $(if $(filter x86_64,$(ARCH)),,/$(ARCH))
+STATIC_BIN ?= target/static$(SUB)/qga
+GLIBC_BIN ?= target/static/glibc/qga
 E2E_DIR ?= target/e2e
-KERNEL_DIR ?= $(E2E_DIR)/kernel/current
-BUSYBOX ?= /bin/busybox
-MUSL_TARGET := x86_64-unknown-linux-musl
+E2E_WORK ?= $(E2E_DIR)$(SUB)
+INITRAMFS ?= target$(SUB)/initramfs.cpio.gz
+KERNEL_DIR ?= $(E2E_WORK)/kernel/current
+BUSYBOX ?= $(if $(SUB),$(E2E_WORK)/busybox,/bin/busybox)
+QEMU_USER := $(shell awk -v a=$(ARCH) '$$1 == a {print $$7}' scripts/arches.tsv)
 GNU_TARGET := x86_64-unknown-linux-gnu
+DIST_DIR ?= target/dist
+DIST_ARCHES ?= $(shell awk '!/^\#/ {print $$1}' scripts/arches.tsv)
 
-.PHONY: initramfs
+.PHONY: initramfs static-glibc static-check dist
 
 static:
-	@set -e; \
-	if [ -d "$$(rustc --print target-libdir --target $(MUSL_TARGET) 2>/dev/null)" ]; then \
-		t=$(MUSL_TARGET); flags=""; \
-	else \
-		t=$(GNU_TARGET); flags="-C target-feature=+crt-static"; \
-	fi; \
-	echo "static: building for $$t $$flags"; \
-	RUSTFLAGS="$$flags" $(CARGO) build --release --bin qga --target $$t; \
-	mkdir -p $(dir $(STATIC_BIN)); \
-	cp target/$$t/release/qga $(STATIC_BIN); \
-	if readelf -lW $(STATIC_BIN) | grep -q 'INTERP'; then echo "static: $(STATIC_BIN) is NOT static" >&2; exit 1; fi; \
-	echo "static: $(STATIC_BIN): $$(stat -c %s $(STATIC_BIN)) bytes ($$t, static, stripped)"
+	bash scripts/static/build.sh $(ARCH) $(dir $(STATIC_BIN))
+
+static-glibc:
+	RUSTFLAGS="-C target-feature=+crt-static" $(CARGO) build --release --bin qga --target $(GNU_TARGET)
+	@mkdir -p $(dir $(GLIBC_BIN))
+	cp target/$(GNU_TARGET)/release/qga $(GLIBC_BIN)
+	@if readelf -lW $(GLIBC_BIN) | grep -q INTERP; then echo "static-glibc: $(GLIBC_BIN) is NOT static" >&2; exit 1; fi
+	@echo "static-glibc: $(GLIBC_BIN): $$(stat -c %s $(GLIBC_BIN)) bytes (glibc static-pie, stripped)"
+
+# `make static-check`: the protocol, exec and child-fd tests against the
+# static binary (a foreign one under qemu-user; its RSS is not the guest's).
+STATIC_CHECK_TESTS ?= --test protocol --test exec
+static-check: static
+	@if [ "$(QEMU_USER)" != - ]; then \
+		command -v $(QEMU_USER) >/dev/null || bash scripts/e2e/setup.sh --arch $(ARCH) --qemu; \
+		printf '#!/bin/sh\n# no PWD from this shell in the agent'"'"'s environment\nexec /usr/bin/env -u PWD %s %s "$$@"\n' \
+			$$(command -v $(QEMU_USER)) $(abspath $(STATIC_BIN)) > $(STATIC_BIN)-user; \
+		chmod 755 $(STATIC_BIN)-user; bin=$(abspath $(STATIC_BIN))-user; \
+	else bin=$(abspath $(STATIC_BIN)); fi; \
+	QGA_TEST_BIN=$$bin $(CARGO) test $(STATIC_CHECK_TESTS)
 
 # `make initramfs`: static qga as /init + static busybox + the virtio
-# modules of Debian's cloud kernel (fetched, never installed).
+# modules of the Debian kernel of scripts/arches.tsv (fetched, never installed).
 initramfs: static
-	bash scripts/e2e/setup.sh --busybox --kernel
+	bash scripts/e2e/setup.sh --arch $(ARCH) --busybox --kernel
 	python3 scripts/initramfs.py --init $(STATIC_BIN) --busybox $(BUSYBOX) --kernel $(KERNEL_DIR) --out $(INITRAMFS)
-	@echo "initramfs: $(INITRAMFS) (kernel: $$(ls $(KERNEL_DIR)/boot/vmlinuz-*))"
+	@echo "initramfs: $(INITRAMFS) (kernel: $$(ls $(KERNEL_DIR)/boot/vmlinu*))"
 
 # `make e2e`: installs what it needs, boots TCG guests whose /init is qga.
 e2e: static
-	bash scripts/e2e/setup.sh --all
+	bash scripts/e2e/setup.sh --arch $(ARCH) --all
 	$(CARGO) build --release --bins || echo "e2e: warning: could not build every binary; checks needing qgactl will skip"
-	python3 scripts/e2e/run.py --qga $(STATIC_BIN) --busybox $(BUSYBOX) --kernel $(KERNEL_DIR) --work $(E2E_DIR)
+	python3 scripts/e2e/run.py --arch $(ARCH) --qga $(STATIC_BIN) --busybox $(BUSYBOX) --kernel $(KERNEL_DIR) --work $(E2E_WORK)
+
+# `make dist`: per architecture the static qga and its initramfs, a static
+# x86_64 qgactl, and SHA256SUMS, in $(DIST_DIR) (README.md).
+dist:
+	rm -rf $(DIST_DIR) && mkdir -p $(DIST_DIR)
+	@set -e; for a in $(DIST_ARCHES); do \
+		$(MAKE) --no-print-directory initramfs ARCH=$$a; \
+		sub=$$( [ $$a = x86_64 ] || echo /$$a ); \
+		cp target/static$$sub/qga $(DIST_DIR)/qga-$$a; \
+		cp target$$sub/initramfs.cpio.gz $(DIST_DIR)/initramfs-$$a.cpio.gz; \
+	done
+	bash scripts/static/build.sh x86_64 target/static/qgactl-dist qgactl
+	cp target/static/qgactl-dist/qgactl $(DIST_DIR)/qgactl-x86_64
+	cd $(DIST_DIR) && sha256sum qga-* initramfs-* qgactl-* > SHA256SUMS && cat SHA256SUMS && ls -l
 
 # `make install`: the binary, the systemd unit and the udev rule.
 BINDIR ?= $(PREFIX)/bin

@@ -530,3 +530,32 @@ fn path_lookup_without_any_path_uses_glib_default() {
     let st = c.exec_and_wait(json!({"path": "qga-cwd-tool", "capture-output": true}));
     assert_eq!(data_of(&st, "out-data"), b"cwd-tool\n".to_vec(), "{}", st);
 }
+
+/// Every agent fd is close-on-exec on every libc: with a guest-file handle,
+/// the channel, the event loop and a child's pipes open, a child's shell
+/// holds exactly 0, 1 and 2 — through posix_spawn (plain and with
+/// input-data) and through fork+exec (run-as-user, root only). Run it against
+/// a static build with QGA_TEST_BIN (`make static-check`).
+#[test]
+fn children_inherit_no_agent_fd() {
+    let (agent, mut c) = Agent::start();
+    let file = agent.dir().join("held-open");
+    let h = c.ok("guest-file-open", json!({"path": file.to_str().unwrap(), "mode": "w"}));
+    // "; exit 0": a shell that execs its last command would list ls's own fds.
+    let list = "ls /proc/$$/fd; exit 0";
+    let mut cases = vec![
+        ("posix_spawn", json!({"path": "sh", "arg": ["-c", list], "capture-output": true})),
+        ("input-data", json!({"path": "sh", "arg": ["-c", format!("cat >/dev/null; {list}")], "input-data": "aGk=", "capture-output": true})),
+    ];
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 && !is_reference_agent() {
+        cases.push(("fork (user)", json!({"path": "sh", "arg": ["-c", list], "capture-output": true, "user": "0"})));
+    } else {
+        eprintln!("note: not root, the fork+exec path (run-as-user) is not listed");
+    }
+    for (name, args) in cases {
+        let st = c.exec_and_wait(args);
+        assert_eq!(String::from_utf8_lossy(&data_of(&st, "out-data")), "0\n1\n2\n", "{name}: {st}");
+    }
+    c.ok("guest-file-close", json!({"handle": h}));
+}

@@ -3,8 +3,13 @@
 to it over the real channels (virtio-serial, isa-serial, vsock through the
 user-space vhost-device-vsock backend).
 
-    scripts/e2e/run.py --qga target/static/qga --kernel target/e2e/kernel/current \
-        [--busybox /bin/busybox] [--work target/e2e] [--only virtio,isa,vsock] [--keep]
+    scripts/e2e/run.py [--arch x86_64|aarch64|riscv64] --qga target/static/qga \
+        --kernel target/e2e/kernel/current [--busybox /bin/busybox] [--work target/e2e] \
+        [--only virtio,isa,vsock]
+
+--arch picks the guest (scripts/arches.tsv; the boot settings per arch are
+in BOARDS below): x86_64 runs q35 guests over virtio-serial, isa-serial and
+vsock; aarch64 and riscv64 run `-M virt` guests over virtio-serial and vsock.
 
 Prerequisites are installed by scripts/e2e/setup.sh (`make e2e` runs both).
 Prints PASS/FAIL/SKIP per check, the measurements (time from QEMU start to
@@ -32,6 +37,28 @@ RESULTS = {"passed": 0, "failed": 0, "skipped": 0}
 MEASURED = []
 VSOCK_PORT = 1024
 GUEST_CID = 3
+
+# How each architecture boots under TCG (measured in
+# /work/shared/reference/vm-arm.md: pauth=off makes aarch64 40 % faster).
+BOARDS = {
+    "x86_64": {"machine": "q35", "cpu": "max", "console": "ttyS0", "accel": "tcg,thread=single",
+               "extra": [], "transports": "virtio,isa,vsock"},
+    "aarch64": {"machine": "virt", "cpu": "max,pauth=off", "console": "ttyAMA0",
+                "accel": "tcg,thread=single,tb-size=64", "extra": [], "transports": "virtio,vsock"},
+    "riscv64": {"machine": "virt", "cpu": "rv64", "console": "ttyS0", "accel": "tcg,thread=single,tb-size=64",
+                "extra": ["-bios", "default"], "transports": "virtio,vsock"},
+}
+
+
+def arch_row(arch):
+    """The arch's row of scripts/arches.tsv as a dict."""
+    with open(os.path.join(ROOT, "scripts", "arches.tsv")) as f:
+        lines = [l.split() for l in f if l.strip()]
+    names = lines[[i for i, l in enumerate(lines) if l[0] == "#"][-1]][1:]
+    for l in lines:
+        if l[0] == arch:
+            return dict(zip(names, l))
+    sys.exit(f"e2e: unknown arch {arch} (see scripts/arches.tsv)")
 
 
 def say(msg):
@@ -156,7 +183,8 @@ class Client:
                 continue
             if r.get("return") in ids:
                 break
-        took = time.monotonic() - t0
+        self.matched_at = time.monotonic()
+        took = self.matched_at - t0
         if len(ids) > 1:
             # Earlier syncs may still be answered: flush with one more.
             i = random.randrange(1, 1 << 31)
@@ -219,32 +247,33 @@ class Guest:
 
     def cmdline(self):
         o = self.opts
-        append = "console=ttyS0 panic=-1 rdinit=/init quiet"
+        b = BOARDS[o.arch]
+        append = f"console={b['console']} panic=-1 rdinit=/init quiet"
         if self.init_args:
             append += " -- " + self.init_args
         cmd = [
-            "qemu-system-x86_64", "-nodefaults", "-nographic", "-no-user-config",
-            "-accel", "tcg,thread=single", "-cpu", "max", "-smp", "1", "-m", "256M",
+            o.row["qemu-system"], "-nodefaults", "-nographic", "-no-user-config",
+            "-accel", b["accel"], "-cpu", b["cpu"], "-smp", "1", "-m", "256M", *b["extra"],
             "-kernel", o.vmlinuz, "-initrd", o.initramfs, "-append", append,
             "-serial", f"file:{self.console}", "-monitor", "none", "-no-reboot",
         ]
         if self.transport == "virtio":
             cmd += [
-                "-machine", "q35",
+                "-machine", b["machine"],
                 "-device", "virtio-serial-pci,id=vser0",
                 "-chardev", f"socket,id=qga0,path={self.sock},server=on,wait=off",
                 "-device", "virtserialport,bus=vser0.0,chardev=qga0,name=org.qemu.guest_agent.0",
             ]
         elif self.transport == "isa":
             cmd += [
-                "-machine", "q35",
+                "-machine", b["machine"],
                 "-chardev", f"socket,id=qga0,path={self.sock},server=on,wait=off",
                 "-serial", "chardev:qga0",
             ]
         elif self.transport == "vsock":
             cmd += [
                 "-object", "memory-backend-memfd,id=mem,size=256M,share=on",
-                "-machine", "q35,memory-backend=mem",
+                "-machine", b["machine"] + ",memory-backend=mem",
                 "-chardev", f"socket,id=vh,path={os.path.join(self.run, 'vhost.sock')}",
                 "-device", "vhost-user-vsock-pci,chardev=vh",
             ]
@@ -366,10 +395,47 @@ def boot(g, timeout=60):
         failed(f"{g.name}: boot", str(e))
         g.dump_console("no reply from the agent")
         return None
-    first = time.monotonic() - g.t0
+    t_first = c.matched_at  # before the flush of stale syncs
+    first = t_first - g.t0
     passed(f"{g.name}: boot and guest-sync-delimited", f"{first:.2f} s from QEMU start")
     measured(f"{g.name}: QEMU start to first reply", f"{first:.2f} s")
+    guard(g, boot_split, c, t_first)
     return c
+
+
+def boot_split(g, c, t_first):
+    """The boot in the guest's clock: kernel start -> /init from dmesg's
+    "Run /init as init process"; /init -> first reply from an uptime read
+    taken by a guest-exec, minus the host time since the first reply (the
+    read happens within the exec's round trip: +- half of it). dmesg's
+    clock and /proc/uptime are tied by a mark written to /dev/kmsg next to
+    the uptime read (they differ by up to half a second on aarch64)."""
+    script = "cat /proc/uptime; echo qga-e2e-mark >/dev/kmsg; dmesg; grep -h VmRSS /proc/1/status"
+    t_send = time.monotonic()
+    pid = c.ok("guest-exec", {"path": "sh", "arg": ["-c", script], "capture-output": True})["pid"]
+    t_back = time.monotonic()
+    st = c.ok("guest-exec-status", {"pid": pid, "wait": 10}, timeout=15)
+    lines = unb64(st.get("out-data")).decode(errors="replace").splitlines()
+    uptime = float(lines[0].split()[0])
+
+    def stamp(text):
+        hit = [l for l in lines[1:] if text in l and l.startswith("[")]
+        return float(hit[0][1:].split("]")[0]) if hit else None
+
+    rss = [l.split()[1] for l in lines if l.startswith("VmRSS:")]
+    if rss:
+        measured(f"{g.name}: qga (pid 1) VmRSS after start, in the guest", f"{rss[0]} KiB")
+    t_init, t_mark = stamp("Run /init as init process"), stamp("qga-e2e-mark")
+    if t_init is None or t_mark is None:
+        skipped(f"{g.name}: boot split", "no 'Run /init as init process' or mark in dmesg")
+        return
+    at_first = uptime - ((t_send + t_back) / 2 - t_first)
+    # What the kernel logged after /init started (module loads, devices).
+    for l in [l for l in lines[1:] if l.startswith("[") and t_init < float(l[1:].split("]")[0]) < t_mark][:12]:
+        say(f"  dmesg after /init: {l}")
+    measured(f"{g.name}: kernel start to /init (guest clock)", f"{t_init:.3f} s")
+    measured(f"{g.name}: /init to first reply (guest clock)",
+             f"{(at_first - (t_init + uptime - t_mark)) * 1000:.0f} ms (+- {(t_back - t_send) * 500:.0f} ms)")
 
 
 def checks_basic(g, c):
@@ -421,6 +487,9 @@ def checks_exec(g, c, names):
     check(f"{g.name}: exit code", st.get("exitcode") == 42 and "signal" not in st, str(st))
     st = c.exec_wait({"path": "sh", "arg": ["-c", "kill -USR1 $$"]})
     check(f"{g.name}: killed by a signal", st.get("signal") == signal.SIGUSR1 and "exitcode" not in st, str(st))
+    # Children inherit no agent fd (every agent fd is close-on-exec).
+    st = c.exec_wait({"path": "sh", "arg": ["-c", "ls /proc/$$/fd; exit 0"], "capture-output": True})
+    check(f"{g.name}: a child holds only fds 0-2", unb64(st.get("out-data")) == b"0\n1\n2\n", str(st))
     r = c.call("guest-exec", {"path": "/no/such/program"})
     check(f"{g.name}: exec of a missing program fails", "error" in r, str(r))
 
@@ -523,7 +592,7 @@ def checks_osinfo(g, c, names):
     if "guest-get-osinfo" in names:
         r = c.ok("guest-get-osinfo")
         check(f"{g.name}: guest-get-osinfo", str(r.get("kernel-release", "")).startswith(os.path.basename(
-            g.opts.vmlinuz).replace("vmlinuz-", "")[:5]) and r.get("machine") == "x86_64", str(r))
+            g.opts.vmlinuz)[8:13]) and r.get("machine") == g.opts.arch, str(r))
     else:
         skipped(f"{g.name}: guest-get-osinfo", "not implemented by the agent")
     if "guest-network-get-interfaces" in names:
@@ -671,21 +740,24 @@ def main():
     ap.add_argument("--busybox", default="/bin/busybox")
     ap.add_argument("--kernel", default=os.path.join(ROOT, "target/e2e/kernel/current"))
     ap.add_argument("--work", default=os.path.join(ROOT, "target/e2e"))
-    ap.add_argument("--only", default="virtio,isa,vsock")
+    ap.add_argument("--arch", default="x86_64", choices=sorted(BOARDS))
+    ap.add_argument("--only")
     opts = ap.parse_args()
     opts.work = os.path.abspath(opts.work)
+    opts.row = arch_row(opts.arch)
+    opts.only = opts.only or BOARDS[opts.arch]["transports"]
     t_start = time.monotonic()
 
-    vmlinuz = sorted(glob.glob(os.path.join(opts.kernel, "boot", "vmlinuz-*")))
+    vmlinuz = sorted(glob.glob(os.path.join(opts.kernel, "boot", "vmlinu[xz]-*")))
     if not vmlinuz:
         sys.exit(f"e2e: no kernel under {opts.kernel}/boot (run scripts/e2e/setup.sh --kernel)")
     opts.vmlinuz = vmlinuz[0]
     opts.initramfs = os.path.join(opts.work, "initramfs.cpio.gz")
     subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "initramfs.py"), "--init", opts.qga,
                     "--busybox", opts.busybox, "--kernel", opts.kernel, "--out", opts.initramfs], check=True)
-    opts.vsock_backend = shutil.which("vhost-device-vsock") or next(
-        (p for p in [os.path.join(opts.work, "tools", "bin", "vhost-device-vsock")] if os.access(p, os.X_OK)), None)
-    say(f"e2e: kernel {os.path.basename(opts.vmlinuz)}, qga {opts.qga} ({os.path.getsize(opts.qga)} bytes), "
+    tools = [os.path.join(d, "tools", "bin", "vhost-device-vsock") for d in (opts.work, os.path.join(ROOT, "target", "e2e"))]
+    opts.vsock_backend = shutil.which("vhost-device-vsock") or next((p for p in tools if os.access(p, os.X_OK)), None)
+    say(f"e2e: {opts.arch}, kernel {os.path.basename(opts.vmlinuz)}, qga {opts.qga} ({os.path.getsize(opts.qga)} bytes), "
         f"qgactl {'present' if qgactl_path() else 'absent'}")
 
     only = set(opts.only.split(","))

@@ -2,7 +2,17 @@
 # Installs / fetches everything the VM suite and `make initramfs` need, on a
 # fresh Debian bookworm machine (root, or sudo):
 #
-#   scripts/e2e/setup.sh [--qemu] [--busybox] [--kernel] [--vsock] [--all]
+#   scripts/e2e/setup.sh [--arch ARCH] [--qemu] [--busybox] [--kernel] [--vsock] [--all]
+#
+#   --arch     a row of scripts/arches.tsv (default x86_64; give it first).
+#              For aarch64/riscv64: --qemu installs that arch's
+#              qemu-system-* (backports, at qemu-utils' version) and
+#              qemu-user-static (to list a foreign busybox's applets);
+#              --busybox and --kernel fetch busybox-static:<debian-arch> and
+#              the kernel of the table's suite through a private foreign-arch
+#              apt configuration (dpkg is not touched) into
+#              $E2E_DIR/<arch>/busybox and $E2E_DIR/<arch>/kernel/current;
+#              --vsock is the host-side backend, as for x86_64.
 #
 #   --qemu     qemu-system-x86 WITHOUT letting apt remove qemu-utils: plain
 #              `apt-get install --no-remove` first; when apt refuses (the image
@@ -142,7 +152,125 @@ setup_vsock() {
     fi
 }
 
+# ---- foreign architectures (scripts/arches.tsv) ----
+ARCH=x86_64
+arch_row() {
+    read -r _ _ DARCH _ QSYS QDEB _ KMETA SUITE _ < <(awk -v a="$ARCH" '$1 == a' scripts/arches.tsv) || true
+    [ -n "${KMETA:-}" ] || die "unknown arch '$ARCH' (see scripts/arches.tsv)"
+}
+
+setup_qemu_foreign() {
+    command -v qemu-aarch64-static >/dev/null 2>&1 || {
+        system_update
+        log "apt-get install qemu-user-static"
+        $SUDO apt-get -q -y install --no-remove --no-install-recommends qemu-user-static >&2 || die "cannot install qemu-user-static"
+    }
+    if command -v "$QSYS" >/dev/null 2>&1; then
+        log "$QSYS present: $($QSYS --version | head -n1)"
+        return 0
+    fi
+    local v extra=()
+    v=$(installed_version qemu-utils)
+    [ "$ARCH" = riscv64 ] && extra=(opensbi/bookworm-backports)
+    if [ -n "$v" ]; then
+        # The image's backports qemu-utils: the same version of the rest.
+        private_update
+        log "apt-get install $QDEB=$v (bookworm-backports)"
+        $SUDO apt-get "${APT_OPTS[@]}" -q -y install --no-remove --no-install-recommends \
+            "$QDEB=$v" "qemu-system-common=$v" "qemu-system-data=$v" "${extra[@]}" >&2 ||
+            die "could not install $QDEB $v from bookworm-backports"
+    else
+        private_update
+        log "apt-get install $QDEB (bookworm-backports)"
+        $SUDO apt-get "${APT_OPTS[@]}" -q -y install --no-remove --no-install-recommends \
+            "$QDEB/bookworm-backports" "${extra[@]}" >&2 || die "could not install $QDEB"
+    fi
+    command -v "$QSYS" >/dev/null 2>&1 || die "$QSYS missing after install"
+}
+
+# apt for $DARCH packages only: own sources, lists, status and cache.
+FOREIGN_READY=""
+foreign_update() {
+    local t=$E2E_DIR/apt-$DARCH
+    if [ "$FOREIGN_READY" != "$DARCH" ]; then
+        mkdir -p "$t/lists/partial" "$t/cache/archives/partial"
+        touch "$t/status"
+        cat >"$t/apt.conf" <<CONF
+Dir::Etc::sourcelist "$t/sources.list"; Dir::Etc::sourceparts "-"; Dir::State::lists "$t/lists";
+Dir::State::status "$t/status"; Dir::Cache "$t/cache"; Dir::Cache::archives "$t/cache/archives";
+APT::Sandbox::User "root"; APT::Architecture "$DARCH"; APT::Architectures { "$DARCH"; };
+Acquire::IndexTargets::deb::DEP-11::DefaultEnabled "false"; Acquire::IndexTargets::deb::DEP-11-icons::DefaultEnabled "false";
+CONF
+        if [ "$SUITE" = bookworm ]; then
+            printf 'deb [arch=%s signed-by=%s] %s %s main\n' "$DARCH" "$KEYRING" "$MIRROR" bookworm "$DARCH" "$KEYRING" "$MIRROR" bookworm-updates \
+                "$DARCH" "$KEYRING" "$SECURITY_MIRROR" bookworm-security >"$t/sources.list"
+        else
+            # trixie-security's riscv64 index was seen failing mid-sync: main only.
+            printf 'deb [arch=%s signed-by=%s] %s %s main\n' "$DARCH" "$KEYRING" "$MIRROR" "$SUITE" >"$t/sources.list"
+        fi
+        log "apt-get update ($SUITE, $DARCH, private configuration)"
+        APT_CONFIG=$t/apt.conf apt-get -q update >&2 || log "warning: apt-get update reported errors (going on with what was fetched)"
+        FOREIGN_READY=$DARCH
+    fi
+}
+foreign_apt() { APT_CONFIG=$E2E_DIR/apt-$DARCH/apt.conf "$@"; }
+
+# fetch_deb PKG DIR: apt-get download + dpkg-deb -x into DIR (once).
+fetch_deb() {
+    local pkg=$1 dir=$2 tmp
+    [ -e "$dir/.complete" ] && return 0
+    tmp=$(mktemp -d "$E2E_DIR/.dl.XXXXXX")
+    chmod 0755 "$tmp"
+    log "apt-get download $pkg ($DARCH)"
+    (cd "$tmp" && foreign_apt apt-get -q download "$pkg" >&2) || { rm -rf "$tmp"; die "apt-get download $pkg failed"; }
+    rm -rf "$dir"
+    mkdir -p "$dir"
+    dpkg-deb -x "$(ls "$tmp"/*.deb | head -n1)" "$dir" || die "dpkg-deb -x $pkg failed"
+    rm -rf "$tmp"
+    touch "$dir/.complete"
+}
+
+setup_kernel_foreign() {
+    local kdir=$E2E_DIR/$ARCH/kernel pkg
+    foreign_update
+    pkg=$(foreign_apt apt-cache depends "$KMETA" 2>/dev/null |
+        awk '$1 == "Depends:" && $2 ~ /^linux-image-[0-9]/ {print $2; exit}')
+    [ -n "$pkg" ] || die "cannot resolve the versioned kernel package through $KMETA"
+    fetch_deb "$pkg" "$kdir/$pkg"
+    ln -sfn "$pkg" "$kdir/current"
+}
+
+setup_busybox_foreign() {
+    local d=$E2E_DIR/$ARCH/busybox-static
+    [ -e "$d/.complete" ] || foreign_update
+    fetch_deb busybox-static "$d"
+    local b
+    for b in bin/busybox usr/bin/busybox; do
+        [ -x "$d/$b" ] && { ln -sfn "busybox-static/$b" "$E2E_DIR/$ARCH/busybox"; return 0; }
+    done
+    die "busybox-static:$DARCH has no busybox binary"
+}
+
 [ $# -gt 0 ] || set -- --all
+if [ "${1:-}" = --arch ]; then
+    ARCH=${2:?--arch needs a value}
+    shift 2
+    [ $# -gt 0 ] || set -- --all
+fi
+if [ "$ARCH" != x86_64 ]; then
+    arch_row
+    for a in "$@"; do
+        case "$a" in
+            --qemu) setup_qemu_foreign ;;
+            --busybox) setup_busybox_foreign ;;
+            --kernel) setup_kernel_foreign ;;
+            --vsock) setup_vsock ;;
+            --all) setup_qemu_foreign; setup_busybox_foreign; setup_kernel_foreign; setup_vsock ;;
+            *) die "unknown argument $a" ;;
+        esac
+    done
+    exit 0
+fi
 for a in "$@"; do
     case "$a" in
         --qemu) setup_qemu ;;

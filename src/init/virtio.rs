@@ -62,6 +62,7 @@ pub fn link_virtio_port(path: &str) -> bool {
 /// from 5 ms to 1 s; a terminating signal meanwhile ends the machine.
 pub fn open_channel_waiting(method: Method, path: &str) -> Endpoint {
     let mut delay = Duration::from_millis(5);
+    let start = std::time::Instant::now();
     let mut logged = false;
     loop {
         if terminate_requested() {
@@ -88,6 +89,11 @@ pub fn open_channel_waiting(method: Method, path: &str) -> Endpoint {
         if !terminate_requested() {
             sleep_interruptible(delay);
         }
-        delay = (delay * 2).min(Duration::from_secs(1));
+        // Every 5 ms for the first second (a port usually appears within
+        // it, right after its module's probe: a doubling backoff overshot
+        // that by up to as long again), then backing off to once a second.
+        if start.elapsed() >= Duration::from_secs(1) {
+            delay = (delay * 2).min(Duration::from_secs(1));
+        }
     }
 }

@@ -63,6 +63,9 @@ pub struct Login {
 }
 
 /// The USER_PROCESS records of utmp (setutxent/getutxent/endutxent).
+/// musl's utmpx functions are deprecated stubs (musl writes no utmp): a
+/// musl build reports no users.
+#[cfg_attr(target_env = "musl", allow(deprecated))]
 pub fn logins() -> Vec<Login> {
     let mut out = Vec::new();
     // SAFETY: rewinds libc's utmp iteration state (single-threaded use).

@@ -166,7 +166,8 @@ pub fn lock_file(file: &std::fs::File) -> Result<(), Errno> {
 /// (unlike `std::thread::sleep`, which resumes after EINTR).
 pub fn sleep_interruptible(d: Duration) {
     let ts = libc::timespec {
-        tv_sec: libc::time_t::try_from(d.as_secs()).unwrap_or(libc::time_t::MAX),
+        // `as _`: time_t is a deprecated alias on musl; a year-long sleep at most.
+        tv_sec: d.as_secs().min(i64::MAX as u64) as _,
         tv_nsec: libc::c_long::from(d.subsec_nanos()),
     };
     // SAFETY: one nanosleep with a valid timespec; EINTR just ends it.

@@ -17,7 +17,9 @@ pub struct LocalTime {
     pub gmtoff: i64,
 }
 
-fn localtime(secs: libc::time_t) -> Option<libc::tm> {
+fn localtime(secs: i64) -> Option<libc::tm> {
+    // `as _`: naming libc::time_t warns on musl (a deprecated alias there).
+    let secs = secs as _;
     // SAFETY: an all-zero `struct tm` is a valid value.
     let mut tm: libc::tm = unsafe { std::mem::zeroed() };
     // SAFETY: localtime_r reads our time_t and fills our struct.
@@ -32,7 +34,7 @@ fn localtime(secs: libc::time_t) -> Option<libc::tm> {
 /// `localtime_r(3)` of `secs` since the epoch; None when it fails (for
 /// instance a year that does not fit).
 pub fn local_time(secs: i64) -> Option<LocalTime> {
-    let tm = localtime(secs as libc::time_t)?;
+    let tm = localtime(secs)?;
     Some(LocalTime {
         year: i64::from(tm.tm_year) + 1900,
         hour: tm.tm_hour,
@@ -67,7 +69,8 @@ pub fn local_zone_now() -> Option<(i64, Option<String>)> {
 
 /// `settimeofday(2)` with no time zone.
 pub fn set_time_of_day(secs: i64, usecs: i64) -> Result<(), Errno> {
-    let tv = libc::timeval { tv_sec: secs as libc::time_t, tv_usec: usecs as libc::suseconds_t };
+    // `as _`: time_t and suseconds_t are deprecated aliases on musl.
+    let tv = libc::timeval { tv_sec: secs as _, tv_usec: usecs as _ };
     // SAFETY: settimeofday reads our timeval; the zone pointer is NULL.
     cvt(unsafe { libc::settimeofday(&tv, std::ptr::null()) })?;
     Ok(())
