@@ -69,6 +69,7 @@ impl Agent {
 
     /// SIGTERM, wait (SIGKILL after 5 s), remove the scratch dir.
     pub fn stop(mut self) {
+        // SAFETY: signals a process this test started (or its group).
         unsafe { libc::kill(self.pid(), libc::SIGTERM) };
         let t = Instant::now();
         loop {

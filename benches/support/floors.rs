@@ -83,6 +83,7 @@ pub fn spawn_wc(data: &[u8]) -> f64 {
     let mut out = [0u8; 64];
     let mut n = 0;
     loop {
+        // SAFETY: reads/writes a live buffer of its stated length on an fd we own.
         let k = unsafe { libc::read(or, out[n..].as_mut_ptr().cast(), out.len() - n) };
         if k <= 0 {
             break;

@@ -49,6 +49,7 @@ pub fn cpu_use(pid: i32) -> CpuUse {
             let f: Vec<&str> = rest.split_whitespace().collect();
             let ut: u64 = f.get(11).and_then(|s| s.parse().ok()).unwrap_or(0);
             let st: u64 = f.get(12).and_then(|s| s.parse().ok()).unwrap_or(0);
+            // SAFETY: a plain configuration query.
             let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
             u.ticks_ms = (ut + st) as f64 * 1000.0 / hz;
         }
@@ -73,8 +74,10 @@ pub fn cpu_use(pid: i32) -> CpuUse {
 
 /// Pins every thread of `pid` (0 = this thread) to `cpus`.
 pub fn set_affinity(pid: i32, cpus: &[usize]) {
+    // SAFETY: an all-zero value is valid for this plain C struct.
     let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
     for &c in cpus {
+        // SAFETY: sets a bit in a local cpu_set_t.
         unsafe { libc::CPU_SET(c, &mut set) };
     }
     let tids: Vec<i32> = if pid == 0 {
@@ -85,6 +88,7 @@ pub fn set_affinity(pid: i32, cpus: &[usize]) {
             .unwrap_or_default()
     };
     for tid in tids {
+        // SAFETY: pins a thread with a valid local cpu_set_t.
         unsafe { libc::sched_setaffinity(tid, std::mem::size_of::<libc::cpu_set_t>(), &set) };
     }
 }
@@ -95,6 +99,7 @@ pub fn all_cpus() -> Vec<usize> {
 
 /// Online CPUs (not this thread's affinity, which pinning changes).
 pub fn nproc() -> usize {
+    // SAFETY: a plain configuration query.
     (unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) }).max(1) as usize
 }
 
@@ -106,8 +111,11 @@ pub fn cpu_model() -> String {
 }
 
 pub fn kernel() -> String {
+    // SAFETY: an all-zero value is valid for this plain C struct.
     let mut u: libc::utsname = unsafe { std::mem::zeroed() };
+    // SAFETY: fills a local utsname.
     unsafe { libc::uname(&mut u) };
+    // SAFETY: the C function filled a NUL-terminated string in a live buffer.
     let s = |a: &[libc::c_char]| unsafe { std::ffi::CStr::from_ptr(a.as_ptr()) }.to_string_lossy().into_owned();
     format!("{} {} {}", s(&u.sysname), s(&u.release), s(&u.machine))
 }
@@ -170,6 +178,7 @@ pub fn posix_spawn(path: &str, args: &[&str], dup: &[(i32, i32)], close: &[i32])
     let mut argv: Vec<*mut libc::c_char> = cargs.iter().map(|a| a.as_ptr() as *mut _).collect();
     argv.push(std::ptr::null_mut());
     let mut pid = 0;
+    // SAFETY: an all-zero value is valid for this plain C struct.
     unsafe {
         let mut fa: libc::posix_spawn_file_actions_t = std::mem::zeroed();
         libc::posix_spawn_file_actions_init(&mut fa);
@@ -189,6 +198,7 @@ pub fn posix_spawn(path: &str, args: &[&str], dup: &[(i32, i32)], close: &[i32])
 pub fn waitpid(pid: i32) -> i32 {
     let mut st = 0;
     loop {
+        // SAFETY: a libc call with valid arguments.
         let r = unsafe { libc::waitpid(pid, &mut st, 0) };
         if r == pid {
             return st;
@@ -202,11 +212,13 @@ pub fn waitpid(pid: i32) -> i32 {
 /// A close-on-exec pipe: (read, write).
 pub fn pipe() -> (i32, i32) {
     let mut fds = [0; 2];
+    // SAFETY: fills a local two-element array.
     assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
     (fds[0], fds[1])
 }
 
 pub fn close(fd: i32) {
+    // SAFETY: closes an fd this test owns and no longer uses.
     unsafe { libc::close(fd) };
 }
 
@@ -214,6 +226,7 @@ pub fn close(fd: i32) {
 pub fn drain(fd: i32, buf: &mut [u8]) -> usize {
     let mut total = 0;
     loop {
+        // SAFETY: reads/writes a live buffer of its stated length on an fd we own.
         let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
         if n > 0 {
             total += n as usize;
@@ -227,6 +240,7 @@ pub fn drain(fd: i32, buf: &mut [u8]) -> usize {
 
 pub fn write_all(fd: i32, mut data: &[u8]) {
     while !data.is_empty() {
+        // SAFETY: reads/writes a live buffer of its stated length on an fd we own.
         let n = unsafe { libc::write(fd, data.as_ptr().cast(), data.len()) };
         if n > 0 {
             data = &data[n as usize..];
