@@ -1233,9 +1233,10 @@ fn shell_in_a_real_terminal_with_tmux() {
     }
     // How each session ends, and qgactl's exit code: the shell's `exit 3`;
     // ssh's escape; SIGHUP to qgactl, forwarded (the shell dies of it);
-    // SIGTERM, forwarded (an interactive shell ignores it: SIGKILL 5 s later).
+    // SIGTERM, forwarded (an interactive shell ignores it: SIGKILL 5 s later);
+    // the connection lost (the agent killed; last).
     for (session, end_keys, want_code) in
-        [(1, "exit 3", 3), (2, "~.", 255), (3, "SIGHUP", 128 + 1), (4, "SIGTERM", 128 + 9)]
+        [(1, "exit 3", 3), (2, "~.", 255), (3, "SIGHUP", 128 + 1), (4, "SIGTERM", 128 + 9), (5, "agent dies", 255)]
     {
         tmux.keys(&format!(
             "clear; stty -g > {d}/before{session}; {QGACTL} --socket {} shell; echo qgactl-exit=$?; stty -g > {d}/after{session}; echo done{session}",
@@ -1288,6 +1289,10 @@ fn shell_in_a_real_terminal_with_tmux() {
                 let sig = if end_keys == "SIGHUP" { libc::SIGHUP } else { libc::SIGTERM };
                 // SAFETY: signalling the qgactl this test started in the pane.
                 unsafe { libc::kill(kids[0].0 as libc::pid_t, sig) };
+            }
+            "agent dies" => {
+                // SAFETY: killing the agent this test started.
+                unsafe { libc::kill(a.pid() as libc::pid_t, libc::SIGKILL) };
             }
             _ => {
                 tmux.keys(end_keys);
