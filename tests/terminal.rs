@@ -112,7 +112,10 @@ fn a_tty_child_has_a_terminal_on_fds_0_to_2_and_term() {
     // `capture-output` changes nothing (the terminal is the output), and
     // `input-data` is typed into the terminal (echoed, then cat's copy).
     for capture in [json!(true), json!("stdout"), json!("separated"), json!("merged"), json!(false)] {
-        let mut t = Term::start(&mut c, json!({"path": "/bin/sh", "arg": ["-c", "echo out; echo err >&2"], "capture-output": capture}));
+        let mut t = Term::start(
+            &mut c,
+            json!({"path": "/bin/sh", "arg": ["-c", "echo out; echo err >&2"], "capture-output": capture}),
+        );
         let st = t.finish(&mut c);
         assert_eq!(result_of(&st), json!({"exited": true, "exitcode": 0}));
         assert_eq!(t.text(), "out\r\nerr\r\n", "capture-output {capture}");
@@ -151,10 +154,7 @@ fn default_size_stty_size_follows_resize_and_sigwinch_reaches_the_foreground_job
         let want = format!("WINCH {rows} {cols}\r\n");
         t.until(&mut c, &want, |s| s.matches("WINCH").count() > i && s.contains(&want));
     }
-    assert_eq!(
-        t.text(),
-        "READY 30 100\r\nWINCH 50 132\r\nWINCH 1 1\r\nWINCH 65535 65535\r\nWINCH 40 90\r\n"
-    );
+    assert_eq!(t.text(), "READY 30 100\r\nWINCH 50 132\r\nWINCH 1 1\r\nWINCH 65535 65535\r\nWINCH 40 90\r\n");
     assert_eq!(c.ok("guest-exec-terminate", json!({"pid": t.pid})), json!({}));
     let st = t.finish(&mut c);
     assert_eq!(result_of(&st), json!({"exited": true, "signal": 9}));
@@ -242,7 +242,12 @@ fn fifty_mib_of_terminal_output_with_backpressure_and_bounded_rss() {
         "the writer neither blocked nor ended"
     );
     wait_idle(agent.pid());
-    assert!(blocked(), "the writer must be blocked by backpressure (state {:?}, wchan {:?})", proc_state(pid as u32), wchan());
+    assert!(
+        blocked(),
+        "the writer must be blocked by backpressure (state {:?}, wchan {:?})",
+        proc_state(pid as u32),
+        wchan()
+    );
     let idle_rss = proc_status_kib(agent.pid(), "VmRSS:");
     let start = Instant::now();
     let mut got = 0usize;
@@ -287,7 +292,8 @@ fn rusage_is_reported_only_when_asked_and_is_plausible() {
         let st = c.exec_and_wait(json!({"path": "/bin/sh", "arg": ["-c", &burn], "rusage": true, "tty": tty}));
         assert_eq!(st["exitcode"], json!(0), "{st}");
         let ru = &st["rusage"];
-        let mut keys: Vec<&str> = ru.as_object().unwrap_or_else(|| panic!("no rusage in {st}")).keys().map(String::as_str).collect();
+        let mut keys: Vec<&str> =
+            ru.as_object().unwrap_or_else(|| panic!("no rusage in {st}")).keys().map(String::as_str).collect();
         keys.sort_unstable();
         assert_eq!(keys, ["max-rss-kib", "system-us", "user-us"], "{st}");
         let user = ru["user-us"].as_i64().unwrap_or(-1);
@@ -313,11 +319,8 @@ fn rusage_is_reported_only_when_asked_and_is_plausible() {
 }
 
 fn env_lines(st: &Value) -> Vec<String> {
-    let mut v: Vec<String> = String::from_utf8_lossy(&data_of(st, "out-data"))
-        .replace("\r\n", "\n")
-        .lines()
-        .map(str::to_string)
-        .collect();
+    let mut v: Vec<String> =
+        String::from_utf8_lossy(&data_of(st, "out-data")).replace("\r\n", "\n").lines().map(str::to_string).collect();
     v.sort();
     v
 }
@@ -340,7 +343,10 @@ fn env_merge_adds_and_overrides() {
         env_lines(&st)
     };
     let inherited = run(&mut c, json!({}));
-    assert!(inherited.contains(&"KEEP=agent".to_string()) && inherited.contains(&"OVER=agent".to_string()), "{inherited:?}");
+    assert!(
+        inherited.contains(&"KEEP=agent".to_string()) && inherited.contains(&"OVER=agent".to_string()),
+        "{inherited:?}"
+    );
     // Without env-merge, env replaces everything.
     assert_eq!(run(&mut c, json!({"env": ["OVER=client", "NEW=1"]})), ["NEW=1", "OVER=client"]);
     assert_eq!(run(&mut c, json!({"env": ["OVER=client", "NEW=1"], "env-merge": false})), ["NEW=1", "OVER=client"]);
@@ -387,8 +393,14 @@ fn every_error_text() {
         (json!({"path": "true", "tty": true, "rows": 65536}), cells("rows")),
         (json!({"path": "true", "tty": true, "cols": 0}), cells("cols")),
         (json!({"path": "true", "tty": true, "cols": -1}), cells("cols")),
-        (json!({"path": "true", "tty": true, "rows": 1.5}), "Invalid parameter type for 'rows', expected: integer".into()),
-        (json!({"path": "true", "tty": true, "cols": "x"}), "Invalid parameter type for 'cols', expected: integer".into()),
+        (
+            json!({"path": "true", "tty": true, "rows": 1.5}),
+            "Invalid parameter type for 'rows', expected: integer".into(),
+        ),
+        (
+            json!({"path": "true", "tty": true, "cols": "x"}),
+            "Invalid parameter type for 'cols', expected: integer".into(),
+        ),
         (json!({"path": "true", "tty": "yes"}), "Invalid parameter type for 'tty', expected: boolean".into()),
         (json!({"path": "true", "rows": 3}), "Parameters 'rows' and 'cols' require 'tty'".into()),
         (json!({"path": "true", "tty": false, "cols": 3}), "Parameters 'rows' and 'cols' require 'tty'".into()),
@@ -398,9 +410,15 @@ fn every_error_text() {
         exec_err(&mut c, args, &desc);
     }
     let resize = |c: &mut Conn, args: Value| c.execute("guest-exec-resize", args);
-    assert_generic_error(&resize(&mut c, json!({"pid": 999_999_999, "rows": 3, "cols": 3})), "PID 999999999 does not exist");
+    assert_generic_error(
+        &resize(&mut c, json!({"pid": 999_999_999, "rows": 3, "cols": 3})),
+        "PID 999999999 does not exist",
+    );
     let plain = c.exec(json!({"path": "sleep", "arg": ["1000"]}));
-    assert_generic_error(&resize(&mut c, json!({"pid": plain, "rows": 3, "cols": 3})), &format!("PID {plain} has no terminal"));
+    assert_generic_error(
+        &resize(&mut c, json!({"pid": plain, "rows": 3, "cols": 3})),
+        &format!("PID {plain} has no terminal"),
+    );
     let t = Term::start(&mut c, json!({"path": "sleep", "arg": ["1000"]}));
     for (args, desc) in [
         (json!({"pid": t.pid, "rows": 0, "cols": 3}), cells("rows")),
@@ -419,5 +437,8 @@ fn every_error_text() {
         let st = c.wait_exec(pid);
         assert_eq!(st["signal"], json!(9), "{st}");
     }
-    assert_generic_error(&resize(&mut c, json!({"pid": t.pid, "rows": 3, "cols": 3})), &format!("PID {} does not exist", t.pid));
+    assert_generic_error(
+        &resize(&mut c, json!({"pid": t.pid, "rows": 3, "cols": 3})),
+        &format!("PID {} does not exist", t.pid),
+    );
 }
