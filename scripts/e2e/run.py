@@ -583,6 +583,7 @@ def checks_qgactl_shell(g, c):
     the local terminal's settings restored."""
     import fcntl
     import pty
+    import re
     import select
     import struct
     import termios
@@ -617,13 +618,18 @@ def checks_qgactl_shell(g, c):
         if has_stty:
             until(b"30 100")
             fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
-            # SIGWINCH -> guest-exec-resize; ask until the guest sees it.
+            # SIGWINCH -> guest-exec-resize; ask until the guest sees it
+            # (each answer tagged: size-I ROWS COLS).
             end = time.monotonic() + 30
-            while b"40 120" not in out and time.monotonic() < end:
-                os.write(fd, b"stty size\r")
-                until(b"\n", 30)
-                time.sleep(0.2)
-            check(f"{g.name}: qgactl shell: stty size follows a resize", b"40 120" in out, repr(bytes(out[-300:])))
+            i = 0
+            while b"size-%d 40 120" % i not in out and time.monotonic() < end:
+                i += 1
+                os.write(fd, b"echo size-%d $(stty size)\r" % i)
+                end_i = time.monotonic() + 30
+                while not re.search(rb"size-%d \d" % i, bytes(out)) and time.monotonic() < end_i:
+                    if select.select([fd], [], [], 1)[0]:
+                        out.extend(os.read(fd, 65536))
+            check(f"{g.name}: qgactl shell: stty size follows a resize", b"size-%d 40 120" % i in out, repr(bytes(out[-300:])))
         else:
             skipped(f"{g.name}: qgactl shell resize", "the guest has no stty")
         os.write(fd, b"exit 3\r")
