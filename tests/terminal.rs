@@ -91,7 +91,7 @@ fn a_tty_child_has_a_terminal_on_fds_0_to_2_and_term() {
     }
     let (_agent, mut c) = Agent::start();
     let script = "for fd in 0 1 2; do if [ -t $fd ]; then echo fd$fd=tty; fi; done; tty; echo TERM=$TERM; \
-                  ps -o sid=,pgid=,tpgid= -p $$; echo SELF=$$";
+                  cut -d' ' -f6,5,8 /proc/$$/stat; echo SELF=$$";
     let mut t = Term::start(&mut c, json!({"path": "/bin/sh", "arg": ["-c", script]}));
     let st = t.finish(&mut c);
     assert_eq!(result_of(&st), json!({"exited": true, "exitcode": 0}), "output {:?}", t.text());
@@ -105,7 +105,7 @@ fn a_tty_child_has_a_terminal_on_fds_0_to_2_and_term() {
     // A new session whose leader is the child, in the foreground of its terminal.
     let ids: Vec<&str> = lines[5].split_whitespace().collect();
     let me = lines[6].strip_prefix("SELF=").unwrap_or_default();
-    assert_eq!(ids, [me, me, me], "sid, pgid and tpgid are the child's pid: {text:?}");
+    assert_eq!(ids, [me, me, me], "pgrp, session and tpgid (/proc/PID/stat) are the child's pid: {text:?}");
     assert_eq!(me, t.pid.to_string());
     assert_eq!(lines[7], "", "{text:?}");
 
