@@ -642,7 +642,7 @@ impl<'a> Feeder<'a> {
         self.done = true;
         self.offer = Vec::new();
         if !(desc.contains("is closed") || desc.contains("does not exist")) {
-            eprintln!("qgactl: guest-exec-input: {}", one_line(desc));
+            terminal::note(&format!("guest-exec-input: {}", one_line(desc)));
         }
     }
 }
@@ -751,14 +751,14 @@ fn stream_loop(sess: &mut Session, term: &mut Terminator, mut feeder: Option<Fee
                 Some(Expect::Resize) => {
                     if let Reply::Error { desc, .. } = parse_reply(&line)? {
                         if !desc.contains("does not exist") {
-                            eprint!("qgactl: guest-exec-resize: {}\r\n", one_line(&desc));
+                            terminal::note(&format!("guest-exec-resize: {}", one_line(&desc)));
                         }
                     }
                 }
                 Some(Expect::Terminate) => {
                     if let Reply::Error { desc, .. } = parse_reply(&line)? {
                         // Typically the process ended meanwhile.
-                        eprintln!("qgactl: guest-exec-terminate: {}", one_line(&desc));
+                        terminal::note(&format!("guest-exec-terminate: {}", one_line(&desc)));
                     }
                 }
                 None => {

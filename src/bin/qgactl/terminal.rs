@@ -15,6 +15,16 @@ pub fn escaped() -> bool {
     ESCAPED.load(Ordering::Relaxed)
 }
 
+/// Set while [`RawMode`] holds the local terminal.
+static RAW: AtomicBool = AtomicBool::new(false);
+
+/// Prints `qgactl: MSG` on stderr as one line, also while the local
+/// terminal is raw (no output processing: the line ends in \r\n then).
+pub fn note(msg: &str) {
+    let end = if RAW.load(Ordering::Relaxed) { "\r\n" } else { "\n" };
+    eprint!("qgactl: {msg}{end}");
+}
+
 /// The local terminal in raw mode until dropped.
 pub struct RawMode {
     fd: i32,
@@ -29,6 +39,7 @@ impl RawMode {
         }
         let saved = sys::term_get(fd).ok()?;
         sys::term_set(fd, &sys::term_raw(&saved)).ok()?;
+        RAW.store(true, Ordering::Relaxed);
         Some(RawMode { fd, saved })
     }
 }
@@ -36,6 +47,7 @@ impl RawMode {
 impl Drop for RawMode {
     fn drop(&mut self) {
         let _ = sys::term_set(self.fd, &self.saved);
+        RAW.store(false, Ordering::Relaxed);
     }
 }
 
