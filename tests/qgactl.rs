@@ -721,7 +721,7 @@ fn simple_commands() {
             "{out}"
         );
         let ext = if agent.kind == Kind::Qga {
-            "extensions: yes"
+            "extensions: yes (streaming exec, wait, terminate, timeout, cwd, user, terminals)\n"
         } else {
             "extensions: no"
         };
@@ -1094,6 +1094,8 @@ fn shell_and_exec_tty_need_the_agents_terminal_support() {
             "shell_and_exec_tty_need_the_agents_terminal_support: target/ref/qemu-ga-10/usr/sbin/qemu-ga is absent (run scripts/fetch-qemu-ga.sh); the qemu-ga half is not run",
         ),
     }
+    let info = agents[0].run(&["info"]);
+    assert!(info.out().contains("extensions: yes (streaming exec, wait, terminate, timeout, cwd, user)\n"), "{}", info.out());
     for a in &agents {
         for (args, what) in [(vec!["shell"], "qgactl shell"), (vec!["exec", "-t", "--", "true"], "exec --tty")] {
             let r = a.run(&args);
