@@ -194,6 +194,29 @@ fn ctrl_c_and_ctrl_d_through_input() {
 }
 
 #[test]
+fn eof_ends_the_input_but_not_the_terminal() {
+    if skip_on_reference() {
+        return;
+    }
+    let (_agent, mut c) = Agent::start();
+    // `input-stream` and `stream` are implied; giving them is accepted.
+    let mut t = Term::start(&mut c, json!({"path": "cat", "input-stream": true, "stream": true}));
+    t.input(&mut c, b"one\r");
+    t.until(&mut c, "the line back", |s| s == "one\r\none\r\n");
+    assert_eq!(c.ok("guest-exec-input", json!({"pid": t.pid, "eof": true})), json!({"count": 0}));
+    let r = c.execute("guest-exec-input", json!({"pid": t.pid, "input-data": b64encode(b"two\r")}));
+    assert_generic_error(&r, &format!("Input of PID {} is closed", t.pid));
+    // The terminal is still open: cat saw no end of file and still runs.
+    assert_eq!(c.ok("guest-exec-resize", json!({"pid": t.pid, "rows": 10, "cols": 10})), json!({}));
+    let st = c.ok("guest-exec-status", json!({"pid": t.pid}));
+    assert_eq!(st, json!({"exited": false}));
+    assert_eq!(c.ok("guest-exec-terminate", json!({"pid": t.pid, "signal": "HUP"})), json!({}));
+    let st = t.finish(&mut c);
+    assert_eq!(result_of(&st), json!({"exited": true, "signal": 1}));
+    assert_eq!(t.text(), "one\r\none\r\n");
+}
+
+#[test]
 fn full_screen_output_arrives_complete_and_in_order() {
     if skip_on_reference() {
         return;
