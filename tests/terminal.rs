@@ -75,6 +75,11 @@ impl Term {
     }
 }
 
+/// A process's command name (/proc/PID/comm), empty once it is gone.
+fn comm(pid: u32) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default().trim_end().to_string()
+}
+
 /// The final status without the output keys.
 fn result_of(st: &Value) -> Value {
     let mut r = st.clone();
@@ -169,6 +174,8 @@ fn ctrl_c_and_ctrl_d_through_input() {
     // Ctrl-C: the terminal sends SIGINT to the foreground job and echoes ^C.
     let mut t = Term::start(&mut c, json!({"path": "/bin/sh", "arg": ["-c", "echo go; exec sleep 1000"]}));
     t.until(&mut c, "go", |s| s.contains("go\r\n"));
+    // Ctrl-C once `sleep` runs (a shell still starting up handles it itself).
+    assert!(wait_until(DEADLINE, || comm(t.pid as u32) == "sleep"), "sh never became sleep");
     t.input(&mut c, b"\x03");
     let st = t.finish(&mut c);
     assert_eq!(result_of(&st), json!({"exited": true, "signal": 2}), "output {:?}", t.text());
@@ -178,6 +185,8 @@ fn ctrl_c_and_ctrl_d_through_input() {
     let script = "trap 'echo caught INT' INT; echo go; sleep 1000; echo after sleep $?; exit 5";
     let mut t = Term::start(&mut c, json!({"path": "/bin/sh", "arg": ["-c", script]}));
     t.until(&mut c, "go", |s| s.contains("go\r\n"));
+    let sleep_runs = || children_of(t.pid as u32).iter().any(|&(k, _)| comm(k) == "sleep");
+    assert!(wait_until(DEADLINE, sleep_runs), "the shell never started sleep");
     t.input(&mut c, b"\x03");
     let st = t.finish(&mut c);
     assert_eq!(result_of(&st), json!({"exited": true, "exitcode": 5}), "output {:?}", t.text());
