@@ -377,6 +377,54 @@ fn capture_stream(c: &mut Client, file: &Path) -> (f64, usize, usize) {
         r#"{{"path":"/bin/cat","arg":["{}"],"capture-output":true,"stream":true}}"#,
         file.display()
     ));
+    let (calls, bytes) = collect_stream(c, pid);
+    (t.elapsed().as_secs_f64(), calls, bytes)
+}
+
+/// qga `tty`: 8 MiB of NULs through a pseudo-terminal (unchanged by it);
+/// returns (seconds, status calls, bytes).
+fn tty_stream(c: &mut Client) -> (f64, usize, usize) {
+    let t = Instant::now();
+    let pid = c.exec(&format!(r#"{{"path":"head","arg":["-c","{CAPTURE_LEN}","/dev/zero"],"tty":true}}"#));
+    let (calls, bytes) = collect_stream(c, pid);
+    (t.elapsed().as_secs_f64(), calls, bytes)
+}
+
+/// qga `tty`: one key through guest-exec-input to `cat` on a raw terminal
+/// and back through a status `wait`, `n` times; returns the round trips.
+fn keystrokes(c: &mut Client, n: usize) -> Samples {
+    let pid = c.exec(r#"{"path":"/bin/sh","arg":["-c","stty raw -echo && echo ready && exec cat"],"tty":true}"#);
+    let status = format!("{{\"execute\":\"guest-exec-status\",\"arguments\":{{\"pid\":{pid},\"wait\":10}}}}\n");
+    let mut seen = Vec::new();
+    while memchr::memmem::find(&seen, b"ready").is_none() {
+        c.send(status.as_bytes());
+        seen.extend(b64_member(c.line(), "out-data").unwrap_or_default());
+    }
+    let mut out = Samples::new();
+    for i in 0..n {
+        let key = [b'a' + (i % 26) as u8];
+        let input = format!(
+            "{{\"execute\":\"guest-exec-input\",\"arguments\":{{\"pid\":{pid},\"input-data\":\"{}\"}}}}\n",
+            base64::engine::general_purpose::STANDARD.encode(key)
+        );
+        let t = Instant::now();
+        c.send(input.as_bytes());
+        c.line();
+        loop {
+            c.send(status.as_bytes());
+            if b64_member(c.line(), "out-data").is_some_and(|d| d.contains(&key[0])) {
+                break;
+            }
+        }
+        out.push(t.elapsed().as_secs_f64());
+    }
+    c.ret(&format!("{{\"execute\":\"guest-exec-terminate\",\"arguments\":{{\"pid\":{pid}}}}}\n"));
+    c.poll_until_exited_len(pid, Some(10.0));
+    out
+}
+
+/// Long-polls a streamed process to its end; returns (status calls, bytes).
+fn collect_stream(c: &mut Client, pid: i64) -> (usize, usize) {
     let req = format!("{{\"execute\":\"guest-exec-status\",\"arguments\":{{\"pid\":{pid},\"wait\":10}}}}\n");
     let mut calls = 0;
     let mut bytes = 0;
@@ -394,7 +442,7 @@ fn capture_stream(c: &mut Client, file: &Path) -> (f64, usize, usize) {
             break;
         }
     }
-    (t.elapsed().as_secs_f64(), calls, bytes)
+    (calls, bytes)
 }
 
 fn check_capture(reply: &[u8], want: usize, who: &str) {
@@ -1128,6 +1176,32 @@ fn run_all(ctx: &mut Ctx) {
     );
     ctx.rows.push(Row::new(ROW_INPUT, Unit::Time).qga(n_q).refa(opt(n_r.clone())).floor(n_f.clone()).note(note));
     ctx.rows.push(Row::new("input-data 8 MiB → wc -c, `wait` (qga)", Unit::Time).qga(n_w).refa(opt(n_r)).floor(n_f));
+
+    // ---- terminal (qga `tty`) ----------------------------------------------------------
+    progress("terminal");
+    let (mut y_t, mut y_s) = (Samples::new(), Samples::new());
+    alternate(reps.capture, 2, |who| {
+        if who == 0 {
+            let (t, _, n) = tty_stream(&mut qa.client);
+            y_t.push(t);
+            if n != CAPTURE_LEN {
+                eprintln!("WARNING: qga tty delivered {n} bytes");
+            }
+        } else {
+            y_s.push(capture_stream(&mut qa.client, &cap_file).0);
+        }
+    });
+    qa.client.shrink();
+    let mibs = |s: &Samples| CAPTURE_LEN as f64 / MIB as f64 / s.median();
+    let tty_note = format!(
+        "`head -c 8M /dev/zero` on a pty: {:.0} MiB/s; the same through `stream` pipes (cat): {:.0} MiB/s",
+        mibs(&y_t),
+        mibs(&y_s)
+    );
+    ctx.rows.push(Row::new("terminal: 8 MiB of output through a pty (`tty`, qga)", Unit::Time).qga(y_t).note(tty_note));
+    let keys = keystrokes(&mut qa.client, 200);
+    let key_note = format!("one byte via guest-exec-input → `cat` on a raw pty → status `wait`; p99 {}", fmt(Unit::Time, Some(keys.pct(99.0))));
+    ctx.rows.push(Row::new("terminal: keystroke round trip (`tty`, qga)", Unit::Time).qga(keys).note(key_note));
 
     progress("done");
     qa.stop();

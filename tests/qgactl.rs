@@ -721,7 +721,7 @@ fn simple_commands() {
             "{out}"
         );
         let ext = if agent.kind == Kind::Qga {
-            "extensions: yes"
+            "extensions: yes (streaming exec, wait, terminate, timeout, cwd, user, terminals)\n"
         } else {
             "extensions: no"
         };
@@ -792,7 +792,7 @@ fn help_for_every_subcommand() {
     assert_eq!(r.code, Some(0));
     assert!(r.out().contains("Exit codes"));
     for sub in [
-        "exec", "push", "pull", "ping", "info", "sync", "osinfo", "shutdown", "raw",
+        "exec", "shell", "push", "pull", "ping", "info", "sync", "osinfo", "shutdown", "raw",
     ] {
         for args in [
             vec![sub.to_string(), "--help".into()],
@@ -1078,4 +1078,240 @@ fn uname() -> (String, String, String) {
         String::from_utf8_lossy(&b).into_owned()
     };
     (s(&u.release), s(&u.version), s(&u.machine))
+}
+
+// ---------------------------------------------------------------------------
+// Terminals: exec -t / -it and `qgactl shell`
+// ---------------------------------------------------------------------------
+
+#[test]
+fn shell_and_exec_tty_need_the_agents_terminal_support() {
+    // qga with guest-exec-resize blocked, and Debian's qemu-ga.
+    let mut agents = vec![Agent::start_with(Kind::Qga, &["-b", "guest-exec-resize"])];
+    match qemu_ga_bin() {
+        Some(_) => agents.push(Agent::start(Kind::QemuGa)),
+        None => skip::missing(
+            "shell_and_exec_tty_need_the_agents_terminal_support: target/ref/qemu-ga-10/usr/sbin/qemu-ga is absent (run scripts/fetch-qemu-ga.sh); the qemu-ga half is not run",
+        ),
+    }
+    let info = agents[0].run(&["info"]);
+    assert!(info.out().contains("extensions: yes (streaming exec, wait, terminate, timeout, cwd, user)\n"), "{}", info.out());
+    for a in &agents {
+        for (args, what) in [(vec!["shell"], "qgactl shell"), (vec!["exec", "-t", "--", "true"], "exec --tty")] {
+            let r = a.run(&args);
+            assert_eq!(r.code, Some(125), "{} {args:?}: {}", a.name(), r.stderr);
+            assert_eq!(
+                r.stderr,
+                format!("qgactl: guest-exec: the agent has no terminal support ({what} needs qga; guest-info does not list guest-exec-resize)\n"),
+                "{}",
+                a.name()
+            );
+            assert!(r.stdout.is_empty());
+        }
+    }
+}
+
+#[test]
+fn exec_tty_without_a_local_terminal() {
+    let a = Agent::start(Kind::Qga);
+    // Not a terminal here: 24x80, no raw mode, output as the terminal made it.
+    let r = a.run(&["exec", "-t", "--", "sh", "-c", "tty; stty size; echo err >&2; exit 4"]);
+    assert_eq!(r.code, Some(4), "{}", r.stderr);
+    let out = r.out();
+    let lines: Vec<&str> = out.split("\r\n").collect();
+    assert!(lines[0].starts_with("/dev/pts/"), "{out:?}");
+    assert_eq!(&lines[1..], ["24 80", "err", ""], "{out:?}");
+    assert_eq!(r.stderr, "");
+    // -it with a pipe: the bytes are typed into the terminal.
+    let r = a.run_with(
+        &["exec", "-it", "--", "sh"],
+        Some(b"echo typed $((6 * 7))\nexit 5\n".to_vec()),
+        Duration::from_secs(40),
+    );
+    assert_eq!(r.code, Some(5), "{}", r.stderr);
+    assert!(r.out().contains("typed 42\r\n"), "{:?}", r.out());
+    // Signals end the program as 128+N.
+    let r = a.run(&["exec", "--tty", "--", "sh", "-c", "kill -TERM $$"]);
+    assert_eq!(r.code, Some(128 + 15), "{}", r.stderr);
+    // Usage errors.
+    for (args, what) in [
+        (vec!["exec", "-i", "--stdin", "-", "true"], "-i and --stdin"),
+        (vec!["exec", "-t", "--poll", "true"], "-t and --poll"),
+        (vec!["shell", "extra"], "shell arity"),
+    ] {
+        let r = a.run(&args);
+        assert_eq!(r.code, Some(2), "{what}: {}", r.stderr);
+        assert_one_line_error(&r.stderr, what);
+    }
+}
+
+/// A private tmux server (its own socket in the test's directory), killed
+/// when dropped.
+struct Tmux {
+    sock: std::path::PathBuf,
+}
+
+impl Tmux {
+    /// Starts a detached 100x30 session running `sh` (or None: no tmux).
+    fn start(dir: &Path) -> Option<Tmux> {
+        let ok = Command::new("tmux").arg("-V").output().is_ok_and(|o| o.status.success());
+        if !ok {
+            return None;
+        }
+        let t = Tmux { sock: dir.join("tmux.sock") };
+        let st = Command::new("tmux")
+            .arg("-S")
+            .arg(&t.sock)
+            .args(["-f", "/dev/null", "new-session", "-d", "-s", "t", "-x", "100", "-y", "30"])
+            .args(["env", "-i", "PATH=/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/", "TERM=xterm", "PS1=pane$ ", "sh"])
+            .status()
+            .expect("tmux new-session");
+        assert!(st.success(), "tmux new-session failed");
+        Some(t)
+    }
+
+    fn cmd(&self, args: &[&str]) -> String {
+        let o = Command::new("tmux").arg("-S").arg(&self.sock).args(args).output().expect("tmux");
+        assert!(o.status.success(), "tmux {args:?}: {}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+
+    fn keys(&self, keys: &str) {
+        self.cmd(&["send-keys", "-t", "t", "-l", keys]);
+    }
+
+    fn enter(&self) {
+        self.cmd(&["send-keys", "-t", "t", "Enter"]);
+    }
+
+    fn screen(&self) -> String {
+        self.cmd(&["capture-pane", "-p", "-t", "t", "-S", "-200"])
+    }
+
+    /// Waits (deadline 60 s) until the pane shows text for which `cond` holds.
+    #[track_caller]
+    fn wait_for(&self, what: &str, cond: impl Fn(&str) -> bool) -> String {
+        let end = Instant::now() + Duration::from_secs(60);
+        loop {
+            let s = self.screen();
+            if cond(&s) {
+                return s;
+            }
+            assert!(Instant::now() < end, "pane never showed {what}; it shows:\n{s}");
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// `stty -a` of the pane's terminal, read from outside.
+    fn pane_stty(&self) -> String {
+        let tty = self.cmd(&["display-message", "-p", "-t", "t", "#{pane_tty}"]);
+        let o = Command::new("stty").args(["-a", "-F", tty.trim()]).output().expect("stty");
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux").arg("-S").arg(&self.sock).arg("kill-server").status();
+    }
+}
+
+fn stty_flags(stty: &str) -> Vec<&str> {
+    stty.split(|c: char| c.is_whitespace() || c == ';').filter(|w| !w.is_empty()).collect()
+}
+
+#[test]
+fn shell_in_a_real_terminal_with_tmux() {
+    let a = Agent::start(Kind::Qga);
+    let Some(tmux) = Tmux::start(a.dir.path()) else {
+        skip::missing("shell_in_a_real_terminal_with_tmux: tmux is not installed (apt-get install tmux; .ci/run installs it)");
+        return;
+    };
+    let d = a.dir.path().display().to_string();
+    tmux.wait_for("the pane's prompt", |s| s.contains("pane$"));
+    let cooked = tmux.pane_stty();
+    for f in ["icanon", "echo", "isig", "opost"] {
+        assert!(stty_flags(&cooked).contains(&f), "the pane starts cooked ({f}): {cooked}");
+    }
+    // How each session ends, and qgactl's exit code: the shell's `exit 3`;
+    // ssh's escape; SIGHUP to qgactl, forwarded (the shell dies of it);
+    // SIGTERM, forwarded (an interactive shell ignores it: SIGKILL 5 s later);
+    // the connection lost (the agent killed; last).
+    for (session, end_keys, want_code) in
+        [(1, "exit 3", 3), (2, "~.", 255), (3, "SIGHUP", 128 + 1), (4, "SIGTERM", 128 + 9), (5, "agent dies", 255)]
+    {
+        tmux.keys(&format!(
+            "clear; stty -g > {d}/before{session}; {QGACTL} --socket {} shell; echo qgactl-exit=$?; stty -g > {d}/after{session}; echo done{session}",
+            a.sock.display()
+        ));
+        tmux.enter();
+        // Type a command, see its output (computed, so not the echo of the keys).
+        tmux.keys(&format!("echo marker-{session}-$((6 * 7))"));
+        tmux.enter();
+        let marker = format!("marker-{session}-42");
+        tmux.wait_for("the command's output", |s| s.lines().any(|l| l.trim_end() == marker));
+        // Raw mode while qgactl runs.
+        let raw = tmux.pane_stty();
+        for f in ["-icanon", "-echo", "-isig", "-opost"] {
+            assert!(stty_flags(&raw).contains(&f), "the pane is raw during the session ({f}): {raw}");
+        }
+        if session == 1 {
+            let size = |i: u32| {
+                tmux.keys(&format!("echo size-{i} $(stty size)"));
+                tmux.enter();
+                let tag = format!("size-{i} ");
+                let s = tmux.wait_for("stty size output", |s| s.lines().any(|l| l.starts_with(&tag)));
+                s.lines().find_map(|l| l.strip_prefix(&tag)).unwrap_or_default().trim_end().to_string()
+            };
+            assert_eq!(size(0), "30 100");
+            tmux.cmd(&["resize-window", "-t", "t", "-x", "120", "-y", "40"]);
+            // SIGWINCH reaches qgactl, which resizes the guest terminal
+            // (asked again until it shows: the resize may be on its way).
+            let end = Instant::now() + Duration::from_secs(60);
+            let mut i = 1;
+            loop {
+                let got = size(i);
+                if got == "40 120" {
+                    break;
+                }
+                assert!(got == "30 100" && Instant::now() < end, "stty size never followed the pane: {got}");
+                i += 1;
+            }
+        }
+        match end_keys {
+            "~." => {
+                // At the start of a line.
+                tmux.enter();
+                tmux.keys(end_keys);
+            }
+            "SIGHUP" | "SIGTERM" => {
+                let pane_pid: u32 = tmux.cmd(&["display-message", "-p", "-t", "t", "#{pane_pid}"]).trim().parse().unwrap();
+                let kids = procfs::children_of(pane_pid);
+                assert_eq!(kids.len(), 1, "qgactl is the pane shell's only child: {kids:?}");
+                let sig = if end_keys == "SIGHUP" { libc::SIGHUP } else { libc::SIGTERM };
+                // SAFETY: signalling the qgactl this test started in the pane.
+                unsafe { libc::kill(kids[0].0 as libc::pid_t, sig) };
+            }
+            "agent dies" => {
+                // SAFETY: killing the agent this test started.
+                unsafe { libc::kill(a.pid() as libc::pid_t, libc::SIGKILL) };
+            }
+            _ => {
+                tmux.keys(end_keys);
+                tmux.enter();
+            }
+        }
+        let s = tmux.wait_for("qgactl's exit", |s| s.contains(&format!("done{session}")));
+        assert!(s.contains(&format!("qgactl-exit={want_code}")), "{s}");
+        let before = std::fs::read_to_string(a.dir.join(format!("before{session}"))).unwrap();
+        let after = std::fs::read_to_string(a.dir.join(format!("after{session}"))).unwrap();
+        assert_eq!(before, after, "the terminal's settings (stty -g) are restored");
+        let cooked_again = tmux.pane_stty();
+        for f in ["icanon", "echo", "isig", "opost"] {
+            assert!(stty_flags(&cooked_again).contains(&f), "cooked again after session {session} ({f}): {cooked_again}");
+        }
+        if session == 2 {
+            assert!(s.contains("qgactl: session closed (~.); guest process"), "{s}");
+        }
+    }
 }

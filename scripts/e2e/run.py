@@ -646,6 +646,84 @@ def checks_qgactl(g, c):
         c.sync(20)
 
 
+def checks_qgactl_shell(g, c):
+    """`qgactl shell` over virtio-serial in a pseudo-terminal of our own:
+    type a command and see its output, resize, `exit 3` -> exit code 3 and
+    the local terminal's settings restored."""
+    import fcntl
+    import pty
+    import re
+    import select
+    import struct
+    import termios
+    tool = qgactl_path()
+    if not tool:
+        skipped(f"{g.name}: qgactl shell", "target/release/qgactl not built")
+        return
+    c.close()
+    pid, fd = None, None
+    try:
+        pid, fd = pty.fork()
+        if pid == 0:
+            os.environ["QGA_SOCKET"] = g.sock
+            os.execv(tool, [tool, "shell"])
+        fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 100, 0, 0))
+        out = bytearray()
+
+        def until(pat, t=60):
+            end = time.monotonic() + t
+            while pat not in out:
+                left = end - time.monotonic()
+                if left <= 0 or not select.select([fd], [], [], left)[0]:
+                    raise TimeoutError(f"no {pat!r} from qgactl shell; got {bytes(out[-300:])!r}")
+                try:
+                    out.extend(os.read(fd, 65536))
+                except OSError:
+                    raise TimeoutError(f"qgactl shell ended before {pat!r}; got {bytes(out[-300:])!r}")
+
+        os.write(fd, b"echo marker-$((6*7)); stty size 2>&1\r")
+        until(b"marker-42")
+        has_stty = b"not found" not in out
+        if has_stty:
+            until(b"30 100")
+            fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+            # SIGWINCH -> guest-exec-resize; ask until the guest sees it
+            # (each answer tagged: size-I ROWS COLS).
+            end = time.monotonic() + 30
+            i = 0
+            while b"size-%d 40 120" % i not in out and time.monotonic() < end:
+                i += 1
+                os.write(fd, b"echo size-%d $(stty size)\r" % i)
+                end_i = time.monotonic() + 30
+                while not re.search(rb"size-%d \d" % i, bytes(out)) and time.monotonic() < end_i:
+                    if select.select([fd], [], [], 1)[0]:
+                        out.extend(os.read(fd, 65536))
+            check(f"{g.name}: qgactl shell: stty size follows a resize", b"size-%d 40 120" % i in out, repr(bytes(out[-300:])))
+        else:
+            skipped(f"{g.name}: qgactl shell resize", "the guest has no stty")
+        os.write(fd, b"exit 3\r")
+        try:
+            while os.read(fd, 65536):
+                pass
+        except OSError:
+            pass
+        _, status = os.waitpid(pid, 0)
+        pid = None
+        rc = os.waitstatus_to_exitcode(status)
+        check(f"{g.name}: qgactl shell: command output and exit 3", rc == 3, f"rc {rc}, output {bytes(out[-300:])!r}")
+        lflag = termios.tcgetattr(fd)[3]
+        cooked = termios.ICANON | termios.ECHO | termios.ISIG
+        check(f"{g.name}: qgactl shell: the terminal is cooked again", lflag & cooked == cooked, f"lflag {lflag:#x}")
+    finally:
+        if pid:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+        if fd is not None:
+            os.close(fd)
+        c.open(time.monotonic() + 10)
+        c.sync(20)
+
+
 def checks_poweroff(g, c, names, how):
     """Ends the guest from inside; QEMU must exit (ACPI power off)."""
     t = time.monotonic()
@@ -686,6 +764,7 @@ def guest_virtio(opts):
         guard(g, checks_files, c, names)
         guard(g, checks_osinfo, c, names)
         guard(g, checks_qgactl, c)
+        guard(g, checks_qgactl_shell, c)
         if guard(g, checks_disconnect, c):
             guard(g, checks_poweroff, c, names, "guest-shutdown")
     finally:

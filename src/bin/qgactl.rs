@@ -26,6 +26,8 @@ mod signals;
 mod simple;
 #[path = "qgactl/sys.rs"]
 mod sys;
+#[path = "qgactl/terminal.rs"]
+mod terminal;
 
 use cli::Command;
 

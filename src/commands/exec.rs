@@ -172,7 +172,10 @@ pub fn exec(ctx: &mut Ctx<'_>, mut a: Args) -> Result<Outcome, QgaError> {
     let env = child_env(pw.as_ref(), env, env_merge, tty);
     let credentials =
         pw.map(|pw| Credentials { uid: pw.uid, gid: pw.gid, groups: sys::user::supplementary_groups(&pw.name, pw.gid) });
+    // A terminal is the child's stdin, stdout and stderr: no pipes (their
+    // data would never reach the terminal or the client).
     let (stdout, stderr) = match capture {
+        _ if tty => (Redirect::Null, Redirect::Null),
         Capture::None => (Redirect::Null, Redirect::Null),
         Capture::Stdout => (Redirect::Pipe, Redirect::Null),
         Capture::Stderr => (Redirect::Null, Redirect::Pipe),
@@ -186,7 +189,7 @@ pub fn exec(ctx: &mut Ctx<'_>, mut a: Args) -> Result<Outcome, QgaError> {
         path: to_c_string(&path),
         args: c_list(arg.unwrap_or_default()),
         env: env.map(c_list),
-        stdin: if input.is_some() || input_stream { Redirect::Pipe } else { Redirect::Null },
+        stdin: if !tty && (input.is_some() || input_stream) { Redirect::Pipe } else { Redirect::Null },
         stdout,
         stderr,
         cwd: cwd.as_deref().map(to_c_string),

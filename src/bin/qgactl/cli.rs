@@ -26,6 +26,7 @@ Connection (one of; default: --socket $QGA_SOCKET):
 
 Commands:
   exec [OPTIONS] -- PROGRAM [ARG]...   run a program in the guest
+  shell [--user USER]                  interactive login shell in the guest (qga)
   push LOCAL REMOTE                    copy a file into the guest
   pull REMOTE LOCAL                    copy a file out of the guest
   ping                                 check that the agent answers
@@ -68,6 +69,13 @@ Options:
   --merge            stderr into stdout, in order (qemu-ga >= 8.1, qga)
   --poll             poll even when the agent can stream, and send stdin as
                      for stock qemu-ga (for comparisons)
+  -t, --tty          run the program on a pseudo-terminal in the guest
+                     (qga: guest-info lists guest-exec-resize); the local
+                     terminal goes to raw mode for the session and is
+                     restored after it; window size changes follow; `~.` at
+                     the start of a line ends the session (exit 255)
+  -i, --interactive  send qgactl's stdin to the program as it is typed
+                     (as --stdin -); `-it` for an interactive program
 
 Ctrl-C (or SIGTERM/SIGHUP to qgactl) forwards that signal to the program
 (its process group on qga); after 5 s, or at the second Ctrl-C, it is
@@ -93,6 +101,26 @@ Examples:
   qgactl exec --timeout 60 -- sh -c 'make -j4 2>&1'
   tar c dir | qgactl exec --stdin - -- tar x -C /srv
   qgactl exec --env PATH=/usr/bin:/bin --env LANG=C.UTF-8 -- env";
+
+pub const SHELL_HELP: &str = "\
+Usage: qgactl shell [--user USER]
+
+Runs the guest user's login shell (the shell field of /etc/passwd for the
+uid the program runs as, else /bin/sh; started with -l in that user's home
+directory) on a pseudo-terminal, as `qgactl exec -it` does: the local
+terminal is in raw mode for the session and restored after it, keystrokes
+go to the guest as they are typed, window size changes follow, `~.` at the
+start of a line ends the session (exit 255, the shell gets SIGHUP), and
+qgactl exits with the shell's exit status.
+
+Needs qga's terminal support (guest-info lists guest-exec-resize); with
+stock qemu-ga it fails with exit code 125.
+
+Options:
+  --user USER        run as USER, a name or a uid
+
+Example:
+  qgactl --socket /run/vm1/qga.sock shell";
 
 pub const PUSH_HELP: &str = "\
 Usage: qgactl push [--progress|--no-progress] LOCAL REMOTE
@@ -181,6 +209,7 @@ Example:
 pub fn help_for(name: &str) -> Option<&'static str> {
     Some(match name {
         "exec" => EXEC_HELP,
+        "shell" => SHELL_HELP,
         "push" => PUSH_HELP,
         "pull" => PULL_HELP,
         "ping" => PING_HELP,
@@ -208,6 +237,10 @@ pub struct ExecArgs {
     pub timeout: Option<f64>,
     pub merge: bool,
     pub poll: bool,
+    /// `-t`: on a pseudo-terminal.
+    pub tty: bool,
+    /// `shell`: the program is the login-shell wrapper.
+    pub shell: bool,
     pub program: String,
     pub args: Vec<String>,
 }
@@ -420,8 +453,8 @@ impl Global {
     }
 }
 
-const COMMANDS: [&str; 10] = [
-    "exec", "push", "pull", "ping", "info", "sync", "osinfo", "shutdown", "raw", "help",
+const COMMANDS: [&str; 11] = [
+    "exec", "shell", "push", "pull", "ping", "info", "sync", "osinfo", "shutdown", "raw", "help",
 ];
 
 /// Parses the whole command line. Returns the connection options (None
@@ -477,6 +510,7 @@ pub fn parse(items: Vec<OsString>) -> Result<(Option<Options>, Command)> {
     let mut mode = None;
     let mut progress = None;
     let mut ex = ExecArgs::default();
+    let mut interactive = false;
     let mut program: Option<Vec<OsString>> = None;
     while let Some(a) = args.next() {
         match a {
@@ -525,7 +559,13 @@ pub fn parse(items: Vec<OsString>) -> Result<(Option<Options>, Command)> {
                         ex.env.push(v);
                     }
                     ("exec", "--cwd") => ex.cwd = Some(args.value(&o, inline)?),
-                    ("exec", "--user") => ex.user = Some(args.value(&o, inline)?),
+                    ("exec" | "shell", "--user") => ex.user = Some(args.value(&o, inline)?),
+                    ("exec", "-t" | "--tty") => ex.tty = true,
+                    ("exec", "-i" | "--interactive") => interactive = true,
+                    ("exec", "-it" | "-ti") => {
+                        ex.tty = true;
+                        interactive = true;
+                    }
                     ("exec", "--timeout") => {
                         let v = args.value(&o, inline)?;
                         ex.timeout = Some(seconds(&o, &v)?);
@@ -594,7 +634,24 @@ pub fn parse(items: Vec<OsString>) -> Result<(Option<Options>, Command)> {
                 progress,
             }
         }
+        "shell" => {
+            nwords(0, "no arguments besides --user")?;
+            ex.tty = true;
+            ex.shell = true;
+            ex.stdin = Some(StdinSource::Stdin);
+            ex.program = "/bin/sh".to_string();
+            Command::Exec(ex)
+        }
         _ => {
+            if interactive {
+                if ex.stdin.is_some() {
+                    return Err(usage("exec: -i and --stdin cannot be used together"));
+                }
+                ex.stdin = Some(StdinSource::Stdin);
+            }
+            if ex.tty && ex.poll {
+                return Err(usage("exec: -t and --poll cannot be used together"));
+            }
             let Some(p) = program.filter(|p| !p.is_empty()) else {
                 return Err(usage("exec wants a PROGRAM (see 'qgactl exec --help')"));
             };

@@ -20,6 +20,7 @@ use crate::files::{strip_os_error, upload};
 use crate::input::{Pump, Take};
 use crate::progress::Progress;
 use crate::signals;
+use crate::terminal;
 
 /// Largest stdin carried in the guest-exec request itself: base64 of it
 /// (4/3) plus the rest of the request must stay under QEMU's 64 MiB
@@ -47,6 +48,24 @@ const INPUT_RETRY_MAX: Duration = Duration::from_millis(50);
 /// status is the program's own.
 const STAGE_SCRIPT: &str = r#"exec <"$0" || exit 125; rm -f "$0" 2>/dev/null; rmdir "${0%/*}" 2>/dev/null; exec "$@""#;
 
+/// `qgactl shell`: the login shell of the uid it runs as (the shell field
+/// of /etc/passwd when executable, else /bin/sh), started with -l in that
+/// user's home directory with HOME, USER, LOGNAME and SHELL set.
+const SHELL_SCRIPT: &str = r#"u=$(id -u 2>/dev/null) || u=0
+sh=/bin/sh
+if [ -r /etc/passwd ]; then
+  while IFS=: read -r name pw uid gid gecos home shell; do
+    if [ "$uid" = "$u" ]; then
+      if [ -n "$shell" ] && [ -x "$shell" ]; then sh=$shell; fi
+      export USER="$name" LOGNAME="$name"
+      if [ -n "$home" ] && cd "$home" 2>/dev/null; then export HOME="$home"; fi
+      break
+    fi
+  done </etc/passwd
+fi
+export SHELL="$sh"
+exec "$sh" -l"#;
+
 struct Caps {
     /// guest-exec-terminate listed and enabled: stream/wait/timeout/cwd/user.
     ext: bool,
@@ -54,6 +73,8 @@ struct Caps {
     files: bool,
     /// guest-exec-input listed and enabled: streamed stdin.
     input: bool,
+    /// guest-exec-resize listed and enabled: `tty`.
+    tty: bool,
 }
 
 fn query_caps(sess: &mut Session) -> Result<Caps> {
@@ -72,6 +93,7 @@ fn query_caps(sess: &mut Session) -> Result<Caps> {
         ext: enabled("guest-exec-terminate"),
         files: enabled("guest-file-open") && enabled("guest-file-write") && enabled("guest-file-close"),
         input: enabled("guest-exec-input"),
+        tty: enabled("guest-exec-resize"),
     })
 }
 
@@ -97,6 +119,14 @@ fn needs_ext(opt: &str) -> Failure {
 
 pub fn run(sess: &mut Session, a: ExecArgs) -> Result<i32> {
     let caps = query_caps(sess)?;
+    if a.tty && !(caps.tty && caps.ext && caps.input) {
+        let what = if a.shell { "qgactl shell" } else { "exec --tty" };
+        return Err(Failure::agent(
+            "guest-exec",
+            "GenericError",
+            &format!("the agent has no terminal support ({what} needs qga; guest-info does not list guest-exec-resize)"),
+        ));
+    }
     if !caps.ext {
         if a.cwd.is_some() {
             return Err(needs_ext("--cwd"));
@@ -105,6 +135,10 @@ pub fn run(sess: &mut Session, a: ExecArgs) -> Result<i32> {
             return Err(needs_ext("--user"));
         }
     }
+    // The local terminal goes raw for the session; the guard restores it
+    // on every way out of this function (errors included); SIGTERM and
+    // SIGHUP are forwarded to the program, which ends the session too.
+    let _raw = if a.tty && a.stdin.is_some() { terminal::RawMode::enter(0) } else { None };
     let input = prepare_input(sess, &a, &caps)?;
     let r = run_program(sess, &a, &caps, &input);
     if let Input::Staged { dir, .. } = &input {
@@ -121,6 +155,8 @@ fn prepare_input(sess: &mut Session, a: &ExecArgs, caps: &Caps) -> Result<Input>
     let Some(src) = &a.stdin else { return Ok(Input::None) };
     if caps.ext && caps.input && !a.poll {
         let source: Box<dyn Read + Send> = match src {
+            // Keystrokes: ssh's `~.` escape applies.
+            StdinSource::Stdin if a.tty && crate::sys::isatty(0) => Box::new(terminal::Escape::new(std::io::stdin())),
             StdinSource::Stdin => Box::new(std::io::stdin()),
             StdinSource::File(p) => Box::new(
                 File::open(p)
@@ -388,6 +424,10 @@ fn run_program(sess: &mut Session, a: &ExecArgs, caps: &Caps, input: &Input) -> 
             ]);
             "/bin/sh".to_string()
         }
+        _ if a.shell => {
+            argv.extend(["-c".to_string(), SHELL_SCRIPT.to_string(), "qgactl-shell".to_string()]);
+            "/bin/sh".to_string()
+        }
         _ => a.program.clone(),
     };
     argv.extend(a.args.iter().cloned());
@@ -398,13 +438,22 @@ fn run_program(sess: &mut Session, a: &ExecArgs, caps: &Caps, input: &Input) -> 
     if !a.env.is_empty() {
         req["env"] = json!(a.env);
     }
-    // `true` rather than "separated": understood by every qemu-ga since 2.5.
-    req["capture-output"] = if a.merge { json!("merged") } else { json!(true) };
+    if a.tty {
+        // A terminal is captured, streamed and fed by itself.
+        req["tty"] = json!(true);
+        if let Some((rows, cols)) = terminal::local_size() {
+            req["rows"] = json!(rows);
+            req["cols"] = json!(cols);
+        }
+    } else {
+        // `true` rather than "separated": understood by every qemu-ga since 2.5.
+        req["capture-output"] = if a.merge { json!("merged") } else { json!(true) };
+    }
     if caps.ext {
-        if streaming {
+        if streaming && !a.tty {
             req["stream"] = json!(true);
         }
-        if matches!(input, Input::Stream(_)) {
+        if matches!(input, Input::Stream(_)) && !a.tty {
             req["input-stream"] = json!(true);
         }
         if let Some(t) = a.timeout {
@@ -419,6 +468,9 @@ fn run_program(sess: &mut Session, a: &ExecArgs, caps: &Caps, input: &Input) -> 
     }
     // From here on Ctrl-C is for the guest program.
     signals::install();
+    if a.tty {
+        signals::install_winch();
+    }
     match input {
         Input::Data(d) => sess.send_with_base64("guest-exec", req, "input-data", d)?,
         _ => sess.send("guest-exec", Some(req))?,
@@ -440,6 +492,11 @@ fn run_program(sess: &mut Session, a: &ExecArgs, caps: &Caps, input: &Input) -> 
         term.reap_helpers(sess);
     }
     let fin = result?;
+    if fin.escaped {
+        return Err(Failure::Connection(format!(
+            "session closed (~.); guest process {pid} was sent SIGHUP"
+        )));
+    }
     if term.gave_up {
         return Err(Failure::Interrupted(format!(
             "gave up waiting; guest process {pid} may still be running"
@@ -474,6 +531,8 @@ struct Final {
     timed_out: bool,
     /// Streamed stdin could not be read to its end.
     input_error: Option<String>,
+    /// `~.` ended the session.
+    escaped: bool,
 }
 
 impl Final {
@@ -484,6 +543,7 @@ impl Final {
             signal: v.get("signal").and_then(Value::as_i64),
             timed_out: v.get("timed-out").and_then(Value::as_bool).unwrap_or(false),
             input_error: None,
+            escaped: false,
         }
     }
 }
@@ -491,6 +551,7 @@ impl Final {
 enum Expect {
     Status,
     Terminate,
+    Resize,
     /// guest-exec-input offering `sent` bytes, with `eof` or not.
     Input {
         sent: usize,
@@ -581,7 +642,7 @@ impl<'a> Feeder<'a> {
         self.done = true;
         self.offer = Vec::new();
         if !(desc.contains("is closed") || desc.contains("does not exist")) {
-            eprintln!("qgactl: guest-exec-input: {}", one_line(desc));
+            terminal::note(&format!("guest-exec-input: {}", one_line(desc)));
         }
     }
 }
@@ -624,6 +685,14 @@ fn stream_loop(sess: &mut Session, term: &mut Terminator, mut feeder: Option<Fee
                 deadline = deadline.max(Instant::now() + sess.reply_timeout);
             }
         }
+        if terminal::escaped() {
+            // As when ssh's connection goes: the terminal hangs up.
+            sess.send("guest-exec-terminate", Some(json!({"pid": pid, "signal": crate::sys::SIGHUP})))?;
+            return Ok(Final {
+                escaped: true,
+                ..Final::default()
+            });
+        }
         if !status_out {
             sess.send("guest-exec-status", Some(json!({"pid": pid, "wait": STATUS_WAIT})))?;
             queue.push_back(Expect::Status);
@@ -639,6 +708,7 @@ fn stream_loop(sess: &mut Session, term: &mut Terminator, mut feeder: Option<Fee
         let what = match queue.front() {
             Some(Expect::Input { .. }) => "guest-exec-input",
             Some(Expect::Terminate) => "guest-exec-terminate",
+            Some(Expect::Resize) => "guest-exec-resize",
             _ => "guest-exec-status",
         };
         match sess
@@ -678,10 +748,17 @@ fn stream_loop(sess: &mut Session, term: &mut Terminator, mut feeder: Option<Fee
                         Reply::Error { desc, .. } => f.refused(&desc),
                     }
                 }
+                Some(Expect::Resize) => {
+                    if let Reply::Error { desc, .. } = parse_reply(&line)? {
+                        if !desc.contains("does not exist") {
+                            terminal::note(&format!("guest-exec-resize: {}", one_line(&desc)));
+                        }
+                    }
+                }
                 Some(Expect::Terminate) => {
                     if let Reply::Error { desc, .. } = parse_reply(&line)? {
                         // Typically the process ended meanwhile.
-                        eprintln!("qgactl: guest-exec-terminate: {}", one_line(&desc));
+                        terminal::note(&format!("guest-exec-terminate: {}", one_line(&desc)));
                     }
                 }
                 None => {
@@ -691,7 +768,16 @@ fn stream_loop(sess: &mut Session, term: &mut Terminator, mut feeder: Option<Fee
                     )))
                 }
             },
-            Event::Signal => acts.extend(signals::take().into_iter().map(|s| term.on_signal(s))),
+            Event::Signal => {
+                for s in signals::take() {
+                    if s != crate::sys::SIGWINCH {
+                        acts.push(term.on_signal(s));
+                    } else if let Some((rows, cols)) = terminal::local_size() {
+                        sess.send("guest-exec-resize", Some(json!({"pid": pid, "rows": rows, "cols": cols})))?;
+                        queue.push_back(Expect::Resize);
+                    }
+                }
+            }
             Event::Wake => acts.extend(term.due()),
             // Local stdin has news: the top of the loop takes it.
             Event::Watch => {}

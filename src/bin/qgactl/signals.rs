@@ -23,6 +23,14 @@ pub fn install() {
     sys::route_signals(w, &[sys::SIGINT, sys::SIGTERM, sys::SIGHUP]);
 }
 
+/// Routes SIGWINCH to the self-pipe as well (`exec -t`), after [`install`].
+pub fn install_winch() {
+    install();
+    if READ_END.get().is_some() {
+        sys::route_more_signals(&[sys::SIGWINCH]);
+    }
+}
+
 /// The read end of the self-pipe, once installed.
 pub fn fd() -> Option<RawFd> {
     READ_END.get().map(|fd| fd.as_raw_fd())

@@ -86,10 +86,15 @@ pub fn info(sess: &mut Session, json: bool) -> Result<i32> {
         .unwrap_or_default();
     cmds.sort_by_key(|c| c.get("name").and_then(Value::as_str).unwrap_or(""));
     let has = |n: &str| cmds.iter().any(|c| c.get("name").and_then(Value::as_str) == Some(n));
-    let ext = if has("guest-exec-terminate") {
-        "yes (streaming exec, wait, terminate, timeout, cwd, user)"
-    } else {
-        "no (stock qemu-ga behaviour)"
+    let enabled = |n: &str| {
+        cmds.iter().any(|c| {
+            c.get("name").and_then(Value::as_str) == Some(n) && c.get("enabled").and_then(Value::as_bool) != Some(false)
+        })
+    };
+    let ext = match (has("guest-exec-terminate"), enabled("guest-exec-resize")) {
+        (true, true) => "yes (streaming exec, wait, terminate, timeout, cwd, user, terminals)",
+        (true, false) => "yes (streaming exec, wait, terminate, timeout, cwd, user)",
+        _ => "no (stock qemu-ga behaviour)",
     };
     let width = cmds
         .iter()

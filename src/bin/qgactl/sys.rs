@@ -7,7 +7,7 @@
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicI32, Ordering};
 
-pub use libc::{EAGAIN, ECONNRESET, EINTR, EIO, EPIPE, SIGHUP, SIGINT, SIGKILL, SIGPIPE, SIGTERM};
+pub use libc::{EAGAIN, ECONNRESET, EINTR, EIO, EPIPE, SIGHUP, SIGINT, SIGKILL, SIGPIPE, SIGTERM, SIGWINCH};
 
 /// poll(2) event bits.
 pub type Events = libc::c_short;
@@ -178,6 +178,12 @@ extern "C" fn on_signal(sig: libc::c_int) {
 pub fn route_signals(pipe_w: OwnedFd, sigs: &[i32]) {
     use std::os::fd::IntoRawFd;
     SIGNAL_FD.store(pipe_w.into_raw_fd(), Ordering::Relaxed);
+    route_more_signals(sigs);
+}
+
+/// Routes more signals to the pipe given to [`route_signals`] (same rule:
+/// those ignored at start-up stay ignored).
+pub fn route_more_signals(sigs: &[i32]) {
     for &sig in sigs {
         // SAFETY: an all-zero sigaction is a valid value.
         let mut old: libc::sigaction = unsafe { std::mem::zeroed() };
@@ -195,4 +201,54 @@ pub fn route_signals(pipe_w: OwnedFd, sigs: &[i32]) {
             libc::sigaction(sig, &sa, std::ptr::null_mut());
         }
     }
+}
+
+/// Whether `fd` is a terminal.
+pub fn isatty(fd: RawFd) -> bool {
+    // SAFETY: isatty only queries the descriptor.
+    unsafe { libc::isatty(fd) == 1 }
+}
+
+/// A terminal's saved settings.
+#[derive(Clone, Copy)]
+pub struct Termios(libc::termios);
+
+/// The settings of the terminal `fd` (tcgetattr).
+pub fn term_get(fd: RawFd) -> Result<Termios, i32> {
+    // SAFETY: an all-zero termios is a valid value; tcgetattr fills it.
+    let mut t: libc::termios = unsafe { std::mem::zeroed() };
+    // SAFETY: tcgetattr writes into our struct.
+    cvt(unsafe { libc::tcgetattr(fd, &mut t) })?;
+    Ok(Termios(t))
+}
+
+/// Applies `t` to the terminal `fd` once queued output is written
+/// (TCSADRAIN), retrying on EINTR.
+pub fn term_set(fd: RawFd, t: &Termios) -> Result<(), i32> {
+    loop {
+        // SAFETY: tcsetattr reads our struct.
+        match cvt(unsafe { libc::tcsetattr(fd, libc::TCSADRAIN, &t.0) }) {
+            Err(libc::EINTR) => continue,
+            r => return r.map(drop),
+        }
+    }
+}
+
+/// `t` in raw mode (cfmakeraw: no echo, no line editing, no signal keys,
+/// no output processing), as ssh sets the local terminal.
+pub fn term_raw(t: &Termios) -> Termios {
+    let mut r = t.0;
+    // SAFETY: cfmakeraw edits our copy.
+    unsafe { libc::cfmakeraw(&mut r) };
+    Termios(r)
+}
+
+/// The window size of the terminal `fd` (TIOCGWINSZ): (rows, cols), or
+/// None when it is not a terminal or reports 0x0.
+pub fn win_size(fd: RawFd) -> Option<(u16, u16)> {
+    // SAFETY: an all-zero winsize is a valid value.
+    let mut w: libc::winsize = unsafe { std::mem::zeroed() };
+    // SAFETY: TIOCGWINSZ writes a winsize into our struct.
+    let rc = unsafe { libc::ioctl(fd, libc::TIOCGWINSZ, &mut w) };
+    (rc == 0 && w.ws_row > 0 && w.ws_col > 0).then_some((w.ws_row, w.ws_col))
 }
