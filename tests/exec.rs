@@ -351,6 +351,13 @@ fn output_is_capped_at_16_mib_head() {
         assert_eq!(st["out-truncated"], json!(true));
     }
     assert!(st.get("err-data").is_none() && st.get("err-truncated").is_none());
+    // The other side of the boundary: exactly 16 MiB is kept whole.
+    let pid = c.exec(sh("head -c 16777216 /dev/zero"));
+    let st = c.wait_exec_for(pid, Duration::from_secs(60));
+    assert_eq!(data_of(&st, "out-data").len(), 16 * 1024 * 1024);
+    if !is_reference_agent() {
+        assert_eq!(st["out-truncated"], json!(false), "16 MiB exactly is not truncated");
+    }
 }
 
 #[test]

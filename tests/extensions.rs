@@ -319,6 +319,11 @@ fn bad_extension_values_get_exact_errors() {
         c.err("guest-exec-status", json!({"pid": pid, "wait": 601})).1,
         "Parameter 'wait' expects a number of seconds greater than 0 and at most 600"
     );
+    // 600 itself is accepted (held; a request right behind releases it).
+    c.send_str(&format!("{{\"execute\":\"guest-exec-status\",\"arguments\":{{\"pid\":{pid},\"wait\":600}},\"id\":\"w600\"}}"));
+    c.send_str("{\"execute\":\"guest-ping\",\"id\":\"p600\"}");
+    assert_eq!(c.recv(), json!({"return": {"exited": false}, "id": "w600"}));
+    assert_eq!(c.recv(), json!({"return": {}, "id": "p600"}));
     assert_eq!(
         c.err("guest-exec-status", json!({"pid": pid, "wait": "1"})).1,
         "Invalid parameter type for 'wait', expected: number"
