@@ -98,13 +98,43 @@ fn wait_returns_when_the_child_exits() {
     if skip_on_reference() {
         return;
     }
-    let (_agent, mut c) = Agent::start();
-    let pid = c.exec(json!({"path": "sh", "arg": ["-c", "sleep 0.3; echo done"], "capture-output": true}));
-    let t = Instant::now();
-    let st = c.ok("guest-exec-status", json!({"pid": pid, "wait": 60}));
+    let (agent, mut c) = Agent::start();
+    // Gated: the child ends only when the test opens the gate, after the
+    // long-poll is known to be held (no reply once the agent is idle).
+    let gate = agent.dir().join("gate");
+    let script = format!("while [ ! -e {} ]; do sleep 0.02; done; echo done", gate.display());
+    let pid = c.exec(json!({"path": "sh", "arg": ["-c", script], "capture-output": true}));
+    c.send_str(&format!("{{\"execute\":\"guest-exec-status\",\"arguments\":{{\"pid\":{pid},\"wait\":600}}}}"));
+    c.expect_silence_once_idle(agent.pid());
+    std::fs::write(&gate, b"").unwrap();
+    // Ends with the child, long before the 600 s wait.
+    let st = c.recv()["return"].clone();
     assert_eq!(st["exited"], json!(true), "{st}");
     assert_eq!(data_of(&st, "out-data"), b"done\n");
-    assert!(t.elapsed() < Duration::from_secs(30), "wait must end when the child exits");
+}
+
+#[test]
+fn wait_returns_when_streamed_output_arrives() {
+    if skip_on_reference() {
+        return;
+    }
+    let (agent, mut c) = Agent::start();
+    // A streamed child prints `a` once gate 1 opens and ends once gate 2
+    // does: the held long-poll must return with `a` while it still runs.
+    let d = agent.dir().display().to_string();
+    let script = format!(
+        "while [ ! -e {d}/gate1 ]; do sleep 0.02; done; echo a; while [ ! -e {d}/gate2 ]; do sleep 0.02; done"
+    );
+    let pid = c.exec(json!({"path": "sh", "arg": ["-c", script], "capture-output": true, "stream": true}));
+    c.send_str(&format!("{{\"execute\":\"guest-exec-status\",\"arguments\":{{\"pid\":{pid},\"wait\":600}}}}"));
+    c.expect_silence_once_idle(agent.pid());
+    std::fs::write(agent.dir().join("gate1"), b"").unwrap();
+    let st = c.recv()["return"].clone();
+    assert_eq!(st["exited"], json!(false), "new output ends the wait: {st}");
+    assert_eq!(data_of(&st, "out-data"), b"a\n");
+    std::fs::write(agent.dir().join("gate2"), b"").unwrap();
+    let st = c.wait_exec(pid);
+    assert_eq!(st["exitcode"], json!(0), "{st}");
 }
 
 #[test]
