@@ -191,7 +191,7 @@ fn works_with_stdio_closed() {
     let st2 = c.exec_and_wait(json!({"path": "cat", "input-data": "aGVsbG8=", "capture-output": true}));
     drop(c);
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    let code = wait_timeout(&mut child, Duration::from_secs(5));
+    let code = wait_timeout(&mut child, Duration::from_secs(60));
     if code.is_none() {
         let _ = child.kill();
         let _ = child.wait();
@@ -334,7 +334,7 @@ fn systemd_socket_activation() {
     let mut c = Conn::new(s);
     let r = c.execute("guest-sync", json!({"id": 99}));
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    let st = wait_timeout(&mut child, Duration::from_secs(5));
+    let st = wait_timeout(&mut child, Duration::from_secs(60));
     if st.is_none() {
         let _ = child.kill();
         let _ = child.wait();
