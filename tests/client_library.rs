@@ -54,7 +54,7 @@ fn exec_round_trip() {
         })
         .expect("guest-exec");
     assert!(r.pid > 0);
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + Duration::from_secs(60);
     let st = loop {
         let st = qga.execute(&qga::guest_exec_status { pid: r.pid }).expect("guest-exec-status");
         if st.exited {
@@ -82,7 +82,7 @@ fn exec_round_trip() {
             capture_output: Some(qga::GuestExecCaptureOutput::mode(qga::GuestExecCaptureOutputMode::merged)),
         })
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + Duration::from_secs(60);
     let st = loop {
         let st = qga.execute(&qga::guest_exec_status { pid: r.pid }).unwrap();
         if st.exited {

@@ -203,12 +203,12 @@ fn terminate_kills_the_whole_process_tree() {
     // A daemonized grandchild keeps the pipe open: without terminate,
     // `exited` would stay false for 1000 s.
     let pid = c.exec(json!({"path": "sh", "arg": ["-c", "sleep 1000 & sleep 1000 & echo up; wait"], "capture-output": true}));
-    assert!(wait_until(Duration::from_secs(10), || group_members(pid).len() >= 3), "tree started");
+    assert!(wait_until(Duration::from_secs(60), || group_members(pid).len() >= 3), "tree started");
     c.ok("guest-exec-terminate", json!({"pid": pid}));
     let st = c.wait_exec(pid);
     assert_eq!(st["signal"], json!(9), "{st}");
     assert_eq!(data_of(&st, "out-data"), b"up\n");
-    assert!(wait_until(Duration::from_secs(10), || group_members(pid).is_empty()), "every member is gone");
+    assert!(wait_until(Duration::from_secs(60), || group_members(pid).is_empty()), "every member is gone");
 }
 
 #[test]

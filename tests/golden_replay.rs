@@ -486,7 +486,7 @@ fn run_cli_case(case: &Value) -> Result<(), String> {
         let _ = std::io::Read::read_to_end(&mut se, &mut v);
         v
     });
-    let st = match wait_timeout(&mut child, Duration::from_secs(10)) {
+    let st = match wait_timeout(&mut child, Duration::from_secs(60)) {
         Some(st) => st,
         None => {
             let _ = child.kill();
