@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 fn client(agent: &Agent) -> Qga<qapi::Stream<std::io::BufReader<UnixStream>, UnixStream>> {
     let conn = agent.connect();
     let s = conn.stream;
-    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
     let r = s.try_clone().unwrap();
     Qga::new(qapi::Stream::new(std::io::BufReader::new(r), s))
 }

@@ -402,7 +402,7 @@ fn unread_input_does_not_spin_or_leak() {
     // `true` exits without reading 10 MiB of stdin
     let data = vec![b'z'; 10 * 1024 * 1024];
     let pid = c.exec(json!({"path": "true", "input-data": b64encode(&data), "capture-output": true}));
-    let st = c.wait_exec_for(pid, Duration::from_secs(20));
+    let st = c.wait_exec_for(pid, Duration::from_secs(60));
     assert_eq!(st, json!({"exitcode": 0, "exited": true}));
     c.ping();
     assert!(
@@ -511,7 +511,7 @@ fn chatty_child_does_not_starve_the_channel() {
     // kill it through the agent
     let st = c.exec_and_wait(json!({"path": "kill", "arg": ["-9", pid.to_string()]}));
     assert_eq!(st["exitcode"], json!(0));
-    let st = c.wait_exec_for(pid, Duration::from_secs(20));
+    let st = c.wait_exec_for(pid, Duration::from_secs(60));
     assert_eq!(st["signal"], json!(9));
     assert!(st.get("exitcode").is_none());
     let out = data_of(&st, "out-data");
