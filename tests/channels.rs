@@ -144,7 +144,7 @@ trait StartAt {
 impl StartAt for AgentBuilder {
     fn start_at(self, sock: &std::path::Path) -> (Agent, Conn) {
         let agent = self.spawn();
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             match UnixStream::connect(sock) {
                 Ok(s) => return (agent, Conn::new(s)),
@@ -173,7 +173,7 @@ fn works_with_stdio_closed() {
         });
     }
     let mut child = cmd.spawn().expect("spawn");
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + Duration::from_secs(60);
     let s = loop {
         match UnixStream::connect(&sock) {
             Ok(s) => break s,
@@ -191,7 +191,7 @@ fn works_with_stdio_closed() {
     let st2 = c.exec_and_wait(json!({"path": "cat", "input-data": "aGVsbG8=", "capture-output": true}));
     drop(c);
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    let code = wait_timeout(&mut child, Duration::from_secs(5));
+    let code = wait_timeout(&mut child, Duration::from_secs(60));
     if code.is_none() {
         let _ = child.kill();
         let _ = child.wait();
@@ -264,32 +264,24 @@ fn serial_roundtrip(method: &str) -> (Agent, Pty) {
         .args(["-m", method, "-p", &pty.slave_path])
         .spawn();
     let mut pending = Vec::new();
-    // The agent flushes pending input when it opens the line: retry until a
-    // reply arrives.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        pty.master.write_all(b"{\"execute\":\"guest-sync\",\"arguments\":{\"id\":77}}\n").unwrap();
-        if let Some(l) = pty_read_line(&mut pty.master, &mut pending, Duration::from_millis(300)) {
-            assert_eq!(String::from_utf8_lossy(&l), "{\"return\": 77}\n");
-            break;
-        }
-        assert!(Instant::now() < deadline, "no reply on {} {}\n{}", method, pty.slave_path, agent.stderr_log());
-    }
-    // A clean exchange: replies to retried syncs may still come first (the
-    // same sync reply only), then the ping's.
+    // The agent flushes pending input when it opens the line. Event-driven:
+    // wait until it has the line open and has gone idle, then one request.
+    let opened = wait_until(Duration::from_secs(120), || {
+        proc_exists(agent.pid()) && fd_list(agent.pid()).iter().any(|(_, t)| *t == pty.slave_path)
+    });
+    assert!(opened, "the agent did not open {} {}\n{}", method, pty.slave_path, agent.stderr_log());
+    wait_idle(agent.pid());
+    pty.master.write_all(b"{\"execute\":\"guest-sync\",\"arguments\":{\"id\":77}}\n").unwrap();
+    let l = pty_read_line(&mut pty.master, &mut pending, Duration::from_secs(60))
+        .unwrap_or_else(|| panic!("no reply on {} {}\n{}", method, pty.slave_path, agent.stderr_log()));
+    assert_eq!(String::from_utf8_lossy(&l), "{\"return\": 77}\n");
     pty.master.write_all(b"{\"execute\":\"guest-ping\",\"id\":\"serial\"}").unwrap();
-    loop {
-        let l = pty_read_line(&mut pty.master, &mut pending, Duration::from_secs(30)).expect("ping reply");
-        if l == b"{\"return\": 77}\n" {
-            continue;
-        }
-        assert_eq!(String::from_utf8_lossy(&l), "{\"return\": {}, \"id\": \"serial\"}\n");
-        break;
-    }
+    let l = pty_read_line(&mut pty.master, &mut pending, Duration::from_secs(60)).expect("ping reply");
+    assert_eq!(String::from_utf8_lossy(&l), "{\"return\": {}, \"id\": \"serial\"}\n");
     pty.master.write_all(b"\xff{\"execute\":\"guest-sync-delimited\",\"arguments\":{\"id\":5}}").unwrap();
-    let l = pty_read_line(&mut pty.master, &mut pending, Duration::from_secs(10)).expect("0xFF error");
+    let l = pty_read_line(&mut pty.master, &mut pending, Duration::from_secs(60)).expect("0xFF error");
     assert!(String::from_utf8_lossy(&l).contains("stray"), "{:?}", l);
-    let l = pty_read_line(&mut pty.master, &mut pending, Duration::from_secs(10)).expect("sync-delimited");
+    let l = pty_read_line(&mut pty.master, &mut pending, Duration::from_secs(60)).expect("sync-delimited");
     assert_eq!(l, b"\xff{\"return\": 5}\n".to_vec());
     (agent, pty)
 }
@@ -342,7 +334,7 @@ fn systemd_socket_activation() {
     let mut c = Conn::new(s);
     let r = c.execute("guest-sync", json!({"id": 99}));
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    let st = wait_timeout(&mut child, Duration::from_secs(5));
+    let st = wait_timeout(&mut child, Duration::from_secs(60));
     if st.is_none() {
         let _ = child.kill();
         let _ = child.wait();
@@ -396,7 +388,7 @@ fn activated_command(args: &[&str], fds: &[RawFd]) -> Command {
 }
 
 fn wait_output(mut child: std::process::Child) -> (Option<i32>, String, String) {
-    let st = wait_timeout(&mut child, Duration::from_secs(10));
+    let st = wait_timeout(&mut child, Duration::from_secs(60));
     if st.is_none() {
         let _ = child.kill();
         let _ = child.wait();

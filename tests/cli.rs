@@ -261,7 +261,7 @@ fn daemonize_pidfile_and_logfile() {
         &[],
     );
     assert_eq!(st.code(), Some(0), "the foreground process exits 0");
-    assert!(wait_until(Duration::from_secs(10), || std::fs::read_to_string(&pidfile).map(|s| !s.trim().is_empty()).unwrap_or(false)));
+    assert!(wait_until(Duration::from_secs(60), || std::fs::read_to_string(&pidfile).map(|s| !s.trim().is_empty()).unwrap_or(false)));
     let pid: u32 = std::fs::read_to_string(&pidfile).unwrap().trim().parse().expect("pid in pidfile");
     let gone = || matches!(proc_state(pid), None | Some('Z'));
     // make sure the daemon is stopped whatever happens below
@@ -281,6 +281,6 @@ fn daemonize_pidfile_and_logfile() {
     drop(c);
     assert!(log.exists(), "logfile created");
     unsafe { libc::kill(pid as i32, libc::SIGTERM) };
-    assert!(wait_until(Duration::from_secs(5), gone), "daemon did not stop");
-    assert!(wait_until(Duration::from_secs(2), || !pidfile.exists()), "pidfile removed on exit");
+    assert!(wait_until(Duration::from_secs(60), gone), "daemon did not stop");
+    assert!(wait_until(Duration::from_secs(60), || !pidfile.exists()), "pidfile removed on exit");
 }

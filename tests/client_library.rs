@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 fn client(agent: &Agent) -> Qga<qapi::Stream<std::io::BufReader<UnixStream>, UnixStream>> {
     let conn = agent.connect();
     let s = conn.stream;
-    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
     let r = s.try_clone().unwrap();
     Qga::new(qapi::Stream::new(std::io::BufReader::new(r), s))
 }
@@ -54,7 +54,7 @@ fn exec_round_trip() {
         })
         .expect("guest-exec");
     assert!(r.pid > 0);
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + Duration::from_secs(60);
     let st = loop {
         let st = qga.execute(&qga::guest_exec_status { pid: r.pid }).expect("guest-exec-status");
         if st.exited {
@@ -82,7 +82,7 @@ fn exec_round_trip() {
             capture_output: Some(qga::GuestExecCaptureOutput::mode(qga::GuestExecCaptureOutputMode::merged)),
         })
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + Duration::from_secs(60);
     let st = loop {
         let st = qga.execute(&qga::guest_exec_status { pid: r.pid }).unwrap();
         if st.exited {

@@ -98,13 +98,43 @@ fn wait_returns_when_the_child_exits() {
     if skip_on_reference() {
         return;
     }
-    let (_agent, mut c) = Agent::start();
-    let pid = c.exec(json!({"path": "sh", "arg": ["-c", "sleep 0.3; echo done"], "capture-output": true}));
-    let t = Instant::now();
-    let st = c.ok("guest-exec-status", json!({"pid": pid, "wait": 60}));
+    let (agent, mut c) = Agent::start();
+    // Gated: the child ends only when the test opens the gate, after the
+    // long-poll is known to be held (no reply once the agent is idle).
+    let gate = agent.dir().join("gate");
+    let script = format!("while [ ! -e {} ]; do sleep 0.02; done; echo done", gate.display());
+    let pid = c.exec(json!({"path": "sh", "arg": ["-c", script], "capture-output": true}));
+    c.send_str(&format!("{{\"execute\":\"guest-exec-status\",\"arguments\":{{\"pid\":{pid},\"wait\":600}}}}"));
+    c.expect_silence_once_idle(agent.pid());
+    std::fs::write(&gate, b"").unwrap();
+    // Ends with the child, long before the 600 s wait.
+    let st = c.recv()["return"].clone();
     assert_eq!(st["exited"], json!(true), "{st}");
     assert_eq!(data_of(&st, "out-data"), b"done\n");
-    assert!(t.elapsed() < Duration::from_secs(30), "wait must end when the child exits");
+}
+
+#[test]
+fn wait_returns_when_streamed_output_arrives() {
+    if skip_on_reference() {
+        return;
+    }
+    let (agent, mut c) = Agent::start();
+    // A streamed child prints `a` once gate 1 opens and ends once gate 2
+    // does: the held long-poll must return with `a` while it still runs.
+    let d = agent.dir().display().to_string();
+    let script = format!(
+        "while [ ! -e {d}/gate1 ]; do sleep 0.02; done; echo a; while [ ! -e {d}/gate2 ]; do sleep 0.02; done"
+    );
+    let pid = c.exec(json!({"path": "sh", "arg": ["-c", script], "capture-output": true, "stream": true}));
+    c.send_str(&format!("{{\"execute\":\"guest-exec-status\",\"arguments\":{{\"pid\":{pid},\"wait\":600}}}}"));
+    c.expect_silence_once_idle(agent.pid());
+    std::fs::write(agent.dir().join("gate1"), b"").unwrap();
+    let st = c.recv()["return"].clone();
+    assert_eq!(st["exited"], json!(false), "new output ends the wait: {st}");
+    assert_eq!(data_of(&st, "out-data"), b"a\n");
+    std::fs::write(agent.dir().join("gate2"), b"").unwrap();
+    let st = c.wait_exec(pid);
+    assert_eq!(st["exitcode"], json!(0), "{st}");
 }
 
 #[test]
@@ -113,19 +143,19 @@ fn wait_ends_at_once_when_another_request_arrives() {
         return;
     }
     let (agent, mut c) = Agent::start();
-    let pid = c.exec(json!({"path": "sleep", "arg": ["30"]}));
+    let pid = c.exec(json!({"path": "sleep", "arg": ["1000"]}));
     let t = Instant::now();
     c.send_str(&format!(
-        "{{\"execute\":\"guest-exec-status\",\"arguments\":{{\"pid\":{pid},\"wait\":60}},\"id\":\"w\"}}\n"
+        "{{\"execute\":\"guest-exec-status\",\"arguments\":{{\"pid\":{pid},\"wait\":600}},\"id\":\"w\"}}\n"
     ));
     c.expect_silence_once_idle(agent.pid());
     c.send_str("{\"execute\":\"guest-ping\",\"id\":\"p\"}\n");
     let first = c.recv();
     assert_eq!(first, json!({"return": {"exited": false}, "id": "w"}), "held status answered first");
     assert_eq!(c.recv(), json!({"return": {}, "id": "p"}));
-    assert!(t.elapsed() < Duration::from_secs(20));
+    assert!(t.elapsed() < Duration::from_secs(300), "released by the ping, not by the 600 s wait");
     // A 0xFF also releases a held status (then its own stray error follows).
-    c.send_str(&format!("{{\"execute\":\"guest-exec-status\",\"arguments\":{{\"pid\":{pid},\"wait\":60}}}}\n"));
+    c.send_str(&format!("{{\"execute\":\"guest-exec-status\",\"arguments\":{{\"pid\":{pid},\"wait\":600}}}}\n"));
     c.expect_silence_once_idle(agent.pid());
     c.send(b"\xff");
     assert_eq!(c.recv(), json!({"return": {"exited": false}}));
@@ -173,12 +203,12 @@ fn terminate_kills_the_whole_process_tree() {
     // A daemonized grandchild keeps the pipe open: without terminate,
     // `exited` would stay false for 1000 s.
     let pid = c.exec(json!({"path": "sh", "arg": ["-c", "sleep 1000 & sleep 1000 & echo up; wait"], "capture-output": true}));
-    assert!(wait_until(Duration::from_secs(10), || group_members(pid).len() >= 3), "tree started");
+    assert!(wait_until(Duration::from_secs(60), || group_members(pid).len() >= 3), "tree started");
     c.ok("guest-exec-terminate", json!({"pid": pid}));
     let st = c.wait_exec(pid);
     assert_eq!(st["signal"], json!(9), "{st}");
     assert_eq!(data_of(&st, "out-data"), b"up\n");
-    assert!(wait_until(Duration::from_secs(10), || group_members(pid).is_empty()), "every member is gone");
+    assert!(wait_until(Duration::from_secs(60), || group_members(pid).is_empty()), "every member is gone");
 }
 
 #[test]
@@ -319,6 +349,11 @@ fn bad_extension_values_get_exact_errors() {
         c.err("guest-exec-status", json!({"pid": pid, "wait": 601})).1,
         "Parameter 'wait' expects a number of seconds greater than 0 and at most 600"
     );
+    // 600 itself is accepted (held; a request right behind releases it).
+    c.send_str(&format!("{{\"execute\":\"guest-exec-status\",\"arguments\":{{\"pid\":{pid},\"wait\":600}},\"id\":\"w600\"}}"));
+    c.send_str("{\"execute\":\"guest-ping\",\"id\":\"p600\"}");
+    assert_eq!(c.recv(), json!({"return": {"exited": false}, "id": "w600"}));
+    assert_eq!(c.recv(), json!({"return": {}, "id": "p600"}));
     assert_eq!(
         c.err("guest-exec-status", json!({"pid": pid, "wait": "1"})).1,
         "Invalid parameter type for 'wait', expected: number"

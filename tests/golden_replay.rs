@@ -273,10 +273,10 @@ fn run_protocol_case(case: &Value) -> Result<usize, String> {
         let n = step["expect_lines"].as_u64().unwrap() as usize;
         let poll = step.get("poll_until_exited") == Some(&Value::Bool(true));
         let got = if poll {
-            let deadline = Instant::now() + Duration::from_secs(20);
+            let deadline = Instant::now() + Duration::from_secs(60);
             loop {
                 c.send(&send);
-                let l = read_lines(&mut c, 1, Duration::from_secs(15))
+                let l = read_lines(&mut c, 1, Duration::from_secs(60))
                     .map_err(|e| format!("{} step {}: {}", name, i, e))?;
                 if find(&l, b"\"exited\": true").is_some() || find(&l, b"\"error\"").is_some() {
                     break l;
@@ -288,7 +288,7 @@ fn run_protocol_case(case: &Value) -> Result<usize, String> {
             }
         } else {
             let h = c.send_in_background(send.clone());
-            let r = if n > 0 { read_lines(&mut c, n, Duration::from_secs(15)) } else { Ok(Vec::new()) };
+            let r = if n > 0 { read_lines(&mut c, n, Duration::from_secs(60)) } else { Ok(Vec::new()) };
             h.join().unwrap().map_err(|e| format!("{} step {}: send: {}", name, i, e))?;
             r.map_err(|e| format!("{} step {}: {}", name, i, e))?
         };
@@ -486,7 +486,7 @@ fn run_cli_case(case: &Value) -> Result<(), String> {
         let _ = std::io::Read::read_to_end(&mut se, &mut v);
         v
     });
-    let st = match wait_timeout(&mut child, Duration::from_secs(10)) {
+    let st = match wait_timeout(&mut child, Duration::from_secs(60)) {
         Some(st) => st,
         None => {
             let _ = child.kill();

@@ -358,7 +358,7 @@ fn qga_config() {
 fn exec_wait(c: &mut Conn, args: Value) -> Value {
     let pid = c.exec(args);
     assert!(pid > 0);
-    c.wait_exec_for(pid, std::time::Duration::from_secs(5))
+    c.wait_exec_for(pid, std::time::Duration::from_secs(60))
 }
 
 // /qga/guest-exec

@@ -8,7 +8,7 @@
 //! ```
 //!
 //! with a fresh temporary directory per agent, connects to the unix socket
-//! (retrying for up to ~10 s) and on teardown sends SIGTERM and asserts exit
+//! (retrying for up to 60 s) and on teardown sends SIGTERM and asserts exit
 //! status 0 (SIGKILL afterwards if the agent does not stop, so nothing leaks).
 //!
 //! Environment variables:
@@ -42,11 +42,11 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 /// Default bound for waiting on one reply line.
-pub const REPLY_TIMEOUT: Duration = Duration::from_secs(20);
+pub const REPLY_TIMEOUT: Duration = Duration::from_secs(60);
 /// Bound for polling guest-exec-status until `exited: true`.
-pub const EXEC_TIMEOUT: Duration = Duration::from_secs(10);
+pub const EXEC_TIMEOUT: Duration = Duration::from_secs(60);
 /// Bound for the agent to exit after SIGTERM.
-pub const STOP_TIMEOUT: Duration = Duration::from_secs(5);
+pub const STOP_TIMEOUT: Duration = Duration::from_secs(30);
 
 // ---------------------------------------------------------------------------
 // Which binary, which expectations
@@ -277,9 +277,9 @@ impl Agent {
         std::fs::read_to_string(self.dir.join("agent.stderr")).unwrap_or_default()
     }
 
-    /// Connect to the agent's unix socket, retrying for up to ~10 s.
+    /// Connect to the agent's unix socket, retrying for up to 60 s.
     pub fn connect(&self) -> Conn {
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             match UnixStream::connect(&self.sock) {
                 Ok(s) => return Conn::new(s),
@@ -819,10 +819,10 @@ pub fn mkfifo(path: &Path) {
 }
 
 /// Open a FIFO for writing (blocks until a reader has it open, bounded by
-/// polling with O_NONBLOCK for up to 10 s), write `data`, close it.
+/// polling with O_NONBLOCK for up to 60 s), write `data`, close it.
 pub fn release_fifo(path: &Path, data: &[u8]) {
     use std::os::unix::fs::OpenOptionsExt;
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + Duration::from_secs(60);
     let mut f = loop {
         match std::fs::OpenOptions::new()
             .write(true)

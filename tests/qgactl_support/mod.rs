@@ -70,7 +70,7 @@ impl Agent {
             .stderr(log)
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let deadline = Instant::now() + Duration::from_secs(60);
         while !sock.exists() {
             assert!(
                 Instant::now() < deadline,
@@ -153,7 +153,7 @@ impl Drop for Agent {
         if let Some(mut c) = self.child.take() {
             // SAFETY: signalling our own child.
             unsafe { libc::kill(c.id() as libc::pid_t, libc::SIGTERM) };
-            if wait_timeout(&mut c, Duration::from_secs(5)).is_none() {
+            if wait_timeout(&mut c, Duration::from_secs(30)).is_none() {
                 let _ = c.kill();
                 let _ = c.wait();
             }
