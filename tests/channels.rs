@@ -52,6 +52,7 @@ fn sigterm_exits_zero_promptly_repeatedly() {
         drop(c);
         agent.stop(); // already exited: only checks the status again
         if let Some(pid) = sleeper {
+            // SAFETY: signals a process this test started (or its group).
             unsafe { libc::kill(pid as i32, libc::SIGKILL) }; // orphaned child (qemu-ga leaves children running too)
         }
     }
@@ -164,6 +165,7 @@ fn works_with_stdio_closed() {
     let mut cmd = Command::new(agent_bin());
     cmd.args(["-m", "unix-listen", "-p", sock.to_str().unwrap(), "-t", dir.path().to_str().unwrap()])
         .current_dir(dir.path());
+    // SAFETY: closes an fd this test owns and no longer uses.
     unsafe {
         cmd.pre_exec(|| {
             libc::close(0);
@@ -190,6 +192,7 @@ fn works_with_stdio_closed() {
     let st = c.exec_and_wait(json!({"path": "sh", "arg": ["-c", "readlink /proc/self/fd/0; ls /proc/$$/fd; exit 0"], "capture-output": true}));
     let st2 = c.exec_and_wait(json!({"path": "cat", "input-data": "aGVsbG8=", "capture-output": true}));
     drop(c);
+    // SAFETY: signals a process this test started (or its group).
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     let code = wait_timeout(&mut child, Duration::from_secs(60));
     if code.is_none() {
@@ -213,6 +216,7 @@ struct Pty {
 }
 
 fn open_pty() -> Pty {
+    // SAFETY: a libc call with valid arguments.
     unsafe {
         let m = libc::posix_openpt(libc::O_RDWR | libc::O_NOCTTY);
         assert!(m >= 0, "posix_openpt");
@@ -246,6 +250,7 @@ fn pty_read_line(m: &mut std::fs::File, pending: &mut Vec<u8>, t: Duration) -> O
         }
         let mut pfd = libc::pollfd { fd: m.as_raw_fd(), events: libc::POLLIN, revents: 0 };
         let ms = (deadline - now).as_millis().min(1000) as i32;
+        // SAFETY: a libc call with valid arguments.
         let r = unsafe { libc::poll(&mut pfd, 1, ms) };
         if r > 0 {
             let mut buf = [0u8; 4096];
@@ -289,8 +294,9 @@ fn serial_roundtrip(method: &str) -> (Agent, Pty) {
 #[test]
 fn isa_serial_on_a_pty() {
     let (agent, pty) = serial_roundtrip("isa-serial");
-    // qemu-ga's raw mode (reference §4.3)
+    // SAFETY: qemu-ga's raw mode (reference §4.3)
     let mut t: libc::termios = unsafe { std::mem::zeroed() };
+    // SAFETY: a libc call with valid arguments.
     assert_eq!(unsafe { libc::tcgetattr(pty.slave_fd, &mut t) }, 0);
     assert_eq!(t.c_oflag, 0, "c_oflag");
     assert_eq!(t.c_lflag, 0, "c_lflag");
@@ -333,6 +339,7 @@ fn systemd_socket_activation() {
     let s = UnixStream::connect(&sock).expect("connect");
     let mut c = Conn::new(s);
     let r = c.execute("guest-sync", json!({"id": 99}));
+    // SAFETY: signals a process this test started (or its group).
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     let st = wait_timeout(&mut child, Duration::from_secs(60));
     if st.is_none() {
@@ -354,8 +361,8 @@ fn socket_activation_rejects_two_fds() {
         let mut cmd = activated_command(&["-t", dir.path().to_str().unwrap()], &[l1.as_raw_fd(), l2.as_raw_fd()]);
         cmd.current_dir(dir.path()).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
         let child = cmd.spawn().expect("spawn");
-        let out = wait_output(child);
-        out
+        
+        wait_output(child)
     };
     assert_eq!(st, Some(1), "stderr: {}", err);
     assert!(err.contains("qemu-ga only supports listening on one socket"), "{:?}", err);
@@ -372,6 +379,7 @@ fn activated_command(args: &[&str], fds: &[RawFd]) -> Command {
         .args(args)
         .env("LISTEN_FDS", fds.len().to_string());
     let fds = fds.to_vec();
+    // SAFETY: fcntl on an fd this test owns.
     unsafe {
         cmd.pre_exec(move || {
             // move the sources out of the way first, then into place

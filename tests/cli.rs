@@ -268,6 +268,7 @@ fn daemonize_pidfile_and_logfile() {
     struct Kill(u32);
     impl Drop for Kill {
         fn drop(&mut self) {
+            // SAFETY: signals a process this test started (or its group).
             unsafe { libc::kill(self.0 as i32, libc::SIGKILL) };
         }
     }
@@ -280,6 +281,7 @@ fn daemonize_pidfile_and_logfile() {
     assert_eq!(data_of(&st, "out-data"), b"/\n".to_vec(), "children run in /");
     drop(c);
     assert!(log.exists(), "logfile created");
+    // SAFETY: signals a process this test started (or its group).
     unsafe { libc::kill(pid as i32, libc::SIGTERM) };
     assert!(wait_until(Duration::from_secs(60), gone), "daemon did not stop");
     assert!(wait_until(Duration::from_secs(60), || !pidfile.exists()), "pidfile removed on exit");

@@ -64,7 +64,8 @@ fn final_status_exact_bytes() {
 #[test]
 fn capture_modes() {
     let script = "echo out; echo err >&2";
-    let cases: Vec<(Value, Option<&[u8]>, Option<&[u8]>)> = vec![
+    type Case<'a> = (Value, Option<&'a [u8]>, Option<&'a [u8]>);
+    let cases: Vec<Case> = vec![
         (json!(false), None, None),
         (json!("none"), None, None),
         (json!(true), Some(b"out\n"), Some(b"err\n")),

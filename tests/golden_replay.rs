@@ -298,7 +298,7 @@ fn run_protocol_case(case: &Value) -> Result<usize, String> {
         }
         let expected = b64decode(reply.as_str().unwrap());
         let not_implemented = !is_reference_agent()
-            && executed_command(&send).map_or(false, |n| {
+            && executed_command(&send).is_some_and(|n| {
                 may_be_unimplemented(&n) && !supported().contains(&n)
             });
         if not_implemented {

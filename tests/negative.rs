@@ -8,7 +8,6 @@ mod common;
 
 use common::*;
 use serde_json::{json, Value};
-use std::time::Duration;
 
 fn qga_only() -> bool {
     if is_reference_agent() {
@@ -128,7 +127,8 @@ fn extreme_numbers_in_numeric_arguments() {
     let parked = park_result(&mut c);
     let sleeper = c.exec(json!({"path": "sleep", "arg": ["600"]}));
     let numbers = [json!(0), json!(-1), json!(1e308), json!(-1e308), json!(i64::MAX), json!(i64::MIN), json!(u64::MAX), json!(0.5)];
-    let cases: Vec<(&str, Box<dyn Fn(&Value) -> Value>)> = vec![
+    type MakeArgs = Box<dyn Fn(&Value) -> Value>;
+    let cases: Vec<(&str, MakeArgs)> = vec![
         ("guest-exec-status", Box::new(|n| json!({"pid": n}))),
         ("guest-exec-status", Box::new(move |n| json!({"pid": sleeper, "wait": n}))),
         ("guest-exec", Box::new(|n| json!({"path": "true", "timeout": n}))),

@@ -194,8 +194,8 @@ fn syntax_errors_are_generic_parse_errors() {
 /// `{"execute":"guest-ping","id":<depth-1 nested arrays>}` has total depth `depth`.
 fn nested_ping(depth: usize) -> Vec<u8> {
     let mut m = b"{\"execute\":\"guest-ping\",\"id\":".to_vec();
-    m.extend(std::iter::repeat(b'[').take(depth - 1));
-    m.extend(std::iter::repeat(b']').take(depth - 1));
+    m.extend(std::iter::repeat_n(b'[', depth - 1));
+    m.extend(std::iter::repeat_n(b']', depth - 1));
     m.extend_from_slice(b"}\n");
     m
 }
@@ -274,7 +274,7 @@ fn message_over_64_mib_is_rejected_once_then_recovers() {
     // token when it exceeds 64 MiB and reports the size limit once; the
     // trailing newline is then plain whitespace.
     let mut m = b"{\"execute\":\"guest-ping\",\"id\":\"".to_vec();
-    m.extend(std::iter::repeat(b'a').take(64 * MIB));
+    m.extend(std::iter::repeat_n(b'a', 64 * MIB));
     m.push(b'\n');
     let h = c.send_in_background(m);
     c.set_timeout(Duration::from_secs(60));
@@ -296,7 +296,7 @@ fn message_of_60_mib_in_small_pieces_is_handled() {
     // though it arrives in many small reads. Generous liveness bound only.
     let (_agent, mut c) = Agent::start();
     let mut m = b"{\"execute\":\"guest-ping\",\"arguments\":{\"x\":\"".to_vec();
-    m.extend(std::iter::repeat(b'b').take(60 * MIB));
+    m.extend(std::iter::repeat_n(b'b', 60 * MIB));
     m.extend_from_slice(b"\"},\"id\":\"big\"}");
     let mut s = c.stream.try_clone().unwrap();
     let h = std::thread::spawn(move || {
@@ -323,7 +323,7 @@ fn ping_with_tokens(tokens: usize) -> Vec<u8> {
     let mut m = b"{\"execute\":\"guest-ping\",\"id\":[".to_vec();
     let mut left = tokens - 10; // element tokens + commas
     let mut first = true;
-    if left % 2 == 0 {
+    if left.is_multiple_of(2) {
         m.extend_from_slice(b"[]");
         left -= 2;
         first = false;

@@ -1072,6 +1072,7 @@ fn hybrid_vsock_handshake() {
 fn uname() -> (String, String, String) {
     // SAFETY: uname fills the zeroed struct.
     let mut u: libc::utsname = unsafe { std::mem::zeroed() };
+    // SAFETY: fills a local utsname.
     assert_eq!(unsafe { libc::uname(&mut u) }, 0);
     let s = |f: &[libc::c_char]| {
         let b: Vec<u8> = f.iter().take_while(|&&c| c != 0).map(|&c| c as u8).collect();

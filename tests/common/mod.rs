@@ -309,6 +309,7 @@ impl Agent {
     /// Send a signal to the agent.
     pub fn signal(&self, sig: i32) {
         let pid = self.pid() as libc::pid_t;
+        // SAFETY: signals a process this test started (or its group).
         unsafe {
             libc::kill(pid, sig);
         }
@@ -317,13 +318,11 @@ impl Agent {
     /// SIGTERM, then wait up to `STOP_TIMEOUT` for exit. Returns the status
     /// (None if it had to be killed).
     pub fn terminate(&mut self) -> Option<ExitStatus> {
-        let mut child = match self.child.take() {
-            Some(c) => c,
-            None => return None,
-        };
+        let mut child = self.child.take()?;
         if let Ok(Some(st)) = child.try_wait() {
             return Some(st); // already exited (and reaped): never signal a stale pid
         }
+        // SAFETY: signals a process this test started (or its group).
         unsafe {
             libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
         }
@@ -764,7 +763,7 @@ pub fn data_of(status: &Value, key: &str) -> Vec<u8> {
 const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
 pub fn b64encode(data: &[u8]) -> String {
-    let mut out = String::with_capacity((data.len() + 2) / 3 * 4);
+    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
     for chunk in data.chunks(3) {
         let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
         let n = ((b[0] as u32) << 16) | ((b[1] as u32) << 8) | b[2] as u32;
@@ -779,7 +778,7 @@ pub fn b64encode(data: &[u8]) -> String {
 /// Strict decoder for agent output (must be canonical, padded, no newlines).
 pub fn b64decode(s: &str) -> Vec<u8> {
     let bytes = s.as_bytes();
-    assert!(bytes.len() % 4 == 0, "base64 length not a multiple of 4: {}", bytes.len());
+    assert!(bytes.len().is_multiple_of(4), "base64 length not a multiple of 4: {}", bytes.len());
     let val = |c: u8| -> u32 {
         match c {
             b'A'..=b'Z' => (c - b'A') as u32,
@@ -814,6 +813,7 @@ pub fn b64decode(s: &str) -> Vec<u8> {
 pub fn mkfifo(path: &Path) {
     use std::os::unix::ffi::OsStrExt;
     let c = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();
+    // SAFETY: a libc call with valid arguments.
     let r = unsafe { libc::mkfifo(c.as_ptr(), 0o600) };
     assert_eq!(r, 0, "mkfifo {}: {}", path.display(), std::io::Error::last_os_error());
 }
