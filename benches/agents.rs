@@ -291,12 +291,7 @@ fn find_ref() -> Option<PathBuf> {
     }
     [manifest_dir().join("target/ref/qemu-ga-10/usr/sbin/qemu-ga"), PathBuf::from("/usr/sbin/qemu-ga")]
         .into_iter()
-        .find(|p| {
-            std::process::Command::new(p)
-                .arg("-V")
-                .output()
-                .is_ok_and(|o| o.status.success())
-        })
+        .find(|p| std::process::Command::new(p).arg("-V").output().is_ok_and(|o| o.status.success()))
 }
 
 fn version_of(bin: &Path) -> String {
@@ -373,10 +368,8 @@ fn capture(c: &mut Client, file: &Path, wait: Option<f64>) -> (f64, usize, Vec<u
 /// (seconds, status calls, decoded bytes).
 fn capture_stream(c: &mut Client, file: &Path) -> (f64, usize, usize) {
     let t = Instant::now();
-    let pid = c.exec(&format!(
-        r#"{{"path":"/bin/cat","arg":["{}"],"capture-output":true,"stream":true}}"#,
-        file.display()
-    ));
+    let pid =
+        c.exec(&format!(r#"{{"path":"/bin/cat","arg":["{}"],"capture-output":true,"stream":true}}"#, file.display()));
     let (calls, bytes) = collect_stream(c, pid);
     (t.elapsed().as_secs_f64(), calls, bytes)
 }
@@ -460,7 +453,8 @@ fn input(c: &mut Client, req: &[u8], wait: Option<f64>) -> (f64, usize, String) 
     let pid = v["return"]["pid"].as_i64().unwrap_or_else(|| panic!("guest-exec failed: {v}"));
     let (calls, reply) = c.poll_until_exited(pid, wait);
     let el = t.elapsed().as_secs_f64();
-    let out = b64_member(&reply, "out-data").map(|d| String::from_utf8_lossy(&d).trim().to_string()).unwrap_or_default();
+    let out =
+        b64_member(&reply, "out-data").map(|d| String::from_utf8_lossy(&d).trim().to_string()).unwrap_or_default();
     (el, calls, out)
 }
 
@@ -526,7 +520,8 @@ fn main() {
     let bg_before = sys::background_busy(Duration::from_secs(1));
     let load_before = sys::loadavg();
 
-    let mut ctx = Ctx { reps: Reps::new(quick), root: root.clone(), qga_bin, ref_bin, rows: Vec::new(), extra: Vec::new() };
+    let mut ctx =
+        Ctx { reps: Reps::new(quick), root: root.clone(), qga_bin, ref_bin, rows: Vec::new(), extra: Vec::new() };
     let t_run = Instant::now();
     let (_, busy_during) = sys::machine_busy_during(|| run_all(&mut ctx));
     let run_s = t_run.elapsed().as_secs_f64();
@@ -660,11 +655,7 @@ fn targets(ctx: &Ctx) -> Vec<Target> {
         }
     }
     let peak = q(ROW_PEAK);
-    t.push((
-        "peak RSS for a 16 MiB capture ≤ 40 MiB".into(),
-        fmt(Unit::KiB, peak),
-        peak.map(|v| v <= 40.0 * 1024.0),
-    ));
+    t.push(("peak RSS for a 16 MiB capture ≤ 40 MiB".into(), fmt(Unit::KiB, peak), peak.map(|v| v <= 40.0 * 1024.0)));
     let st = find_row(ctx, ROW_STATIC).and_then(|r| r.val(&r.qga));
     t.push((
         "static binary ≤ 1 MiB".into(),
@@ -709,8 +700,8 @@ fn run_all(ctx: &mut Ctx) {
     );
 
     // ---- binaries ----------------------------------------------------------
-    let mut bin_row = Row::new("binary size (as run)", Unit::Bytes)
-        .qga(Samples(vec![sys::file_size(&qbin).unwrap_or(0) as f64]));
+    let mut bin_row =
+        Row::new("binary size (as run)", Unit::Bytes).qga(Samples(vec![sys::file_size(&qbin).unwrap_or(0) as f64]));
     let qlibs = sys::ldd(&qbin);
     let mut libs_note = format!("qga needs {}: {}", qlibs.len(), qlibs.join(", "));
     if let Some(r) = &rbin {
@@ -735,13 +726,13 @@ fn run_all(ctx: &mut Ctx) {
         Some(p) => {
             let l = sys::ldd(p);
             ctx.rows.push(
-                Row::new(ROW_STATIC, Unit::Bytes)
-                    .qga(Samples(vec![sys::file_size(p).unwrap_or(0) as f64]))
-                    .note(format!(
+                Row::new(ROW_STATIC, Unit::Bytes).qga(Samples(vec![sys::file_size(p).unwrap_or(0) as f64])).note(
+                    format!(
                         "`{}`; {}",
                         p.strip_prefix(&md).unwrap_or(p).display(),
                         if l.is_empty() { "no shared libraries".to_string() } else { format!("ldd: {}", l.join(", ")) }
-                    )),
+                    ),
+                ),
             );
         }
         None => ctx.extra.push("Static build not found (run `make static` to measure it).".into()),
@@ -850,7 +841,12 @@ fn run_all(ctx: &mut Ctx) {
             q1.switches - q0.switches
         );
         if let (Some(a), Some(b)) = (r0, r1) {
-            let _ = write!(note, "; qemu-ga {:.0} µs / {} wake-ups", (b.sched_ns - a.sched_ns) as f64 / 1e3, b.switches - a.switches);
+            let _ = write!(
+                note,
+                "; qemu-ga {:.0} µs / {} wake-ups",
+                (b.sched_ns - a.sched_ns) as f64 / 1e3,
+                b.switches - a.switches
+            );
         }
         row.lower_is_better = true;
         ctx.rows.push(row.note(note));
@@ -954,11 +950,7 @@ fn run_all(ctx: &mut Ctx) {
                 .note(format!("{n} pings each; floor: echo server over a unix socket")),
         );
         ctx.rows.push(
-            Row::new(&format!("guest-ping round trip p99{tag}"), Unit::Time)
-                .p99()
-                .qga(p_q)
-                .refa(opt(p_r))
-                .floor(p_f),
+            Row::new(&format!("guest-ping round trip p99{tag}"), Unit::Time).p99().qga(p_q).refa(opt(p_r)).floor(p_f),
         );
     }
 
@@ -1118,13 +1110,7 @@ fn run_all(ctx: &mut Ctx) {
         kc_q.median(),
         kc_r.median()
     );
-    ctx.rows.push(
-        Row::new(ROW_CAPTURE, Unit::Time)
-            .qga(k_q)
-            .refa(opt(k_r.clone()))
-            .floor(k_f.clone())
-            .note(cap_note),
-    );
+    ctx.rows.push(Row::new(ROW_CAPTURE, Unit::Time).qga(k_q).refa(opt(k_r.clone())).floor(k_f.clone()).note(cap_note));
     ctx.rows.push(
         Row::new("capture 8 MiB from cat, `wait` (qga)", Unit::Time)
             .qga(k_w)
@@ -1200,7 +1186,10 @@ fn run_all(ctx: &mut Ctx) {
     );
     ctx.rows.push(Row::new("terminal: 8 MiB of output through a pty (`tty`, qga)", Unit::Time).qga(y_t).note(tty_note));
     let keys = keystrokes(&mut qa.client, 200);
-    let key_note = format!("one byte via guest-exec-input → `cat` on a raw pty → status `wait`; p99 {}", fmt(Unit::Time, Some(keys.pct(99.0))));
+    let key_note = format!(
+        "one byte via guest-exec-input → `cat` on a raw pty → status `wait`; p99 {}",
+        fmt(Unit::Time, Some(keys.pct(99.0)))
+    );
     ctx.rows.push(Row::new("terminal: keystroke round trip (`tty`, qga)", Unit::Time).qga(keys).note(key_note));
 
     progress("done");

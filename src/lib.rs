@@ -8,7 +8,6 @@
 //! start-up path; `sys` the only module that calls libc or uses `unsafe`.
 #![deny(unsafe_code)]
 
-
 mod agent;
 mod channel;
 mod commands;

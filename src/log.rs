@@ -95,7 +95,8 @@ pub fn glib_critical_text(msg: &str) -> String {
             let v = v.to_ascii_lowercase();
             v.contains("utf-8") || v.contains("utf8")
         });
-    let msg: String = if utf8 { msg.to_string() } else { msg.chars().map(|c| if c.is_ascii() { c } else { '?' }).collect() };
+    let msg: String =
+        if utf8 { msg.to_string() } else { msg.chars().map(|c| if c.is_ascii() { c } else { '?' }).collect() };
     let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
     // A failed conversion prints 00:00:00, as the zeroed struct tm did.
     let tm = crate::sys::time::local_time(now.as_secs() as i64).unwrap_or_default();

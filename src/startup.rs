@@ -225,7 +225,8 @@ pub fn ensure_state_file(statedir: &str) -> Result<bool, String> {
     if frozen || std::path::Path::new(&path).exists() {
         return Ok(frozen);
     }
-    std::fs::write(&path, "[global]\nfd_counter=1000\n").map_err(|_| format!("unable to create state file at path {path}"))?;
+    std::fs::write(&path, "[global]\nfd_counter=1000\n")
+        .map_err(|_| format!("unable to create state file at path {path}"))?;
     Ok(false)
 }
 

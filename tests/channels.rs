@@ -15,9 +15,7 @@ use std::time::{Duration, Instant};
 
 #[test]
 fn sigterm_exits_zero_promptly_repeatedly() {
-    skip_on_reference!(
-        "qemu-ga deadlocks on SIGTERM now and then (g_main_loop_quit() from its signal handler)"
-    );
+    skip_on_reference!("qemu-ga deadlocks on SIGTERM now and then (g_main_loop_quit() from its signal handler)");
     for i in 0..20 {
         let (mut agent, mut c) = Agent::start();
         let mut _c2 = None;
@@ -130,13 +128,7 @@ trait AtPath {
 }
 impl AtPath for AgentBuilder {
     fn no_channel_args_with(self, dir: &TempDir, sock: &std::path::Path) -> AgentBuilder {
-        self.no_channel_args()
-            .arg("-m")
-            .arg("unix-listen")
-            .arg("-p")
-            .arg(sock)
-            .arg("-t")
-            .arg(dir.path())
+        self.no_channel_args().arg("-m").arg("unix-listen").arg("-p").arg(sock).arg("-t").arg(dir.path())
     }
 }
 trait StartAt {
@@ -264,10 +256,7 @@ fn pty_read_line(m: &mut std::fs::File, pending: &mut Vec<u8>, t: Duration) -> O
 
 fn serial_roundtrip(method: &str) -> (Agent, Pty) {
     let mut pty = open_pty();
-    let agent = AgentBuilder::new()
-        .no_channel_args()
-        .args(["-m", method, "-p", &pty.slave_path])
-        .spawn();
+    let agent = AgentBuilder::new().no_channel_args().args(["-m", method, "-p", &pty.slave_path]).spawn();
     let mut pending = Vec::new();
     // The agent flushes pending input when it opens the line. Event-driven:
     // wait until it has the line open and has gone idle, then one request.
@@ -300,8 +289,19 @@ fn isa_serial_on_a_pty() {
     assert_eq!(unsafe { libc::tcgetattr(pty.slave_fd, &mut t) }, 0);
     assert_eq!(t.c_oflag, 0, "c_oflag");
     assert_eq!(t.c_lflag, 0, "c_lflag");
-    let cleared = libc::IGNBRK | libc::BRKINT | libc::IGNPAR | libc::PARMRK | libc::INPCK | libc::ISTRIP
-        | libc::INLCR | libc::IGNCR | libc::ICRNL | libc::IXON | libc::IXOFF | libc::IXANY | libc::IMAXBEL;
+    let cleared = libc::IGNBRK
+        | libc::BRKINT
+        | libc::IGNPAR
+        | libc::PARMRK
+        | libc::INPCK
+        | libc::ISTRIP
+        | libc::INLCR
+        | libc::IGNCR
+        | libc::ICRNL
+        | libc::IXON
+        | libc::IXOFF
+        | libc::IXANY
+        | libc::IMAXBEL;
     assert_eq!(t.c_iflag & cleared, 0, "c_iflag");
     assert_eq!(t.c_cc[libc::VMIN], 1);
     assert_eq!(t.c_cc[libc::VTIME], 0);
@@ -361,7 +361,7 @@ fn socket_activation_rejects_two_fds() {
         let mut cmd = activated_command(&["-t", dir.path().to_str().unwrap()], &[l1.as_raw_fd(), l2.as_raw_fd()]);
         cmd.current_dir(dir.path()).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
         let child = cmd.spawn().expect("spawn");
-        
+
         wait_output(child)
     };
     assert_eq!(st, Some(1), "stderr: {}", err);

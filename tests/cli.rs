@@ -39,10 +39,21 @@ fn help() {
             &out[..out.len().min(200)]
         );
         for opt in [
-            "-c, --config", "-m, --method", "-p, --path", "-l, --logfile", "-f, --pidfile",
-            "-F, --fsfreeze-hook", "-t, --statedir", "-v, --verbose", "-V, --version",
-            "-d, --daemonize", "-b, --block-rpcs", "-a, --allow-rpcs", "-D, --dump-conf",
-            "-r, --retry-path", "-h, --help",
+            "-c, --config",
+            "-m, --method",
+            "-p, --path",
+            "-l, --logfile",
+            "-f, --pidfile",
+            "-F, --fsfreeze-hook",
+            "-t, --statedir",
+            "-v, --verbose",
+            "-V, --version",
+            "-d, --daemonize",
+            "-b, --block-rpcs",
+            "-a, --allow-rpcs",
+            "-D, --dump-conf",
+            "-r, --retry-path",
+            "-h, --help",
         ] {
             assert!(out.contains(opt), "{} not in help", opt);
         }
@@ -82,11 +93,7 @@ fn bad_method_and_missing_path() {
     assert!(err.contains("error parsing address 'bogus'"), "{:?}", err);
     let (st, _out, err) = run_agent_cli(&["-t", t, "-m", "virtio-serial", "-p", "/nonexistent/port"], &[]);
     assert_eq!(st.code(), Some(1));
-    assert!(
-        err.contains("error opening channel '/nonexistent/port': No such file or directory"),
-        "{:?}",
-        err
-    );
+    assert!(err.contains("error opening channel '/nonexistent/port': No such file or directory"), "{:?}", err);
 }
 
 /// guest-info names from a default agent.
@@ -137,7 +144,10 @@ fn block_rpcs() {
     );
     assert_eq!(
         c.cmd_raw("{\"execute\":\"guest-ping\",\"id\":3}"),
-        format!("{{\"id\": 3, \"error\": {{\"class\": \"CommandNotFound\", \"desc\": \"{}\"}}}}\n", disabled_desc("guest-ping"))
+        format!(
+            "{{\"id\": 3, \"error\": {{\"class\": \"CommandNotFound\", \"desc\": \"{}\"}}}}\n",
+            disabled_desc("guest-ping")
+        )
     );
     // disabled is checked before the arguments
     let r = c.execute("guest-ping", json!({"bogus": 1}));
@@ -191,10 +201,8 @@ fn config_file_block_rpcs_apply() {
     let dir = TempDir::new("qga-conf");
     let conf = dir.join("qemu-ga.conf");
     std::fs::write(&conf, "[general]\nblock-rpcs=guest-sync,guest-info\n").unwrap();
-    let (_agent, mut c) = AgentBuilder::new()
-        .env("QGA_CONF", conf.to_str().unwrap())
-        .args(["-b", "guest-get-time"])
-        .start();
+    let (_agent, mut c) =
+        AgentBuilder::new().env("QGA_CONF", conf.to_str().unwrap()).args(["-b", "guest-get-time"]).start();
     c.ping();
     for cmd in ["guest-sync", "guest-info"] {
         let r = c.execute(cmd, json!({"id": 1}));
@@ -217,7 +225,20 @@ fn dump_conf_defaults_and_options() {
          pidfile=/var/run/qemu-ga.pid\nstatedir=/var/run\nverbose=false\nretry-path=false\nblock-rpcs=\nallow-rpcs=\n"
     );
     let (st, out, err) = run_agent_cli(
-        &["-D", "-m", "unix-listen", "-p", "/tmp/s", "-t", "/tmp/st", "-v", "-b", "guest-ping,guest-exec", "-a", "guest-info"],
+        &[
+            "-D",
+            "-m",
+            "unix-listen",
+            "-p",
+            "/tmp/s",
+            "-t",
+            "/tmp/st",
+            "-v",
+            "-b",
+            "guest-ping,guest-exec",
+            "-a",
+            "guest-info",
+        ],
         &[("QGA_CONF", "/nonexistent/qemu-ga.conf")],
     );
     assert_eq!((st.code(), err.as_str()), (Some(0), ""));
@@ -255,13 +276,24 @@ fn daemonize_pidfile_and_logfile() {
     let log = dir.join("log");
     let (st, _out, _err) = run_agent_cli(
         &[
-            "-d", "-m", "unix-listen", "-p", sock.to_str().unwrap(), "-t", dir.path().to_str().unwrap(),
-            "-f", pidfile.to_str().unwrap(), "-l", log.to_str().unwrap(),
+            "-d",
+            "-m",
+            "unix-listen",
+            "-p",
+            sock.to_str().unwrap(),
+            "-t",
+            dir.path().to_str().unwrap(),
+            "-f",
+            pidfile.to_str().unwrap(),
+            "-l",
+            log.to_str().unwrap(),
         ],
         &[],
     );
     assert_eq!(st.code(), Some(0), "the foreground process exits 0");
-    assert!(wait_until(Duration::from_secs(60), || std::fs::read_to_string(&pidfile).map(|s| !s.trim().is_empty()).unwrap_or(false)));
+    assert!(wait_until(Duration::from_secs(60), || std::fs::read_to_string(&pidfile)
+        .map(|s| !s.trim().is_empty())
+        .unwrap_or(false)));
     let pid: u32 = std::fs::read_to_string(&pidfile).unwrap().trim().parse().expect("pid in pidfile");
     let gone = || matches!(proc_state(pid), None | Some('Z'));
     // make sure the daemon is stopped whatever happens below

@@ -29,7 +29,8 @@ fn max_output_caps_each_captured_stream() {
     assert_eq!(b64decode(r["err-data"].as_str().unwrap()).len(), 999);
     assert_eq!(r["err-truncated"], json!(false));
     // Streaming is the way to get more: it is not capped.
-    let pid = c.exec(json!({"path": "head", "arg": ["-c", "300000", "/dev/zero"], "capture-output": true, "stream": true}));
+    let pid =
+        c.exec(json!({"path": "head", "arg": ["-c", "300000", "/dev/zero"], "capture-output": true, "stream": true}));
     let mut got = 0;
     loop {
         let r = c.ok("guest-exec-status", json!({"pid": pid, "wait": 10}));
@@ -65,7 +66,11 @@ fn bad_option_values_are_refused() {
     }
     for (opt, v, msg) in [
         ("--max-output", "0", "invalid max-output '0': expected a number of bytes from 1 to 256M (suffixes K, M)"),
-        ("--max-output", "257M", "invalid max-output '257M': expected a number of bytes from 1 to 256M (suffixes K, M)"),
+        (
+            "--max-output",
+            "257M",
+            "invalid max-output '257M': expected a number of bytes from 1 to 256M (suffixes K, M)",
+        ),
         ("--max-output", "x", "invalid max-output 'x': expected a number of bytes from 1 to 256M (suffixes K, M)"),
         ("--max-clients", "0", "invalid max-clients '0': expected a number from 1 to 64"),
         ("--max-clients", "65", "invalid max-clients '65': expected a number from 1 to 64"),
@@ -96,7 +101,8 @@ fn several_clients_are_served_at_once_and_share_results() {
     let (agent, mut a) = AgentBuilder::new().args(["--max-clients", "3"]).start();
     let mut b = agent.connect();
     let mut c = agent.connect();
-    let slow = a.exec(json!({"path": "sh", "arg": ["-c", "read x; echo $x"], "input-stream": true, "capture-output": true}));
+    let slow =
+        a.exec(json!({"path": "sh", "arg": ["-c", "read x; echo $x"], "input-stream": true, "capture-output": true}));
     // A holds a long `wait`; B and C are answered meanwhile.
     a.send_str(&format!("{{\"execute\":\"guest-exec-status\",\"arguments\":{{\"pid\":{slow},\"wait\":60}}}}\n"));
     assert_eq!(b.ok("guest-sync", json!({"id": 5})), json!(5));

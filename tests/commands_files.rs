@@ -19,7 +19,9 @@ fn test_qga_file_ops() {
     let h = open(&mut a, "foo", "w+");
     assert_eq!(h, 1000, "first handle on a fresh state dir");
     assert_eq!(
-        a.raw(&format!("{{\"execute\":\"guest-file-write\",\"arguments\":{{\"handle\":{h},\"buf-b64\":\"{HELLO_B64}\"}}}}")),
+        a.raw(&format!(
+            "{{\"execute\":\"guest-file-write\",\"arguments\":{{\"handle\":{h},\"buf-b64\":\"{HELLO_B64}\"}}}}"
+        )),
         r#"{"return": {"count": 14, "eof": false}}"#
     );
     assert_eq!(a.ok("guest-file-flush", &format!("{{\"handle\":{h}}}")), serde_json::json!({}));
@@ -36,7 +38,9 @@ fn test_qga_file_ops() {
     assert_eq!(read(&mut a), format!(r#"{{"return": {{"count": 14, "buf-b64": "{HELLO_B64}", "eof": true}}}}"#));
     assert_eq!(read(&mut a), r#"{"return": {"count": 0, "buf-b64": "", "eof": true}}"#);
     assert_eq!(
-        a.raw(&format!("{{\"execute\":\"guest-file-seek\",\"arguments\":{{\"handle\":{h},\"offset\":6,\"whence\":\"set\"}}}}")),
+        a.raw(&format!(
+            "{{\"execute\":\"guest-file-seek\",\"arguments\":{{\"handle\":{h},\"offset\":6,\"whence\":\"set\"}}}}"
+        )),
         r#"{"return": {"eof": false, "position": 6}}"#
     );
     let r = a.ok("guest-file-read", &format!("{{\"handle\":{h}}}"));
@@ -78,7 +82,10 @@ fn read_write_switching_and_whence_forms() {
     assert_eq!(a.ok("guest-file-seek", &args(",\"offset\":1,\"whence\":\"cur\""))["position"], 9);
     assert_eq!(a.ok("guest-file-seek", &args(",\"offset\":0,\"whence\":\"end\""))["position"], 10);
     // count 0 reads nothing and is not EOF; count limits the write.
-    assert_eq!(a.ok("guest-file-read", &args(",\"count\":0")), serde_json::json!({"count": 0, "buf-b64": "", "eof": false}));
+    assert_eq!(
+        a.ok("guest-file-read", &args(",\"count\":0")),
+        serde_json::json!({"count": 0, "buf-b64": "", "eof": false})
+    );
     assert_eq!(a.ok("guest-file-write", &args(",\"buf-b64\":\"WFla\",\"count\":1"))["count"], 1);
     a.ok("guest-file-close", &args(""));
     assert_eq!(std::fs::read(a.dir.join("data")).unwrap(), b"0123ABC789X");
@@ -94,7 +101,11 @@ fn argument_checks_and_error_texts() {
         ("guest-file-open", r#"{"path":"foo","mode":null}"#, "Invalid parameter type for 'mode', expected: string"),
         ("guest-file-open", r#"{"path":"foo","mode":"rw"}"#, "invalid file open mode 'rw'"),
         ("guest-file-open", r#"{"path":"foo","x":1}"#, "Parameter 'x' is unexpected"),
-        ("guest-file-open", r#"{"path":"/nonexistent/foo"}"#, "failed to open file '/nonexistent/foo' (mode: 'r'): No such file or directory"),
+        (
+            "guest-file-open",
+            r#"{"path":"/nonexistent/foo"}"#,
+            "failed to open file '/nonexistent/foo' (mode: 'r'): No such file or directory",
+        ),
         ("guest-file-open", r#"{"path":".","mode":"w"}"#, "failed to open file '.' (mode: 'w'): Is a directory"),
         ("guest-file-read", r#"{"handle":5}"#, "handle '5' has not been found"),
         ("guest-file-read", r#"{"handle":"5"}"#, "Invalid parameter type for 'handle', expected: integer"),
@@ -104,9 +115,21 @@ fn argument_checks_and_error_texts() {
         ("guest-file-write", r#"{"handle":5}"#, "Parameter 'buf-b64' is missing"),
         ("guest-file-write", r#"{"handle":5,"buf-b64":"QUJD"}"#, "handle '5' has not been found"),
         ("guest-file-seek", r#"{"handle":5,"offset":0}"#, "Parameter 'whence' is missing"),
-        ("guest-file-seek", r#"{"handle":5,"offset":0,"whence":"bad"}"#, "Parameter 'whence' does not accept value 'bad'"),
-        ("guest-file-seek", r#"{"handle":5,"offset":0,"whence":1.5}"#, "Invalid parameter type for 'whence', expected: integer"),
-        ("guest-file-seek", r#"{"handle":5,"offset":0,"whence":true}"#, "Invalid parameter type for 'whence', expected: GuestFileWhence"),
+        (
+            "guest-file-seek",
+            r#"{"handle":5,"offset":0,"whence":"bad"}"#,
+            "Parameter 'whence' does not accept value 'bad'",
+        ),
+        (
+            "guest-file-seek",
+            r#"{"handle":5,"offset":0,"whence":1.5}"#,
+            "Invalid parameter type for 'whence', expected: integer",
+        ),
+        (
+            "guest-file-seek",
+            r#"{"handle":5,"offset":0,"whence":true}"#,
+            "Invalid parameter type for 'whence', expected: GuestFileWhence",
+        ),
         ("guest-file-seek", r#"{"handle":5,"offset":0,"whence":7}"#, "handle '5' has not been found"),
     ];
     for (cmd, args, want) in cases {
@@ -115,12 +138,32 @@ fn argument_checks_and_error_texts() {
     let h = open(&mut a, "foo", "w+");
     let cases = [
         (format!(r#"{{"handle":{h},"count":-1}}"#), "guest-file-read", "value '-1' is invalid for argument count"),
-        (format!(r#"{{"handle":{h},"count":50331649}}"#), "guest-file-read", "value '50331649' is invalid for argument count"),
-        (format!(r#"{{"handle":{h},"buf-b64":"QUJD","count":4}}"#), "guest-file-write", "value '4' is invalid for argument count"),
-        (format!(r#"{{"handle":{h},"buf-b64":"QUJD","count":-1}}"#), "guest-file-write", "value '-1' is invalid for argument count"),
-        (format!(r#"{{"handle":{h},"buf-b64":"QU*J"}}"#), "guest-file-write", "Base64 data contains invalid characters"),
+        (
+            format!(r#"{{"handle":{h},"count":50331649}}"#),
+            "guest-file-read",
+            "value '50331649' is invalid for argument count",
+        ),
+        (
+            format!(r#"{{"handle":{h},"buf-b64":"QUJD","count":4}}"#),
+            "guest-file-write",
+            "value '4' is invalid for argument count",
+        ),
+        (
+            format!(r#"{{"handle":{h},"buf-b64":"QUJD","count":-1}}"#),
+            "guest-file-write",
+            "value '-1' is invalid for argument count",
+        ),
+        (
+            format!(r#"{{"handle":{h},"buf-b64":"QU*J"}}"#),
+            "guest-file-write",
+            "Base64 data contains invalid characters",
+        ),
         (format!(r#"{{"handle":{h},"offset":0,"whence":3}}"#), "guest-file-seek", "invalid whence code 3"),
-        (format!(r#"{{"handle":{h},"offset":-100,"whence":1}}"#), "guest-file-seek", "failed to seek file: Invalid argument"),
+        (
+            format!(r#"{{"handle":{h},"offset":-100,"whence":1}}"#),
+            "guest-file-seek",
+            "failed to seek file: Invalid argument",
+        ),
     ];
     for (args, cmd, want) in &cases {
         assert_eq!(a.desc(cmd, args), *want, "{cmd} {args}");
@@ -147,8 +190,14 @@ fn fifo_never_blocks_the_loop() {
     assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
     // Opening a FIFO for reading with no writer does not block (O_NONBLOCK).
     let h = open(&mut a, "fifo", "r");
-    assert_eq!(a.ok("guest-file-read", &format!(r#"{{"handle":{h}}}"#)), serde_json::json!({"count": 0, "buf-b64": "", "eof": true}));
-    assert_eq!(a.desc("guest-file-seek", &format!(r#"{{"handle":{h},"offset":0,"whence":0}}"#)), "failed to seek file: Illegal seek");
+    assert_eq!(
+        a.ok("guest-file-read", &format!(r#"{{"handle":{h}}}"#)),
+        serde_json::json!({"count": 0, "buf-b64": "", "eof": true})
+    );
+    assert_eq!(
+        a.desc("guest-file-seek", &format!(r#"{{"handle":{h},"offset":0,"whence":0}}"#)),
+        "failed to seek file: Illegal seek"
+    );
     // A writer end while the reader is open; data then arrives.
     let w = open(&mut a, "fifo", "w");
     a.ok("guest-file-write", &format!(r#"{{"handle":{w},"buf-b64":"QUJD"}}"#));

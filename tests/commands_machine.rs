@@ -18,7 +18,13 @@ fn fsfreeze_hook_and_state_without_freezing() {
     let tools = TempDir::new("hook");
     let log = tools.join("log");
     let hook = tools.join("hook.sh");
-    script(&hook, &format!("echo \"$1\" >> {l}; [ -e {l}.fail ] && {{ echo \"hook failed on $1\"; exit 4; }}; exit 0", l = log.display()));
+    script(
+        &hook,
+        &format!(
+            "echo \"$1\" >> {l}; [ -e {l}.fail ] && {{ echo \"hook failed on $1\"; exit 4; }}; exit 0",
+            l = log.display()
+        ),
+    );
     let mut a = Agent::start_with(Opts { args: vec![format!("-F{}", hook.display())], ..Default::default() });
     // Mount points that match nothing: hook runs, nothing frozen, thawed.
     assert_eq!(a.ok("guest-fsfreeze-freeze-list", r#"{"mountpoints":["/qga-not-a-mountpoint"]}"#), 0);
@@ -31,7 +37,10 @@ fn fsfreeze_hook_and_state_without_freezing() {
         "child process has failed to execute fsfreeze hook: hook failed on freeze\n"
     );
     assert_eq!(a.ok("guest-fsfreeze-status", "{}"), "thawed");
-    assert_eq!(a.desc("guest-fsfreeze-thaw", "{}"), "child process has failed to execute fsfreeze hook: hook failed on thaw\n");
+    assert_eq!(
+        a.desc("guest-fsfreeze-thaw", "{}"),
+        "child process has failed to execute fsfreeze hook: hook failed on thaw\n"
+    );
     a.stop();
 
     // A hook that does not exist.
@@ -56,7 +65,10 @@ fn start_up_with_frozen_marker() {
     assert_eq!(a.ok("guest-fsfreeze-status", "{}"), "frozen");
     assert_eq!(
         a.err("guest-get-osinfo", "{}"),
-        ("CommandNotFound".to_string(), "Command guest-get-osinfo has been disabled: the command is not allowed".to_string())
+        (
+            "CommandNotFound".to_string(),
+            "Command guest-get-osinfo has been disabled: the command is not allowed".to_string()
+        )
     );
     let info = a.ok("guest-info", "{}");
     let enabled: Vec<&str> = info["supported_commands"]
@@ -68,7 +80,14 @@ fn start_up_with_frozen_marker() {
         .collect();
     assert_eq!(
         enabled,
-        vec!["guest-fsfreeze-thaw", "guest-fsfreeze-status", "guest-info", "guest-ping", "guest-sync", "guest-sync-delimited"]
+        vec![
+            "guest-fsfreeze-thaw",
+            "guest-fsfreeze-status",
+            "guest-info",
+            "guest-ping",
+            "guest-sync",
+            "guest-sync-delimited"
+        ]
     );
     // Thaw (FITHAW on file systems that are not frozen changes nothing).
     assert!(a.ok("guest-fsfreeze-thaw", "{}").is_i64());
@@ -110,7 +129,9 @@ fn shutdown_and_hwclock_with_fake_sbin() {
     // next line is the reply to a ping sent right behind (requests wait
     // behind the helper, so it has run by then). No waiting window.
     for (mode, prog) in [("powerdown", "poweroff"), ("halt", "halt"), ("reboot", "reboot")] {
-        a.send_raw(&format!(r#"{{"execute":"guest-shutdown","arguments":{{"mode":"{mode}"}}}}{{"execute":"guest-ping","id":"{mode}"}}"#));
+        a.send_raw(&format!(
+            r#"{{"execute":"guest-shutdown","arguments":{{"mode":"{mode}"}}}}{{"execute":"guest-ping","id":"{mode}"}}"#
+        ));
         assert_eq!(a.line(), format!(r#"{{"return": {{}}, "id": "{mode}"}}"#), "no reply to a successful shutdown");
         let last = std::fs::read_to_string(&log).unwrap().lines().last().unwrap().to_string();
         assert_eq!(last, format!("/sbin/{prog} "));
@@ -126,9 +147,15 @@ fn shutdown_and_hwclock_with_fake_sbin() {
     // Failures are reported with the helper's output.
     std::fs::write(format!("{}.fail", log.display()), "").unwrap();
     assert_eq!(a.desc("guest-shutdown", "{}"), "child process has failed to shutdown: shutdown failed\n");
-    assert_eq!(a.desc("guest-shutdown", r#"{"mode":"reboot"}"#), "child process has failed to shutdown: reboot failed\n");
+    assert_eq!(
+        a.desc("guest-shutdown", r#"{"mode":"reboot"}"#),
+        "child process has failed to shutdown: reboot failed\n"
+    );
     // guest-set-time without a time: hwclock -s (never settimeofday here).
-    assert_eq!(a.desc("guest-set-time", "{}"), "child process has failed to set hardware clock to system time: hwclock failed\n");
+    assert_eq!(
+        a.desc("guest-set-time", "{}"),
+        "child process has failed to set hardware clock to system time: hwclock failed\n"
+    );
     std::fs::remove_file(format!("{}.fail", log.display())).unwrap();
     assert_eq!(a.ok("guest-set-time", "{}"), json!({}));
     assert_eq!(std::fs::read_to_string(&log).unwrap().lines().last().unwrap(), "/sbin/hwclock -s");
@@ -164,7 +191,13 @@ fn ssh_keys_with_fake_passwd() {
     );
     // Removing from a missing file is fine.
     assert_eq!(a.ok("guest-ssh-remove-authorized-keys", r#"{"username":"qgatest","keys":["k"]}"#), json!({}));
-    assert_eq!(a.ok("guest-ssh-add-authorized-keys", r#"{"username":"qgatest","keys":["ssh-rsa AAA one","ssh-ed25519 BBB two"]}"#), json!({}));
+    assert_eq!(
+        a.ok(
+            "guest-ssh-add-authorized-keys",
+            r#"{"username":"qgatest","keys":["ssh-rsa AAA one","ssh-ed25519 BBB two"]}"#
+        ),
+        json!({})
+    );
     let ssh = std::fs::metadata(home.join(".ssh")).unwrap();
     assert_eq!((ssh.permissions().mode() & 0o777, ssh.uid(), ssh.gid()), (0o700, 4242, 4243));
     let f = std::fs::metadata(&keys_file).unwrap();
@@ -312,7 +345,10 @@ fn suspend_with_fake_helpers_and_sysfs() {
     let fail = format!("{}.fail", log.display());
     script(
         &bin.join("systemctl"),
-        &format!("echo \"$*\" >> {l}; [ \"$1\" = status ] && exit 3; [ -e {fail} ] && exit 1; exit 0", l = log.display()),
+        &format!(
+            "echo \"$*\" >> {l}; [ \"$1\" = status ] && exit 3; [ -e {fail} ] && exit 1; exit 0",
+            l = log.display()
+        ),
     );
     a.send_raw(r#"{"execute":"guest-suspend-hybrid"}{"execute":"guest-ping"}"#);
     assert_eq!(a.line(), r#"{"return": {}}"#);

@@ -117,11 +117,36 @@ fn information_commands() {
         match r["version"].as_i64().unwrap() {
             4 => assert_eq!(
                 keys(r),
-                vec!["destination", "flags", "gateway", "iface", "irtt", "mask", "metric", "mtu", "refcnt", "use", "version", "window"]
+                vec![
+                    "destination",
+                    "flags",
+                    "gateway",
+                    "iface",
+                    "irtt",
+                    "mask",
+                    "metric",
+                    "mtu",
+                    "refcnt",
+                    "use",
+                    "version",
+                    "window"
+                ]
             ),
             6 => assert_eq!(
                 keys(r),
-                vec!["desprefixlen", "destination", "flags", "iface", "metric", "nexthop", "refcnt", "source", "srcprefixlen", "use", "version"]
+                vec![
+                    "desprefixlen",
+                    "destination",
+                    "flags",
+                    "iface",
+                    "metric",
+                    "nexthop",
+                    "refcnt",
+                    "source",
+                    "srcprefixlen",
+                    "use",
+                    "version"
+                ]
             ),
             v => panic!("version {v}"),
         }
@@ -162,7 +187,11 @@ fn information_commands() {
     let blocks = sysfs_blocks("/sys/devices/system/memory", "memory");
     if blocks.is_empty() {
         let r = a.cmd(r#"{"execute":"guest-get-memory-blocks"}"#);
-        assert!(r == json!({"return": []}) || r == json!({"error": {"class": "GenericError", "desc": "guest reported zero memory blocks!"}}), "{r}");
+        assert!(
+            r == json!({"return": []})
+                || r == json!({"error": {"class": "GenericError", "desc": "guest reported zero memory blocks!"}}),
+            "{r}"
+        );
     } else {
         assert_eq!(by_id(a.ok("guest-get-memory-blocks", "{}"), "phys-index"), blocks);
     }
@@ -181,14 +210,43 @@ fn guest_info_lists_the_linux_set() {
     let cmds = info["supported_commands"].as_array().unwrap();
     let names: Vec<&str> = cmds.iter().map(|c| c["name"].as_str().unwrap()).collect();
     for n in [
-        "guest-get-time", "guest-set-time", "guest-shutdown", "guest-file-open", "guest-file-close", "guest-file-read",
-        "guest-file-write", "guest-file-seek", "guest-file-flush", "guest-fsfreeze-status", "guest-fsfreeze-freeze",
-        "guest-fsfreeze-freeze-list", "guest-fsfreeze-thaw", "guest-fstrim", "guest-suspend-disk", "guest-suspend-ram",
-        "guest-suspend-hybrid", "guest-network-get-interfaces", "guest-get-vcpus", "guest-set-vcpus", "guest-get-disks", "guest-get-fsinfo",
-        "guest-set-user-password", "guest-get-memory-blocks", "guest-set-memory-blocks", "guest-get-memory-block-info",
-        "guest-get-host-name", "guest-get-users", "guest-get-timezone", "guest-get-osinfo",
-        "guest-ssh-get-authorized-keys", "guest-ssh-add-authorized-keys", "guest-ssh-remove-authorized-keys",
-        "guest-get-diskstats", "guest-get-cpustats", "guest-get-load", "guest-network-get-route",
+        "guest-get-time",
+        "guest-set-time",
+        "guest-shutdown",
+        "guest-file-open",
+        "guest-file-close",
+        "guest-file-read",
+        "guest-file-write",
+        "guest-file-seek",
+        "guest-file-flush",
+        "guest-fsfreeze-status",
+        "guest-fsfreeze-freeze",
+        "guest-fsfreeze-freeze-list",
+        "guest-fsfreeze-thaw",
+        "guest-fstrim",
+        "guest-suspend-disk",
+        "guest-suspend-ram",
+        "guest-suspend-hybrid",
+        "guest-network-get-interfaces",
+        "guest-get-vcpus",
+        "guest-set-vcpus",
+        "guest-get-disks",
+        "guest-get-fsinfo",
+        "guest-set-user-password",
+        "guest-get-memory-blocks",
+        "guest-set-memory-blocks",
+        "guest-get-memory-block-info",
+        "guest-get-host-name",
+        "guest-get-users",
+        "guest-get-timezone",
+        "guest-get-osinfo",
+        "guest-ssh-get-authorized-keys",
+        "guest-ssh-add-authorized-keys",
+        "guest-ssh-remove-authorized-keys",
+        "guest-get-diskstats",
+        "guest-get-cpustats",
+        "guest-get-load",
+        "guest-network-get-route",
     ] {
         assert!(names.contains(&n), "{n} missing from guest-info");
     }
@@ -324,35 +382,107 @@ fn argument_checks() {
         ("guest-suspend-hybrid", r#"{"x":1}"#, "Parameter 'x' is unexpected"),
         ("guest-fstrim", r#"{"minimum":"x"}"#, "Invalid parameter type for 'minimum', expected: integer"),
         ("guest-fsfreeze-freeze", r#"{"x":1}"#, "Parameter 'x' is unexpected"),
-        ("guest-fsfreeze-freeze-list", r#"{"mountpoints":"x"}"#, "Invalid parameter type for 'mountpoints', expected: array"),
-        ("guest-fsfreeze-freeze-list", r#"{"mountpoints":[1]}"#, "Invalid parameter type for 'mountpoints[0]', expected: string"),
+        (
+            "guest-fsfreeze-freeze-list",
+            r#"{"mountpoints":"x"}"#,
+            "Invalid parameter type for 'mountpoints', expected: array",
+        ),
+        (
+            "guest-fsfreeze-freeze-list",
+            r#"{"mountpoints":[1]}"#,
+            "Invalid parameter type for 'mountpoints[0]', expected: string",
+        ),
         ("guest-fsfreeze-thaw", r#"{"x":1}"#, "Parameter 'x' is unexpected"),
         ("guest-set-vcpus", r#"{}"#, "Parameter 'vcpus' is missing"),
         ("guest-set-vcpus", r#"{"vcpus":{}}"#, "Invalid parameter type for 'vcpus', expected: array"),
         ("guest-set-vcpus", r#"{"vcpus":[1]}"#, "Invalid parameter type for 'vcpus[0]', expected: object"),
         ("guest-set-vcpus", r#"{"vcpus":[{"online":true}]}"#, "Parameter 'vcpus[0].logical-id' is missing"),
         ("guest-set-vcpus", r#"{"vcpus":[{"logical-id":0}]}"#, "Parameter 'vcpus[0].online' is missing"),
-        ("guest-set-vcpus", r#"{"vcpus":[{"logical-id":0,"online":1}]}"#, "Invalid parameter type for 'vcpus[0].online', expected: boolean"),
-        ("guest-set-vcpus", r#"{"vcpus":[{"logical-id":0,"online":true,"foo":1}],"bar":1}"#, "Parameter 'vcpus[0].foo' is unexpected"),
+        (
+            "guest-set-vcpus",
+            r#"{"vcpus":[{"logical-id":0,"online":1}]}"#,
+            "Invalid parameter type for 'vcpus[0].online', expected: boolean",
+        ),
+        (
+            "guest-set-vcpus",
+            r#"{"vcpus":[{"logical-id":0,"online":true,"foo":1}],"bar":1}"#,
+            "Parameter 'vcpus[0].foo' is unexpected",
+        ),
         ("guest-set-vcpus", r#"{"vcpus":[],"bar":1}"#, "Parameter 'bar' is unexpected"),
-        ("guest-set-vcpus", r#"{"vcpus":[{"logical-id":99999,"online":true}]}"#, "open(\"/sys/devices/system/cpu/cpu99999/\"): No such file or directory"),
-        ("guest-set-memory-blocks", r#"{"mem-blks":[{"phys-index":1.5,"online":true}]}"#, "Parameter 'mem-blks[0].phys-index' expects uint64"),
-        ("guest-set-memory-blocks", r#"{"mem-blks":[{"phys-index":1,"online":true,"can-offline":"x"}]}"#, "Invalid parameter type for 'mem-blks[0].can-offline', expected: boolean"),
+        (
+            "guest-set-vcpus",
+            r#"{"vcpus":[{"logical-id":99999,"online":true}]}"#,
+            "open(\"/sys/devices/system/cpu/cpu99999/\"): No such file or directory",
+        ),
+        (
+            "guest-set-memory-blocks",
+            r#"{"mem-blks":[{"phys-index":1.5,"online":true}]}"#,
+            "Parameter 'mem-blks[0].phys-index' expects uint64",
+        ),
+        (
+            "guest-set-memory-blocks",
+            r#"{"mem-blks":[{"phys-index":1,"online":true,"can-offline":"x"}]}"#,
+            "Invalid parameter type for 'mem-blks[0].can-offline', expected: boolean",
+        ),
         ("guest-ssh-get-authorized-keys", r#"{}"#, "Parameter 'username' is missing"),
-        ("guest-ssh-get-authorized-keys", r#"{"username":"qga-no-such-user"}"#, "failed to lookup user 'qga-no-such-user': Success"),
+        (
+            "guest-ssh-get-authorized-keys",
+            r#"{"username":"qga-no-such-user"}"#,
+            "failed to lookup user 'qga-no-such-user': Success",
+        ),
         ("guest-ssh-add-authorized-keys", r#"{"username":"root"}"#, "Parameter 'keys' is missing"),
-        ("guest-ssh-add-authorized-keys", r#"{"username":"root","keys":[1]}"#, "Invalid parameter type for 'keys[0]', expected: string"),
+        (
+            "guest-ssh-add-authorized-keys",
+            r#"{"username":"root","keys":[1]}"#,
+            "Invalid parameter type for 'keys[0]', expected: string",
+        ),
         ("guest-ssh-add-authorized-keys", r##"{"username":"root","keys":["#x"]}"##, "invalid OpenSSH public key: '#x'"),
-        ("guest-ssh-add-authorized-keys", r#"{"username":"root","keys":["a\nb"]}"#, "invalid OpenSSH public key: 'a\nb'"),
-        ("guest-ssh-add-authorized-keys", r#"{"username":"root","keys":["x"],"reset":"no"}"#, "Invalid parameter type for 'reset', expected: boolean"),
-        ("guest-ssh-add-authorized-keys", r#"{"username":"qga-no-such-user","keys":["a b"]}"#, "failed to lookup user 'qga-no-such-user': Success"),
-        ("guest-ssh-remove-authorized-keys", r#"{"username":"qga-no-such-user","keys":[]}"#, "failed to lookup user 'qga-no-such-user': Success"),
+        (
+            "guest-ssh-add-authorized-keys",
+            r#"{"username":"root","keys":["a\nb"]}"#,
+            "invalid OpenSSH public key: 'a\nb'",
+        ),
+        (
+            "guest-ssh-add-authorized-keys",
+            r#"{"username":"root","keys":["x"],"reset":"no"}"#,
+            "Invalid parameter type for 'reset', expected: boolean",
+        ),
+        (
+            "guest-ssh-add-authorized-keys",
+            r#"{"username":"qga-no-such-user","keys":["a b"]}"#,
+            "failed to lookup user 'qga-no-such-user': Success",
+        ),
+        (
+            "guest-ssh-remove-authorized-keys",
+            r#"{"username":"qga-no-such-user","keys":[]}"#,
+            "failed to lookup user 'qga-no-such-user': Success",
+        ),
         ("guest-set-user-password", r#"{"username":"x","password":"YQ=="}"#, "Parameter 'crypted' is missing"),
-        ("guest-set-user-password", r#"{"username":"x","crypted":false,"password":1}"#, "Invalid parameter type for 'password', expected: string"),
-        ("guest-set-user-password", r#"{"username":"x","password":"!!","crypted":false}"#, "Base64 data contains invalid characters"),
-        ("guest-set-user-password", r#"{"username":"a:b","password":"YQ==","crypted":false}"#, "forbidden characters in username"),
-        ("guest-set-user-password", r#"{"username":"a\nb","password":"YQ==","crypted":false}"#, "forbidden characters in username"),
-        ("guest-set-user-password", r#"{"username":"ab","password":"YQpi","crypted":false}"#, "forbidden characters in raw password"),
+        (
+            "guest-set-user-password",
+            r#"{"username":"x","crypted":false,"password":1}"#,
+            "Invalid parameter type for 'password', expected: string",
+        ),
+        (
+            "guest-set-user-password",
+            r#"{"username":"x","password":"!!","crypted":false}"#,
+            "Base64 data contains invalid characters",
+        ),
+        (
+            "guest-set-user-password",
+            r#"{"username":"a:b","password":"YQ==","crypted":false}"#,
+            "forbidden characters in username",
+        ),
+        (
+            "guest-set-user-password",
+            r#"{"username":"a\nb","password":"YQ==","crypted":false}"#,
+            "forbidden characters in username",
+        ),
+        (
+            "guest-set-user-password",
+            r#"{"username":"ab","password":"YQpi","crypted":false}"#,
+            "forbidden characters in raw password",
+        ),
     ];
     for (cmd, args, want) in cases {
         assert_eq!(a.desc(cmd, args), *want, "{cmd} {args}");
@@ -386,7 +516,8 @@ fn harmless_machine_paths() {
         let args = json!({"vcpus": [{"logical-id": id, "online": false}]}).to_string();
         assert_eq!(a.desc("guest-set-vcpus", &args), format!("logical processor #{id} can't be offlined"));
         // The first one worked: the count of processed entries, no error.
-        let args = json!({"vcpus": [{"logical-id": id, "online": true}, {"logical-id": 99999, "online": true}]}).to_string();
+        let args =
+            json!({"vcpus": [{"logical-id": id, "online": true}, {"logical-id": 99999, "online": true}]}).to_string();
         assert_eq!(a.ok("guest-set-vcpus", &args), 1);
     }
     let r = a.ok("guest-set-memory-blocks", r#"{"mem-blks":[{"phys-index":99999999,"online":true}]}"#);
@@ -394,9 +525,14 @@ fn harmless_machine_paths() {
         assert_eq!(r, json!([{"phys-index": 99999999, "response": "not-found", "error-code": 2}]));
     }
     let blocks = a.cmd(r#"{"execute":"guest-get-memory-blocks"}"#);
-    if let Some(b) = blocks.get("return").and_then(|b| b.as_array()).and_then(|b| b.iter().find(|b| b["online"] == true)) {
+    if let Some(b) =
+        blocks.get("return").and_then(|b| b.as_array()).and_then(|b| b.iter().find(|b| b["online"] == true))
+    {
         let args = json!({"mem-blks": [{"phys-index": b["phys-index"], "online": true}]}).to_string();
-        assert_eq!(a.ok("guest-set-memory-blocks", &args), json!([{"phys-index": b["phys-index"], "response": "success"}]));
+        assert_eq!(
+            a.ok("guest-set-memory-blocks", &args),
+            json!([{"phys-index": b["phys-index"], "response": "success"}])
+        );
     }
     assert_eq!(a.ok("guest-set-memory-blocks", r#"{"mem-blks":[]}"#), json!([]));
     a.stop();
@@ -409,12 +545,21 @@ fn set_user_password_runs_chpasswd() {
     let log = bin.join("log");
     commands_common::script(
         &bin.join("chpasswd"),
-        &format!("cat >> {l}; echo \"args:$*\" >> {l}; [ -e {l}.fail ] && {{ echo 'no such user'; exit 1; }}; exit 0", l = log.display()),
+        &format!(
+            "cat >> {l}; echo \"args:$*\" >> {l}; [ -e {l}.fail ] && {{ echo 'no such user'; exit 1; }}; exit 0",
+            l = log.display()
+        ),
     );
     let path = format!("{}:/usr/bin:/bin", bin.path().display());
     let mut a = Agent::start_with(Opts { env: vec![("PATH".into(), path)], ..Default::default() });
-    assert_eq!(a.ok("guest-set-user-password", r#"{"username":"alice","password":"c2VjcmV0","crypted":false}"#), json!({}));
-    assert_eq!(a.ok("guest-set-user-password", r#"{"username":"bob","password":"JDEkeHl6","crypted":true}"#), json!({}));
+    assert_eq!(
+        a.ok("guest-set-user-password", r#"{"username":"alice","password":"c2VjcmV0","crypted":false}"#),
+        json!({})
+    );
+    assert_eq!(
+        a.ok("guest-set-user-password", r#"{"username":"bob","password":"JDEkeHl6","crypted":true}"#),
+        json!({})
+    );
     assert_eq!(std::fs::read_to_string(&log).unwrap(), "alice:secret\nargs:\nbob:$1$xyz\nargs:-e\n");
     std::fs::write(format!("{}.fail", log.display()), "").unwrap();
     assert_eq!(
@@ -429,7 +574,10 @@ fn set_user_password_runs_chpasswd() {
 
     // Without chpasswd: qemu-ga's exec failure text.
     let empty = commands_common::TempDir::new("nobin");
-    let mut a = Agent::start_with(Opts { env: vec![("PATH".into(), empty.path().to_str().unwrap().into())], ..Default::default() });
+    let mut a = Agent::start_with(Opts {
+        env: vec![("PATH".into(), empty.path().to_str().unwrap().into())],
+        ..Default::default()
+    });
     assert_eq!(
         a.desc("guest-set-user-password", r#"{"username":"alice","password":"c2VjcmV0","crypted":false}"#),
         "child process has failed to set user password: failed to exec 'chpasswd': No such file or directory\n"
@@ -524,7 +672,8 @@ fn check_cpustats(a: &mut Agent) {
     assert!(!before.is_empty(), "/proc/stat has no cpuN line");
     let cpus = cpus.as_array().unwrap();
     assert_eq!(cpus.len(), before.len(), "one entry per cpuN line of /proc/stat: {cpus:?}");
-    const NAMES: [&str; 10] = ["user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal", "guest", "guestnice"];
+    const NAMES: [&str; 10] =
+        ["user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal", "guest", "guestnice"];
     for ((c, (n, lo)), (_, hi)) in cpus.iter().zip(&before).zip(&after) {
         assert_eq!(c["type"], "linux");
         assert_eq!(c["cpu"], json!(n), "{c}");
@@ -547,7 +696,12 @@ fn proc_diskstats() -> Vec<(u64, u64, String, Vec<u64>)> {
         .lines()
         .map(|l| {
             let f: Vec<&str> = l.split_whitespace().collect();
-            (f[0].parse().unwrap(), f[1].parse().unwrap(), f[2].to_string(), f[3..].iter().map(|x| x.parse().unwrap()).collect())
+            (
+                f[0].parse().unwrap(),
+                f[1].parse().unwrap(),
+                f[2].to_string(),
+                f[3..].iter().map(|x| x.parse().unwrap()).collect(),
+            )
         })
         .collect()
 }
@@ -558,9 +712,23 @@ fn proc_diskstats() -> Vec<(u64, u64, String, Vec<u64>)> {
 fn check_diskstats(a: &mut Agent) {
     // Field names after the device name, in /proc/diskstats order.
     const F: [&str; 17] = [
-        "read-ios", "read-merges", "read-sectors", "read-ticks", "write-ios", "write-merges", "write-sectors",
-        "write-ticks", "ios-pgr", "total-ticks", "weight-ticks", "discard-ios", "discard-merges", "discard-sectors",
-        "discard-ticks", "flush-ios", "flush-ticks",
+        "read-ios",
+        "read-merges",
+        "read-sectors",
+        "read-ticks",
+        "write-ios",
+        "write-merges",
+        "write-sectors",
+        "write-ticks",
+        "ios-pgr",
+        "total-ticks",
+        "weight-ticks",
+        "discard-ios",
+        "discard-merges",
+        "discard-sectors",
+        "discard-ticks",
+        "flush-ios",
+        "flush-ticks",
     ];
     for _ in 0..20 {
         let before = proc_diskstats();
@@ -573,7 +741,9 @@ fn check_diskstats(a: &mut Agent) {
         let disks = disks.as_array().unwrap();
         let got: Vec<(u64, u64, String)> = disks
             .iter()
-            .map(|d| (d["major"].as_u64().unwrap(), d["minor"].as_u64().unwrap(), d["name"].as_str().unwrap().to_string()))
+            .map(|d| {
+                (d["major"].as_u64().unwrap(), d["minor"].as_u64().unwrap(), d["name"].as_str().unwrap().to_string())
+            })
             .collect();
         assert_eq!(got, names(&before), "the devices of /proc/diskstats, in order");
         for ((d, b), af) in disks.iter().zip(&before).zip(&after) {

@@ -72,9 +72,37 @@ const EXTENSION_COMMANDS: &[&str] = &["guest-exec-terminate", "guest-exec-input"
 
 /// Every member name of every command's schema (qemu-ga and qga).
 const KNOWN_MEMBERS: &[&str] = &[
-    "path", "arg", "env", "input-data", "capture-output", "cwd", "user", "timeout", "stream", "input-stream",
-    "pid", "wait", "handle", "count", "buf-b64", "offset", "whence", "mode", "id", "time", "mountpoints",
-    "minimum", "vcpus", "mem-blks", "username", "password", "crypted", "keys", "reset", "signal", "eof",
+    "path",
+    "arg",
+    "env",
+    "input-data",
+    "capture-output",
+    "cwd",
+    "user",
+    "timeout",
+    "stream",
+    "input-stream",
+    "pid",
+    "wait",
+    "handle",
+    "count",
+    "buf-b64",
+    "offset",
+    "whence",
+    "mode",
+    "id",
+    "time",
+    "mountpoints",
+    "minimum",
+    "vcpus",
+    "mem-blks",
+    "username",
+    "password",
+    "crypted",
+    "keys",
+    "reset",
+    "signal",
+    "eof",
 ];
 
 // ---------------------------------------------------------------------------
@@ -260,9 +288,8 @@ fn value_of(r: &mut Rng, kind: &str) -> String {
         }
         "list" => {
             let n = r.below(3);
-            let items: Vec<String> = (0..n)
-                .map(|_| format!("{{\"logical-id\": {}, \"online\": {}}}", number(r), scalar(r)))
-                .collect();
+            let items: Vec<String> =
+                (0..n).map(|_| format!("{{\"logical-id\": {}, \"online\": {}}}", number(r), scalar(r))).collect();
             format!("[{}]", items.join(","))
         }
         _ => {
@@ -459,7 +486,9 @@ impl Peer {
     fn exchange(&mut self, case: &[u8], marker: u64) -> Result<Vec<Vec<u8>>, String> {
         let mut bytes = case.to_vec();
         bytes.extend_from_slice(b"\n\xFF");
-        bytes.extend_from_slice(format!("{{\"execute\":\"guest-sync\",\"arguments\":{{\"id\":{marker}}}}}\n").as_bytes());
+        bytes.extend_from_slice(
+            format!("{{\"execute\":\"guest-sync\",\"arguments\":{{\"id\":{marker}}}}}\n").as_bytes(),
+        );
         self.conn.send(&bytes);
         let done = format!("{{\"return\": {marker}}}\n").into_bytes();
         let mut lines = Vec::new();
@@ -558,7 +587,9 @@ fn differs(case: &[u8], qga: &[Vec<u8>], reference: &[Vec<u8>]) -> Option<String
 }
 
 fn show_diff(q: &[Vec<u8>], r: &[Vec<u8>]) -> String {
-    let s = |v: &[Vec<u8>]| v.iter().map(|l| format!("    {:?}", String::from_utf8_lossy(l))).collect::<Vec<_>>().join("\n");
+    let s = |v: &[Vec<u8>]| {
+        v.iter().map(|l| format!("    {:?}", String::from_utf8_lossy(l))).collect::<Vec<_>>().join("\n")
+    };
     format!("  qga ({} lines):\n{}\n  qemu-ga ({} lines):\n{}", q.len(), s(q), r.len(), s(r))
 }
 
@@ -597,8 +628,7 @@ impl Pair {
                 let mut cand = best.clone();
                 cand.drain(i..(i + chunk).min(cand.len()));
                 tries += 1;
-                let keep = matches!(verdict(&cand), Verdict::Compare)
-                    && matches!(self.check(&cand), Ok(Some(_)));
+                let keep = matches!(verdict(&cand), Verdict::Compare) && matches!(self.check(&cand), Ok(Some(_)));
                 if keep {
                     best = cand;
                     progress = true;

@@ -26,7 +26,9 @@ fn decoded(st: &Value) -> (Option<i64>, Option<i64>, Vec<u8>, Vec<u8>) {
 /// otherwise. qemu-ga 10.0.2 omits them unless output was truncated.
 #[track_caller]
 fn check_truncated_flags(st: &Value, out_truncated: bool, err_truncated: bool) {
-    for (data, flag, value) in [("out-data", "out-truncated", out_truncated), ("err-data", "err-truncated", err_truncated)] {
+    for (data, flag, value) in
+        [("out-data", "out-truncated", out_truncated), ("err-data", "err-truncated", err_truncated)]
+    {
         if st.get(data).is_none() {
             assert!(st.get(flag).is_none(), "{} without {}: {}", flag, data, st);
         } else if is_reference_agent() {
@@ -117,7 +119,9 @@ fn input_data_is_fed_to_stdin_then_closed() {
     let st = c.exec_and_wait(json!({"path": "cat", "input-data": "aGVsbG8=", "capture-output": true}));
     assert_eq!(decoded(&st), (Some(0), None, b"hello".to_vec(), vec![]));
     // empty input-data: a pipe that is at EOF at once
-    let st = c.exec_and_wait(json!({"path": "sh", "arg": ["-c", "cat; echo rc=$?"], "input-data": "", "capture-output": true}));
+    let st = c.exec_and_wait(
+        json!({"path": "sh", "arg": ["-c", "cat; echo rc=$?"], "input-data": "", "capture-output": true}),
+    );
     assert_eq!(decoded(&st), (Some(0), None, b"rc=0\n".to_vec(), vec![]));
     // newlines in the base64 text are allowed
     let st = c.exec_and_wait(json!({"path": "cat", "input-data": "aGVs\nbG8=", "capture-output": true}));
@@ -220,7 +224,10 @@ fn path_lookup_rules() {
     assert_generic_error(&r, "Failed to execute child process \u{201c}sh\u{201d} (No such file or directory)");
     // not in the agent's PATH
     let r = c.execute("guest-exec", json!({"path": "qga-test-tool"}));
-    assert_generic_error(&r, "Failed to execute child process \u{201c}qga-test-tool\u{201d} (No such file or directory)");
+    assert_generic_error(
+        &r,
+        "Failed to execute child process \u{201c}qga-test-tool\u{201d} (No such file or directory)",
+    );
     // a path with a slash is used as is, relative to the agent's cwd
     let st = c.exec_and_wait(json!({"path": "bin/qga-test-tool", "capture-output": true}));
     assert_eq!(data_of(&st, "out-data"), b"tool bin/qga-test-tool\n".to_vec(), "{}", st);
@@ -239,7 +246,9 @@ fn argv_is_path_then_args_verbatim() {
     assert_eq!(data_of(&st, "out-data"), b"cat\0/proc/self/cmdline\0".to_vec());
     let st = c.exec_and_wait(json!({"path": "/bin/cat", "arg": ["/proc/self/cmdline"], "capture-output": true}));
     assert_eq!(data_of(&st, "out-data"), b"/bin/cat\0/proc/self/cmdline\0".to_vec());
-    let st = c.exec_and_wait(json!({"path": "printf", "arg": ["[%s]", "", "a b", "\u{e9}", "$HOME", "*"], "capture-output": true}));
+    let st = c.exec_and_wait(
+        json!({"path": "printf", "arg": ["[%s]", "", "a b", "\u{e9}", "$HOME", "*"], "capture-output": true}),
+    );
     assert_eq!(data_of(&st, "out-data"), "[][a b][\u{e9}][$HOME][*]".as_bytes().to_vec());
 }
 
@@ -287,7 +296,8 @@ fn running_then_exited_then_consumed() {
         let raw = c.cmd_raw(&format!("{{\"execute\":\"guest-exec-status\",\"arguments\":{{\"pid\":{}}}}}", pid));
         assert_eq!(raw, "{\"return\": {\"exited\": false}}\n");
     }
-    let raw = c.cmd_raw(&format!("{{\"execute\":\"guest-exec-status\",\"arguments\":{{\"pid\":{}}},\"id\":\"s\"}}", pid));
+    let raw =
+        c.cmd_raw(&format!("{{\"execute\":\"guest-exec-status\",\"arguments\":{{\"pid\":{}}},\"id\":\"s\"}}", pid));
     assert_eq!(raw, "{\"return\": {\"exited\": false}, \"id\": \"s\"}\n");
     release_fifo(&fifo, b"gate opened\n");
     let st = c.wait_exec(pid);
@@ -330,9 +340,16 @@ fn spawn_failure_is_a_command_error() {
     let f = agent.dir().join("plain.txt");
     std::fs::write(&f, "not a program\n").unwrap();
     let r = c.execute("guest-exec", json!({"path": f.to_str().unwrap()}));
-    assert_generic_error(&r, &format!("Failed to execute child process \u{201c}{}\u{201d} (Permission denied)", f.display()));
+    assert_generic_error(
+        &r,
+        &format!("Failed to execute child process \u{201c}{}\u{201d} (Permission denied)", f.display()),
+    );
     // nothing leaked: no children, the agent still answers
-    assert!(wait_until(Duration::from_secs(60), || children_of(agent.pid()).is_empty()), "{:?}", children_of(agent.pid()));
+    assert!(
+        wait_until(Duration::from_secs(60), || children_of(agent.pid()).is_empty()),
+        "{:?}",
+        children_of(agent.pid())
+    );
     c.ping();
 }
 
@@ -393,9 +410,7 @@ fn without_capture_a_grandchild_does_not_delay_exited() {
 
 #[test]
 fn unread_input_does_not_spin_or_leak() {
-    skip_on_reference!(
-        "qemu-ga 10.0.2 still keeps the stdin pipe of an exited child open and spins at 100% CPU on it"
-    );
+    skip_on_reference!("qemu-ga 10.0.2 still keeps the stdin pipe of an exited child open and spins at 100% CPU on it");
     let (agent, mut c) = Agent::start();
     let apid = agent.pid();
     c.ping();
@@ -502,9 +517,9 @@ fn chatty_child_does_not_starve_the_channel() {
         c.send_str(&format!("{{\"execute\":\"guest-ping\",\"id\":{}}}", i));
         // Generous: starvation is no answer at all, a loaded machine only
         // makes it slow.
-        let l = c
-            .try_read_line_raw(Duration::from_secs(60))
-            .unwrap_or_else(|| panic!("guest-ping {} not answered within 60 s while `yes` runs ({:?})", i, t0.elapsed()));
+        let l = c.try_read_line_raw(Duration::from_secs(60)).unwrap_or_else(|| {
+            panic!("guest-ping {} not answered within 60 s while `yes` runs ({:?})", i, t0.elapsed())
+        });
         assert_eq!(String::from_utf8(l).unwrap(), format!("{{\"return\": {{}}, \"id\": {}}}\n", i));
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -553,7 +568,10 @@ fn children_inherit_no_agent_fd() {
     let list = "ls /proc/$$/fd; exit 0";
     let mut cases = vec![
         ("posix_spawn", json!({"path": "sh", "arg": ["-c", list], "capture-output": true})),
-        ("input-data", json!({"path": "sh", "arg": ["-c", format!("cat >/dev/null; {list}")], "input-data": "aGk=", "capture-output": true})),
+        (
+            "input-data",
+            json!({"path": "sh", "arg": ["-c", format!("cat >/dev/null; {list}")], "input-data": "aGk=", "capture-output": true}),
+        ),
     ];
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } == 0 && !is_reference_agent() {

@@ -71,14 +71,23 @@ fn stream_backpressure_blocks_the_child_instead_of_dropping() {
     // 8 MiB produced, nobody collects: the child must end up blocked in a
     // pipe write (still running), then every byte arrives. Event-driven:
     // wait until it is blocked or gone.
-    let pid = c.exec(json!({"path": "head", "arg": ["-c", "8388608", "/dev/zero"], "capture-output": "stdout", "stream": true}));
+    let pid = c.exec(
+        json!({"path": "head", "arg": ["-c", "8388608", "/dev/zero"], "capture-output": "stdout", "stream": true}),
+    );
     let wchan = || std::fs::read_to_string(format!("/proc/{pid}/wchan")).unwrap_or_default();
     let blocked = || proc_state(pid as u32) == Some('S') && wchan().ends_with("pipe_write"); // anon_pipe_write on newer kernels
     assert!(
-        wait_until(Duration::from_secs(120), || blocked() || !proc_exists(pid as u32) || proc_state(pid as u32) == Some('Z')),
+        wait_until(Duration::from_secs(120), || blocked()
+            || !proc_exists(pid as u32)
+            || proc_state(pid as u32) == Some('Z')),
         "the writer neither blocked nor ended"
     );
-    assert!(blocked(), "the writer should be blocked by backpressure, not finished (state {:?}, wchan {:?})", proc_state(pid as u32), wchan());
+    assert!(
+        blocked(),
+        "the writer should be blocked by backpressure, not finished (state {:?}, wchan {:?})",
+        proc_state(pid as u32),
+        wchan()
+    );
     // Still blocked once the agent is idle: nothing drains the pipe.
     wait_idle(_agent.pid());
     assert!(blocked(), "the agent kept reading without a client collecting");
@@ -122,9 +131,8 @@ fn wait_returns_when_streamed_output_arrives() {
     // A streamed child prints `a` once gate 1 opens and ends once gate 2
     // does: the held long-poll must return with `a` while it still runs.
     let d = agent.dir().display().to_string();
-    let script = format!(
-        "while [ ! -e {d}/gate1 ]; do sleep 0.02; done; echo a; while [ ! -e {d}/gate2 ]; do sleep 0.02; done"
-    );
+    let script =
+        format!("while [ ! -e {d}/gate1 ]; do sleep 0.02; done; echo a; while [ ! -e {d}/gate2 ]; do sleep 0.02; done");
     let pid = c.exec(json!({"path": "sh", "arg": ["-c", script], "capture-output": true, "stream": true}));
     c.send_str(&format!("{{\"execute\":\"guest-exec-status\",\"arguments\":{{\"pid\":{pid},\"wait\":600}}}}"));
     c.expect_silence_once_idle(agent.pid());
@@ -202,7 +210,8 @@ fn terminate_kills_the_whole_process_tree() {
     let (_agent, mut c) = Agent::start();
     // A daemonized grandchild keeps the pipe open: without terminate,
     // `exited` would stay false for 1000 s.
-    let pid = c.exec(json!({"path": "sh", "arg": ["-c", "sleep 1000 & sleep 1000 & echo up; wait"], "capture-output": true}));
+    let pid =
+        c.exec(json!({"path": "sh", "arg": ["-c", "sleep 1000 & sleep 1000 & echo up; wait"], "capture-output": true}));
     assert!(wait_until(Duration::from_secs(60), || group_members(pid).len() >= 3), "tree started");
     c.ok("guest-exec-terminate", json!({"pid": pid}));
     let st = c.wait_exec(pid);
@@ -337,10 +346,22 @@ fn bad_extension_values_get_exact_errors() {
     }
     let (_agent, mut c) = Agent::start();
     let e = |c: &mut Conn, args: Value| c.err("guest-exec", args).1;
-    assert_eq!(e(&mut c, json!({"path": "true", "timeout": 0})), "Parameter 'timeout' expects a number of seconds greater than 0 and at most 31536000");
-    assert_eq!(e(&mut c, json!({"path": "true", "timeout": -1})), "Parameter 'timeout' expects a number of seconds greater than 0 and at most 31536000");
-    assert_eq!(e(&mut c, json!({"path": "true", "timeout": "5"})), "Invalid parameter type for 'timeout', expected: number");
-    assert_eq!(e(&mut c, json!({"path": "true", "stream": 1})), "Invalid parameter type for 'stream', expected: boolean");
+    assert_eq!(
+        e(&mut c, json!({"path": "true", "timeout": 0})),
+        "Parameter 'timeout' expects a number of seconds greater than 0 and at most 31536000"
+    );
+    assert_eq!(
+        e(&mut c, json!({"path": "true", "timeout": -1})),
+        "Parameter 'timeout' expects a number of seconds greater than 0 and at most 31536000"
+    );
+    assert_eq!(
+        e(&mut c, json!({"path": "true", "timeout": "5"})),
+        "Invalid parameter type for 'timeout', expected: number"
+    );
+    assert_eq!(
+        e(&mut c, json!({"path": "true", "stream": 1})),
+        "Invalid parameter type for 'stream', expected: boolean"
+    );
     assert_eq!(e(&mut c, json!({"path": "true", "stream": true})), "Parameter 'stream' requires 'capture-output'");
     assert_eq!(e(&mut c, json!({"path": "true", "cwd": 5})), "Invalid parameter type for 'cwd', expected: string");
     assert_eq!(e(&mut c, json!({"path": "true", "user": []})), "Invalid parameter type for 'user', expected: string");
@@ -350,7 +371,9 @@ fn bad_extension_values_get_exact_errors() {
         "Parameter 'wait' expects a number of seconds greater than 0 and at most 600"
     );
     // 600 itself is accepted (held; a request right behind releases it).
-    c.send_str(&format!("{{\"execute\":\"guest-exec-status\",\"arguments\":{{\"pid\":{pid},\"wait\":600}},\"id\":\"w600\"}}"));
+    c.send_str(&format!(
+        "{{\"execute\":\"guest-exec-status\",\"arguments\":{{\"pid\":{pid},\"wait\":600}},\"id\":\"w600\"}}"
+    ));
     c.send_str("{\"execute\":\"guest-ping\",\"id\":\"p600\"}");
     assert_eq!(c.recv(), json!({"return": {"exited": false}, "id": "w600"}));
     assert_eq!(c.recv(), json!({"return": {}, "id": "p600"}));
@@ -447,8 +470,14 @@ fn guest_exec_input_window_and_errors() {
         c.err("guest-exec-input", json!({"pid": pid, "input-data": "!!"})).1,
         "Base64 data contains invalid characters"
     );
-    assert_eq!(c.err("guest-exec-input", json!({"pid": pid, "eof": 1})).1, "Invalid parameter type for 'eof', expected: boolean");
-    assert_eq!(c.err("guest-exec", json!({"path": "true", "input-stream": "yes"})).1, "Invalid parameter type for 'input-stream', expected: boolean");
+    assert_eq!(
+        c.err("guest-exec-input", json!({"pid": pid, "eof": 1})).1,
+        "Invalid parameter type for 'eof', expected: boolean"
+    );
+    assert_eq!(
+        c.err("guest-exec", json!({"path": "true", "input-stream": "yes"})).1,
+        "Invalid parameter type for 'input-stream', expected: boolean"
+    );
     for p in [pid, other] {
         c.ok("guest-exec-terminate", json!({"pid": p}));
     }

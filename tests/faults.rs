@@ -140,7 +140,9 @@ fn disk_full() {
     let chunk = b64encode(&vec![b'x'; 48 << 10]);
     let mut failure = None;
     for _ in 0..4 {
-        let r = a.cmd(&format!("{{\"execute\":\"guest-file-write\",\"arguments\":{{\"handle\":{h},\"buf-b64\":\"{chunk}\"}}}}"));
+        let r = a.cmd(&format!(
+            "{{\"execute\":\"guest-file-write\",\"arguments\":{{\"handle\":{h},\"buf-b64\":\"{chunk}\"}}}}"
+        ));
         if let Some(e) = r.get("error") {
             failure = Some(e["desc"].as_str().unwrap_or_default().to_string());
             break;
@@ -153,7 +155,8 @@ fn disk_full() {
     }
     let failure = failure.expect("writing 192 KiB to a 64 KiB file system must fail");
     assert!(
-        failure == "failed to write to file: No space left on device" || failure == "failed to flush file: No space left on device",
+        failure == "failed to write to file: No space left on device"
+            || failure == "failed to flush file: No space left on device",
         "{failure}"
     );
     a.ok("guest-file-close", &format!("{{\"handle\":{h}}}"));

@@ -31,10 +31,8 @@ const AGENT_ENV: &[(&str, &str)] = &[
     ("LC_ALL", "C"),
     ("QGA_CONF", "/nonexistent/qemu-ga.conf"),
 ];
-const CLI_ENV: &[(&str, &str)] = &[
-    ("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"),
-    ("LC_ALL", "C"),
-];
+const CLI_ENV: &[(&str, &str)] =
+    &[("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"), ("LC_ALL", "C")];
 
 /// Protocol cases skipped for qga (deviations 2 and 3, and `inf`).
 const SKIP_CASES: &[(&str, &str)] = &[
@@ -228,7 +226,8 @@ fn expected_for_qga(expected: &[u8], sent: &[u8]) -> Option<Vec<u8>> {
 /// commands of issue 2 must always be there.
 fn may_be_unimplemented(name: &str) -> bool {
     SCHEMA_ORDER.contains(&name)
-        && !["guest-sync-delimited", "guest-sync", "guest-ping", "guest-info", "guest-exec", "guest-exec-status"].contains(&name)
+        && !["guest-sync-delimited", "guest-sync", "guest-ping", "guest-info", "guest-exec", "guest-exec-status"]
+            .contains(&name)
 }
 
 fn read_lines(c: &mut Conn, n: usize, t: Duration) -> Result<Vec<u8>, String> {
@@ -298,9 +297,7 @@ fn run_protocol_case(case: &Value) -> Result<usize, String> {
         }
         let expected = b64decode(reply.as_str().unwrap());
         let not_implemented = !is_reference_agent()
-            && executed_command(&send).is_some_and(|n| {
-                may_be_unimplemented(&n) && !supported().contains(&n)
-            });
+            && executed_command(&send).is_some_and(|n| may_be_unimplemented(&n) && !supported().contains(&n));
         if not_implemented {
             eprintln!("golden {} step {}: {} not implemented by this agent, not compared", name, i, show(&send));
             skipped += 1;
@@ -428,7 +425,7 @@ fn normalise_cli(text: &[u8], conf: &str, argv0: &str) -> Vec<u8> {
         if l.starts_with(b"** (process:") {
             if let Some(close) = find(&l, b"): CRITICAL **: ") {
                 let after = close + b"): CRITICAL **: ".len();
-                // HH:MM:SS.mmm: 
+                // HH:MM:SS.mmm:
                 if l.len() > after + 14 && &l[after + 12..after + 14] == b": " {
                     let mut n = b"** (process:$PID): CRITICAL **: $CLOCK: ".to_vec();
                     n.extend_from_slice(&l[after + 14..]);
@@ -517,10 +514,17 @@ fn run_cli_case(case: &Value) -> Result<(), String> {
             // banner and build lines differ: compare the usage line only
             let first_line = |b: &[u8]| b.split(|&c| c == b'\n').next().unwrap_or(b"").to_vec();
             if first_line(&out) != first_line(&exp_out) {
-                return Err(format!("{}: usage line: expected {} got {}", name, show(&first_line(&exp_out)), show(&first_line(&out))));
+                return Err(format!(
+                    "{}: usage line: expected {} got {}",
+                    name,
+                    show(&first_line(&exp_out)),
+                    show(&first_line(&out))
+                ));
             }
             compare_out = false;
-        } else if (first == "-b" || first == "-a") && matches!(argv.get(1).map(|s| s.as_str()), Some("help") | Some("?")) {
+        } else if (first == "-b" || first == "-a")
+            && matches!(argv.get(1).map(|s| s.as_str()), Some("help") | Some("?"))
+        {
             compare_out = false; // deviation 4: qga's own command list (cli.rs checks it)
         }
     }
@@ -581,7 +585,11 @@ fn replay_helpers_self_check() {
     let (n, p) = normalise_pids(b"{\"return\": {\"pid\": 4242}}\n");
     assert_eq!((n, p), (b"{\"return\": {\"pid\": $PID}}\n".to_vec(), Some("4242".into())));
     assert_eq!(
-        normalise_cli(b"1795625705.359029: critical: x\n\n** (process:123): CRITICAL **: 16:49:16.691: must\n", "", "/bin/q"),
+        normalise_cli(
+            b"1795625705.359029: critical: x\n\n** (process:123): CRITICAL **: 16:49:16.691: must\n",
+            "",
+            "/bin/q"
+        ),
         b"$TIMESTAMP: critical: x\n\n** (process:$PID): CRITICAL **: $CLOCK: must\n".to_vec()
     );
 }

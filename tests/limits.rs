@@ -61,7 +61,11 @@ fn huge_input_data_in_small_writes_is_parsed_once() {
     let st = c.wait_exec_for(pid, Duration::from_secs(60));
     assert_eq!(data_of(&st, "out-data"), format!("{}\n", 40 << 20).as_bytes());
     let cpu = cpu_ticks(agent.pid()) - t0;
-    eprintln!("agent CPU for a 53 MiB request in 4 KiB writes: {} ticks; VmHWM {} KiB", cpu, proc_status_kib(agent.pid(), "VmHWM:"));
+    eprintln!(
+        "agent CPU for a 53 MiB request in 4 KiB writes: {} ticks; VmHWM {} KiB",
+        cpu,
+        proc_status_kib(agent.pid(), "VmHWM:")
+    );
     // Re-parsing from the start on every 4 KiB read would be quadratic
     // (hours); linear parsing is a few seconds even unoptimised.
     assert!(cpu < 60 * ticks_per_sec(), "framing cost must be linear in the message size");
@@ -196,10 +200,12 @@ fn captured_output_held_in_all_is_capped_at_256_mib() {
     // running until the gate file appears: 272 MiB offered, all at once.
     let mut pids = Vec::new();
     for i in 0..17 {
-        let script = format!("head -c {} /dev/zero; : > {d}/done.{i}; while [ ! -e {d}/gate ]; do sleep 0.05; done", 16 * MIB);
+        let script =
+            format!("head -c {} /dev/zero; : > {d}/done.{i}; while [ ! -e {d}/gate ]; do sleep 0.05; done", 16 * MIB);
         pids.push(c.exec(json!({"path": "sh", "arg": ["-c", script], "capture-output": true})));
     }
-    let all_done = wait_until(Duration::from_secs(300), || (0..17).all(|i| agent.dir().join(format!("done.{i}")).exists()));
+    let all_done =
+        wait_until(Duration::from_secs(300), || (0..17).all(|i| agent.dir().join(format!("done.{i}")).exists()));
     std::fs::write(agent.dir().join("gate"), b"").unwrap();
     assert!(all_done, "the 17 writers did not finish within 300 s");
     let mut held = 0usize;
@@ -216,13 +222,17 @@ fn captured_output_held_in_all_is_capped_at_256_mib() {
         };
         if line.starts_with("{\"error\"") {
             // Evicted (oldest finished) to stay under the cap.
-            assert_eq!(line, format!("{{\"error\": {{\"class\": \"GenericError\", \"desc\": \"PID {p} does not exist\"}}}}\n"));
+            assert_eq!(
+                line,
+                format!("{{\"error\": {{\"class\": \"GenericError\", \"desc\": \"PID {p} does not exist\"}}}}\n")
+            );
             gone += 1;
             continue;
         }
         let field = |name: &str| -> &str {
             let key = format!("\"{name}\": ");
-            let at = line.find(&key).unwrap_or_else(|| panic!("{p}: no {name} in {}", &line[..line.len().min(200)])) + key.len();
+            let at = line.find(&key).unwrap_or_else(|| panic!("{p}: no {name} in {}", &line[..line.len().min(200)]))
+                + key.len();
             let rest = &line[at..];
             &rest[..rest.find([',', '}']).unwrap()]
         };
@@ -232,7 +242,10 @@ fn captured_output_held_in_all_is_capped_at_256_mib() {
         // byte count without decoding.
         let b64 = field("out-data").trim_matches('"');
         let pad = b64.bytes().rev().take_while(|&b| b == b'=').count();
-        assert!(b64.len() % 4 == 0 && pad <= 2 && b64.bytes().take(b64.len() - pad).all(|b| b == b'A'), "{p}: not all zero bytes");
+        assert!(
+            b64.len() % 4 == 0 && pad <= 2 && b64.bytes().take(b64.len() - pad).all(|b| b == b'A'),
+            "{p}: not all zero bytes"
+        );
         let len = b64.len() / 4 * 3 - pad;
         match field("out-truncated") {
             "false" => assert_eq!(len, 16 * MIB, "untruncated output is complete"),

@@ -126,7 +126,16 @@ fn extreme_numbers_in_numeric_arguments() {
     let (_agent, mut c) = Agent::start();
     let parked = park_result(&mut c);
     let sleeper = c.exec(json!({"path": "sleep", "arg": ["600"]}));
-    let numbers = [json!(0), json!(-1), json!(1e308), json!(-1e308), json!(i64::MAX), json!(i64::MIN), json!(u64::MAX), json!(0.5)];
+    let numbers = [
+        json!(0),
+        json!(-1),
+        json!(1e308),
+        json!(-1e308),
+        json!(i64::MAX),
+        json!(i64::MIN),
+        json!(u64::MAX),
+        json!(0.5),
+    ];
     type MakeArgs = Box<dyn Fn(&Value) -> Value>;
     let cases: Vec<(&str, MakeArgs)> = vec![
         ("guest-exec-status", Box::new(|n| json!({"pid": n}))),

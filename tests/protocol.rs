@@ -15,8 +15,7 @@ fn ping_reply_bytes(id: Option<&str>) -> String {
     }
 }
 
-const FF_STRAY: &str =
-    "{\"error\": {\"class\": \"GenericError\", \"desc\": \"JSON parse error, stray '\\uFFFD'\"}}\n";
+const FF_STRAY: &str = "{\"error\": {\"class\": \"GenericError\", \"desc\": \"JSON parse error, stray '\\uFFFD'\"}}\n";
 
 // ---------------------------------------------------------------------------
 // Framing
@@ -37,10 +36,7 @@ fn several_requests_in_one_write() {
 fn request_split_byte_by_byte() {
     let (_agent, mut c) = Agent::start();
     c.send_bytewise(b"{\"execute\": \"guest-sync\", \"arguments\": {\"id\": 424242}, \"id\": \"split\"}");
-    assert_eq!(
-        String::from_utf8(c.read_line_raw()).unwrap(),
-        "{\"return\": 424242, \"id\": \"split\"}\n"
-    );
+    assert_eq!(String::from_utf8(c.read_line_raw()).unwrap(), "{\"return\": 424242, \"id\": \"split\"}\n");
     // and a second one right after, still split
     c.send_bytewise(b"{'execute':'guest-ping'}");
     assert_eq!(String::from_utf8(c.read_line_raw()).unwrap(), ping_reply_bytes(None));
@@ -85,10 +81,7 @@ fn top_level_values_that_are_not_objects() {
     assert_generic_error(&c.cmd_raw_json("\"str\"\n"), "QMP input must be a JSON object");
     assert_generic_error(&c.cmd_raw_json("[{\"execute\":\"guest-ping\"}]"), "QMP input must be a JSON object");
     let r = c.cmd_raw("{}");
-    assert_eq!(
-        r,
-        "{\"error\": {\"class\": \"GenericError\", \"desc\": \"QMP input lacks member 'execute'\"}}\n"
-    );
+    assert_eq!(r, "{\"error\": {\"class\": \"GenericError\", \"desc\": \"QMP input lacks member 'execute'\"}}\n");
     c.ping();
 }
 
@@ -135,10 +128,7 @@ fn ff_mid_message_discards_partial_message() {
 fn stray_bytes_exact_texts_and_recovery() {
     let (_agent, mut c) = Agent::start();
     let stray = |t: &str| {
-        format!(
-            "{{\"error\": {{\"class\": \"GenericError\", \"desc\": \"JSON parse error, stray '{}'\"}}}}\n",
-            t
-        )
+        format!("{{\"error\": {{\"class\": \"GenericError\", \"desc\": \"JSON parse error, stray '{}'\"}}}}\n", t)
     };
     // after a lexical error the lexer skips up to a structural or control
     // character: `@@@` gives one error only
@@ -204,11 +194,7 @@ fn nested_ping(depth: usize) -> Vec<u8> {
 fn nesting_1024_is_accepted() {
     let (_agent, mut c) = Agent::start();
     c.send(&nested_ping(1024));
-    let expected = format!(
-        "{{\"return\": {{}}, \"id\": {}{}}}\n",
-        "[".repeat(1023),
-        "]".repeat(1023)
-    );
+    let expected = format!("{{\"return\": {{}}, \"id\": {}{}}}\n", "[".repeat(1023), "]".repeat(1023));
     assert_eq!(String::from_utf8(c.read_line_raw()).unwrap(), expected);
 }
 
@@ -236,11 +222,7 @@ fn hostile_deep_line_gets_few_errors() {
     line.push(b'\n');
     c.send(&line);
     let rest = c.sync_with_ping("after-deep");
-    assert!(
-        (1..=8).contains(&rest.len()),
-        "expected 1..=8 error replies, got {}",
-        rest.len()
-    );
+    assert!((1..=8).contains(&rest.len()), "expected 1..=8 error replies, got {}", rest.len());
     for r in &rest {
         assert_eq!(error_of(r).map(|e| e.0), Some("GenericError".into()), "{}", r);
     }
@@ -281,10 +263,8 @@ fn message_over_64_mib_is_rejected_once_then_recovers() {
     assert_generic_error(&c.recv(), "JSON token size limit exceeded");
     h.join().unwrap().expect("write");
     let rest = c.sync_with_ping("after-64mib");
-    let size_errors = rest
-        .iter()
-        .filter(|r| error_of(r).map(|e| e.1) == Some("JSON token size limit exceeded".into()))
-        .count();
+    let size_errors =
+        rest.iter().filter(|r| error_of(r).map(|e| e.1) == Some("JSON token size limit exceeded".into())).count();
     assert_eq!(size_errors, 0, "size limit error repeated: {:?}", rest);
     assert!(rest.len() <= 8, "{} extra replies", rest.len());
     c.ping();
@@ -309,10 +289,7 @@ fn message_of_60_mib_in_small_pieces_is_handled() {
     c.set_timeout(Duration::from_secs(60));
     let r = c.recv();
     h.join().unwrap().unwrap();
-    assert_eq!(
-        r,
-        json!({"id": "big", "error": {"class": "GenericError", "desc": "Parameter 'x' is unexpected"}})
-    );
+    assert_eq!(r, json!({"id": "big", "error": {"class": "GenericError", "desc": "Parameter 'x' is unexpected"}}));
     c.ping();
 }
 
@@ -383,10 +360,7 @@ fn reply_bytes_exact() {
     let (_agent, mut c) = Agent::start();
     assert_eq!(c.cmd_raw("{\"execute\":\"guest-ping\"}"), "{\"return\": {}}\n");
     assert_eq!(c.cmd_raw("{\"execute\":\"guest-ping\",\"id\":1}"), "{\"return\": {}, \"id\": 1}\n");
-    assert_eq!(
-        c.cmd_raw("{\"execute\":\"guest-sync\",\"arguments\":{\"id\":123456}}"),
-        "{\"return\": 123456}\n"
-    );
+    assert_eq!(c.cmd_raw("{\"execute\":\"guest-sync\",\"arguments\":{\"id\":123456}}"), "{\"return\": 123456}\n");
     assert_eq!(
         c.cmd_raw("{\"execute\":\"guest-nope\"}"),
         "{\"error\": {\"class\": \"CommandNotFound\", \"desc\": \"The command guest-nope has not been found\"}}\n"
@@ -524,24 +498,64 @@ fn argument_errors() {
         ("guest-exec", json!({"path": null}), "Invalid parameter type for 'path', expected: string"),
         ("guest-exec", json!({"path": "true", "arg": "x"}), "Invalid parameter type for 'arg', expected: array"),
         ("guest-exec", json!({"path": "true", "arg": [1]}), "Invalid parameter type for 'arg[0]', expected: string"),
-        ("guest-exec", json!({"path": "true", "arg": ["a", "b", {}]}), "Invalid parameter type for 'arg[2]', expected: string"),
+        (
+            "guest-exec",
+            json!({"path": "true", "arg": ["a", "b", {}]}),
+            "Invalid parameter type for 'arg[2]', expected: string",
+        ),
         ("guest-exec", json!({"path": "true", "env": {}}), "Invalid parameter type for 'env', expected: array"),
-        ("guest-exec", json!({"path": "true", "env": ["A=1", 2]}), "Invalid parameter type for 'env[1]', expected: string"),
-        ("guest-exec", json!({"path": "true", "input-data": 5}), "Invalid parameter type for 'input-data', expected: string"),
-        ("guest-exec", json!({"path": "true", "capture-output": 1}), "Invalid parameter type for 'capture-output', expected: GuestExecCaptureOutput"),
-        ("guest-exec", json!({"path": "true", "capture-output": null}), "Invalid parameter type for 'capture-output', expected: GuestExecCaptureOutput"),
-        ("guest-exec", json!({"path": "true", "capture-output": ["stdout"]}), "Invalid parameter type for 'capture-output', expected: GuestExecCaptureOutput"),
-        ("guest-exec", json!({"path": "true", "capture-output": "bogus"}), "Parameter 'capture-output' does not accept value 'bogus'"),
-        ("guest-exec", json!({"path": "true", "capture-output": "Merged"}), "Parameter 'capture-output' does not accept value 'Merged'"),
+        (
+            "guest-exec",
+            json!({"path": "true", "env": ["A=1", 2]}),
+            "Invalid parameter type for 'env[1]', expected: string",
+        ),
+        (
+            "guest-exec",
+            json!({"path": "true", "input-data": 5}),
+            "Invalid parameter type for 'input-data', expected: string",
+        ),
+        (
+            "guest-exec",
+            json!({"path": "true", "capture-output": 1}),
+            "Invalid parameter type for 'capture-output', expected: GuestExecCaptureOutput",
+        ),
+        (
+            "guest-exec",
+            json!({"path": "true", "capture-output": null}),
+            "Invalid parameter type for 'capture-output', expected: GuestExecCaptureOutput",
+        ),
+        (
+            "guest-exec",
+            json!({"path": "true", "capture-output": ["stdout"]}),
+            "Invalid parameter type for 'capture-output', expected: GuestExecCaptureOutput",
+        ),
+        (
+            "guest-exec",
+            json!({"path": "true", "capture-output": "bogus"}),
+            "Parameter 'capture-output' does not accept value 'bogus'",
+        ),
+        (
+            "guest-exec",
+            json!({"path": "true", "capture-output": "Merged"}),
+            "Parameter 'capture-output' does not accept value 'Merged'",
+        ),
         ("guest-exec", json!({"path": "true", "input-data": "%%%"}), "Base64 data contains invalid characters"),
         ("guest-exec", json!({"path": "true", "input-data": "aGVs bG8="}), "Base64 data contains invalid characters"),
         // input-data is decoded before anything is spawned
-        ("guest-exec", json!({"path": "/bin/invalid-cmd42", "input-data": "!!"}), "Base64 data contains invalid characters"),
+        (
+            "guest-exec",
+            json!({"path": "/bin/invalid-cmd42", "input-data": "!!"}),
+            "Base64 data contains invalid characters",
+        ),
         ("guest-exec-status", json!({}), "Parameter 'pid' is missing"),
         ("guest-exec-status", json!({"pid": "1"}), "Invalid parameter type for 'pid', expected: integer"),
         ("guest-exec-status", json!({"pid": 1.0}), "Invalid parameter type for 'pid', expected: integer"),
         ("guest-exec-status", json!({"pid": 1.5}), "Invalid parameter type for 'pid', expected: integer"),
-        ("guest-exec-status", json!({"pid": 9223372036854775808u64}), "Invalid parameter type for 'pid', expected: integer"),
+        (
+            "guest-exec-status",
+            json!({"pid": 9223372036854775808u64}),
+            "Invalid parameter type for 'pid', expected: integer",
+        ),
         ("guest-exec-status", json!({"pid": true}), "Invalid parameter type for 'pid', expected: integer"),
         ("guest-sync", json!({}), "Parameter 'id' is missing"),
         ("guest-sync", json!({"id": "1"}), "Invalid parameter type for 'id', expected: integer"),
@@ -582,10 +596,7 @@ fn guest_shutdown_bad_mode() {
 #[test]
 fn guest_sync_like_libvirt() {
     let (_agent, mut c) = Agent::start();
-    let ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64;
+    let ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
     // libvirt's exact request text (note the space after the comma)
     let r = c.cmd_raw(&format!("{{\"execute\":\"guest-sync\", \"arguments\":{{\"id\":{}}}}}\n", ms));
     assert_eq!(r, format!("{{\"return\": {}}}\n", ms));
@@ -651,16 +662,11 @@ impl RawLine for Conn {
 // guest-info
 // ---------------------------------------------------------------------------
 
-
 #[test]
 fn guest_info_shape_and_order() {
     let (_agent, mut c) = Agent::start();
     let raw = c.cmd_raw("{\"execute\":\"guest-info\"}");
-    assert!(
-        raw.starts_with("{\"return\": {\"version\": \""),
-        "member order version, supported_commands: {}",
-        raw
-    );
+    assert!(raw.starts_with("{\"return\": {\"version\": \""), "member order version, supported_commands: {}", raw);
     let r: Value = serde_json::from_str(&raw).unwrap();
     let info = &r["return"];
     assert_eq!(info.as_object().unwrap().len(), 2);
@@ -680,12 +686,7 @@ fn guest_info_shape_and_order() {
         assert_eq!(sorted, ["enabled", "name", "success-response"], "{}", e);
         assert_eq!(e["enabled"], json!(true), "nothing is blocked by default: {}", e);
         let no_resp = ["guest-shutdown", "guest-suspend-disk", "guest-suspend-ram", "guest-suspend-hybrid"];
-        assert_eq!(
-            e["success-response"],
-            json!(!no_resp.contains(&e["name"].as_str().unwrap())),
-            "{}",
-            e
-        );
+        assert_eq!(e["success-response"], json!(!no_resp.contains(&e["name"].as_str().unwrap())), "{}", e);
     }
     // entries are emitted as {"enabled", "name", "success-response"}
     assert!(
@@ -717,9 +718,17 @@ fn guest_info_shape_and_order() {
     assert_eq!(dedup.len(), names.len(), "duplicate names");
     // every listed command is dispatchable (not CommandNotFound "has not been found")
     for n in &names {
-        if ["guest-shutdown", "guest-suspend-disk", "guest-suspend-ram", "guest-suspend-hybrid",
-            "guest-fsfreeze-freeze", "guest-fsfreeze-freeze-list", "guest-set-time", "guest-fstrim"]
-            .contains(n)
+        if [
+            "guest-shutdown",
+            "guest-suspend-disk",
+            "guest-suspend-ram",
+            "guest-suspend-hybrid",
+            "guest-fsfreeze-freeze",
+            "guest-fsfreeze-freeze-list",
+            "guest-set-time",
+            "guest-fstrim",
+        ]
+        .contains(n)
         {
             continue; // never run these for real
         }
@@ -801,13 +810,7 @@ fn any_split_of_a_stream_gives_the_same_replies() {
         }
         for (k, want) in raw_ref.iter().enumerate() {
             let got = c.read_line_raw();
-            assert_eq!(
-                String::from_utf8_lossy(&got),
-                String::from_utf8_lossy(want),
-                "round {} reply {}",
-                round,
-                k
-            );
+            assert_eq!(String::from_utf8_lossy(&got), String::from_utf8_lossy(want), "round {} reply {}", round, k);
         }
         c.expect_no_more_replies();
     }

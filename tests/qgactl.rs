@@ -37,39 +37,19 @@ fn exec_output_exit_codes_and_signals_match_between_agents() {
     let in_arg = in_path.display().to_string();
     // (args, exit code, stdout, stderr)
     let cases: Vec<(Vec<&str>, i32, Vec<u8>, &str)> = vec![
-        (
-            vec!["--", "sh", "-c", "echo out; echo err >&2; exit 3"],
-            3,
-            b"out\n".to_vec(),
-            "err\n",
-        ),
+        (vec!["--", "sh", "-c", "echo out; echo err >&2; exit 3"], 3, b"out\n".to_vec(), "err\n"),
         (vec!["true"], 0, vec![], ""),
         (vec!["--", "sh", "-c", "exit 255"], 255, vec![], ""),
         (vec!["--", "sh", "-c", "kill -TERM $$"], 128 + 15, vec![], ""),
-        (
-            vec!["--", "sh", "-c", "echo partial; kill -KILL $$"],
-            128 + 9,
-            b"partial\n".to_vec(),
-            "",
-        ),
+        (vec!["--", "sh", "-c", "echo partial; kill -KILL $$"], 128 + 9, b"partial\n".to_vec(), ""),
         (
             vec!["--", "printf", "%s|", "a b", "\u{fc}n\u{ef}", "\"q\"", ""],
             0,
             "a b|\u{fc}n\u{ef}|\"q\"||".as_bytes().to_vec(),
             "",
         ),
-        (
-            vec!["--env", "FOO=bar baz", "-e", "X=1", "--", "/usr/bin/env"],
-            0,
-            b"FOO=bar baz\nX=1\n".to_vec(),
-            "",
-        ),
-        (
-            vec!["--merge", "--", "sh", "-c", "echo 1; echo 2 >&2; echo 3"],
-            0,
-            b"1\n2\n3\n".to_vec(),
-            "",
-        ),
+        (vec!["--env", "FOO=bar baz", "-e", "X=1", "--", "/usr/bin/env"], 0, b"FOO=bar baz\nX=1\n".to_vec(), ""),
+        (vec!["--merge", "--", "sh", "-c", "echo 1; echo 2 >&2; echo 3"], 0, b"1\n2\n3\n".to_vec(), ""),
         (vec!["--stdin", &in_arg, "--", "cat"], 0, input.clone(), ""),
         (vec!["--stdin", "/dev/null", "--", "wc", "-c"], 0, b"0\n".to_vec(), ""),
     ];
@@ -77,11 +57,7 @@ fn exec_output_exit_codes_and_signals_match_between_agents() {
     let mut results: Vec<(String, Vec<Outcome>)> = Vec::new();
     for agent in &agents {
         // qga twice: streaming (default) and --poll (the stock-agent path).
-        let modes: &[bool] = if agent.kind == Kind::Qga {
-            &[false, true]
-        } else {
-            &[false]
-        };
+        let modes: &[bool] = if agent.kind == Kind::Qga { &[false, true] } else { &[false] };
         for &poll in modes {
             let label = format!("{}{}", agent.name(), if poll { " --poll" } else { "" });
             let mut got = Vec::new();
@@ -93,11 +69,7 @@ fn exec_output_exit_codes_and_signals_match_between_agents() {
                 a.extend(args.iter().copied());
                 let r = agent.run(&a);
                 assert_eq!(r.code, Some(*code), "{label} {args:?}: stderr {:?}", r.stderr);
-                assert!(
-                    r.stdout == *out,
-                    "{label} {args:?}: stdout {:?}",
-                    String::from_utf8_lossy(&r.stdout)
-                );
+                assert!(r.stdout == *out, "{label} {args:?}: stdout {:?}", String::from_utf8_lossy(&r.stdout));
                 assert_eq!(r.stderr, *err, "{label} {args:?}");
                 got.push((r.code, r.stdout, r.stderr));
             }
@@ -126,27 +98,16 @@ fn exec_large_output_streams_complete_on_qga_and_warns_when_truncated() {
         if agent.kind == Kind::Qga {
             assert_eq!(r.stdout.len(), N, "qga streams everything");
             assert_eq!(r.stderr, "");
-            assert!(
-                r.stdout.chunks(17).all(|c| c == &b"0123456789abcdef\n"[..c.len()]),
-                "qga: bytes in order"
-            );
+            assert!(r.stdout.chunks(17).all(|c| c == &b"0123456789abcdef\n"[..c.len()]), "qga: bytes in order");
             // The polling path gets qga's qemu-ga-compatible capture.
             let mut p = vec!["exec", "--poll"];
             p.extend(&prog[1..]);
             let r = agent.run(&p);
             assert_eq!(r.stdout.len(), 16 << 20);
-            assert!(
-                r.stderr.contains("warning") && r.stderr.contains("16 MiB"),
-                "{}",
-                r.stderr
-            );
+            assert!(r.stderr.contains("warning") && r.stderr.contains("16 MiB"), "{}", r.stderr);
         } else {
             assert_eq!(r.stdout.len(), 16 << 20, "qemu-ga keeps 16 MiB");
-            assert!(
-                r.stderr.contains("warning") && r.stderr.contains("16 MiB"),
-                "{}",
-                r.stderr
-            );
+            assert!(r.stderr.contains("warning") && r.stderr.contains("16 MiB"), "{}", r.stderr);
         }
     }
 }
@@ -158,10 +119,8 @@ fn exec_output_is_live_with_qga() {
     // not live (printed at the end) never arrives: the read times out.
     let agent = Agent::start(Kind::Qga);
     let gate = agent.dir.join("gate");
-    let script = format!(
-        "echo first; while [ ! -e {} ]; do sleep 0.05; done; echo second; echo done >&2",
-        gate.display()
-    );
+    let script =
+        format!("echo first; while [ ! -e {} ]; do sleep 0.05; done; echo second; echo done >&2", gate.display());
     let mut c = agent.spawn(&["exec", "--", "sh", "-c", &script]);
     let out = BufReader::new(c.stdout.take().unwrap());
     let (tx, rx) = std::sync::mpsc::channel();
@@ -211,17 +170,8 @@ fn ctrl_c_terminates_the_guest_process() {
         // The exit status says the forwarded SIGINT (not a later escalation)
         // ended the program; the bounds only catch hangs.
         let st = wait_timeout(&mut c, Duration::from_secs(60)).expect("qgactl exits after Ctrl-C");
-        assert_eq!(
-            st.code(),
-            Some(128 + libc::SIGINT),
-            "{}: killed by the forwarded SIGINT",
-            agent.name()
-        );
-        assert!(
-            process_gone(pid, Duration::from_secs(60)),
-            "{}: guest process {pid} still running",
-            agent.name()
-        );
+        assert_eq!(st.code(), Some(128 + libc::SIGINT), "{}: killed by the forwarded SIGINT", agent.name());
+        assert!(process_gone(pid, Duration::from_secs(60)), "{}: guest process {pid} still running", agent.name());
     }
 }
 
@@ -232,10 +182,7 @@ fn ctrl_c_kills_the_whole_process_tree_on_qga() {
     // it ignores SIGINT, so the test does not race with its setup.)
     let agent = Agent::start(Kind::Qga);
     let pidfile = agent.dir.join("bg.pid");
-    let script = format!(
-        "sh -c 'trap \"\" INT; echo $$ > {}; exec sleep 60' & wait",
-        pidfile.display()
-    );
+    let script = format!("sh -c 'trap \"\" INT; echo $$ > {}; exec sleep 60' & wait", pidfile.display());
     let mut c = agent.spawn(&["exec", "--", "sh", "-c", &script]);
     let bg = wait_pidfile(&pidfile, Duration::from_secs(60));
     let t = Instant::now();
@@ -245,10 +192,7 @@ fn ctrl_c_kills_the_whole_process_tree_on_qga() {
     assert_eq!(st.code(), Some(128 + libc::SIGINT), "the shell itself died of SIGINT");
     // The grace period is honoured (a loaded machine only makes it longer).
     assert!(took >= Duration::from_secs(4), "escalation after {took:?}, before the 5 s grace period");
-    assert!(
-        process_gone(bg, Duration::from_secs(60)),
-        "background process {bg} survived"
-    );
+    assert!(process_gone(bg, Duration::from_secs(60)), "background process {bg} survived");
 }
 
 #[test]
@@ -259,20 +203,11 @@ fn timeout_terminates_and_exits_124() {
         let r = agent.run_with(&["exec", "--timeout", "1", "--", "sh", "-c", &script], None, Duration::from_secs(300));
         assert_eq!(r.code, Some(124), "{}: {}", agent.name(), r.stderr);
         assert_eq!(r.out(), "before\n", "{}", agent.name());
-        assert!(
-            r.stderr.contains("timed out after 1 s"),
-            "{}: {}",
-            agent.name(),
-            r.stderr
-        );
+        assert!(r.stderr.contains("timed out after 1 s"), "{}: {}", agent.name(), r.stderr);
         // Ended by the timeout, long before the program would end itself.
         assert!(r.elapsed < Duration::from_secs(300), "{}: {:?}", agent.name(), r.elapsed);
         let pid = wait_pidfile(&pidfile, Duration::from_secs(1));
-        assert!(
-            process_gone(pid, Duration::from_secs(60)),
-            "{}: {pid} still running",
-            agent.name()
-        );
+        assert!(process_gone(pid, Duration::from_secs(60)), "{}: {pid} still running", agent.name());
         if agent.kind == Kind::Qga {
             // qga kills the process group: a forked child goes too.
             let bgfile = agent.dir.join("tbg.pid");
@@ -280,10 +215,7 @@ fn timeout_terminates_and_exits_124() {
             let r = agent.run(&["exec", "--timeout", "0.5", "--", "sh", "-c", &script]);
             assert_eq!(r.code, Some(124), "{}", r.stderr);
             let bg = wait_pidfile(&bgfile, Duration::from_secs(1));
-            assert!(
-                process_gone(bg, Duration::from_secs(60)),
-                "background process {bg} survived the timeout"
-            );
+            assert!(process_gone(bg, Duration::from_secs(60)), "background process {bg} survived the timeout");
         }
     }
 }
@@ -321,17 +253,10 @@ fn exec_cwd_and_user_need_the_extensions() {
 
 /// qgactl's staging directories in the guest: /tmp/qgactl-<32 hex>.
 fn staging_dirs() -> Vec<String> {
-    let is_staging = |n: &str| {
-        n.strip_prefix("qgactl-")
-            .is_some_and(|h| h.len() == 32 && h.bytes().all(|b| b.is_ascii_hexdigit()))
-    };
+    let is_staging =
+        |n: &str| n.strip_prefix("qgactl-").is_some_and(|h| h.len() == 32 && h.bytes().all(|b| b.is_ascii_hexdigit()));
     let mut v: Vec<String> = std::fs::read_dir("/tmp")
-        .map(|d| {
-            d.flatten()
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .filter(|n| is_staging(n))
-                .collect()
-        })
+        .map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).filter(|n| is_staging(n)).collect())
         .unwrap_or_default();
     v.sort();
     v
@@ -368,11 +293,7 @@ fn big_stdin_staged_through_guest_files() {
         if agent.has("guest-file-open") {
             // From a pipe: the size is unknown until it has been read.
             let data = std::fs::read(&huge).unwrap();
-            let r = agent.run_with(
-                &["exec", "--stdin", "-", "--", "sha256sum"],
-                Some(data),
-                Duration::from_secs(50),
-            );
+            let r = agent.run_with(&["exec", "--stdin", "-", "--", "sha256sum"], Some(data), Duration::from_secs(50));
             assert_eq!(r.code, Some(0), "{}: {}", agent.name(), r.stderr);
             assert_eq!(r.out(), format!("{want}  -\n"), "{}", agent.name());
             let after = staging_dirs();
@@ -382,11 +303,7 @@ fn big_stdin_staged_through_guest_files() {
                 .map(|d| {
                     let p = Path::new("/tmp").join(d);
                     let content: Vec<String> = std::fs::read_dir(&p)
-                        .map(|r| {
-                            r.flatten()
-                                .map(|e| e.file_name().to_string_lossy().into_owned())
-                                .collect()
-                        })
+                        .map(|r| r.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
                         .unwrap_or_default();
                     format!("{} {:?}", p.display(), content)
                 })
@@ -398,10 +315,7 @@ fn big_stdin_staged_through_guest_files() {
                 agent.log()
             );
         } else {
-            skip::missing(&format!(
-                "staged stdin on {}: guest-file-open is not in guest-info",
-                agent.name()
-            ));
+            skip::missing(&format!("staged stdin on {}: guest-file-open is not in guest-info", agent.name()));
             let r = agent.run(&["exec", "--stdin", &huge.display().to_string(), "--", "wc", "-c"]);
             assert_eq!(r.code, Some(1), "{}", r.stderr);
             assert_one_line_error(&r.stderr, "stdin too big");
@@ -427,15 +341,7 @@ fn streamed_stdin_large_through_sha256sum() {
     let want = sha256_file(&path);
     std::fs::remove_file(&path).unwrap();
     let r = agent.run_with(
-        &[
-            "exec",
-            "--stdin",
-            "-",
-            "--",
-            "sh",
-            "-c",
-            "test -p /dev/stdin && echo pipe; sha256sum",
-        ],
+        &["exec", "--stdin", "-", "--", "sh", "-c", "test -p /dev/stdin && echo pipe; sha256sum"],
         Some(data),
         Duration::from_secs(120),
     );
@@ -451,11 +357,8 @@ fn streamed_stdin_large_through_sha256sum() {
     let data = test_bytes((9 << 20) + 5, 22);
     let path = agent.dir.join("echo.bin");
     std::fs::write(&path, &data).unwrap();
-    let r = agent.run_with(
-        &["exec", "--stdin", &path.display().to_string(), "--", "cat"],
-        None,
-        Duration::from_secs(60),
-    );
+    let r =
+        agent.run_with(&["exec", "--stdin", &path.display().to_string(), "--", "cat"], None, Duration::from_secs(60));
     assert_eq!(r.code, Some(0), "{}", r.stderr);
     assert!(r.stdout == data, "cat echoed {} of {} bytes, or different ones", r.stdout.len(), data.len());
 
@@ -538,7 +441,11 @@ fn streamed_stdin_from_a_slow_live_producer() {
     // never show line 1 (the producer waits for gate 2): a timeout.
     for i in 1..=10 {
         open_gate(&agent, i);
-        assert_eq!(rx.recv_timeout(LINE_WAIT).as_deref(), Ok(format!("line {i}").as_str()), "line {i} while the producer still runs");
+        assert_eq!(
+            rx.recv_timeout(LINE_WAIT).as_deref(),
+            Ok(format!("line {i}").as_str()),
+            "line {i} while the producer still runs"
+        );
     }
     let st = wait_timeout(&mut q, LINE_WAIT).expect("qgactl exits after the producer's EOF");
     let _ = producer.wait();
@@ -551,11 +458,7 @@ fn streamed_stdin_from_a_slow_live_producer() {
     // Ctrl-C still reaches the program while stdin stays open and idle.
     let pidfile = agent.dir.join("live.pid");
     let script = format!("echo $$ > {}; exec sleep 60", pidfile.display());
-    let mut holder = Command::new("sleep")
-        .arg("30")
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("spawn stdin holder");
+    let mut holder = Command::new("sleep").arg("30").stdout(Stdio::piped()).spawn().expect("spawn stdin holder");
     let pipe = holder.stdout.take().unwrap();
     let mut c = agent.spawn_with_stdin(&["exec", "--stdin", "-", "--", "sh", "-c", &script], Stdio::from(pipe));
     let pid = wait_pidfile(&pidfile, Duration::from_secs(60));
@@ -624,10 +527,7 @@ fn stdin_without_the_extension_uses_the_old_paths() {
 fn push_pull_binary_files() {
     for agent in agents() {
         if !agent.has("guest-file-open") {
-            skip::missing(&format!(
-                "push/pull on {}: guest-file-open is not in guest-info",
-                agent.name()
-            ));
+            skip::missing(&format!("push/pull on {}: guest-file-open is not in guest-info", agent.name()));
             let r = agent.run(&["push", "/dev/null", "/tmp/x"]);
             assert_eq!(r.code, Some(125));
             assert_one_line_error(&r.stderr, "push without guest-file-open");
@@ -643,36 +543,22 @@ fn push_pull_binary_files() {
             let r = agent.run(&["push", &local.display().to_string(), &remote.display().to_string()]);
             assert_eq!(r.code, Some(0), "{name} push {len}: {}", r.stderr);
             assert_eq!(r.stderr, "", "no progress bar when stderr is not a terminal");
-            assert!(
-                std::fs::read(&remote).unwrap() == data,
-                "{name}: pushed bytes differ ({len})"
-            );
+            assert!(std::fs::read(&remote).unwrap() == data, "{name}: pushed bytes differ ({len})");
             let back = d.join(format!("back{i}.bin"));
             let r = agent.run(&["pull", &remote.display().to_string(), &back.display().to_string()]);
             assert_eq!(r.code, Some(0), "{name} pull {len}: {}", r.stderr);
-            assert!(
-                std::fs::read(&back).unwrap() == data,
-                "{name}: pulled bytes differ ({len})"
-            );
+            assert!(std::fs::read(&back).unwrap() == data, "{name}: pulled bytes differ ({len})");
         }
         // REMOTE ending in '/', LOCAL a directory, '-' for stdout / stdin.
         let sub = d.join("sub");
         std::fs::create_dir(&sub).unwrap();
         let data = test_bytes(100_000, 5);
         std::fs::write(d.join("named.bin"), &data).unwrap();
-        let r = agent.run(&[
-            "push",
-            &d.join("named.bin").display().to_string(),
-            &format!("{}/", sub.display()),
-        ]);
+        let r = agent.run(&["push", &d.join("named.bin").display().to_string(), &format!("{}/", sub.display())]);
         assert_eq!(r.code, Some(0), "{}", r.stderr);
         assert!(std::fs::read(sub.join("named.bin")).unwrap() == data);
         let down = TempDir::new("qgactl-down");
-        let r = agent.run(&[
-            "pull",
-            &sub.join("named.bin").display().to_string(),
-            &down.path().display().to_string(),
-        ]);
+        let r = agent.run(&["pull", &sub.join("named.bin").display().to_string(), &down.path().display().to_string()]);
         assert_eq!(r.code, Some(0), "{}", r.stderr);
         assert!(std::fs::read(down.join("named.bin")).unwrap() == data);
         let r = agent.run(&["pull", &sub.join("named.bin").display().to_string(), "-"]);
@@ -688,11 +574,7 @@ fn push_pull_binary_files() {
         let r = agent.run(&["pull", "/nonexistent/file", &down.join("x").display().to_string()]);
         assert_eq!(r.code, Some(125));
         assert_one_line_error(&r.stderr, "pull missing file");
-        assert_eq!(
-            std::fs::read_dir(down.path()).unwrap().count(),
-            1,
-            "{name}: leftovers in the download directory"
-        );
+        assert_eq!(std::fs::read_dir(down.path()).unwrap().count(), 1, "{name}: leftovers in the download directory");
         let r = agent.run(&["push", "/nonexistent/local", "/tmp/x"]);
         assert_eq!(r.code, Some(1));
         assert_one_line_error(&r.stderr, "push missing local file");
@@ -716,10 +598,7 @@ fn simple_commands() {
         let r = agent.run(&["info"]);
         assert_eq!(r.code, Some(0));
         let out = r.out();
-        assert!(
-            out.contains("version:") && out.lines().any(|l| l.starts_with("guest-exec ")),
-            "{out}"
-        );
+        assert!(out.contains("version:") && out.lines().any(|l| l.starts_with("guest-exec ")), "{out}");
         let ext = if agent.kind == Kind::Qga {
             "extensions: yes (streaming exec, wait, terminate, timeout, cwd, user, terminals)\n"
         } else {
@@ -730,11 +609,7 @@ fn simple_commands() {
         let v: serde_json::Value = serde_json::from_slice(&r.stdout).expect("info --json");
         assert!(v["return"]["supported_commands"].is_array());
         let r = agent.run(&["raw", r#"{"execute": "guest-ping", "id": 5}"#]);
-        assert_eq!(
-            (r.code, r.out().as_str()),
-            (Some(0), "{\"return\": {}, \"id\": 5}\n"),
-            "{name}"
-        );
+        assert_eq!((r.code, r.out().as_str()), (Some(0), "{\"return\": {}, \"id\": 5}\n"), "{name}");
         let r = agent.run(&["raw", r#"{"execute": "guest-nope"}"#]);
         assert_eq!(r.code, Some(125));
         assert!(r.out().contains("CommandNotFound"), "{}", r.out());
@@ -763,8 +638,16 @@ fn simple_commands() {
         let r = agent.run(&["osinfo"]);
         assert_eq!(r.code, Some(0), "{name}: {}", r.stderr);
         let order = [
-            "pretty-name", "name", "id", "version", "version-id", "variant", "variant-id",
-            "kernel-release", "kernel-version", "machine",
+            "pretty-name",
+            "name",
+            "id",
+            "version",
+            "version-id",
+            "variant",
+            "variant-id",
+            "kernel-release",
+            "kernel-version",
+            "machine",
         ];
         let mut keys: Vec<&str> = order.iter().copied().filter(|k| os.contains_key(*k)).collect();
         let mut extra: Vec<&str> = os.keys().map(|k| k.as_str()).filter(|k| !order.contains(k)).collect();
@@ -791,20 +674,11 @@ fn help_for_every_subcommand() {
     let r = run_qgactl(&["--help".into()], None, Duration::from_secs(60), &[]);
     assert_eq!(r.code, Some(0));
     assert!(r.out().contains("Exit codes"));
-    for sub in [
-        "exec", "shell", "push", "pull", "ping", "info", "sync", "osinfo", "shutdown", "raw",
-    ] {
-        for args in [
-            vec![sub.to_string(), "--help".into()],
-            vec!["help".into(), sub.to_string()],
-        ] {
+    for sub in ["exec", "shell", "push", "pull", "ping", "info", "sync", "osinfo", "shutdown", "raw"] {
+        for args in [vec![sub.to_string(), "--help".into()], vec!["help".into(), sub.to_string()]] {
             let r = run_qgactl(&args, None, Duration::from_secs(60), &[]);
             assert_eq!(r.code, Some(0), "{args:?}");
-            assert!(
-                r.out().starts_with(&format!("Usage: qgactl {sub}")),
-                "{args:?}: {}",
-                r.out()
-            );
+            assert!(r.out().starts_with(&format!("Usage: qgactl {sub}")), "{args:?}: {}", r.out());
             assert!(r.out().contains("Example"), "{args:?} has examples");
         }
     }
@@ -835,24 +709,14 @@ fn connection_errors_are_one_line_and_exit_255() {
     // Missing socket: retried until --connect-timeout.
     let args = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
     let r = run_qgactl(
-        &args(&[
-            "--connect-timeout",
-            "0.5",
-            "--socket",
-            &d.join("none").display().to_string(),
-            "ping",
-        ]),
+        &args(&["--connect-timeout", "0.5", "--socket", &d.join("none").display().to_string(), "ping"]),
         None,
         Duration::from_secs(60),
         &[],
     );
     assert_eq!(r.code, Some(255));
     assert_one_line_error(&r.stderr, "missing socket");
-    assert!(
-        r.stderr.contains("cannot connect") && r.stderr.contains("no such socket"),
-        "{}",
-        r.stderr
-    );
+    assert!(r.stderr.contains("cannot connect") && r.stderr.contains("no such socket"), "{}", r.stderr);
     // It kept trying for the connect timeout (a hang is caught by the run's
     // own bound).
     assert!(r.elapsed >= Duration::from_millis(400), "{:?}", r.elapsed);
@@ -867,13 +731,7 @@ fn connection_errors_are_one_line_and_exit_255() {
         drop(conns);
     });
     let r = run_qgactl(
-        &args(&[
-            "--connect-timeout",
-            "1",
-            "--socket",
-            &silent.display().to_string(),
-            "ping",
-        ]),
+        &args(&["--connect-timeout", "1", "--socket", &silent.display().to_string(), "ping"]),
         None,
         Duration::from_secs(60),
         &[],
@@ -908,20 +766,9 @@ fn disabled_commands_are_reported_in_one_line() {
         let r = agent.run(&["exec", "--", "true"]);
         assert_eq!(r.code, Some(125), "{}: {}", agent.name(), r.stderr);
         assert_one_line_error(&r.stderr, "disabled guest-exec");
-        assert!(
-            r.stderr.contains("guest-exec has been disabled"),
-            "{}: {}",
-            agent.name(),
-            r.stderr
-        );
+        assert!(r.stderr.contains("guest-exec has been disabled"), "{}: {}", agent.name(), r.stderr);
         let r = agent.run(&["info"]);
-        assert!(
-            r.out()
-                .lines()
-                .any(|l| l.starts_with("guest-exec ") && l.contains(" no ")),
-            "{}",
-            r.out()
-        );
+        assert!(r.out().lines().any(|l| l.starts_with("guest-exec ") && l.contains(" no ")), "{}", r.out());
     }
     // Only the terminate extension blocked on qga: exec falls back to polling.
     let agent = Agent::start_with(Kind::Qga, &["-b", "guest-exec-terminate"]);
@@ -933,12 +780,7 @@ fn disabled_commands_are_reported_in_one_line() {
 fn qga_socket_environment_variable() {
     let agent = Agent::start(Kind::Qga);
     let sock = agent.sock.display().to_string();
-    let r = run_qgactl(
-        &["ping".to_string()],
-        None,
-        Duration::from_secs(60),
-        &[("QGA_SOCKET", &sock)],
-    );
+    let r = run_qgactl(&["ping".to_string()], None, Duration::from_secs(60), &[("QGA_SOCKET", &sock)]);
     assert_eq!(r.code, Some(0), "{}", r.stderr);
 }
 
@@ -951,13 +793,7 @@ fn resync_discards_stale_input_and_replies() {
         s.write_all(b"{\"execute\": \"guest-pi").unwrap();
         drop(s);
         let r = agent.run(&["exec", "--", "echo", "ok"]);
-        assert_eq!(
-            (r.code, r.out().as_str()),
-            (Some(0), "ok\n"),
-            "{}: {}",
-            agent.name(),
-            r.stderr
-        );
+        assert_eq!((r.code, r.out().as_str()), (Some(0), "ok\n"), "{}: {}", agent.name(), r.stderr);
     }
     // A fake agent that sends stale replies, a stale 0xFF reply with another
     // id, then the real one.
@@ -977,8 +813,7 @@ fn resync_discards_stale_input_and_replies() {
         w.write_all(b"{\"return\": {\"pid\": 1}}\ngarbage\n\0").unwrap();
         w.write_all(b"{\"error\": {\"class\": \"GenericError\", \"desc\": \"JSON parse error, stray '\\uFFFD'\"}}\n")
             .unwrap();
-        w.write_all(format!("\x01{{\"return\": {}}}\n", id + 1).as_bytes())
-            .unwrap();
+        w.write_all(format!("\x01{{\"return\": {}}}\n", id + 1).as_bytes()).unwrap();
         w.write_all(b"\xff{\"return\": 12}\n").unwrap();
         w.write_all(b"\xff").unwrap();
         w.write_all(format!("{{\"return\": {id}}}\n").as_bytes()).unwrap();
@@ -988,12 +823,8 @@ fn resync_discards_stale_input_and_replies() {
         assert_eq!(v["execute"], "guest-ping");
         w.write_all(b"{\"return\": {}}\n").unwrap();
     });
-    let r = run_qgactl(
-        &["--socket".into(), path.display().to_string(), "ping".into()],
-        None,
-        Duration::from_secs(60),
-        &[],
-    );
+    let r =
+        run_qgactl(&["--socket".into(), path.display().to_string(), "ping".into()], None, Duration::from_secs(60), &[]);
     assert_eq!(r.code, Some(0), "{}", r.stderr);
     server.join().unwrap();
 }
@@ -1036,14 +867,7 @@ fn hybrid_vsock_handshake() {
     hybrid_backend(&hv, &agent.sock, 1024);
     let spec = format!("{}:1024", hv.display());
     let r = run_qgactl(
-        &[
-            "--hybrid-vsock".into(),
-            spec,
-            "exec".into(),
-            "--".into(),
-            "echo".into(),
-            "via vsock".into(),
-        ],
+        &["--hybrid-vsock".into(), spec, "exec".into(), "--".into(), "echo".into(), "via vsock".into()],
         None,
         Duration::from_secs(60),
         &[],
@@ -1052,13 +876,7 @@ fn hybrid_vsock_handshake() {
     // Wrong port: the backend closes; one-line error.
     let spec = format!("{}:9", hv.display());
     let r = run_qgactl(
-        &[
-            "--connect-timeout".into(),
-            "0.5".into(),
-            "--hybrid-vsock".into(),
-            spec,
-            "ping".into(),
-        ],
+        &["--connect-timeout".into(), "0.5".into(), "--hybrid-vsock".into(), spec, "ping".into()],
         None,
         Duration::from_secs(60),
         &[],
@@ -1096,7 +914,11 @@ fn shell_and_exec_tty_need_the_agents_terminal_support() {
         ),
     }
     let info = agents[0].run(&["info"]);
-    assert!(info.out().contains("extensions: yes (streaming exec, wait, terminate, timeout, cwd, user)\n"), "{}", info.out());
+    assert!(
+        info.out().contains("extensions: yes (streaming exec, wait, terminate, timeout, cwd, user)\n"),
+        "{}",
+        info.out()
+    );
     for a in &agents {
         for (args, what) in [(vec!["shell"], "qgactl shell"), (vec!["exec", "-t", "--", "true"], "exec --tty")] {
             let r = a.run(&args);
@@ -1225,7 +1047,9 @@ fn stty_flags(stty: &str) -> Vec<&str> {
 fn shell_in_a_real_terminal_with_tmux() {
     let a = Agent::start(Kind::Qga);
     let Some(tmux) = Tmux::start(a.dir.path()) else {
-        skip::missing("shell_in_a_real_terminal_with_tmux: tmux is not installed (apt-get install tmux; .ci/run installs it)");
+        skip::missing(
+            "shell_in_a_real_terminal_with_tmux: tmux is not installed (apt-get install tmux; .ci/run installs it)",
+        );
         return;
     };
     let d = a.dir.path().display().to_string();
@@ -1286,7 +1110,8 @@ fn shell_in_a_real_terminal_with_tmux() {
                 tmux.keys(end_keys);
             }
             "SIGHUP" | "SIGTERM" => {
-                let pane_pid: u32 = tmux.cmd(&["display-message", "-p", "-t", "t", "#{pane_pid}"]).trim().parse().unwrap();
+                let pane_pid: u32 =
+                    tmux.cmd(&["display-message", "-p", "-t", "t", "#{pane_pid}"]).trim().parse().unwrap();
                 let kids = procfs::children_of(pane_pid);
                 assert_eq!(kids.len(), 1, "qgactl is the pane shell's only child: {kids:?}");
                 let sig = if end_keys == "SIGHUP" { libc::SIGHUP } else { libc::SIGTERM };
@@ -1309,7 +1134,10 @@ fn shell_in_a_real_terminal_with_tmux() {
         assert_eq!(before, after, "the terminal's settings (stty -g) are restored");
         let cooked_again = tmux.pane_stty();
         for f in ["icanon", "echo", "isig", "opost"] {
-            assert!(stty_flags(&cooked_again).contains(&f), "cooked again after session {session} ({f}): {cooked_again}");
+            assert!(
+                stty_flags(&cooked_again).contains(&f),
+                "cooked again after session {session} ({f}): {cooked_again}"
+            );
         }
         if session == 2 {
             assert!(s.contains("qgactl: session closed (~.); guest process"), "{s}");

@@ -70,7 +70,10 @@ fn huge_timeouts_are_refused_not_fatal() {
     for t in [json!(1e20), json!(1e19), json!(1e300), json!(31536000.5), json!(i64::MAX), json!(u64::MAX)] {
         let (class, desc) = c.err("guest-exec", json!({"path": "true", "timeout": t}));
         assert_eq!(class, "GenericError");
-        assert_eq!(desc, "Parameter 'timeout' expects a number of seconds greater than 0 and at most 31536000", "for {t}");
+        assert_eq!(
+            desc, "Parameter 'timeout' expects a number of seconds greater than 0 and at most 31536000",
+            "for {t}"
+        );
     }
     // The largest allowed value works and can still be ended early.
     let pid = c.exec(json!({"path": "sleep", "arg": ["30"], "timeout": 31536000}));
@@ -118,7 +121,8 @@ fn signals_never_reach_a_group_that_reused_the_pid() {
     // The leader exits at once; a grandchild in its own session keeps the
     // output pipe open, so the result stays incomplete and the timeout
     // stays armed while group <pid> is empty.
-    let pid = c.exec(json!({"path": "sh", "arg": ["-c", "setsid sleep 6 & exit 0"], "capture-output": true, "timeout": 2}));
+    let pid =
+        c.exec(json!({"path": "sh", "arg": ["-c", "setsid sleep 6 & exit 0"], "capture-output": true, "timeout": 2}));
     // Wait until the leader is gone, then give its number to a stranger.
     let proc_dir = format!("/proc/{pid}");
     wait_for("the leader to be reaped", Duration::from_secs(30), || !std::path::Path::new(&proc_dir).exists());
@@ -168,7 +172,9 @@ fn streamed_output_waits_for_room_instead_of_being_dropped() {
     // 256 MiB budget (running results cannot be discarded).
     let mut held = Vec::new();
     for _ in 0..16 {
-        held.push(c.exec(json!({"path": "sh", "arg": ["-c", "head -c 16777216 /dev/zero; exec sleep 600"], "capture-output": true})));
+        held.push(c.exec(
+            json!({"path": "sh", "arg": ["-c", "head -c 16777216 /dev/zero; exec sleep 600"], "capture-output": true}),
+        ));
     }
     // Every `head` is done (its shell became `sleep`) and the agent has
     // drained the pipes: all 256 MiB are held.
@@ -287,13 +293,15 @@ fn frozen_marker_freezes_in_pid1_mode_too() {
     let mut c = Conn::new(UnixStream::connect(&sock).unwrap());
     assert_eq!(c.ok("guest-fsfreeze-status", json!({})), json!("frozen"));
     let (class, desc) = c.err("guest-exec", json!({"path": "true"}));
-    assert_eq!((class.as_str(), desc.as_str()), ("CommandNotFound", "Command guest-exec has been disabled: the command is not allowed"));
+    assert_eq!(
+        (class.as_str(), desc.as_str()),
+        ("CommandNotFound", "Command guest-exec has been disabled: the command is not allowed")
+    );
     c.ping();
     child.kill().unwrap();
     child.wait().unwrap();
     let _ = std::fs::remove_dir_all(&dir);
 }
-
 
 /// qga refused a NUL inside an exec argument or environment entry; qemu-ga
 /// passes it on as the modified-UTF-8 pair C0 80. An empty `path` gave

@@ -18,12 +18,7 @@ fn supported() -> &'static Vec<String> {
         let info = c.ok("guest-info", Value::Null);
         drop(c);
         agent.stop();
-        info["supported_commands"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|e| e["name"].as_str().unwrap().to_string())
-            .collect()
+        info["supported_commands"].as_array().unwrap().iter().map(|e| e["name"].as_str().unwrap().to_string()).collect()
     })
 }
 
@@ -44,10 +39,7 @@ macro_rules! require {
 
 fn random_u32() -> u32 {
     // std-only pseudo random: time and pid mixed
-    let t = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64;
+    let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64;
     let x = t ^ ((std::process::id() as u64) << 32) ^ 0x9E37_79B9_7F4A_7C15;
     (x.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 32) as u32
 }
@@ -189,7 +181,14 @@ const HELLO: &[u8] = b"Hello World!\n\0";
 // /qga/file-ops
 #[test]
 fn qga_file_ops() {
-    require!("guest-file-open", "guest-file-write", "guest-file-read", "guest-file-seek", "guest-file-flush", "guest-file-close");
+    require!(
+        "guest-file-open",
+        "guest-file-write",
+        "guest-file-read",
+        "guest-file-seek",
+        "guest-file-flush",
+        "guest-file-close"
+    );
     let (agent, mut c) = Agent::start();
     let enc = b64encode(HELLO);
     // open 'foo' (relative to the agent's cwd) for writing
@@ -340,8 +339,7 @@ fn qga_config() {
     let mut lines = out.lines();
     assert_eq!(lines.next(), Some("[general]"), "start group: {}", out);
     let get = |k: &str| -> Option<String> {
-        out.lines()
-            .find_map(|l| l.strip_prefix(&format!("{}=", k)).map(|v| v.to_string()))
+        out.lines().find_map(|l| l.strip_prefix(&format!("{}=", k)).map(|v| v.to_string()))
     };
     assert_eq!(get("daemon").as_deref(), Some("false"));
     assert_eq!(get("method").as_deref(), Some("virtio-serial"));

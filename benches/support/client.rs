@@ -91,7 +91,8 @@ impl Client {
     pub fn cmd(&mut self, req: &str) -> serde_json::Value {
         self.send(req.as_bytes());
         let l = self.line();
-        serde_json::from_slice(l).unwrap_or_else(|e| panic!("bad reply {:?}: {e}", String::from_utf8_lossy(&l[..l.len().min(200)])))
+        serde_json::from_slice(l)
+            .unwrap_or_else(|e| panic!("bad reply {:?}: {e}", String::from_utf8_lossy(&l[..l.len().min(200)])))
     }
 
     /// `{"return": ...}` or panic with the error.

@@ -106,7 +106,11 @@ pub fn nproc() -> usize {
 pub fn cpu_model() -> String {
     std::fs::read_to_string("/proc/cpuinfo")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
         .unwrap_or_else(|| "unknown".into())
 }
 
@@ -174,7 +178,8 @@ extern "C" {
 /// every other fd of ours is close-on-exec or closed explicitly.
 pub fn posix_spawn(path: &str, args: &[&str], dup: &[(i32, i32)], close: &[i32]) -> i32 {
     let cpath = CString::new(path).unwrap();
-    let cargs: Vec<CString> = std::iter::once(path).chain(args.iter().copied()).map(|a| CString::new(a).unwrap()).collect();
+    let cargs: Vec<CString> =
+        std::iter::once(path).chain(args.iter().copied()).map(|a| CString::new(a).unwrap()).collect();
     let mut argv: Vec<*mut libc::c_char> = cargs.iter().map(|a| a.as_ptr() as *mut _).collect();
     argv.push(std::ptr::null_mut());
     let mut pid = 0;
@@ -188,7 +193,8 @@ pub fn posix_spawn(path: &str, args: &[&str], dup: &[(i32, i32)], close: &[i32])
         for &fd in close {
             libc::posix_spawn_file_actions_addclose(&mut fa, fd);
         }
-        let rc = libc::posix_spawn(&mut pid, cpath.as_ptr(), &fa, std::ptr::null(), argv.as_ptr(), environ as *const *mut _);
+        let rc =
+            libc::posix_spawn(&mut pid, cpath.as_ptr(), &fa, std::ptr::null(), argv.as_ptr(), environ as *const *mut _);
         libc::posix_spawn_file_actions_destroy(&mut fa);
         assert_eq!(rc, 0, "posix_spawn {path} failed: {rc}");
     }

@@ -54,16 +54,8 @@ fn run() -> fail::Result<i32> {
         Command::Shutdown { mode } => simple::shutdown(&mut sess, mode),
         Command::Raw { request } => simple::raw(&mut sess, &request),
         Command::Exec(a) => exec::run(&mut sess, a),
-        Command::Push {
-            local,
-            remote,
-            progress,
-        } => files::push(&mut sess, &local, &remote, progress),
-        Command::Pull {
-            remote,
-            local,
-            progress,
-        } => files::pull(&mut sess, &remote, &local, progress),
+        Command::Push { local, remote, progress } => files::push(&mut sess, &local, &remote, progress),
+        Command::Pull { remote, local, progress } => files::pull(&mut sess, &remote, &local, progress),
         Command::Help(_) | Command::Version => Ok(0),
     }
 }

@@ -40,7 +40,6 @@ impl Method {
             _ => None,
         }
     }
-
 }
 
 /// An opened channel endpoint.

@@ -49,10 +49,8 @@ pub fn accept(listener: RawFd) -> Option<OwnedFd> {
 /// listening socket and the method its family implies. `Ok(None)` when
 /// the agent was not socket-activated.
 pub fn from_systemd() -> Result<Option<(OwnedFd, Method)>, String> {
-    let pid_ok = std::env::var("LISTEN_PID")
-        .ok()
-        .and_then(|p| p.parse::<u32>().ok())
-        .is_some_and(|p| p == std::process::id());
+    let pid_ok =
+        std::env::var("LISTEN_PID").ok().and_then(|p| p.parse::<u32>().ok()).is_some_and(|p| p == std::process::id());
     let count = std::env::var("LISTEN_FDS").ok().and_then(|n| n.parse::<i32>().ok());
     let Some(count) = count.filter(|_| pid_ok) else { return Ok(None) };
     std::env::remove_var("LISTEN_PID");

@@ -9,8 +9,8 @@
 use std::os::unix::fs::PermissionsExt;
 
 use super::files::{c_string, write_file_atomic};
-use super::{helper, Outcome};
 use super::Ctx;
+use super::{helper, Outcome};
 use crate::json::{Object, Value};
 use crate::protocol::{qbase64_decode, Args, QgaError};
 use crate::sys::user::{self, Passwd};
@@ -54,10 +54,7 @@ fn check_keys(keys: &[String]) -> Result<(), QgaError> {
 /// GLib's `g_file_get_contents()` error texts.
 fn read_authkeys(path: &str) -> Result<Vec<String>, QgaError> {
     let fail = |e: &std::io::Error, what: &str| {
-        QgaError::generic(format!(
-            "failed to read '{path}': {what} \u{201C}{path}\u{201D}: {}",
-            Errno::of(e)
-        ))
+        QgaError::generic(format!("failed to read '{path}': {what} \u{201C}{path}\u{201D}: {}", Errno::of(e)))
     };
     let mut f = std::fs::File::open(path).map_err(|e| fail(&e, "Failed to open file"))?;
     let mut data = Vec::new();
@@ -90,7 +87,10 @@ fn mkdir_for_user(path: &str, p: &Passwd, mode: u32) -> Result<(), QgaError> {
 fn write_authkeys(path: &str, keys: &[String], p: &Passwd) -> Result<(), QgaError> {
     let contents = keys.join("\n");
     write_file_atomic(path, contents.as_bytes()).map_err(|e| {
-        QgaError::generic(format!("failed to write to '{path}': Failed to write file \u{201C}{path}\u{201D}: {}", err_text(&e)))
+        QgaError::generic(format!(
+            "failed to write to '{path}': Failed to write file \u{201C}{path}\u{201D}: {}",
+            err_text(&e)
+        ))
     })?;
     chown(path, p).map_err(|e| QgaError::generic(format!("failed to set ownership of directory '{path}': {e}")))?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))

@@ -456,7 +456,10 @@ pub(super) mod fake {
         }
 
         fn node(&self, path: &str, name: &str, mm: (u32, u32), devtype: &str, size: u64) {
-            self.file(&format!("{path}/uevent"), &format!("MAJOR={}\nMINOR={}\nDEVNAME={name}\nDEVTYPE={devtype}\n", mm.0, mm.1));
+            self.file(
+                &format!("{path}/uevent"),
+                &format!("MAJOR={}\nMINOR={}\nDEVNAME={name}\nDEVTYPE={devtype}\n", mm.0, mm.1),
+            );
             self.file(&format!("{path}/dev"), &format!("{}:{}\n", mm.0, mm.1));
             self.file(&format!("{path}/size"), &format!("{size}\n"));
             self.link(&format!("/sys/dev/block/{}:{}", mm.0, mm.1), path);
@@ -518,7 +521,10 @@ mod tests {
         // Outside /sys, or a /sys/devices directory without uevent: refused.
         assert_eq!(udev_device(r, &format!("{}/run", f.root)), None);
         f.dir("/sys/devices/pci0000:00/0000:00:02.0/virtio1/block/novd");
-        assert_eq!(device_for_syspath(r, &format!("{}{}", f.root, "/sys/devices/pci0000:00/0000:00:02.0/virtio1/block/novd")), None);
+        assert_eq!(
+            device_for_syspath(r, &format!("{}{}", f.root, "/sys/devices/pci0000:00/0000:00:02.0/virtio1/block/novd")),
+            None
+        );
         // Properties: udev's database first, then uevent.
         let s = udev_device(r, &link).unwrap();
         assert_eq!(property(r, &s, "ID_SERIAL"), None);

@@ -6,8 +6,8 @@
 use std::os::fd::{AsFd, OwnedFd};
 
 use super::files::c_string;
-use super::scan::sscanf;
 use super::reply::{obj, ok, R};
+use super::scan::sscanf;
 use super::Ctx;
 use crate::json::{Object, Value};
 use crate::protocol::{Args, QgaError};
@@ -45,8 +45,7 @@ const CPU_DIR: &str = "/sys/devices/system/cpu";
 /// `transfer_vcpu()` in the system-to-vcpu direction.
 fn read_vcpu(v: &mut Vcpu) -> Result<(), QgaError> {
     let dir = format!("{CPU_DIR}/cpu{}/", v.id);
-    let dfd = open_dir(&dir)
-        .map_err(|e| QgaError::with_errno(format!("open(\"{dir}\")"), e))?;
+    let dfd = open_dir(&dir).map_err(|e| QgaError::with_errno(format!("open(\"{dir}\")"), e))?;
     match open_in(&dfd, "online", oflag::O_RDONLY) {
         Err(Errno::ENOENT) => {
             v.online = true;
@@ -71,8 +70,7 @@ fn read_vcpu(v: &mut Vcpu) -> Result<(), QgaError> {
 /// `transfer_vcpu()` in the vcpu-to-system direction.
 fn write_vcpu(id: i64, online: bool) -> Result<(), QgaError> {
     let dir = format!("{CPU_DIR}/cpu{id}/");
-    let dfd = open_dir(&dir)
-        .map_err(|e| QgaError::with_errno(format!("open(\"{dir}\")"), e))?;
+    let dfd = open_dir(&dir).map_err(|e| QgaError::with_errno(format!("open(\"{dir}\")"), e))?;
     match open_in(&dfd, "online", oflag::O_RDWR) {
         Err(Errno::ENOENT) if !online => Err(QgaError::generic(format!("logical processor #{id} can't be offlined"))),
         Err(Errno::ENOENT) => Ok(()),
@@ -94,7 +92,8 @@ fn write_vcpu(id: i64, online: bool) -> Result<(), QgaError> {
 
 pub fn get_vcpus(_: &mut Ctx<'_>, a: Args) -> R {
     a.finish()?;
-    let entries = fs::read_dir(CPU_DIR).map_err(|e| QgaError::with_errno(format!("failed to list entries: {CPU_DIR}"), e))?;
+    let entries =
+        fs::read_dir(CPU_DIR).map_err(|e| QgaError::with_errno(format!("failed to list entries: {CPU_DIR}"), e))?;
     let mut list = Vec::new();
     for e in entries {
         let s = sscanf(&e.name, "cpu%ld");
@@ -165,8 +164,7 @@ fn mem_dir(phys: u64) -> String {
 /// `transfer_memory_block()`, system to block: (online, can_offline).
 fn read_memory_block(phys: u64) -> Result<(bool, bool), QgaError> {
     let dir = mem_dir(phys);
-    let dfd = open_dir(&dir)
-        .map_err(|e| QgaError::with_errno(format!("open(\"{dir}\")"), e))?;
+    let dfd = open_dir(&dir).map_err(|e| QgaError::with_errno(format!("open(\"{dir}\")"), e))?;
     let status = match read_sysfs(&dfd, "state", 10) {
         Ok(s) => s,
         Err((_, Errno::ENOENT)) => return Ok((true, false)),
@@ -263,8 +261,7 @@ pub fn set_memory_blocks(_: &mut Ctx<'_>, mut a: Args) -> R {
 
 pub fn get_memory_block_info(_: &mut Ctx<'_>, a: Args) -> R {
     a.finish()?;
-    let dfd = open_dir(MEM_DIR)
-        .map_err(|e| QgaError::with_errno(format!("open(\"{MEM_DIR}\")"), e))?;
+    let dfd = open_dir(MEM_DIR).map_err(|e| QgaError::with_errno(format!("open(\"{MEM_DIR}\")"), e))?;
     let buf = read_sysfs(&dfd, "block_size_bytes", 20).map_err(|(e, _)| e)?;
     let text = String::from_utf8_lossy(&buf);
     let s = sscanf(&text, "%lx");
@@ -330,10 +327,7 @@ pub fn get_diskstats(_: &mut Ctx<'_>, a: Args) -> R {
     let text = String::from_utf8_lossy(&text);
     let mut list = Vec::new();
     for line in text.split_inclusive('\n') {
-        let s = sscanf(
-            line,
-            "%u %u %s %lu %lu %lu%lu %lu %lu %lu %u %u %u %u%lu %lu %lu %u %lu %u",
-        );
+        let s = sscanf(line, "%u %u %s %lu %lu %lu%lu %lu %lu %lu %u %u %u %u%lu %lu %lu %u %lu %u");
         let i = s.ret;
         if i < 7 {
             continue;

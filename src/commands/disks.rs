@@ -92,7 +92,10 @@ pub(super) fn disks(root: Root<'_>) -> Result<Vec<Value>, QgaError> {
         let is_virtual = match fs::realpath(&disk_dir) {
             Ok(p) => p.contains("/devices/virtual/block/"),
             Err(e) => {
-                log::debug(&format!("  failed to check disk path, ignoring error: realpath(\"/sys/block/{}\"): {e}", de.name));
+                log::debug(&format!(
+                    "  failed to check disk path, ignoring error: realpath(\"/sys/block/{}\"): {e}",
+                    de.name
+                ));
                 true
             }
         };
@@ -105,7 +108,9 @@ pub(super) fn disks(root: Root<'_>) -> Result<Vec<Value>, QgaError> {
             })
         };
         let smart = match &address {
-            Some(Value::Object(a)) if a.get("bus-type").and_then(Value::as_str) == Some("nvme") => nvme_smart(root, &dev_name),
+            Some(Value::Object(a)) if a.get("bus-type").and_then(Value::as_str) == Some("nvme") => {
+                nvme_smart(root, &dev_name)
+            }
             _ => None,
         };
         let dependencies = disk_deps(root, &disk_dir);
@@ -122,7 +127,8 @@ pub(super) fn disks(root: Root<'_>) -> Result<Vec<Value>, QgaError> {
 fn disk_deps(root: Root<'_>, disk_dir: &str) -> Option<Vec<String>> {
     let deps_dir = format!("{disk_dir}/slaves");
     let entries = fs::read_dir(&deps_dir).ok()?;
-    let mut deps: Vec<String> = entries.iter().filter_map(|e| device_for_syspath(root, &format!("{deps_dir}/{}", e.name))).collect();
+    let mut deps: Vec<String> =
+        entries.iter().filter_map(|e| device_for_syspath(root, &format!("{deps_dir}/{}", e.name))).collect();
     deps.reverse();
     Some(deps)
 }
@@ -279,14 +285,21 @@ mod tests {
             r#"{"name": "/dev/vda", "dependencies": [], "partition": false, "address": {"bus-type": "virtio", "bus": 0, "unit": 0, "pci-controller": {"bus": 0, "slot": 2, "domain": 0, "function": 0}, "dev": "/dev/vda", "target": 0}}"#
         );
         assert_eq!(by_name("/dev/vda1"), r#"{"name": "/dev/vda1", "dependencies": ["/dev/vda"], "partition": true}"#);
-        assert_eq!(by_name("/dev/nvme0n1p1"), r#"{"name": "/dev/nvme0n1p1", "dependencies": ["/dev/nvme0n1"], "partition": true}"#);
+        assert_eq!(
+            by_name("/dev/nvme0n1p1"),
+            r#"{"name": "/dev/nvme0n1p1", "dependencies": ["/dev/nvme0n1"], "partition": true}"#
+        );
         // No NVMe node under the fake root: no smart member.
         let nvme = by_name("/dev/nvme0n1");
         assert!(nvme.contains(r#""bus-type": "nvme""#) && !nvme.contains("smart"), "{nvme}");
-        assert!(by_name("/dev/sda").contains(r#""serial": "QEMU_HARDDISK_QM00003", "bus-type": "sata", "bus": 0, "unit": 1"#));
+        assert!(by_name("/dev/sda")
+            .contains(r#""serial": "QEMU_HARDDISK_QM00003", "bus-type": "sata", "bus": 0, "unit": 1"#));
         // Virtual devices: no address; the alias from udev; slaves' nodes,
         // last listed first.
-        assert_eq!(by_name("/dev/dm-0"), r#"{"name": "/dev/dm-0", "dependencies": ["/dev/vda2"], "partition": false, "alias": "vg0-root"}"#);
+        assert_eq!(
+            by_name("/dev/dm-0"),
+            r#"{"name": "/dev/dm-0", "dependencies": ["/dev/vda2"], "partition": false, "alias": "vg0-root"}"#
+        );
         let md = by_name("/dev/md0");
         let slaves = names(&f, "/sys/devices/virtual/block/md0/slaves");
         let expect: Vec<String> = slaves.iter().rev().map(|s| format!("\"/dev/{s}\"")).collect();

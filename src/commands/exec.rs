@@ -6,11 +6,11 @@ use std::time::{Duration, Instant};
 use super::{Ctx, Outcome};
 use crate::exec::{ExecOptions, NewProcess};
 use crate::json::utf8::to_c_string;
-use crate::sys::signal::max_signal;
-use crate::sys::spawn::{Credentials, Redirect, SpawnSpec};
 use crate::json::{Object, Value};
 use crate::protocol::{qbase64_decode, Args, QgaError};
 use crate::sys::pty::Winsize;
+use crate::sys::signal::max_signal;
+use crate::sys::spawn::{Credentials, Redirect, SpawnSpec};
 use crate::sys::user::Passwd;
 use crate::sys::{self, Errno};
 
@@ -170,8 +170,11 @@ pub fn exec(ctx: &mut Ctx<'_>, mut a: Args) -> Result<Outcome, QgaError> {
     }
     let pw = user.as_deref().map(lookup_user).transpose()?;
     let env = child_env(pw.as_ref(), env, env_merge, tty);
-    let credentials =
-        pw.map(|pw| Credentials { uid: pw.uid, gid: pw.gid, groups: sys::user::supplementary_groups(&pw.name, pw.gid) });
+    let credentials = pw.map(|pw| Credentials {
+        uid: pw.uid,
+        gid: pw.gid,
+        groups: sys::user::supplementary_groups(&pw.name, pw.gid),
+    });
     // A terminal is the child's stdin, stdout and stderr: no pipes (their
     // data would never reach the terminal or the client).
     let (stdout, stderr) = match capture {
@@ -197,13 +200,8 @@ pub fn exec(ctx: &mut Ctx<'_>, mut a: Args) -> Result<Outcome, QgaError> {
         tty: size,
     };
     // A terminal is streamed both ways.
-    let opts = ExecOptions {
-        internal: false,
-        input_stream: input_stream || tty,
-        stream: stream || tty,
-        timeout,
-        rusage,
-    };
+    let opts =
+        ExecOptions { internal: false, input_stream: input_stream || tty, stream: stream || tty, timeout, rusage };
     let pid = ctx.procs.start(ctx.registry, &spec, NewProcess { input, opts })?;
     Ok(Outcome::Return(Value::Object(Object::new().with("pid", Value::Int(i64::from(pid))))))
 }

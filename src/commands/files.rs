@@ -21,8 +21,8 @@ use std::io::Write;
 use std::os::fd::{AsFd, AsRawFd};
 
 use super::reply::obj;
-use super::Outcome;
 use super::Ctx;
+use super::Outcome;
 use crate::json::Value;
 use crate::protocol::{qbase64_decode, Args, QgaError};
 use crate::sys::fs::{self, oflag};
@@ -179,7 +179,11 @@ fn not_found(id: i64) -> QgaError {
 }
 
 /// Runs `f` on the handle `id`, or fails with qemu-ga's lookup error.
-fn with_handle<T>(files: &mut Files, id: i64, f: impl FnOnce(&mut Handle) -> Result<T, QgaError>) -> Result<T, QgaError> {
+fn with_handle<T>(
+    files: &mut Files,
+    id: i64,
+    f: impl FnOnce(&mut Handle) -> Result<T, QgaError>,
+) -> Result<T, QgaError> {
     let h = files.handles.iter_mut().find(|h| h.id == id).ok_or_else(|| not_found(id))?;
     f(h)
 }
@@ -275,10 +279,7 @@ pub fn write(ctx: &mut Ctx<'_>, mut a: Args) -> Result<Outcome, QgaError> {
             Ok((n, eof)) => {
                 h.state = RwState::Writing;
                 // fwrite's count goes through a C int in qemu-ga.
-                Ok(Outcome::Return(obj(vec![
-                    ("count", Value::Int(n as i32 as i64)),
-                    ("eof", Value::Bool(eof)),
-                ])))
+                Ok(Outcome::Return(obj(vec![("count", Value::Int(n as i32 as i64)), ("eof", Value::Bool(eof))])))
             }
         }
     })

@@ -130,9 +130,9 @@ pub fn freeze_list(ctx: &mut Ctx<'_>, mut a: Args) -> R {
 fn freeze_list_impl(ctx: &mut Ctx<'_>, mountpoints: Option<Vec<String>>) -> R {
     log::info("guest-fsfreeze called");
     with_hook(ctx, "freeze", move |ctx, err| {
-            if let Some(e) = err {
-                return Err(e);
-            }
+        if let Some(e) = err {
+            return Err(e);
+        }
         let mounts = fs_mount_list()?;
         // The agent must not block itself writing to a frozen fs.
         set_frozen(ctx);

@@ -110,8 +110,14 @@ mod tests {
     fn failure_texts() {
         let st = WaitStatus;
         assert!(failure("x", st(0), b"").is_none());
-        assert_eq!(failure("shutdown", st(3 << 8), b"").unwrap().desc, "child process has failed to shutdown: exit status 3");
-        assert_eq!(failure("shutdown", st(1 << 8), b"oops\n\0rest").unwrap().desc, "child process has failed to shutdown: oops\n");
+        assert_eq!(
+            failure("shutdown", st(3 << 8), b"").unwrap().desc,
+            "child process has failed to shutdown: exit status 3"
+        );
+        assert_eq!(
+            failure("shutdown", st(1 << 8), b"oops\n\0rest").unwrap().desc,
+            "child process has failed to shutdown: oops\n"
+        );
         assert_eq!(failure("x", st(libc::SIGKILL), b"").unwrap().desc, "child process has terminated abnormally");
         assert_eq!(failure("x", st(libc::SIGKILL), b"o").unwrap().desc, "child process has terminated abnormally: o");
         assert_eq!(resolve("/nonexistent/prog"), Err(libc::ENOENT));

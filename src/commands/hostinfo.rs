@@ -161,10 +161,7 @@ pub fn get_users(_: &mut Ctx<'_>, a: Args) -> R {
         }
     }
     ok(Value::List(
-        users
-            .into_iter()
-            .map(|(u, t)| obj(vec![("user", Value::Str(u)), ("login-time", Value::Float(t))]))
-            .collect(),
+        users.into_iter().map(|(u, t)| obj(vec![("user", Value::Str(u)), ("login-time", Value::Float(t))])).collect(),
     ))
 }
 

@@ -38,8 +38,6 @@ pub fn info(ctx: &mut Ctx<'_>, a: Args) -> Result<Outcome, QgaError> {
         })
         .collect();
     Ok(Outcome::Return(Value::Object(
-        Object::with_capacity(2)
-            .with("version", Value::str(VERSION))
-            .with("supported_commands", Value::List(list)),
+        Object::with_capacity(2).with("version", Value::str(VERSION)).with("supported_commands", Value::List(list)),
     )))
 }

@@ -68,7 +68,10 @@ pub struct Pending {
 
 impl Pending {
     /// Waits for `pid`, then runs `then` with its result.
-    pub fn new(pid: crate::sys::process::Pid, then: impl FnOnce(&mut Ctx<'_>, HelperResult) -> Result<Outcome, QgaError> + 'static) -> Self {
+    pub fn new(
+        pid: crate::sys::process::Pid,
+        then: impl FnOnce(&mut Ctx<'_>, HelperResult) -> Result<Outcome, QgaError> + 'static,
+    ) -> Self {
         Pending { pid, then: Box::new(then) }
     }
 }

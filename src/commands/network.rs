@@ -4,8 +4,8 @@
 use std::ffi::CStr;
 
 use super::scan::sscanf;
-use super::Outcome;
 use super::Ctx;
+use super::Outcome;
 use crate::json::{Object, Value};
 use crate::log;
 use crate::protocol::{Args, QgaError};
@@ -122,7 +122,8 @@ fn collect_interfaces(ifaddrs: &net::IfAddrs) -> Result<Vec<Iface>, QgaError> {
         let info = &mut out[idx];
         if info.hw.is_none() {
             if let Some(m) = hw_addr(cur.name)? {
-                info.hw = Some(format!("{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}", m[0], m[1], m[2], m[3], m[4], m[5]));
+                info.hw =
+                    Some(format!("{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}", m[0], m[1], m[2], m[3], m[4], m[5]));
             }
         }
         let (kind, addr, prefix) = match cur.addr {

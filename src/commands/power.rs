@@ -177,9 +177,11 @@ fn sys_state(mode: Mode, supported: bool) -> R {
         return Err(QgaError::generic("the requested suspend mode is not supported by the guest"));
     }
     // Suspends right here; returns after resume.
-    match std::fs::OpenOptions::new().write(true).open(SYS_STATE).and_then(|mut f| {
-        std::io::Write::write(&mut f, word.as_bytes())
-    }) {
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .open(SYS_STATE)
+        .and_then(|mut f| std::io::Write::write(&mut f, word.as_bytes()))
+    {
         Ok(_) => Ok(Outcome::Silent),
         Err(e) => Err(QgaError::generic(format!("suspend: cannot write to '{SYS_STATE}': {}", Errno::of(&e)))),
     }

@@ -200,7 +200,8 @@ mod tests {
         assert_eq!((r.ret, r.ints()), (1, vec![12]));
         assert_eq!(sscanf("cpufreq", "cpu%ld").ret, 0);
         assert_eq!(sscanf("", "%s %lu").ret, -1);
-        let r = sscanf("eth0\t0002000A\t00000000\t0001\t0\t0\t100\t00FFFFFF\t0\t0\t0", "%s %X %X %x %d %d %d %X %d %d %d");
+        let r =
+            sscanf("eth0\t0002000A\t00000000\t0001\t0\t0\t100\t00FFFFFF\t0\t0\t0", "%s %X %X %x %d %d %d %X %d %d %d");
         assert_eq!(r.ret, 11);
         assert_eq!(r.ints()[0], 0x0002000A);
         assert_eq!(sscanf("ab", "%02hhx").ints(), vec![0xab]);

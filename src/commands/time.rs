@@ -1,8 +1,8 @@
 //! guest-get-time, guest-set-time and guest-get-timezone
 //! (`qga/commands.c`, `qga/commands-posix.c`).
 
-use super::reply::{obj, ok, R};
 use super::helper;
+use super::reply::{obj, ok, R};
 use super::Ctx;
 use crate::json::{Object, Value};
 use crate::protocol::{Args, QgaError};
@@ -78,8 +78,7 @@ pub fn get_timezone(_: &mut Ctx<'_>, a: Args) -> R {
     if std::env::var("TZ").is_ok_and(|tz| !tz_usable(&tz)) {
         return ok(obj(vec![("zone", Value::str("UTC")), ("offset", Value::Int(0))]));
     }
-    let (offset, zone) =
-        time::local_zone_now().ok_or_else(|| QgaError::generic("Couldn't retrieve local timezone"))?;
+    let (offset, zone) = time::local_zone_now().ok_or_else(|| QgaError::generic("Couldn't retrieve local timezone"))?;
     let mut o = Object::with_capacity(2);
     if let Some(z) = zone.filter(|z| !z.is_empty()) {
         o.push("zone", Value::Str(z));

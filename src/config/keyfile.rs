@@ -73,9 +73,7 @@ pub(super) fn unescape_value(v: &str) -> Result<String, String> {
             Some('t') => out.push('\t'),
             Some('r') => out.push('\r'),
             Some('\\') => out.push('\\'),
-            Some(other) => {
-                return Err(format!("Key file contains invalid escape sequence \u{201C}\\{other}\u{201D}"))
-            }
+            Some(other) => return Err(format!("Key file contains invalid escape sequence \u{201C}\\{other}\u{201D}")),
             None => return Err("Key file contains escape character at end of line".into()),
         }
     }
@@ -104,8 +102,7 @@ pub(super) fn load_file(
             return Err(crate::sys::Errno::of(&e).to_string());
         }
     };
-    let text = String::from_utf8(text)
-        .map_err(|_| "Key file contains line which is not UTF-8".to_string())?;
+    let text = String::from_utf8(text).map_err(|_| "Key file contains line which is not UTF-8".to_string())?;
     load_text(cfg, &text)
 }
 

@@ -6,8 +6,8 @@ mod getopt;
 mod keyfile;
 
 use getopt::{getopt, Opt};
-pub use keyfile::{dump, load_text};
 use keyfile::load_file;
+pub use keyfile::{dump, load_text};
 
 pub const VERSION: &str = "10.2.0";
 pub const DEFAULT_CONFIG: &str = "/etc/qemu/qemu-ga.conf";
@@ -67,7 +67,11 @@ pub enum Action {
     /// Print to stdout and exit 0 (`-V`, `-h`, `-b help`, `-D`).
     Print(String),
     /// Print to stderr / stdout and exit with the code.
-    Fail { stdout: String, stderr: String, code: i32 },
+    Fail {
+        stdout: String,
+        stderr: String,
+        code: i32,
+    },
 }
 
 pub const DEFAULT_MAX_OUTPUT: usize = 16 << 20;
@@ -197,7 +201,9 @@ pub fn parse_with(
         None => (env_conf.unwrap_or(DEFAULT_CONFIG).to_string(), false),
     };
     if let Err(msg) = load_file(&mut cfg, &path, required, read) {
-        stderr.push_str(&crate::log::glib_critical_text(&format!("error loading configuration from path: {path}, {msg}")));
+        stderr.push_str(&crate::log::glib_critical_text(&format!(
+            "error loading configuration from path: {path}, {msg}"
+        )));
         return Action::Fail { stdout: String::new(), stderr, code: 1 };
     }
     for o in getopt(argv0, args) {
@@ -289,7 +295,11 @@ mod tests {
 
     #[test]
     fn options_and_errors() {
-        match parse(&argv(&["-m", "unix-listen", "-pS", "--statedir=/t", "-vd", "-b", "a,b", "-b", "c"]), Some("/nonexistent"), &[]) {
+        match parse(
+            &argv(&["-m", "unix-listen", "-pS", "--statedir=/t", "-vd", "-b", "a,b", "-b", "c"]),
+            Some("/nonexistent"),
+            &[],
+        ) {
             Action::Run(c) => {
                 assert_eq!(c.method.as_deref(), Some("unix-listen"));
                 assert_eq!(c.path.as_deref(), Some("S"));
@@ -316,13 +326,20 @@ mod tests {
 
     #[test]
     fn pid1_options() {
-        match parse(&argv(&["--init", "--modules-dir", "/lib/modules/qga", "--m", "isa-serial"]), Some("/nonexistent"), &[]) {
+        match parse(
+            &argv(&["--init", "--modules-dir", "/lib/modules/qga", "--m", "isa-serial"]),
+            Some("/nonexistent"),
+            &[],
+        ) {
             Action::Run(c) => {
                 assert!(c.init);
                 assert_eq!(c.modules_dir.as_deref(), Some("/lib/modules/qga"));
                 // qemu-ga's abbreviations keep their meaning.
                 assert_eq!(c.method.as_deref(), Some("isa-serial"));
-                assert_eq!(dump(&c).lines().rev().take(2).collect::<Vec<_>>(), ["modules-dir=/lib/modules/qga", "init=true"]);
+                assert_eq!(
+                    dump(&c).lines().rev().take(2).collect::<Vec<_>>(),
+                    ["modules-dir=/lib/modules/qga", "init=true"]
+                );
             }
             other => panic!("{other:?}"),
         }

@@ -105,5 +105,4 @@ impl ProcessTable {
     pub fn next_deadline(&self) -> Option<Instant> {
         self.iter().flat_map(|p| [p.deadline, p.kill_at]).flatten().min()
     }
-
 }

@@ -37,11 +37,10 @@ use mio::{Interest, Registry, Token};
 use crate::json::{Object, Value};
 use crate::log;
 use crate::protocol::QgaError;
+use crate::sys::fd;
 use crate::sys::process::{Pid, Usage, WaitStatus};
 use crate::sys::pty::{self, Winsize};
-use crate::sys::fd;
 use crate::sys::spawn::{self, SpawnError, SpawnSpec, Stage};
-
 
 /// Entries (running or finished and unclaimed) tracked at once.
 pub const MAX_PROCESSES: usize = 1024;
@@ -414,7 +413,9 @@ impl ProcessTable {
             obj.push("signal", Value::Int(i64::from(sig)));
         }
         let mut flags = Vec::new();
-        for (data, trunc, cap) in [("out-data", "out-truncated", p.out.take()), ("err-data", "err-truncated", p.err.take())] {
+        for (data, trunc, cap) in
+            [("out-data", "out-truncated", p.out.take()), ("err-data", "err-truncated", p.err.take())]
+        {
             if let Some(c) = cap.filter(|c| !c.data.is_empty()) {
                 obj.push(data, Value::base64(c.data));
                 if !p.opts.stream {
@@ -442,11 +443,16 @@ impl ProcessTable {
     /// guest-exec-resize: the window size of `pid`'s terminal.
     pub fn resize(&mut self, pid: i64, size: Winsize) -> Result<(), QgaError> {
         let slot = self.visible_slot(pid)?;
-        let p = self.slots.get(slot).and_then(Option::as_ref).ok_or_else(|| QgaError::generic(format!("PID {pid} does not exist")))?;
+        let p = self
+            .slots
+            .get(slot)
+            .and_then(Option::as_ref)
+            .ok_or_else(|| QgaError::generic(format!("PID {pid} does not exist")))?;
         let Some(master) = p.terminal.as_ref() else {
             return Err(QgaError::generic(format!("PID {pid} has no terminal")));
         };
-        pty::set_size(master.as_fd(), size).map_err(|e| QgaError::with_errno(format!("cannot resize the terminal of PID {pid}"), e))
+        pty::set_size(master.as_fd(), size)
+            .map_err(|e| QgaError::with_errno(format!("cannot resize the terminal of PID {pid}"), e))
     }
 
     /// Takes the result of a finished internal helper: (wait status,
@@ -460,5 +466,4 @@ impl ProcessTable {
         let out = p.out.take().map(|c| c.data).unwrap_or_default();
         Some((p.status.unwrap_or(WaitStatus(0)), out))
     }
-
 }

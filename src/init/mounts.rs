@@ -10,10 +10,7 @@ use crate::sys::{fd, mount as sysmount, process};
 /// Mount points currently mounted (from /proc/self/mountinfo).
 fn mount_points() -> Vec<String> {
     let Ok(text) = std::fs::read_to_string("/proc/self/mountinfo") else { return Vec::new() };
-    text.lines()
-        .filter_map(|l| l.split(' ').nth(4))
-        .map(|p| p.replace("\\040", " "))
-        .collect()
+    text.lines().filter_map(|l| l.split(' ').nth(4)).map(|p| p.replace("\\040", " ")).collect()
 }
 
 fn mount(source: &str, target: &str, fstype: &str, flags: libc::c_ulong, data: &str) -> bool {

@@ -458,14 +458,7 @@ mod tests {
     fn several_messages_and_splits() {
         let input = b"{\"execute\": \"guest-ping\"}{'execute':'x', \"id\": [1, 2.5, -0, true, null]}\n42\n";
         let whole = all(input);
-        assert_eq!(
-            whole,
-            [
-                r#"{"execute": "guest-ping"}"#,
-                r#"{"execute": "x", "id": [1, 2.5, 0, true, null]}"#,
-                "42"
-            ]
-        );
+        assert_eq!(whole, [r#"{"execute": "guest-ping"}"#, r#"{"execute": "x", "id": [1, 2.5, 0, true, null]}"#, "42"]);
         for chunk in 1..input.len() {
             assert_eq!(frames(input, chunk), whole, "chunk {chunk}");
         }
@@ -473,7 +466,8 @@ mod tests {
 
     #[test]
     fn every_split_point_gives_the_same_frames() {
-        let input: &[u8] = b"{\"a\":\"x\\u00e9\\\"y\"}\xff{\"execute\":\"gue\xff[1,\n{}]\n garbage\n-p 01 {\"b\":1e5}'s\\'q'";
+        let input: &[u8] =
+            b"{\"a\":\"x\\u00e9\\\"y\"}\xff{\"execute\":\"gue\xff[1,\n{}]\n garbage\n-p 01 {\"b\":1e5}'s\\'q'";
         let whole = all(input);
         for cut in 0..=input.len() {
             let mut f = Framer::new();
@@ -576,10 +570,7 @@ mod tests {
         let mut msg = Vec::from(&b"{\"execute\":\"guest-exec\",\"arguments\":{\"input-data\":\""[..]);
         msg.resize(msg.len() + MAX_TOKEN_SIZE, b'A');
         msg.extend_from_slice(b"\"}}{\"execute\":\"guest-ping\"}");
-        assert_eq!(
-            frames(&msg, 4096),
-            ["ERR JSON token size limit exceeded", r#"{"execute": "guest-ping"}"#]
-        );
+        assert_eq!(frames(&msg, 4096), ["ERR JSON token size limit exceeded", r#"{"execute": "guest-ping"}"#]);
     }
 
     #[test]

@@ -11,6 +11,6 @@ mod value;
 pub(crate) mod writer;
 
 pub use framer::{Frame, Framer, MAX_NESTING, MAX_TOKEN_COUNT, MAX_TOKEN_SIZE};
-pub use value::{Object, Value};
 pub use segments::Segments;
+pub use value::{Object, Value};
 pub use writer::{qdict_bucket, write_value, Sink};

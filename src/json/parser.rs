@@ -230,10 +230,7 @@ fn parse_integer(text: &[u8]) -> Value {
 }
 
 fn parse_float(text: &[u8]) -> f64 {
-    std::str::from_utf8(text)
-        .ok()
-        .and_then(|s| s.parse::<f64>().ok())
-        .unwrap_or(0.0)
+    std::str::from_utf8(text).ok().and_then(|s| s.parse::<f64>().ok()).unwrap_or(0.0)
 }
 
 fn hex4(bytes: &[u8]) -> Option<u32> {

@@ -3,10 +3,7 @@
 
 /// QEMU's `is_valid_codepoint`: in range, not a surrogate, not a noncharacter.
 pub fn is_valid_codepoint(cp: u32) -> bool {
-    cp <= 0x10FFFF
-        && !(0xFDD0..=0xFDEF).contains(&cp)
-        && (cp & 0xFFFE) != 0xFFFE
-        && !(0xD800..=0xDFFF).contains(&cp)
+    cp <= 0x10FFFF && !(0xFDD0..=0xFDEF).contains(&cp) && (cp & 0xFFFE) != 0xFFFE && !(0xD800..=0xDFFF).contains(&cp)
 }
 
 /// QEMU's `mod_utf8_codepoint`: decodes one sequence at the start of `s`

@@ -3,8 +3,8 @@
 //! upper-case `\uXXXX`, doubles as `%.17g`, and object members in QDict
 //! iteration order so replies can be diffed byte for byte with qemu-ga's.
 
-use super::utf8::{is_valid_codepoint, mod_utf8_bytes};
 use super::segments::Segments;
+use super::utf8::{is_valid_codepoint, mod_utf8_bytes};
 use super::value::{Object, Value};
 use base64::Engine;
 use std::rc::Rc;
@@ -93,11 +93,8 @@ pub fn write_value<S: Sink + ?Sized>(out: &mut S, value: &Value) {
 fn write_object<S: Sink + ?Sized>(out: &mut S, obj: &Object) {
     // QDict iterates buckets upwards; inside a bucket the newest entry
     // comes first (entries are inserted at the head of the bucket list).
-    let mut order: Vec<(u32, usize, &str, &Value)> = obj
-        .iter()
-        .enumerate()
-        .map(|(i, (k, v))| (qdict_bucket(k), i, k, v))
-        .collect();
+    let mut order: Vec<(u32, usize, &str, &Value)> =
+        obj.iter().enumerate().map(|(i, (k, v))| (qdict_bucket(k), i, k, v)).collect();
     order.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
     out.push(b'{');
     for (n, (_, _, key, value)) in order.into_iter().enumerate() {
@@ -153,9 +150,7 @@ fn write_base64(out: &mut Vec<u8>, bytes: &[u8]) {
     let start = out.len();
     let len = base64::encoded_len(bytes.len(), true).unwrap_or(0);
     out.resize(start + len, 0);
-    let written = base64::engine::general_purpose::STANDARD
-        .encode_slice(bytes, &mut out[start..])
-        .unwrap_or(0);
+    let written = base64::engine::general_purpose::STANDARD.encode_slice(bytes, &mut out[start..]).unwrap_or(0);
     out.truncate(start + written);
     out.push(b'"');
 }
@@ -240,20 +235,9 @@ mod tests {
                 "out-truncated",
                 "err-truncated"
             ]),
-            [
-                "exitcode",
-                "err-data",
-                "out-data",
-                "err-truncated",
-                "signal",
-                "out-truncated",
-                "exited"
-            ]
+            ["exitcode", "err-data", "out-data", "err-truncated", "signal", "out-truncated", "exited"]
         );
-        assert_eq!(
-            keys_in_qdict_order(&["version", "supported_commands"]),
-            ["version", "supported_commands"]
-        );
+        assert_eq!(keys_in_qdict_order(&["version", "supported_commands"]), ["version", "supported_commands"]);
         assert_eq!(
             keys_in_qdict_order(&["name", "enabled", "success-response"]),
             ["enabled", "name", "success-response"]

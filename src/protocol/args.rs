@@ -251,10 +251,7 @@ mod tests {
             .with("foo", Value::Null);
         let mut a = Args::new(obj.clone());
         assert_eq!(a.req_str("path").unwrap_err().desc, "Parameter 'path' is missing");
-        assert_eq!(
-            a.opt_str_list("arg").unwrap_err().desc,
-            "Invalid parameter type for 'arg[1]', expected: string"
-        );
+        assert_eq!(a.opt_str_list("arg").unwrap_err().desc, "Invalid parameter type for 'arg[1]', expected: string");
         assert_eq!(a.req_int("pid").unwrap_err().desc, "Invalid parameter type for 'pid', expected: integer");
         assert_eq!(a.finish().unwrap_err().desc, "Parameter 'foo' is unexpected");
         let mut b = Args::new(Object::new().with("id", Value::UInt(u64::MAX)));
@@ -318,9 +315,8 @@ mod tests {
             ]),
         );
         let mut a = Args::new(obj);
-        let e = a
-            .req_struct_list("mem-blks", |e| Ok((e.req_uint64("phys-index")?, e.req_bool("online")?)))
-            .unwrap_err();
+        let e =
+            a.req_struct_list("mem-blks", |e| Ok((e.req_uint64("phys-index")?, e.req_bool("online")?))).unwrap_err();
         assert_eq!(e.desc, "Parameter 'mem-blks[1].phys-index' expects uint64");
         let obj = Object::new().with(
             "vcpus",
@@ -331,7 +327,10 @@ mod tests {
         let obj = Object::new().with("vcpus", Value::List(vec![Value::Int(1)]));
         let e = Args::new(obj).req_struct_list("vcpus", |e| e.req_int("logical-id")).unwrap_err();
         assert_eq!(e.desc, "Invalid parameter type for 'vcpus[0]', expected: object");
-        let obj = Object::new().with("vcpus", Value::List(vec![elem(Object::new().with("logical-id", Value::Int(0)).with("x", Value::Null))]));
+        let obj = Object::new().with(
+            "vcpus",
+            Value::List(vec![elem(Object::new().with("logical-id", Value::Int(0)).with("x", Value::Null))]),
+        );
         let e = Args::new(obj).req_struct_list("vcpus", |e| e.req_int("logical-id")).unwrap_err();
         assert_eq!(e.desc, "Parameter 'vcpus[0].x' is unexpected");
         let mut c = Args::new(Object::new().with("n", Value::Int(-1)));

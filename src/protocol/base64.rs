@@ -87,10 +87,7 @@ mod tests {
         assert_eq!(qbase64_decode("aGVsbG8").unwrap(), b"hel"); // partial group dropped
         assert_eq!(qbase64_decode("").unwrap(), b"");
         assert_eq!(qbase64_decode("QQ==QUJD").unwrap(), b"AABC");
-        assert_eq!(
-            qbase64_decode("!!!").unwrap_err().desc,
-            "Base64 data contains invalid characters"
-        );
+        assert_eq!(qbase64_decode("!!!").unwrap_err().desc, "Base64 data contains invalid characters");
         assert_eq!(qbase64_decode("aGVs\0!!").unwrap(), b"hel");
     }
 }

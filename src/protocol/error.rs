@@ -31,10 +31,7 @@ impl QgaError {
     }
 
     pub fn command_not_found(name: &str) -> Self {
-        QgaError {
-            class: ErrorClass::CommandNotFound,
-            desc: format!("The command {name} has not been found"),
-        }
+        QgaError { class: ErrorClass::CommandNotFound, desc: format!("The command {name} has not been found") }
     }
 
     pub fn command_disabled(name: &str, reason: Option<&str>) -> Self {

@@ -22,9 +22,9 @@ const TOMBSTONE: u32 = 1;
 
 /// GLib's `prime_mod[]`: the largest prime below each power of two.
 const PRIME_MOD: [u32; 32] = [
-    1, 2, 3, 7, 13, 31, 61, 127, 251, 509, 1021, 2039, 4093, 8191, 16381, 32749, 65521, 131071, 262139,
-    524287, 1048573, 2097143, 4194301, 8388593, 16777213, 33554393, 67108859, 134217689, 268435399,
-    536870909, 1073741789, 2147483647,
+    1, 2, 3, 7, 13, 31, 61, 127, 251, 509, 1021, 2039, 4093, 8191, 16381, 32749, 65521, 131071, 262139, 524287,
+    1048573, 2097143, 4194301, 8388593, 16777213, 33554393, 67108859, 134217689, 268435399, 536870909, 1073741789,
+    2147483647,
 ];
 
 /// `g_str_hash()` (djb2 over *signed* chars) of the C string QEMU holds
@@ -32,11 +32,8 @@ const PRIME_MOD: [u32; 32] = [
 /// empty and deleted slots).
 pub fn g_str_hash(key: &str) -> u32 {
     let step = |h: u32, b: u8| h.wrapping_shl(5).wrapping_add(h).wrapping_add(b as i8 as i32 as u32);
-    let h = if key.as_bytes().contains(&0) {
-        mod_utf8_bytes(key).fold(5381, step)
-    } else {
-        key.bytes().fold(5381, step)
-    };
+    let h =
+        if key.as_bytes().contains(&0) { mod_utf8_bytes(key).fold(5381, step) } else { key.bytes().fold(5381, step) };
     if h <= TOMBSTONE {
         2
     } else {

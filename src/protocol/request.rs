@@ -21,11 +21,8 @@ pub fn parse_request(msg: Value) -> Result<Request, (QgaError, Option<Value>)> {
     let id = dict.take("id");
     // Members are checked in QDict iteration order, so with several faults
     // the one reported is the one qemu-ga reports.
-    let mut order: Vec<(u32, usize, &str, &Value)> = dict
-        .iter()
-        .enumerate()
-        .map(|(i, (k, v))| (qdict_bucket(k), i, k, v))
-        .collect();
+    let mut order: Vec<(u32, usize, &str, &Value)> =
+        dict.iter().enumerate().map(|(i, (k, v))| (qdict_bucket(k), i, k, v)).collect();
     order.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
     let mut fault = None;
     for (_, _, key, value) in order {

@@ -138,7 +138,12 @@ pub fn hw_addr(sock: BorrowedFd<'_>, name: &CStr) -> Result<[u8; 6], Errno> {
 }
 
 extern "C" {
-    fn inet_ntop(af: libc::c_int, src: *const libc::c_void, dst: *mut libc::c_char, size: libc::socklen_t) -> *const libc::c_char;
+    fn inet_ntop(
+        af: libc::c_int,
+        src: *const libc::c_void,
+        dst: *mut libc::c_char,
+        size: libc::socklen_t,
+    ) -> *const libc::c_char;
 }
 
 fn ntop(family: libc::c_int, addr: *const libc::c_void) -> Result<String, Errno> {

@@ -48,7 +48,10 @@ pub fn reap_any() -> Result<Option<(Pid, WaitStatus, Usage)>, Errno> {
     // SAFETY: non-blocking wait4 for any child, status and usage into locals.
     let pid = cvt(unsafe { libc::wait4(-1, &mut status, libc::WNOHANG, &mut ru) })?;
     let us = |t: libc::timeval| {
-        u64::try_from(t.tv_sec).unwrap_or(0).saturating_mul(1_000_000).saturating_add(u64::try_from(t.tv_usec).unwrap_or(0))
+        u64::try_from(t.tv_sec)
+            .unwrap_or(0)
+            .saturating_mul(1_000_000)
+            .saturating_add(u64::try_from(t.tv_usec).unwrap_or(0))
     };
     let usage = Usage {
         user_us: us(ru.ru_utime),

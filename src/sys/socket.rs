@@ -34,7 +34,8 @@ impl Family {
 /// A non-blocking, close-on-exec stream socket.
 pub fn stream_socket(family: Family) -> Result<OwnedFd, Errno> {
     // SAFETY: plain socket creation.
-    let fd = cvt(unsafe { libc::socket(family.raw(), libc::SOCK_STREAM | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK, 0) })?;
+    let fd =
+        cvt(unsafe { libc::socket(family.raw(), libc::SOCK_STREAM | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK, 0) })?;
     // SAFETY: fd was just created and belongs to nobody else.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
@@ -99,7 +100,14 @@ pub fn accept(listener: RawFd) -> Result<OwnedFd, Errno> {
     let fd = cvt_r(|| {
         // SAFETY: accept4 on a descriptor number (memory-safe for any number);
         // the peer address is not wanted.
-        unsafe { libc::accept4(listener, std::ptr::null_mut(), std::ptr::null_mut(), libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK) }
+        unsafe {
+            libc::accept4(
+                listener,
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+                libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK,
+            )
+        }
     })?;
     // SAFETY: fd was just accepted and belongs to nobody else.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })

@@ -292,8 +292,19 @@ fn posix_spawn_child(
         libc::posix_spawn_file_actions_addclosefrom_np(&mut acts, 3);
         let spawn = |path: *const libc::c_char, args: *const *const libc::c_char| -> Result<libc::pid_t, i32> {
             let mut pid = 0;
-            let rc = libc::posix_spawn(&mut pid, path, &acts, &attr, args as *const *mut libc::c_char, envp.as_ptr() as *const *mut libc::c_char);
-            if rc == 0 { Ok(pid) } else { Err(rc) }
+            let rc = libc::posix_spawn(
+                &mut pid,
+                path,
+                &acts,
+                &attr,
+                args as *const *mut libc::c_char,
+                envp.as_ptr() as *const *mut libc::c_char,
+            );
+            if rc == 0 {
+                Ok(pid)
+            } else {
+                Err(rc)
+            }
         };
         let mut result = Err(libc::ENOENT);
         let mut got_eacces = false;
@@ -313,7 +324,9 @@ fn posix_spawn_child(
                 _ => break,
             }
         }
-        if got_eacces && matches!(result, Err(libc::ENOENT | libc::ESTALE | libc::ENOTDIR | libc::ENODEV | libc::ETIMEDOUT)) {
+        if got_eacces
+            && matches!(result, Err(libc::ENOENT | libc::ESTALE | libc::ENOTDIR | libc::ENODEV | libc::ETIMEDOUT))
+        {
             result = Err(libc::EACCES);
         }
         libc::posix_spawn_file_actions_destroy(&mut acts);

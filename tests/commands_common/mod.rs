@@ -11,9 +11,9 @@ pub mod skip;
 pub mod tempdir;
 #[path = "../common/under_test.rs"]
 pub mod under_test;
-pub use tempdir::TempDir;
 #[allow(unused_imports)]
 pub use skip::{can_unshare, is_root};
+pub use tempdir::TempDir;
 
 use serde_json::Value;
 use std::io::{ErrorKind, Read, Write};
@@ -80,8 +80,16 @@ impl Agent {
         let dir = o.dir.unwrap_or_else(|| TempDir::new("agent"));
         let d = dir.path().to_str().unwrap().to_string();
         let sock = format!("{d}/sock");
-        let mut argv: Vec<String> =
-            vec!["-m".into(), "unix-listen".into(), "-p".into(), sock.clone(), "-t".into(), d.clone(), "-f".into(), format!("{d}/pid")];
+        let mut argv: Vec<String> = vec![
+            "-m".into(),
+            "unix-listen".into(),
+            "-p".into(),
+            sock.clone(),
+            "-t".into(),
+            d.clone(),
+            "-f".into(),
+            format!("{d}/pid"),
+        ];
         argv.extend(o.args);
         let mut cmd = match &o.ns_prelude {
             None => {

@@ -224,11 +224,8 @@ impl AgentBuilder {
         let log = std::fs::File::create(dir.join("agent.stderr")).expect("create agent.stderr");
         let mut c = self.command(&dir);
         c.stdin(Stdio::null()).stdout(Stdio::null()).stderr(log);
-        let child = c
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start agent {}: {}", agent_bin().display(), e));
-        Agent { child: Some(child), dir, sock: PathBuf::new(), stop_checked: false }
-            .with_sock()
+        let child = c.spawn().unwrap_or_else(|e| panic!("cannot start agent {}: {}", agent_bin().display(), e));
+        Agent { child: Some(child), dir, sock: PathBuf::new(), stop_checked: false }.with_sock()
     }
 
     /// Start the agent and wait until its socket accepts a connection; the
@@ -482,9 +479,7 @@ impl Conn {
         if now >= deadline {
             return Err("timed out".into());
         }
-        self.stream
-            .set_read_timeout(Some(deadline - now))
-            .expect("set_read_timeout");
+        self.stream.set_read_timeout(Some(deadline - now)).expect("set_read_timeout");
         let mut tmp = vec![0u8; 1 << 16];
         loop {
             match self.stream.read(&mut tmp) {
@@ -517,10 +512,9 @@ impl Conn {
             scanned = self.buf.len();
             match self.fill(deadline) {
                 Ok(true) => {}
-                Ok(false) => panic!(
-                    "agent closed the connection (pending bytes: {:?})",
-                    String::from_utf8_lossy(&self.buf)
-                ),
+                Ok(false) => {
+                    panic!("agent closed the connection (pending bytes: {:?})", String::from_utf8_lossy(&self.buf))
+                }
                 Err(ref e) if e == "timed out" => return None,
                 Err(e) => panic!("{}", e),
             }
@@ -698,10 +692,7 @@ impl Conn {
     pub fn wait_exec_raw(&mut self, pid: i64) -> String {
         let deadline = Instant::now() + EXEC_TIMEOUT;
         loop {
-            let raw = self.cmd_raw(&format!(
-                "{{\"execute\":\"guest-exec-status\",\"arguments\":{{\"pid\":{}}}}}",
-                pid
-            ));
+            let raw = self.cmd_raw(&format!("{{\"execute\":\"guest-exec-status\",\"arguments\":{{\"pid\":{}}}}}", pid));
             if raw != "{\"return\": {\"exited\": false}}\n" {
                 return raw;
             }
@@ -731,12 +722,7 @@ pub fn error_of(r: &Value) -> Option<(String, String)> {
 /// Assert that `r` is a GenericError with exactly `desc`.
 #[track_caller]
 pub fn assert_generic_error(r: &Value, desc: &str) {
-    assert_eq!(
-        error_of(r),
-        Some(("GenericError".to_string(), desc.to_string())),
-        "reply: {}",
-        r
-    );
+    assert_eq!(error_of(r), Some(("GenericError".to_string(), desc.to_string())), "reply: {}", r);
 }
 
 fn trunc(s: &str) -> String {
@@ -824,11 +810,7 @@ pub fn release_fifo(path: &Path, data: &[u8]) {
     use std::os::unix::fs::OpenOptionsExt;
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut f = loop {
-        match std::fs::OpenOptions::new()
-            .write(true)
-            .custom_flags(libc::O_NONBLOCK)
-            .open(path)
-        {
+        match std::fs::OpenOptions::new().write(true).custom_flags(libc::O_NONBLOCK).open(path) {
             Ok(f) => break f,
             Err(e) if e.raw_os_error() == Some(libc::ENXIO) && Instant::now() < deadline => {
                 thread::sleep(Duration::from_millis(10))
@@ -844,4 +826,3 @@ pub fn unique(tag: &str) -> String {
     static UNIQUE: AtomicUsize = AtomicUsize::new(0);
     format!("{}-{}", tag, UNIQUE.fetch_add(1, Ordering::SeqCst))
 }
-

@@ -3,17 +3,15 @@
 //! fds, and the event-driven waits built on them.
 #![allow(dead_code)]
 
-use std::path::Path;
 use std::io::{Read, Write};
+use std::path::Path;
 use std::process::{Child, ExitStatus};
 use std::thread;
 use std::time::{Duration, Instant};
 
 /// Number of open fds of a process.
 pub fn fd_count(pid: u32) -> usize {
-    std::fs::read_dir(format!("/proc/{}/fd", pid))
-        .expect("read /proc/PID/fd")
-        .count()
+    std::fs::read_dir(format!("/proc/{}/fd", pid)).expect("read /proc/PID/fd").count()
 }
 
 /// The fd table of a process: (fd, link target).
@@ -133,8 +131,12 @@ pub fn assert_sleeping(pid: u32, what: &str) {
     wait_idle(pid);
     for i in 0..50 {
         let st = proc_state(pid);
-        assert_eq!(st, Some('S'), "{what}: pid {pid} not asleep in sample {i} (wchan {:?})",
-            std::fs::read_to_string(format!("/proc/{pid}/wchan")).unwrap_or_default());
+        assert_eq!(
+            st,
+            Some('S'),
+            "{what}: pid {pid} not asleep in sample {i} (wchan {:?})",
+            std::fs::read_to_string(format!("/proc/{pid}/wchan")).unwrap_or_default()
+        );
         thread::sleep(Duration::from_millis(20));
     }
 }
@@ -162,7 +164,6 @@ pub fn wait_timeout(child: &mut Child, t: Duration) -> Option<ExitStatus> {
         thread::sleep(Duration::from_millis(5));
     }
 }
-
 
 /// Feeds `stdin` (if given) to a child started with piped stdio, collects
 /// its stdout and stderr, and waits up to `limit`: (status, stdout,

@@ -57,8 +57,7 @@ fn record(kind: &str, why: &str) {
         .append(true)
         .open(&path)
         .unwrap_or_else(|e| panic!("cannot record a skip in {}: {e}", path.display()));
-    f.write_all(line.as_bytes())
-        .unwrap_or_else(|e| panic!("cannot record a skip in {}: {e}", path.display()));
+    f.write_all(line.as_bytes()).unwrap_or_else(|e| panic!("cannot record a skip in {}: {e}", path.display()));
 }
 
 /// A prerequisite CI provides is missing: a failure under CI, else a

@@ -6,7 +6,6 @@ use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-
 static TMP_COUNTER: AtomicUsize = AtomicUsize::new(0);
 
 /// A fresh directory, removed (recursively) on drop.
@@ -57,4 +56,3 @@ impl Drop for TempDir {
         }
     }
 }
-

@@ -28,4 +28,3 @@ pub fn agent_bin() -> PathBuf {
 pub fn is_reference_agent() -> bool {
     matches!(std::env::var("QGA_TEST_REFERENCE").as_deref(), Ok("1"))
 }
-

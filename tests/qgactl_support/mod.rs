@@ -72,20 +72,10 @@ impl Agent {
             .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
         let deadline = Instant::now() + Duration::from_secs(60);
         while !sock.exists() {
-            assert!(
-                Instant::now() < deadline,
-                "agent {:?} did not create {}",
-                kind,
-                sock.display()
-            );
+            assert!(Instant::now() < deadline, "agent {:?} did not create {}", kind, sock.display());
             thread::sleep(Duration::from_millis(10));
         }
-        Agent {
-            kind,
-            child: Some(child),
-            dir,
-            sock,
-        }
+        Agent { kind, child: Some(child), dir, sock }
     }
 
     /// The agent's process id.
@@ -245,11 +235,7 @@ pub fn process_gone(pid: i32, limit: Duration) -> bool {
 /// sha256sum of a local file, through the host's coreutils.
 pub fn sha256_file(path: &Path) -> String {
     let o = Command::new("sha256sum").arg(path).output().expect("sha256sum");
-    String::from_utf8_lossy(&o.stdout)
-        .split_whitespace()
-        .next()
-        .unwrap_or("")
-        .to_string()
+    String::from_utf8_lossy(&o.stdout).split_whitespace().next().unwrap_or("").to_string()
 }
 
 /// Deterministic pseudo-random bytes (xorshift), every byte value present.

@@ -250,30 +250,14 @@ pub enum Command {
     Help(&'static str),
     Version,
     Ping,
-    Info {
-        json: bool,
-    },
+    Info { json: bool },
     Sync,
-    Osinfo {
-        json: bool,
-    },
-    Shutdown {
-        mode: Option<String>,
-    },
-    Raw {
-        request: String,
-    },
+    Osinfo { json: bool },
+    Shutdown { mode: Option<String> },
+    Raw { request: String },
     Exec(ExecArgs),
-    Push {
-        local: PathBuf,
-        remote: String,
-        progress: Option<bool>,
-    },
-    Pull {
-        remote: String,
-        local: PathBuf,
-        progress: Option<bool>,
-    },
+    Push { local: PathBuf, remote: String, progress: Option<bool> },
+    Pull { remote: String, local: PathBuf, progress: Option<bool> },
 }
 
 #[derive(Debug, Default)]
@@ -289,9 +273,7 @@ fn usage(msg: impl Into<String>) -> Failure {
 }
 
 fn utf8(s: &OsStr, what: &str) -> Result<String> {
-    s.to_str()
-        .map(str::to_string)
-        .ok_or_else(|| usage(format!("{what} is not valid UTF-8: {}", s.to_string_lossy())))
+    s.to_str().map(str::to_string).ok_or_else(|| usage(format!("{what} is not valid UTF-8: {}", s.to_string_lossy())))
 }
 
 fn seconds(opt: &str, v: &str) -> Result<f64> {
@@ -302,8 +284,7 @@ fn seconds(opt: &str, v: &str) -> Result<f64> {
 }
 
 fn parse_port(spec: &str, v: &str, opt: &str) -> Result<u32> {
-    v.parse::<u32>()
-        .map_err(|_| usage(format!("{opt}: bad port '{v}' in '{spec}'")))
+    v.parse::<u32>().map_err(|_| usage(format!("{opt}: bad port '{v}' in '{spec}'")))
 }
 
 /// Walks the arguments of one command.
@@ -345,11 +326,7 @@ impl Args {
             return Ok(v);
         }
         let v = self.items.get(self.i).ok_or_else(|| {
-            let sub = if self.command.is_empty() {
-                String::new()
-            } else {
-                format!("{} ", self.command)
-            };
+            let sub = if self.command.is_empty() { String::new() } else { format!("{} ", self.command) };
             usage(format!("{opt} needs a value (see 'qgactl {sub}--help')"))
         })?;
         self.i += 1;
@@ -366,10 +343,7 @@ impl Args {
         if self.command.is_empty() {
             usage(format!("unknown option '{opt}' (see 'qgactl --help')"))
         } else {
-            usage(format!(
-                "unknown option '{opt}' for {} (see 'qgactl {} --help')",
-                self.command, self.command
-            ))
+            usage(format!("unknown option '{opt}' for {} (see 'qgactl {} --help')", self.command, self.command))
         }
     }
 }
@@ -404,28 +378,17 @@ impl Global {
         let target = match which {
             "--socket" => Target::Unix(PathBuf::from(&v)),
             "--vsock" => {
-                let (c, p) = v
-                    .split_once(':')
-                    .ok_or_else(|| usage(format!("--vsock wants CID:PORT, not '{v}'")))?;
-                let cid = c
-                    .parse::<u32>()
-                    .map_err(|_| usage(format!("--vsock: bad CID '{c}' in '{v}'")))?;
-                Target::Vsock {
-                    cid,
-                    port: parse_port(&v, p, opt)?,
-                }
+                let (c, p) = v.split_once(':').ok_or_else(|| usage(format!("--vsock wants CID:PORT, not '{v}'")))?;
+                let cid = c.parse::<u32>().map_err(|_| usage(format!("--vsock: bad CID '{c}' in '{v}'")))?;
+                Target::Vsock { cid, port: parse_port(&v, p, opt)? }
             }
             _ => {
-                let (path, p) = v
-                    .rsplit_once(':')
-                    .ok_or_else(|| usage(format!("--hybrid-vsock wants PATH:PORT, not '{v}'")))?;
+                let (path, p) =
+                    v.rsplit_once(':').ok_or_else(|| usage(format!("--hybrid-vsock wants PATH:PORT, not '{v}'")))?;
                 if path.is_empty() {
                     return Err(usage(format!("--hybrid-vsock wants PATH:PORT, not '{v}'")));
                 }
-                Target::Hybrid {
-                    path: PathBuf::from(path),
-                    port: parse_port(&v, p, opt)?,
-                }
+                Target::Hybrid { path: PathBuf::from(path), port: parse_port(&v, p, opt)? }
             }
         };
         self.target = Some(target);
@@ -453,19 +416,14 @@ impl Global {
     }
 }
 
-const COMMANDS: [&str; 11] = [
-    "exec", "shell", "push", "pull", "ping", "info", "sync", "osinfo", "shutdown", "raw", "help",
-];
+const COMMANDS: [&str; 11] =
+    ["exec", "shell", "push", "pull", "ping", "info", "sync", "osinfo", "shutdown", "raw", "help"];
 
 /// Parses the whole command line. Returns the connection options (None
 /// for help/version, which need no agent) and the command.
 pub fn parse(items: Vec<OsString>) -> Result<(Option<Options>, Command)> {
     let mut g = Global::default();
-    let mut args = Args {
-        items,
-        i: 0,
-        command: "",
-    };
+    let mut args = Args { items, i: 0, command: "" };
     // Global options, then the command name.
     let name = loop {
         match args.next() {
@@ -545,11 +503,8 @@ pub fn parse(items: Vec<OsString>) -> Result<(Option<Options>, Command)> {
                     ("push" | "pull", "--no-progress") => progress = Some(false),
                     ("exec", "--stdin") => {
                         let v = args.value(&o, inline)?;
-                        ex.stdin = Some(if v == "-" {
-                            StdinSource::Stdin
-                        } else {
-                            StdinSource::File(PathBuf::from(v))
-                        });
+                        ex.stdin =
+                            Some(if v == "-" { StdinSource::Stdin } else { StdinSource::File(PathBuf::from(v)) });
                     }
                     ("exec", "-e" | "--env") => {
                         let v = args.value(&o, inline)?;
@@ -620,19 +575,11 @@ pub fn parse(items: Vec<OsString>) -> Result<(Option<Options>, Command)> {
         }
         "push" => {
             nwords(2, "LOCAL and REMOTE")?;
-            Command::Push {
-                local: PathBuf::from(&words[0]),
-                remote: utf8(&words[1], "REMOTE")?,
-                progress,
-            }
+            Command::Push { local: PathBuf::from(&words[0]), remote: utf8(&words[1], "REMOTE")?, progress }
         }
         "pull" => {
             nwords(2, "REMOTE and LOCAL")?;
-            Command::Pull {
-                remote: utf8(&words[0], "REMOTE")?,
-                local: PathBuf::from(&words[1]),
-                progress,
-            }
+            Command::Pull { remote: utf8(&words[0], "REMOTE")?, local: PathBuf::from(&words[1]), progress }
         }
         "shell" => {
             nwords(0, "no arguments besides --user")?;

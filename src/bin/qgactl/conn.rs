@@ -80,12 +80,7 @@ pub struct Session {
 const READ_CHUNK: usize = 1 << 20;
 
 fn strerror(e: i32) -> String {
-    std::io::Error::from_raw_os_error(e)
-        .to_string()
-        .split(" (os error")
-        .next()
-        .unwrap_or_default()
-        .to_string()
+    std::io::Error::from_raw_os_error(e).to_string().split(" (os error").next().unwrap_or_default().to_string()
 }
 
 fn ms_until(t: Instant) -> i32 {
@@ -101,14 +96,10 @@ fn ms_until(t: Instant) -> i32 {
 /// A random sync id in 0..2^53 (exact in every JSON implementation).
 pub fn random_id() -> i64 {
     let mut b = [0u8; 8];
-    let ok = std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut b))
-        .is_ok();
+    let ok = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut b)).is_ok();
     let mut v = u64::from_le_bytes(b);
     if !ok {
-        let t = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default();
+        let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
         v = (t.as_nanos() as u64) ^ ((std::process::id() as u64) << 32);
     }
     (v & ((1u64 << 53) - 1)) as i64
@@ -117,10 +108,7 @@ pub fn random_id() -> i64 {
 /// Random lowercase hex, for names of staging files in the guest.
 pub fn random_hex(bytes: usize) -> String {
     let mut b = vec![0u8; bytes];
-    if std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut b))
-        .is_err()
-    {
+    if std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut b)).is_err() {
         let seed = random_id() as u64;
         for (i, x) in b.iter_mut().enumerate() {
             *x = (seed.rotate_left(i as u32 * 7) ^ (i as u64 * 0x9E37_79B9)) as u8;
@@ -221,10 +209,7 @@ impl Session {
                     Target::Unix(_) => " (is the agent running? set --socket or QGA_SOCKET)",
                     _ => "",
                 };
-                return Err(Failure::Connection(format!(
-                    "cannot connect to {}: {last_err}{hint}",
-                    opts.target
-                )));
+                return Err(Failure::Connection(format!("cannot connect to {}: {last_err}{hint}", opts.target)));
             }
             std::thread::sleep(Duration::from_millis(100).min(deadline.saturating_duration_since(Instant::now())));
         }
@@ -236,8 +221,7 @@ impl Session {
             Target::Vsock { cid, port } => connect_vsock(*cid, *port, deadline).map(|fd| Session::new(fd, opts)),
             Target::Hybrid { path, port } => {
                 let mut s = Session::new(connect_unix(path)?, opts);
-                s.write_all(format!("CONNECT {port}\n").as_bytes(), deadline)
-                    .map_err(|f| f.to_string())?;
+                s.write_all(format!("CONNECT {port}\n").as_bytes(), deadline).map_err(|f| f.to_string())?;
                 let mut dl = deadline;
                 loop {
                     if let Some(line) = s.take_line() {
@@ -245,10 +229,7 @@ impl Session {
                         if text.starts_with("OK") {
                             return Ok(s);
                         }
-                        return Err(format!(
-                            "hybrid vsock handshake failed: the backend answered '{}'",
-                            text.trim()
-                        ));
+                        return Err(format!("hybrid vsock handshake failed: the backend answered '{}'", text.trim()));
                     }
                     match s.fill(&mut dl, None, false) {
                         Ok(_) => {}
@@ -277,8 +258,7 @@ impl Session {
                     .unwrap_or_default(),
             );
             msg.push(b'\n');
-            self.write_all(&msg, deadline)
-                .map_err(|f| SyncError::Closed(f.to_string()))?;
+            self.write_all(&msg, deadline).map_err(|f| SyncError::Closed(f.to_string()))?;
             let try_deadline = (Instant::now() + per_try).min(deadline);
             let mut dl = deadline;
             let mut seeking = true;
@@ -362,18 +342,9 @@ impl Session {
                     }
                 }
                 sys::EPIPE | sys::ECONNRESET => {
-                    return Err(Failure::Connection(format!(
-                        "{}: connection closed by the agent",
-                        self.target
-                    )))
+                    return Err(Failure::Connection(format!("{}: connection closed by the agent", self.target)))
                 }
-                e => {
-                    return Err(Failure::Connection(format!(
-                        "{}: write failed: {}",
-                        self.target,
-                        strerror(e)
-                    )))
-                }
+                e => return Err(Failure::Connection(format!("{}: write failed: {}", self.target, strerror(e)))),
             }
         }
         Ok(())
@@ -461,11 +432,9 @@ impl Session {
 
     fn fill_failure(&self, e: FillError) -> Failure {
         Failure::Connection(match e {
-            FillError::Timeout => format!(
-                "{}: the agent did not reply within {}",
-                self.target,
-                secs(self.reply_timeout)
-            ),
+            FillError::Timeout => {
+                format!("{}: the agent did not reply within {}", self.target, secs(self.reply_timeout))
+            }
             FillError::Closed => format!("{}: connection closed by the agent", self.target),
             FillError::Other(m) => format!("{}: {m}", self.target),
         })
@@ -518,8 +487,7 @@ impl Session {
             if wake.is_some_and(|w| Instant::now() >= w) {
                 return Ok(Event::Wake);
             }
-            self.fill_watching(deadline, wake, interruptible, watch)
-                .map_err(|e| self.fill_failure(e))?;
+            self.fill_watching(deadline, wake, interruptible, watch).map_err(|e| self.fill_failure(e))?;
         }
     }
 
@@ -567,9 +535,7 @@ impl Session {
         bytes.extend_from_slice(b":\"");
         let start = bytes.len();
         bytes.resize(start + base64::encoded_len(data.len(), true).unwrap_or(0), 0);
-        let n = base64::engine::general_purpose::STANDARD
-            .encode_slice(data, &mut bytes[start..])
-            .unwrap_or(0);
+        let n = base64::engine::general_purpose::STANDARD.encode_slice(data, &mut bytes[start..]).unwrap_or(0);
         bytes.truncate(start + n);
         bytes.extend_from_slice(b"\"}}\n");
         let deadline = Instant::now() + self.reply_timeout;
@@ -622,16 +588,8 @@ pub fn parse_reply(line: &[u8]) -> Result<Reply> {
         return Ok(Reply::Return(r.clone()));
     }
     if let Some(e) = v.get("error") {
-        let class = e
-            .get("class")
-            .and_then(Value::as_str)
-            .unwrap_or("GenericError")
-            .to_string();
-        let desc = e
-            .get("desc")
-            .and_then(Value::as_str)
-            .unwrap_or("(no description)")
-            .to_string();
+        let class = e.get("class").and_then(Value::as_str).unwrap_or("GenericError").to_string();
+        let desc = e.get("desc").and_then(Value::as_str).unwrap_or("(no description)").to_string();
         return Ok(Reply::Error { class, desc });
     }
     Err(bad())

@@ -79,11 +79,7 @@ struct Caps {
 
 fn query_caps(sess: &mut Session) -> Result<Caps> {
     let v = sess.call("guest-info", None)?;
-    let cmds = v
-        .get("supported_commands")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
+    let cmds = v.get("supported_commands").and_then(Value::as_array).cloned().unwrap_or_default();
     let enabled = |n: &str| {
         cmds.iter().any(|c| {
             c.get("name").and_then(Value::as_str) == Some(n) && c.get("enabled").and_then(Value::as_bool) != Some(false)
@@ -124,7 +120,9 @@ pub fn run(sess: &mut Session, a: ExecArgs) -> Result<i32> {
         return Err(Failure::agent(
             "guest-exec",
             "GenericError",
-            &format!("the agent has no terminal support ({what} needs qga; guest-info does not list guest-exec-resize)"),
+            &format!(
+                "the agent has no terminal support ({what} needs qga; guest-info does not list guest-exec-resize)"
+            ),
         ));
     }
     if !caps.ext {
@@ -226,10 +224,7 @@ fn prepare_input(sess: &mut Session, a: &ExecArgs, caps: &Caps) -> Result<Input>
 
 /// Runs a short helper in the guest, collecting (exit code, stderr).
 fn run_helper(sess: &mut Session, path: &str, args: &[&str]) -> Result<(i64, String)> {
-    let v = sess.call(
-        "guest-exec",
-        Some(json!({"path": path, "arg": args, "capture-output": true})),
-    )?;
+    let v = sess.call("guest-exec", Some(json!({"path": path, "arg": args, "capture-output": true})))?;
     let pid = pid_of(&v)?;
     let deadline = Instant::now() + sess.reply_timeout;
     let mut delay = POLL_FIRST;
@@ -252,9 +247,7 @@ fn run_helper(sess: &mut Session, path: &str, args: &[&str]) -> Result<(i64, Str
 }
 
 fn pid_of(v: &Value) -> Result<i64> {
-    v.get("pid")
-        .and_then(Value::as_i64)
-        .ok_or_else(|| Failure::Connection(format!("guest-exec: unexpected reply {v}")))
+    v.get("pid").and_then(Value::as_i64).ok_or_else(|| Failure::Connection(format!("guest-exec: unexpected reply {v}")))
 }
 
 fn decode(v: &Value, key: &str) -> Vec<u8> {
@@ -282,14 +275,7 @@ enum Act {
 
 impl Terminator {
     fn new(pid: i64) -> Self {
-        Terminator {
-            pid,
-            forwarded: 0,
-            kill_at: None,
-            give_up_at: None,
-            helpers: Vec::new(),
-            gave_up: false,
-        }
+        Terminator { pid, forwarded: 0, kill_at: None, give_up_at: None, helpers: Vec::new(), gave_up: false }
     }
 
     /// A signal for the program: the first is forwarded as is, the second
@@ -416,12 +402,7 @@ fn run_program(sess: &mut Session, a: &ExecArgs, caps: &Caps, input: &Input) -> 
     let mut argv: Vec<String> = Vec::new();
     let path = match input {
         Input::Staged { file, .. } => {
-            argv.extend([
-                "-c".to_string(),
-                STAGE_SCRIPT.to_string(),
-                file.clone(),
-                a.program.clone(),
-            ]);
+            argv.extend(["-c".to_string(), STAGE_SCRIPT.to_string(), file.clone(), a.program.clone()]);
             "/bin/sh".to_string()
         }
         _ if a.shell => {
@@ -493,14 +474,10 @@ fn run_program(sess: &mut Session, a: &ExecArgs, caps: &Caps, input: &Input) -> 
     }
     let fin = result?;
     if fin.escaped {
-        return Err(Failure::Connection(format!(
-            "session closed (~.); guest process {pid} was sent SIGHUP"
-        )));
+        return Err(Failure::Connection(format!("session closed (~.); guest process {pid} was sent SIGHUP")));
     }
     if term.gave_up {
-        return Err(Failure::Interrupted(format!(
-            "gave up waiting; guest process {pid} may still be running"
-        )));
+        return Err(Failure::Interrupted(format!("gave up waiting; guest process {pid} may still be running")));
     }
     if let Some(e) = fin.input_error {
         // The program got a truncated stdin (closed at the failure).
@@ -677,10 +654,7 @@ fn stream_loop(sess: &mut Session, term: &mut Terminator, mut feeder: Option<Fee
                 } else {
                     sess.send_with_base64("guest-exec-input", args, "input-data", &f.offer)?;
                 }
-                queue.push_back(Expect::Input {
-                    sent: f.offer.len(),
-                    eof,
-                });
+                queue.push_back(Expect::Input { sent: f.offer.len(), eof });
                 f.in_flight = true;
                 deadline = deadline.max(Instant::now() + sess.reply_timeout);
             }
@@ -688,10 +662,7 @@ fn stream_loop(sess: &mut Session, term: &mut Terminator, mut feeder: Option<Fee
         if terminal::escaped() {
             // As when ssh's connection goes: the terminal hangs up.
             sess.send("guest-exec-terminate", Some(json!({"pid": pid, "signal": crate::sys::SIGHUP})))?;
-            return Ok(Final {
-                escaped: true,
-                ..Final::default()
-            });
+            return Ok(Final { escaped: true, ..Final::default() });
         }
         if !status_out {
             sess.send("guest-exec-status", Some(json!({"pid": pid, "wait": STATUS_WAIT})))?;
@@ -711,10 +682,7 @@ fn stream_loop(sess: &mut Session, term: &mut Terminator, mut feeder: Option<Fee
             Some(Expect::Resize) => "guest-exec-resize",
             _ => "guest-exec-status",
         };
-        match sess
-            .next_event(&mut deadline, wake, true, watch)
-            .map_err(|f| ctx(f, what))?
-        {
+        match sess.next_event(&mut deadline, wake, true, watch).map_err(|f| ctx(f, what))? {
             Event::Line(line) => match queue.pop_front() {
                 Some(Expect::Status) => {
                     status_out = false;
@@ -733,17 +701,13 @@ fn stream_loop(sess: &mut Session, term: &mut Terminator, mut feeder: Option<Fee
                     }
                 }
                 Some(Expect::Input { sent, eof }) => {
-                    let f = feeder.as_mut().ok_or_else(|| {
-                        Failure::Connection("unexpected reply to guest-exec-input".to_string())
-                    })?;
+                    let f = feeder
+                        .as_mut()
+                        .ok_or_else(|| Failure::Connection("unexpected reply to guest-exec-input".to_string()))?;
                     match parse_reply(&line)? {
                         Reply::Return(v) => match v.get("count").and_then(Value::as_u64) {
                             Some(n) => f.accepted(sent, eof, n as usize),
-                            None => {
-                                return Err(Failure::Connection(format!(
-                                    "guest-exec-input: unexpected reply {v}"
-                                )))
-                            }
+                            None => return Err(Failure::Connection(format!("guest-exec-input: unexpected reply {v}"))),
                         },
                         Reply::Error { desc, .. } => f.refused(&desc),
                     }
@@ -809,11 +773,7 @@ fn ctx(f: Failure, command: &str) -> Failure {
 fn poll_loop(sess: &mut Session, a: &ExecArgs, caps: &Caps, term: &mut Terminator, start: Instant) -> Result<Final> {
     let pid = term.pid;
     // qga enforces --timeout itself; with stock qemu-ga qgactl does.
-    let client_deadline = if caps.ext {
-        None
-    } else {
-        a.timeout.map(|t| start + Duration::from_secs_f64(t))
-    };
+    let client_deadline = if caps.ext { None } else { a.timeout.map(|t| start + Duration::from_secs_f64(t)) };
     let mut timed_out = false;
     let mut delay = POLL_FIRST;
     loop {
@@ -821,10 +781,9 @@ fn poll_loop(sess: &mut Session, a: &ExecArgs, caps: &Caps, term: &mut Terminato
         if v.get("exited").and_then(Value::as_bool) == Some(true) {
             let mut sink = Sink::default();
             sink.write_status(&v);
-            for (flag, data, stream) in [
-                ("out-truncated", "out-data", "stdout"),
-                ("err-truncated", "err-data", "stderr"),
-            ] {
+            for (flag, data, stream) in
+                [("out-truncated", "out-data", "stdout"), ("err-truncated", "err-data", "stderr")]
+            {
                 // qemu-ga < 10.2 sends `false` exactly when it truncated
                 // (qga-protocol.md §2.6), so a capture of exactly the cap
                 // with the flag present counts as truncated too.
@@ -867,10 +826,7 @@ fn poll_loop(sess: &mut Session, a: &ExecArgs, caps: &Caps, term: &mut Terminato
                 Act::Send(sig) => term.kill_via_exec(sess, sig)?,
                 Act::GiveUp => {
                     if timed_out {
-                        return Ok(Final {
-                            timed_out: true,
-                            ..Final::default()
-                        });
+                        return Ok(Final { timed_out: true, ..Final::default() });
                     }
                     term.gave_up = true;
                     return Ok(Final::default());

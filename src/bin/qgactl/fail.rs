@@ -22,11 +22,7 @@ pub enum Failure {
     Usage(String),
     Local(String),
     Connection(String),
-    Agent {
-        command: String,
-        class: String,
-        desc: String,
-    },
+    Agent { command: String, class: String, desc: String },
     Interrupted(String),
 }
 
@@ -47,11 +43,7 @@ impl Failure {
     }
 
     pub fn agent(command: &str, class: &str, desc: &str) -> Failure {
-        Failure::Agent {
-            command: command.to_string(),
-            class: class.to_string(),
-            desc: desc.to_string(),
-        }
+        Failure::Agent { command: command.to_string(), class: class.to_string(), desc: desc.to_string() }
     }
 }
 

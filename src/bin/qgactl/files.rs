@@ -40,8 +40,7 @@ pub fn read_full(r: &mut dyn Read, buf: &mut [u8]) -> std::io::Result<usize> {
 }
 
 fn handle_of(v: &Value, command: &str) -> Result<i64> {
-    v.as_i64()
-        .ok_or_else(|| Failure::Connection(format!("{command}: unexpected reply (no handle): {v}")))
+    v.as_i64().ok_or_else(|| Failure::Connection(format!("{command}: unexpected reply (no handle): {v}")))
 }
 
 /// Closes a handle after a failure, if the session is still usable.
@@ -110,11 +109,7 @@ fn write_chunk(sess: &mut Session, handle: i64, mut data: &[u8]) -> Result<()> {
         if count == 0 {
             stalls += 1;
             if stalls >= 3 {
-                return Err(Failure::agent(
-                    "guest-file-write",
-                    "GenericError",
-                    "the agent wrote 0 bytes (disk full?)",
-                ));
+                return Err(Failure::agent("guest-file-write", "GenericError", "the agent wrote 0 bytes (disk full?)"));
             }
             continue;
         }
@@ -128,9 +123,7 @@ pub fn push(sess: &mut Session, local: &Path, remote: &str, force_progress: Opti
     let mut remote = remote.to_string();
     if remote.ends_with('/') {
         let Some(name) = local.file_name().filter(|_| !from_stdin) else {
-            return Err(Failure::Usage(format!(
-                "push: REMOTE '{remote}' is a directory; give the file name"
-            )));
+            return Err(Failure::Usage(format!("push: REMOTE '{remote}' is a directory; give the file name")));
         };
         remote.push_str(&name.to_string_lossy());
     }
@@ -140,10 +133,7 @@ pub fn push(sess: &mut Session, local: &Path, remote: &str, force_progress: Opti
         let f = File::open(local).map_err(|e| local_err("cannot open", local, e))?;
         let meta = f.metadata().map_err(|e| local_err("cannot stat", local, e))?;
         if meta.is_dir() {
-            return Err(Failure::Local(format!(
-                "{} is a directory (push copies one file)",
-                local.display()
-            )));
+            return Err(Failure::Local(format!("{} is a directory (push copies one file)", local.display())));
         }
         (Box::new(f), meta.is_file().then_some(meta.len()))
     };
@@ -162,20 +152,14 @@ pub fn push(sess: &mut Session, local: &Path, remote: &str, force_progress: Opti
 
 /// Best-effort size of an open remote file (seek to the end and back).
 fn remote_size(sess: &mut Session, handle: i64) -> Result<Option<u64>> {
-    let end = match sess.call(
-        "guest-file-seek",
-        Some(json!({"handle": handle, "offset": 0, "whence": "end"})),
-    ) {
+    let end = match sess.call("guest-file-seek", Some(json!({"handle": handle, "offset": 0, "whence": "end"}))) {
         Ok(v) => v.get("position").and_then(Value::as_u64),
         Err(Failure::Agent { .. }) => return Ok(None),
         Err(f) => return Err(f),
     };
     if end.is_some() {
         // Must succeed, or the reads would start at the end.
-        sess.call(
-            "guest-file-seek",
-            Some(json!({"handle": handle, "offset": 0, "whence": "set"})),
-        )?;
+        sess.call("guest-file-seek", Some(json!({"handle": handle, "offset": 0, "whence": "set"})))?;
     }
     Ok(end)
 }
@@ -198,14 +182,8 @@ pub fn pull(sess: &mut Session, remote: &str, local: &Path, force_progress: Opti
         let mut out: Box<dyn Write> = if to_stdout {
             Box::new(std::io::stdout().lock())
         } else {
-            let dir = target
-                .parent()
-                .filter(|p| !p.as_os_str().is_empty())
-                .unwrap_or(Path::new("."));
-            let name = target
-                .file_name()
-                .map(|n| n.to_string_lossy().to_string())
-                .unwrap_or_default();
+            let dir = target.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+            let name = target.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
             let tmp = dir.join(format!(".{name}.qgactl-{}.part", std::process::id()));
             let f = File::create(&tmp).map_err(|e| local_err("cannot create", &tmp, e))?;
             part = Some(tmp);

@@ -51,54 +51,52 @@ impl Pump {
         let (wake_r, wake_w) = sys::pipe_nonblocking().map_err(std::io::Error::from_raw_os_error)?;
         let shared = Arc::new((Mutex::new(Shared::default()), Condvar::new()));
         let sh = Arc::clone(&shared);
-        std::thread::Builder::new()
-            .name("stdin".into())
-            .spawn(move || {
-                let (lock, cond) = &*sh;
-                loop {
-                    {
-                        let mut s = lock.lock().unwrap_or_else(|e| e.into_inner());
-                        while s.len >= READ_AHEAD && !s.stopped {
-                            s = cond.wait(s).unwrap_or_else(|e| e.into_inner());
-                        }
-                        if s.stopped {
-                            return;
-                        }
-                    }
-                    let mut buf = vec![0u8; READ_SIZE];
-                    let r = loop {
-                        match source.read(&mut buf) {
-                            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-                            r => break r,
-                        }
-                    };
+        std::thread::Builder::new().name("stdin".into()).spawn(move || {
+            let (lock, cond) = &*sh;
+            loop {
+                {
                     let mut s = lock.lock().unwrap_or_else(|e| e.into_inner());
-                    let end = match r {
-                        Ok(0) => {
-                            s.eof = true;
-                            true
-                        }
-                        Ok(n) => {
-                            buf.truncate(n);
-                            if n < READ_SIZE / 4 {
-                                buf.shrink_to_fit();
-                            }
-                            s.len += n;
-                            s.blocks.push_back(buf);
-                            false
-                        }
-                        Err(e) => {
-                            s.error = Some(format!("cannot read stdin: {}", strip_os_error(&e)));
-                            true
-                        }
-                    };
-                    drop(s);
-                    sys::poke(wake_w.as_fd());
-                    if end {
+                    while s.len >= READ_AHEAD && !s.stopped {
+                        s = cond.wait(s).unwrap_or_else(|e| e.into_inner());
+                    }
+                    if s.stopped {
                         return;
                     }
                 }
-            })?;
+                let mut buf = vec![0u8; READ_SIZE];
+                let r = loop {
+                    match source.read(&mut buf) {
+                        Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                        r => break r,
+                    }
+                };
+                let mut s = lock.lock().unwrap_or_else(|e| e.into_inner());
+                let end = match r {
+                    Ok(0) => {
+                        s.eof = true;
+                        true
+                    }
+                    Ok(n) => {
+                        buf.truncate(n);
+                        if n < READ_SIZE / 4 {
+                            buf.shrink_to_fit();
+                        }
+                        s.len += n;
+                        s.blocks.push_back(buf);
+                        false
+                    }
+                    Err(e) => {
+                        s.error = Some(format!("cannot read stdin: {}", strip_os_error(&e)));
+                        true
+                    }
+                };
+                drop(s);
+                sys::poke(wake_w.as_fd());
+                if end {
+                    return;
+                }
+            }
+        })?;
         Ok(Pump { shared, wake_r })
     }
 

@@ -18,10 +18,7 @@ fn out(s: &str) -> Result<()> {
 pub fn ping(sess: &mut Session) -> Result<i32> {
     let t = Instant::now();
     sess.call("guest-ping", None)?;
-    out(&format!(
-        "guest-ping: ok ({:.2} ms)\n",
-        t.elapsed().as_secs_f64() * 1000.0
-    ))?;
+    out(&format!("guest-ping: ok ({:.2} ms)\n", t.elapsed().as_secs_f64() * 1000.0))?;
     Ok(0)
 }
 
@@ -31,9 +28,7 @@ pub fn sync(sess: &mut Session) -> Result<i32> {
     let t = Instant::now();
     let v = sess.call("guest-sync", Some(json!({"id": id})))?;
     if v.as_i64() != Some(id) {
-        return Err(Failure::Connection(format!(
-            "guest-sync: the agent echoed {v} instead of {id}"
-        )));
+        return Err(Failure::Connection(format!("guest-sync: the agent echoed {v} instead of {id}")));
     }
     out(&format!(
         "synchronised: guest-sync-delimited echoed {delimited}, guest-sync echoed {id} ({:.2} ms)\n",
@@ -63,10 +58,7 @@ fn yes(b: Option<bool>) -> &'static str {
 /// `--json`: the agent's reply line as it came.
 fn print_raw_line(mut line: Vec<u8>) -> Result<i32> {
     line.push(b'\n');
-    std::io::stdout()
-        .lock()
-        .write_all(&line)
-        .map_err(|e| Failure::Local(format!("cannot write to stdout: {e}")))?;
+    std::io::stdout().lock().write_all(&line).map_err(|e| Failure::Local(format!("cannot write to stdout: {e}")))?;
     Ok(0)
 }
 
@@ -75,15 +67,10 @@ pub fn info(sess: &mut Session, json: bool) -> Result<i32> {
     if json {
         return print_raw_line(line);
     }
-    let Ok(Reply::Return(v)) = parse_reply(&line) else {
-        unreachable!("checked by raw_line")
-    };
+    let Ok(Reply::Return(v)) = parse_reply(&line) else { unreachable!("checked by raw_line") };
     let version = v.get("version").and_then(Value::as_str).unwrap_or("?");
-    let mut cmds: Vec<&Value> = v
-        .get("supported_commands")
-        .and_then(Value::as_array)
-        .map(|a| a.iter().collect())
-        .unwrap_or_default();
+    let mut cmds: Vec<&Value> =
+        v.get("supported_commands").and_then(Value::as_array).map(|a| a.iter().collect()).unwrap_or_default();
     cmds.sort_by_key(|c| c.get("name").and_then(Value::as_str).unwrap_or(""));
     let has = |n: &str| cmds.iter().any(|c| c.get("name").and_then(Value::as_str) == Some(n));
     let enabled = |n: &str| {
@@ -96,17 +83,9 @@ pub fn info(sess: &mut Session, json: bool) -> Result<i32> {
         (true, false) => "yes (streaming exec, wait, terminate, timeout, cwd, user)",
         _ => "no (stock qemu-ga behaviour)",
     };
-    let width = cmds
-        .iter()
-        .filter_map(|c| c.get("name").and_then(Value::as_str))
-        .map(str::len)
-        .max()
-        .unwrap_or(7)
-        .max(7);
-    let mut s = format!(
-        "version:    {version}\nextensions: {ext}\ncommands:   {}\n\n",
-        cmds.len()
-    );
+    let width =
+        cmds.iter().filter_map(|c| c.get("name").and_then(Value::as_str)).map(str::len).max().unwrap_or(7).max(7);
+    let mut s = format!("version:    {version}\nextensions: {ext}\ncommands:   {}\n\n", cmds.len());
     s.push_str(&format!("{:<width$}  ENABLED  SUCCESS-RESPONSE\n", "COMMAND"));
     for c in cmds {
         let name = c.get("name").and_then(Value::as_str).unwrap_or("?");
@@ -123,9 +102,7 @@ pub fn osinfo(sess: &mut Session, json: bool) -> Result<i32> {
     if json {
         return print_raw_line(line);
     }
-    let Ok(Reply::Return(v)) = parse_reply(&line) else {
-        unreachable!("checked by raw_line")
-    };
+    let Ok(Reply::Return(v)) = parse_reply(&line) else { unreachable!("checked by raw_line") };
     const ORDER: [&str; 10] = [
         "pretty-name",
         "name",
@@ -189,10 +166,7 @@ pub fn raw(sess: &mut Session, request: &str) -> Result<i32> {
     let line = sess.read_line(sess.reply_timeout)?;
     let mut l = line.clone();
     l.push(b'\n');
-    std::io::stdout()
-        .lock()
-        .write_all(&l)
-        .map_err(|e| Failure::Local(format!("cannot write to stdout: {e}")))?;
+    std::io::stdout().lock().write_all(&l).map_err(|e| Failure::Local(format!("cannot write to stdout: {e}")))?;
     Ok(match parse_reply(&line) {
         Ok(Reply::Return(_)) => 0,
         _ => EXIT_AGENT,

@@ -104,7 +104,8 @@ pub fn send(fd: BorrowedFd<'_>, data: &[u8]) -> Result<usize, i32> {
 /// A non-blocking, close-on-exec AF_VSOCK stream socket.
 pub fn vsock_socket() -> Result<OwnedFd, i32> {
     // SAFETY: plain socket creation.
-    let raw = cvt(unsafe { libc::socket(libc::AF_VSOCK, libc::SOCK_STREAM | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK, 0) })?;
+    let raw =
+        cvt(unsafe { libc::socket(libc::AF_VSOCK, libc::SOCK_STREAM | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK, 0) })?;
     // SAFETY: raw is a fresh descriptor nobody else owns.
     Ok(unsafe { OwnedFd::from_raw_fd(raw) })
 }
@@ -143,7 +144,13 @@ pub fn socket_error(fd: BorrowedFd<'_>) -> i32 {
     let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
     // SAFETY: SO_ERROR into a c_int of the stated size.
     unsafe {
-        libc::getsockopt(fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_ERROR, (&mut err as *mut libc::c_int).cast(), &mut len)
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_ERROR,
+            (&mut err as *mut libc::c_int).cast(),
+            &mut len,
+        )
     };
     err
 }
