@@ -166,15 +166,15 @@ fn works_with_stdio_closed() {
             Ok(())
         });
     }
-    let mut child = cmd.spawn().expect("spawn");
+    let mut child = KillOnDrop(cmd.spawn().expect("spawn"));
     let deadline = Instant::now() + Duration::from_secs(60);
     let s = loop {
         match UnixStream::connect(&sock) {
             Ok(s) => break s,
             Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
             Err(e) => {
-                let _ = child.kill();
-                let _ = child.wait();
+                let _ = child.0.kill();
+                let _ = child.0.wait();
                 panic!("connect: {}", e)
             }
         }
@@ -185,11 +185,11 @@ fn works_with_stdio_closed() {
     let st2 = c.exec_and_wait(json!({"path": "cat", "input-data": "aGVsbG8=", "capture-output": true}));
     drop(c);
     // SAFETY: signals a process this test started (or its group).
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    let code = wait_timeout(&mut child, Duration::from_secs(60));
+    unsafe { libc::kill(child.0.id() as i32, libc::SIGTERM) };
+    let code = wait_timeout(&mut child.0, Duration::from_secs(60));
     if code.is_none() {
-        let _ = child.kill();
-        let _ = child.wait();
+        let _ = child.0.kill();
+        let _ = child.0.wait();
     }
     assert_eq!(data_of(&st, "out-data"), b"/dev/null\n0\n1\n2\n".to_vec(), "{}", st);
     assert_eq!(data_of(&st2, "out-data"), b"hello".to_vec(), "{}", st2);
@@ -334,17 +334,17 @@ fn systemd_socket_activation() {
         &[lfd],
     );
     cmd.current_dir(dir.path()).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
-    let mut child = cmd.spawn().expect("spawn");
+    let mut child = KillOnDrop(cmd.spawn().expect("spawn"));
     drop(listener);
     let s = UnixStream::connect(&sock).expect("connect");
     let mut c = Conn::new(s);
     let r = c.execute("guest-sync", json!({"id": 99}));
     // SAFETY: signals a process this test started (or its group).
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    let st = wait_timeout(&mut child, Duration::from_secs(60));
+    unsafe { libc::kill(child.0.id() as i32, libc::SIGTERM) };
+    let st = wait_timeout(&mut child.0, Duration::from_secs(60));
     if st.is_none() {
-        let _ = child.kill();
-        let _ = child.wait();
+        let _ = child.0.kill();
+        let _ = child.0.wait();
     }
     assert_eq!(r, json!({"return": 99}));
     if !is_reference_agent() || st.is_some() {

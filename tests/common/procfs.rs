@@ -197,3 +197,16 @@ pub fn collect_output(mut c: Child, stdin: Option<Vec<u8>>, limit: Duration) -> 
     }
     Some((st, ro.join().unwrap(), re.join().unwrap()))
 }
+
+/// A child that is killed (SIGKILL) and reaped on drop unless it has ended:
+/// no agent outlives a test that fails half-way.
+pub struct KillOnDrop(pub Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
