@@ -125,9 +125,13 @@ pub fn open_fds() -> Vec<RawFd> {
 
 /// access(2) with X_OK: may the caller execute `path`?
 pub fn can_execute(path: &str) -> bool {
-    let Ok(c) = std::ffi::CString::new(path) else { return false };
+    std::ffi::CString::new(path).is_ok_and(|c| can_execute_c(&c))
+}
+
+/// [`can_execute`] for a C string.
+pub fn can_execute_c(path: &CStr) -> bool {
     // SAFETY: access() on a NUL-terminated path.
-    unsafe { libc::access(c.as_ptr(), libc::X_OK) == 0 }
+    unsafe { libc::access(path.as_ptr(), libc::X_OK) == 0 }
 }
 
 /// A second descriptor for the same open file (close-on-exec).

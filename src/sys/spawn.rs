@@ -7,7 +7,7 @@
 //! Failures come back as a [`SpawnError`]: which step failed, and errno;
 //! the caller words it (GLib's texts).
 
-use std::ffi::CString;
+use std::ffi::{CStr, CString};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 
 use super::fd::{dev_null, pipe, set_nonblocking, set_pipe_size};
@@ -308,7 +308,17 @@ fn posix_spawn_child(
         };
         let mut result = Err(libc::ENOENT);
         let mut got_eacces = false;
+        let searching = cands.len() > 1;
         for cand in cands {
+            // In a PATH search, a candidate that cannot be executed is
+            // skipped on a stat, not on a whole failed clone each.
+            if searching {
+                if let Err(e) = executable(cand) {
+                    result = Err(e);
+                    got_eacces |= e == libc::EACCES;
+                    continue;
+                }
+            }
             result = match spawn(cand.as_ptr(), argv.as_ptr()) {
                 Err(libc::ENOEXEC) => {
                     // GLib's script_execute(): run it with /bin/sh.
@@ -332,6 +342,20 @@ fn posix_spawn_child(
         libc::posix_spawn_file_actions_destroy(&mut acts);
         libc::posix_spawnattr_destroy(&mut attr);
         result
+    }
+}
+
+/// Whether execve() could start `path`: Ok, or the errno it would fail
+/// with (ENOENT and the like when missing, EACCES when not an executable
+/// regular file).
+fn executable(path: &CStr) -> Result<(), i32> {
+    use std::os::unix::ffi::OsStrExt;
+    let p = std::path::Path::new(std::ffi::OsStr::from_bytes(path.to_bytes()));
+    match std::fs::metadata(p) {
+        Err(e) => Err(e.raw_os_error().unwrap_or(libc::ENOENT)),
+        Ok(m) if m.is_dir() => Err(libc::EACCES),
+        Ok(_) if !super::fd::can_execute_c(path) => Err(libc::EACCES),
+        Ok(_) => Ok(()),
     }
 }
 
