@@ -59,19 +59,21 @@ fn out_of_processes() {
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
     let sock = dir.join("sock");
     // The user may own a few processes elsewhere; allow a handful more.
-    let mut child = Command::new("prlimit")
-        .args(["--nproc=8:8", "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"])
-        .arg(agent_bin())
-        .args(["-m", "unix-listen", "-p"])
-        .arg(&sock)
-        .arg("-t")
-        .arg(dir.path())
-        .env("QGA_CONF", "/nonexistent")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("setpriv");
+    let mut child = KillOnDrop(
+        Command::new("prlimit")
+            .args(["--nproc=8:8", "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(agent_bin())
+            .args(["-m", "unix-listen", "-p"])
+            .arg(&sock)
+            .arg("-t")
+            .arg(dir.path())
+            .env("QGA_CONF", "/nonexistent")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("setpriv"),
+    );
     assert!(wait_until(Duration::from_secs(30), || UnixStream::connect(&sock).is_ok()), "agent did not come up");
     let mut c = Conn::new(UnixStream::connect(&sock).unwrap());
     let mut pids = Vec::new();
@@ -90,8 +92,8 @@ fn out_of_processes() {
         assert_eq!(c.wait_exec(*p)["signal"], json!(9));
     }
     assert_eq!(c.exec_and_wait(json!({"path": "true"}))["exitcode"], json!(0));
-    child.kill().unwrap();
-    child.wait().unwrap();
+    child.0.kill().unwrap();
+    child.0.wait().unwrap();
 }
 
 /// SIGSTOP in the middle of a stream, SIGCONT later: every byte arrives.

@@ -277,18 +277,20 @@ fn frozen_marker_freezes_in_pid1_mode_too() {
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("qga.state.isfrozen"), "").unwrap();
     let sock = dir.join("sock");
-    let mut child = Command::new("unshare")
-        .args(["--pid", "--fork", "--mount-proc", "--kill-child"])
-        .arg(agent_bin())
-        .args(["-m", "unix-listen", "-p"])
-        .arg(&sock)
-        .arg("-t")
-        .arg(&dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("unshare");
+    let mut child = KillOnDrop(
+        Command::new("unshare")
+            .args(["--pid", "--fork", "--mount-proc", "--kill-child"])
+            .arg(agent_bin())
+            .args(["-m", "unix-listen", "-p"])
+            .arg(&sock)
+            .arg("-t")
+            .arg(&dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("unshare"),
+    );
     wait_for("the socket", Duration::from_secs(30), || UnixStream::connect(&sock).is_ok());
     let mut c = Conn::new(UnixStream::connect(&sock).unwrap());
     assert_eq!(c.ok("guest-fsfreeze-status", json!({})), json!("frozen"));
@@ -298,8 +300,8 @@ fn frozen_marker_freezes_in_pid1_mode_too() {
         ("CommandNotFound", "Command guest-exec has been disabled: the command is not allowed")
     );
     c.ping();
-    child.kill().unwrap();
-    child.wait().unwrap();
+    child.0.kill().unwrap();
+    child.0.wait().unwrap();
     let _ = std::fs::remove_dir_all(&dir);
 }
 
