@@ -27,7 +27,7 @@
 #[macro_use]
 mod common;
 
-use common::{Conn, TempDir};
+use common::{Conn, Rng, TempDir};
 use qga::json::{Frame, Framer, Value};
 use qga::protocol::parse_request;
 use std::os::unix::net::UnixStream;
@@ -108,26 +108,6 @@ const KNOWN_MEMBERS: &[&str] = &[
 // ---------------------------------------------------------------------------
 // Random generation (xorshift64*, seeded: the same cases every run)
 // ---------------------------------------------------------------------------
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-    fn chance(&mut self, percent: usize) -> bool {
-        self.below(100) < percent
-    }
-    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-        &items[self.below(items.len())]
-    }
-}
 
 /// The schema members a command is generated with: (name, kind).
 fn schema(cmd: &str) -> &'static [(&'static str, &'static str)] {

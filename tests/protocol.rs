@@ -750,20 +750,6 @@ fn guest_info_version_exact() {
 // Robustness: arbitrary splits and garbage
 // ---------------------------------------------------------------------------
 
-/// Small deterministic PRNG (xorshift64*).
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
 /// A stream of requests exercising the lexer and streamer, with errors.
 fn tricky_stream() -> Vec<u8> {
     let mut s = Vec::new();
@@ -800,7 +786,7 @@ fn any_split_of_a_stream_gives_the_same_replies() {
         let mut c = agent.connect();
         let mut i = 0;
         while i < stream.len() {
-            let n = 1 + rng.below(if round % 2 == 0 { 3 } else { 17 }) as usize;
+            let n = 1 + rng.below(if round % 2 == 0 { 3 } else { 17 });
             let end = (i + n).min(stream.len());
             c.send(&stream[i..end]);
             if rng.below(4) == 0 {
@@ -824,8 +810,8 @@ fn garbage_never_kills_the_agent_and_resync_works() {
     c.set_timeout(Duration::from_secs(30));
     let mut rng = Rng(12345);
     for round in 0..8u64 {
-        let len = 1000 + rng.below(20_000) as usize;
-        let garbage: Vec<u8> = (0..len).map(|_| alphabet[rng.below(alphabet.len() as u64) as usize]).collect();
+        let len = 1000 + rng.below(20_000);
+        let garbage: Vec<u8> = (0..len).map(|_| alphabet[rng.below(alphabet.len())]).collect();
         let h = c.send_in_background(garbage);
         let id = 1000 + round;
         // resynchronise as a client would: 0xFF, then guest-sync-delimited

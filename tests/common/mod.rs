@@ -826,3 +826,27 @@ pub fn unique(tag: &str) -> String {
     static UNIQUE: AtomicUsize = AtomicUsize::new(0);
     format!("{}-{}", tag, UNIQUE.fetch_add(1, Ordering::SeqCst))
 }
+
+/// Small deterministic PRNG (xorshift64*, seeded: the same cases every
+/// run), shared by the suites that generate inputs.
+#[allow(dead_code)]
+pub struct Rng(pub u64);
+
+#[allow(dead_code)]
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+    pub fn chance(&mut self, percent: usize) -> bool {
+        self.below(100) < percent
+    }
+    pub fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+        &items[self.below(items.len())]
+    }
+}
