@@ -4,7 +4,7 @@ PREFIX ?= /usr/local
 DESTDIR ?=
 SOCK ?= /tmp/qga.sock
 
-.PHONY: all build release test unit run bench static e2e install clean mutants fuzz soak
+.PHONY: all build release test unit run bench bench-vm static e2e install clean mutants fuzz soak
 
 all: release
 
@@ -146,6 +146,19 @@ bench:
 	$(CARGO) build --release
 	-@$(MAKE) --no-print-directory static
 	@$(CARGO) bench --bench agents || echo "bench: the harness did not complete (see above)"
+
+# `make bench-vm`: qga against Debian's qemu-ga 10.0.2 and 7.2 inside TCG
+# guests booted from the same kernel and initramfs (only the agent differs),
+# workloads alternated for BENCH_VM_ROUNDS rounds; medians, ratios and the
+# targets of issue 15 in target/bench/vm.md (scripts/bench/vm.py,
+# BENCHMARKS.md). Informational: a missed target is not a failure.
+BENCH_VM_ROUNDS ?= 5
+bench-vm: static
+	bash scripts/e2e/setup.sh --qemu --busybox --kernel
+	bash scripts/fetch-qemu-ga.sh target/ref >/dev/null
+	bash scripts/static/build.sh x86_64 target/static/qgactl-dist qgactl
+	$(CARGO) build --release --bins
+	python3 scripts/bench/vm.py --rounds $(BENCH_VM_ROUNDS) --qga $(STATIC_BIN) --busybox $(BUSYBOX) --kernel $(KERNEL_DIR)
 
 # `make fuzz`: every cargo-fuzz target in fuzz/ for FUZZ_SECONDS each (needs
 # `cargo +nightly` and cargo-fuzz; FUZZ_INSTALL=1 installs cargo-fuzz).

@@ -1,20 +1,28 @@
-//! The signal self-pipe: signal-hook writes a byte per signal into a
-//! socket pair whose read end sits in the mio poll; per-signal flags say
-//! which signals arrived.
+//! Signals as poll events. SIGCHLD, the frequent one (one per process),
+//! comes through a signalfd (sys::signal::ChildSignalFd: no handler runs);
+//! the rare ones (SIGTERM, SIGINT, SIGIO, SIGHUP) through a self-pipe:
+//! signal-hook writes a byte per signal into a socket pair whose read end
+//! sits in the mio poll, and per-signal flags say which arrived. Both fds
+//! are registered under the same token.
 
 use std::io::Read;
+use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+use mio::unix::SourceFd;
 use mio::{Interest, Registry, Token};
 
-/// Signals the agent handles.
-pub const HANDLED: [libc::c_int; 5] = [libc::SIGCHLD, libc::SIGTERM, libc::SIGINT, libc::SIGIO, libc::SIGHUP];
+use crate::sys::signal::ChildSignalFd;
+
+/// Signals handled through the self-pipe (SIGCHLD has its signalfd).
+pub const HANDLED: [libc::c_int; 4] = [libc::SIGTERM, libc::SIGINT, libc::SIGIO, libc::SIGHUP];
 
 pub struct SignalPipe {
     reader: mio::net::UnixStream,
     flags: Vec<(libc::c_int, Arc<AtomicBool>)>,
+    child: ChildSignalFd,
 }
 
 /// Which signals arrived since the last drain.
@@ -47,12 +55,14 @@ impl SignalPipe {
             flags.push((sig, flag));
         }
         let reader = mio::net::UnixStream::from_std(r);
-        Ok(SignalPipe { reader, flags })
+        let child = ChildSignalFd::new().map_err(std::io::Error::from)?;
+        Ok(SignalPipe { reader, flags, child })
     }
 
-    /// Watches the pipe in a poll.
+    /// Watches the pipe and the signalfd in a poll.
     pub fn register(&mut self, registry: &Registry, token: Token) -> std::io::Result<()> {
-        registry.register(&mut self.reader, token, Interest::READABLE)
+        registry.register(&mut self.reader, token, Interest::READABLE)?;
+        registry.register(&mut SourceFd(&self.child.as_raw_fd()), token, Interest::READABLE)
     }
 
     /// Empties the pipe and returns the signals seen.
@@ -66,11 +76,10 @@ impl SignalPipe {
                 Err(_) => break,
             }
         }
-        let mut p = Pending::default();
+        let mut p = Pending { child: self.child.drain(), ..Pending::default() };
         for (sig, flag) in &self.flags {
             if flag.swap(false, Ordering::SeqCst) {
                 match *sig {
-                    libc::SIGCHLD => p.child = true,
                     libc::SIGTERM | libc::SIGINT => p.terminate = true,
                     libc::SIGIO => p.io = true,
                     libc::SIGHUP => p.hangup = true,

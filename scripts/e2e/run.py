@@ -293,8 +293,9 @@ class Guest:
         self.t0 = time.monotonic()
         self.qemu = subprocess.Popen(self.cmdline(), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
 
-    def connector(self):
-        if self.transport == "vsock":
+    def connector(self, path=None):
+        """Connects to the agent's socket (or `path`, another unix chardev)."""
+        if self.transport == "vsock" and path is None:
             def connect():
                 s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
                 try:
@@ -317,23 +318,23 @@ class Guest:
             def connect():
                 s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
                 try:
-                    s.connect(self.sock)
+                    s.connect(path or self.sock)
                 except Exception:
                     s.close()
                     raise
                 return s
         return connect
 
-    def client(self, resend=1.0):
-        return Client(self.connector(), resend)
+    def client(self, resend=1.0, path=None):
+        return Client(self.connector(path), resend)
 
-    def connect_and_sync(self, timeout, resend=1.0):
+    def connect_and_sync(self, timeout, resend=1.0, path=None):
         """A synced client. For vsock a refused connect is retried until
         the agent listens."""
         deadline = time.monotonic() + timeout
         last = None
         while time.monotonic() < deadline:
-            c = self.client(resend)
+            c = self.client(resend, path)
             try:
                 c.open(deadline)
                 c.sync(max(0.5, deadline - time.monotonic()))

@@ -220,6 +220,9 @@ pub fn spawn_error_text(e: &SpawnError, spec: &SpawnSpec) -> String {
 impl ProcessTable {
     /// A table keeping at most `max_capture` bytes per captured stream.
     pub fn new(max_capture: usize) -> Self {
+        // The children's /dev/null, opened now rather than at the first
+        // spawn (a failure shows there, as the spawn's error).
+        let _ = fd::shared_dev_null();
         ProcessTable { max_capture, ..Self::default() }
     }
 

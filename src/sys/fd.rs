@@ -1,7 +1,7 @@
 //! File descriptors: open, read, write, pipes and descriptor flags.
 
 use std::ffi::CStr;
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 use super::{cvt, cvt_r, Errno};
 
@@ -25,6 +25,17 @@ pub fn dev_null() -> Result<OwnedFd, Errno> {
     open(c"/dev/null", libc::O_RDWR, 0)
 }
 
+/// One /dev/null kept open for the process (close-on-exec), for the
+/// children's unused stdio: an open and a close less per spawn.
+pub fn shared_dev_null() -> Result<BorrowedFd<'static>, Errno> {
+    static NULL: std::sync::OnceLock<OwnedFd> = std::sync::OnceLock::new();
+    if let Some(fd) = NULL.get() {
+        return Ok(fd.as_fd());
+    }
+    let fd = dev_null()?;
+    Ok(NULL.get_or_init(|| fd).as_fd())
+}
+
 /// One `read(2)`, retried on EINTR. `Ok(0)` is end of file.
 pub fn read(fd: BorrowedFd<'_>, buf: &mut [u8]) -> Result<usize, Errno> {
     // SAFETY: read into a live mutable buffer of its own length.
@@ -36,6 +47,11 @@ pub fn read(fd: BorrowedFd<'_>, buf: &mut [u8]) -> Result<usize, Errno> {
 /// without zero-filling it first). Returns the bytes read; 0 is EOF.
 pub fn read_append(fd: BorrowedFd<'_>, buf: &mut Vec<u8>, max: usize) -> Result<usize, Errno> {
     buf.reserve(max);
+    if buf.len() >= super::mem::PREFAULT_MIN {
+        // A big output is arriving: map the pages it goes to in one call
+        // (a small one never pays for pages it does not use).
+        super::mem::prefault_spare(buf, max);
+    }
     let len = buf.len();
     let spare = buf.capacity() - len;
     let want = max.min(spare);

@@ -17,6 +17,7 @@ pub mod fd;
 pub mod fs;
 pub mod host;
 pub mod io;
+mod mem;
 pub mod mount;
 pub mod net;
 pub mod nvme;

@@ -1,8 +1,9 @@
 //! Signal dispositions beyond what signal-hook's safe API offers.
 
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 
-use super::Errno;
+use super::{cvt, Errno};
 
 /// The highest real-time signal number.
 pub fn max_signal() -> libc::c_int {
@@ -63,4 +64,59 @@ pub fn reset_all_dispositions() {
 pub fn ignore_sigpipe() {
     // SAFETY: setting a disposition to SIG_IGN has no preconditions.
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
+}
+
+/// SIGCHLD as a readable descriptor (signalfd): the signal is blocked and
+/// stays pending until read here, so a child's exit costs one read instead
+/// of a handler invocation (signal frame with the FPU state, sigreturn)
+/// plus a self-pipe write and read. Under TCG that delivery was about a
+/// third of the agent's CPU per `guest-exec` (docs/benchmarks.md).
+/// Children get an empty mask at spawn (posix_spawnattr_setsigmask, or
+/// sigprocmask after fork), so they never inherit the block.
+#[derive(Debug)]
+pub struct ChildSignalFd(OwnedFd);
+
+fn sigchld_set() -> libc::sigset_t {
+    // SAFETY: a zeroed sigset_t is valid storage for sigemptyset/sigaddset.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGCHLD);
+        set
+    }
+}
+
+impl ChildSignalFd {
+    /// Blocks SIGCHLD (after setting it to SIG_DFL: an inherited SIG_IGN
+    /// would make the kernel reap children itself) and opens the fd.
+    pub fn new() -> Result<ChildSignalFd, Errno> {
+        let set = sigchld_set();
+        set_default_raw(libc::SIGCHLD);
+        // SAFETY: a valid set; the process has one thread, so the
+        // process mask and this thread's mask are the same.
+        cvt(unsafe { libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) })?;
+        // SAFETY: a new signalfd for a valid set; the fd is owned at once.
+        let fd = cvt(unsafe { libc::signalfd(-1, &set, libc::SFD_NONBLOCK | libc::SFD_CLOEXEC) })?;
+        // SAFETY: fd was just returned by signalfd and is owned by nobody else.
+        Ok(ChildSignalFd(unsafe { OwnedFd::from_raw_fd(fd) }))
+    }
+
+    /// Reads every pending SIGCHLD; true if there was one.
+    pub fn drain(&self) -> bool {
+        let mut seen = false;
+        let mut buf = [0u8; 8 * std::mem::size_of::<libc::signalfd_siginfo>()];
+        loop {
+            match super::fd::read(self.0.as_fd(), &mut buf) {
+                Ok(n) if n > 0 => seen = true,
+                Err(Errno(libc::EINTR)) => continue,
+                _ => return seen,
+            }
+        }
+    }
+}
+
+impl AsRawFd for ChildSignalFd {
+    fn as_raw_fd(&self) -> RawFd {
+        self.0.as_raw_fd()
+    }
 }

@@ -10,7 +10,7 @@
 use std::ffi::{CStr, CString};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 
-use super::fd::{dev_null, pipe, set_nonblocking, set_pipe_size};
+use super::fd::{pipe, set_nonblocking, set_pipe_size, shared_dev_null};
 use super::{cvt, Errno};
 
 /// Where a standard stream of the child goes.
@@ -149,12 +149,11 @@ pub fn spawn(spec: &SpawnSpec) -> Result<Spawned, SpawnError> {
     envp_ptrs.push(std::ptr::null());
 
     let fail_pipe = |e: Errno| SpawnError::new(Stage::Pipe, e);
-    let dev_null = dev_null().map_err(|e| SpawnError::new(Stage::DevNull, e))?;
+    let dev_null = shared_dev_null().map_err(|e| SpawnError::new(Stage::DevNull, e))?;
     let pty = spec.tty.map(super::pty::open).transpose().map_err(|e| SpawnError::new(Stage::Terminal, e))?;
     let stdin_pipe = if spec.stdin == Redirect::Pipe { Some(pipe().map_err(fail_pipe)?) } else { None };
     let stdout_pipe = if spec.stdout == Redirect::Pipe { Some(pipe().map_err(fail_pipe)?) } else { None };
     let stderr_pipe = if spec.stderr == Redirect::Pipe { Some(pipe().map_err(fail_pipe)?) } else { None };
-    let (report_r, report_w) = pipe().map_err(fail_pipe)?;
 
     let child_in = stdin_pipe.as_ref().map_or(dev_null.as_raw_fd(), |p| p.0.as_raw_fd());
     let child_out = stdout_pipe.as_ref().map_or(dev_null.as_raw_fd(), |p| p.1.as_raw_fd());
@@ -175,11 +174,11 @@ pub fn spawn(spec: &SpawnSpec) -> Result<Spawned, SpawnError> {
         let fds = [child_in, child_out, child_err];
         let pid = posix_spawn_child(fds, cwd, &cands, &argv_ptrs, &mut sh_argv, &envp_ptrs)
             .map_err(|e| SpawnError::new(Stage::Exec, Errno(e)))?;
-        drop(report_w);
-        drop(report_r);
         return Ok(finish_parent(pid, stdin_pipe, stdout_pipe, stderr_pipe));
     }
     let tty = pty.as_ref().map(|(_, slave)| slave.as_raw_fd());
+    // The child reports a failure before exec here (closed at exec).
+    let (report_r, report_w) = pipe().map_err(fail_pipe)?;
 
     // SAFETY: fork in a single-threaded process; the child only makes
     // async-signal-safe libc calls on memory prepared above, then execs or _exits.

@@ -78,6 +78,8 @@ pub struct Session {
 }
 
 const READ_CHUNK: usize = 1 << 20;
+/// Longest pause between two connection attempts.
+const CONNECT_RETRY_MAX: Duration = Duration::from_millis(100);
 
 fn strerror(e: i32) -> String {
     std::io::Error::from_raw_os_error(e).to_string().split(" (os error").next().unwrap_or_default().to_string()
@@ -211,7 +213,11 @@ impl Session {
                 };
                 return Err(Failure::Connection(format!("cannot connect to {}: {last_err}{hint}", opts.target)));
             }
-            std::thread::sleep(Duration::from_millis(100).min(deadline.saturating_duration_since(Instant::now())));
+            // An agent that is starting answers within milliseconds: retry
+            // after a tenth of the time waited so far (1 ms at first, at most
+            // CONNECT_RETRY_MAX), so the wait overshoots by about 10 %.
+            let pause = (start.elapsed() / 10).clamp(Duration::from_millis(1), CONNECT_RETRY_MAX);
+            std::thread::sleep(pause.min(deadline.saturating_duration_since(Instant::now())));
         }
     }
 

@@ -1,0 +1,673 @@
+#!/usr/bin/env python3
+"""`make bench-vm`: qga and Debian's qemu-ga side by side inside TCG guests.
+
+    scripts/bench/vm.py [--rounds N] [--agents qga,qemu-ga-10,qemu-ga-7.2] \
+        [--qga target/static/qga] [--qgactl target/static/qgactl-dist/qgactl] \
+        [--kernel target/e2e/kernel/current] [--busybox /bin/busybox] \
+        [--out target/bench/vm.md] [--stream-mib 32]
+
+One guest per agent, all booted from the same kernel and the same initramfs:
+/init is a static qga (the *control* agent, PID 1) on the virtio port
+org.qemu.guest_agent.1; the agent under test runs as an ordinary daemon on
+org.qemu.guest_agent.0, started by the control agent with the same command
+line qemu-ga's packaging uses. Only the agent binary differs between guests.
+Everything the harness reads inside a guest (the agent's CPU time from
+/proc/PID/schedstat and /proc/PID/stat, VmRSS/VmHWM, context switches, the
+kernel-log marks that time the start-up) is read through the control agent,
+so the agent under test does no work for the measurement.
+
+Workloads, alternated between the guests each round (the order rotates):
+  start      agent start -> first reply, in the guest's clock: a shell marks
+             /dev/kmsg, starts the agent on a unix socket and runs qgactl
+             (retrying every ~1 ms) until a guest-ping is answered, marks
+             again; minus the same marks around qgactl against an agent
+             already running (qgactl's own exec and round trips)
+  ping       guest-ping round trip from the host (median of 200) and 2,000
+             pipelined guest-pings in one write
+  exec       guest-exec /bin/true + guest-exec-status polled back to back
+             until exited, x100 (rate and polls per exec); qga also with
+             `wait`
+  capture    `cat` of 1/4/8/12 MiB with capture-output, status polled every
+             20 ms (qga also with `wait`): wall time and agent CPU
+  input      input-data of 4/16 MiB into `wc -c`: wall time and agent CPU
+  hwm        a fresh agent captures 8 MiB: VmRSS before, VmHWM after
+  idle       a connected, idle agent for 5 s: CPU and context switches
+  stream     qga only: `qgactl exec -- cat FILE > out` and `qgactl push`
+             from the host through the virtio port (MiB/s)
+
+Figures are medians over the rounds; "ratio" is qemu-ga's figure over qga's
+(higher = qga better) from the medians, with the per-round ratios listed for
+the rows that have targets. Informational: it never fails on a number, only
+when a workload returns a wrong result.
+"""
+
+import argparse
+import base64
+import json
+import os
+import platform
+import random
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(ROOT, "scripts", "e2e"))
+import run as e2e  # noqa: E402  (Guest, Client, BOARDS, arch_row)
+from disks import ldd_files  # noqa: E402
+
+MiB = 1 << 20
+AGENT_PORT = "/dev/virtio-ports/org.qemu.guest_agent.0"
+CONTROL_PORT = "/dev/virtio-ports/org.qemu.guest_agent.1"
+AGENT_BIN = {"qga": "/opt/agents/qga", "qemu-ga-10": "/opt/agents/qemu-ga-10", "qemu-ga-7.2": "/opt/agents/qemu-ga-7.2",
+             "qga-b": "/opt/agents/qga-b"}
+CAPTURE_MIB = (1, 4, 8, 12)
+INPUT_MIB = (4, 16)
+EXEC_N = 100
+PING_N = 200
+PIPELINE_N = 2000
+CAPTURE_POLL = 0.02
+IDLE_SECONDS = 5
+
+
+def say(msg):
+    print(msg, flush=True)
+
+
+class Fail(Exception):
+    pass
+
+
+# ---------------------------------------------------------------------------
+# The host's client for the agent under test: bytearray buffer, newline scan
+# from where the last one stopped (replies of 16 MiB and more).
+
+
+class Fast:
+    def __init__(self, path):
+        self.path = path
+        self.sock = None
+        self.buf = bytearray()
+        self.scan = 0
+
+    def open(self, timeout=30):
+        deadline = time.monotonic() + timeout
+        while True:
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                s.connect(self.path)
+                break
+            except OSError:
+                s.close()
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+        self.sock = s
+        self.buf = bytearray()
+        self.scan = 0
+        # Resync: qemu-ga and qga both answer 0xFF + guest-sync-delimited.
+        # Bytes written before the agent opened its port are lost: resend.
+        ids = set()
+        while True:
+            i = random.randrange(1, 1 << 30)
+            ids.add(i)
+            self.sock.sendall(b"\xff" + json.dumps({"execute": "guest-sync-delimited", "arguments": {"id": i}}).encode() + b"\n")
+            try:
+                while True:
+                    r = self.reply(min(1.0, deadline - time.monotonic()))
+                    if r.get("return") in ids:
+                        break
+            except (Fail, TimeoutError):
+                if time.monotonic() > deadline:
+                    raise Fail(f"{self.path}: the agent did not answer guest-sync-delimited")
+                continue
+            if len(ids) == 1:
+                return self
+            # Earlier syncs may be answered late: one more, answered last.
+            ids = set()
+
+    def close(self):
+        if self.sock:
+            self.sock.close()
+        self.sock = None
+
+    def line(self, timeout=60):
+        deadline = time.monotonic() + timeout
+        while True:
+            nl = self.buf.find(b"\n", self.scan)
+            if nl >= 0:
+                line = bytes(self.buf[:nl])
+                del self.buf[: nl + 1]
+                self.scan = 0
+                return line
+            self.scan = len(self.buf)
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise Fail("no reply in time")
+            self.sock.settimeout(left)
+            chunk = self.sock.recv(4 * MiB)
+            if not chunk:
+                raise Fail("the agent closed the connection")
+            self.buf += chunk
+
+    def reply(self, timeout=60):
+        while True:
+            line = self.line(timeout).replace(b"\xff", b"").strip()
+            if line:
+                try:
+                    return json.loads(line)
+                except ValueError:
+                    continue
+
+    def call(self, name, args=None, timeout=120):
+        req = {"execute": name}
+        if args is not None:
+            req["arguments"] = args
+        self.sock.sendall(json.dumps(req).encode() + b"\n")
+        r = self.reply(timeout)
+        if "return" not in r:
+            raise Fail(f"{name}: {str(r)[:300]}")
+        return r["return"]
+
+
+# ---------------------------------------------------------------------------
+# Guests
+
+
+class BenchGuest(e2e.Guest):
+    """A guest with two virtio ports: .1 for the control qga (PID 1), .0 for
+    the agent under test."""
+
+    def __init__(self, agent, opts):
+        super().__init__(f"bench-{agent}", opts, "virtio", f"-m virtio-serial -p {CONTROL_PORT}")
+        self.agent = agent
+        self.ctl_sock = os.path.join(self.run, "ctl.sock")
+        self.pid = None
+
+    def cmdline(self):
+        o = self.opts
+        b = e2e.BOARDS[o.arch]
+        append = f"console={b['console']} panic=-1 rdinit=/init quiet -- {self.init_args}"
+        return [
+            o.row["qemu-system"], "-nodefaults", "-nographic", "-no-user-config",
+            "-accel", b["accel"], "-cpu", b["cpu"], "-smp", "1", "-m", "768M", *b["extra"],
+            "-kernel", o.vmlinuz, "-initrd", o.initramfs, "-append", append,
+            "-serial", f"file:{self.console}", "-monitor", "none", "-no-reboot",
+            "-machine", b["machine"],
+            "-device", "virtio-serial-pci,id=vser0",
+            "-chardev", f"socket,id=qga0,path={self.sock},server=on,wait=off",
+            "-device", "virtserialport,bus=vser0.0,chardev=qga0,name=org.qemu.guest_agent.0",
+            "-chardev", f"socket,id=ctl0,path={self.ctl_sock},server=on,wait=off",
+            "-device", "virtserialport,bus=vser0.0,chardev=ctl0,name=org.qemu.guest_agent.1",
+        ]
+
+    def control(self, timeout):
+        try:
+            return self.connect_and_sync(timeout, path=self.ctl_sock)
+        except e2e.AgentError as e:
+            raise Fail(f"{self.name}: no control agent: {e}")
+
+
+class Bench:
+    def __init__(self, agent, opts):
+        self.agent = agent
+        self.opts = opts
+        self.g = BenchGuest(agent, opts)
+        self.ctl = None
+        self.c = None
+        self.pid = None
+
+    # -- the control agent ----------------------------------------------------
+
+    def sh(self, script, timeout=120):
+        """Runs `sh -c script` through the control agent; its stdout."""
+        pid = self.ctl.ok("guest-exec", {"path": "/bin/sh", "arg": ["-c", script], "capture-output": True})["pid"]
+        st = self.ctl.ok("guest-exec-status", {"pid": pid, "wait": timeout}, timeout=timeout + 10)
+        out = e2e.unb64(st.get("out-data")).decode(errors="replace")
+        if st.get("exitcode") != 0:
+            err = e2e.unb64(st.get("err-data")).decode(errors="replace")
+            raise Fail(f"{self.agent}: guest script failed ({st.get('exitcode')}): {script[:80]}: {out[-300:]} {err[-300:]}")
+        return out
+
+    def proc(self):
+        """The agent's CPU (ns from schedstat, ticks from stat), RSS, HWM,
+        context switches."""
+        out = self.sh(f"cat /proc/{self.pid}/schedstat /proc/{self.pid}/stat /proc/{self.pid}/status")
+        lines = out.splitlines()
+        sched = lines[0].split()
+        stat = lines[1][lines[1].rindex(")") + 2:].split()
+        status = {l.split(":")[0]: l.split(":", 1)[1].split() for l in lines[2:] if ":" in l}
+        return {
+            "ns": int(sched[0]), "slices": int(sched[2]),
+            "ticks": int(stat[11]) + int(stat[12]),
+            "rss": int(status["VmRSS"][0]), "hwm": int(status["VmHWM"][0]),
+            "csw": int(status["voluntary_ctxt_switches"][0]) + int(status["nonvoluntary_ctxt_switches"][0]),
+        }
+
+    def boot(self):
+        self.g.start()
+        self.ctl = self.g.control(120)
+        # Test data in the guest's RAM (rootfs).
+        sizes = sorted(set(CAPTURE_MIB) | {self.opts.stream_mib})
+        top = max(sizes)
+        script = f"head -c {top * MiB} /dev/urandom > /run/d{top}"
+        for s in sizes:
+            if s != top:
+                script += f" && head -c {s * MiB} /run/d{top} > /run/d{s}"
+        # No udev: the /dev/virtio-ports links qemu-ga expects (qga's PID 1
+        # made only its own).
+        links = ("for p in /sys/class/virtio-ports/*; do n=$(cat $p/name); "
+                 "[ -e /dev/virtio-ports/$n ] || ln -s ../${p##*/} /dev/virtio-ports/$n; done")
+        self.sh(f"{script} && mkdir -p /run/agent /run/st && {links}", timeout=300)
+
+    def start_agent(self):
+        """(Re)starts the agent under test on the virtio port; connects."""
+        if self.c:
+            self.c.close()
+            self.c = None
+        if self.pid:
+            self.sh(f"kill {self.pid}; while [ -e /proc/{self.pid} ]; do sleep 0.05; done")
+        binary = AGENT_BIN[self.agent]
+        r = self.ctl.ok("guest-exec", {"path": binary, "arg": [
+            "-m", "virtio-serial", "-p", AGENT_PORT, "-t", "/run/agent", "-f", "/run/agent/pid"]})
+        self.pid = r["pid"]
+        self.c = Fast(self.g.sock).open(60)
+
+    def stop(self):
+        for x in (self.c, self.ctl):
+            if x:
+                x.close()
+        self.g.stop()
+
+    # -- workloads (each returns {metric: value}) ------------------------------
+
+    def w_start(self):
+        binary = AGENT_BIN[self.agent]
+        agent = f"{binary} -m unix-listen -p /run/st/s -t /run/st -f /run/st/pid"
+        q = "/usr/bin/qgactl --socket /run/st/s --connect-timeout 20"
+        script = (
+            "rm -rf /run/st; mkdir -p /run/st; "
+            f"{agent} & a=$!; {q} ping >/dev/null || exit 9; "
+            f"echo qgab-m0 >/dev/kmsg; {q} ping >/dev/null; echo qgab-m1 >/dev/kmsg; "
+            "kill $a; wait $a; rm -rf /run/st; mkdir -p /run/st; "
+            f"echo qgab-m2 >/dev/kmsg; {agent} & a=$!; {q} ping >/dev/null || exit 9; echo qgab-m3 >/dev/kmsg; "
+            "grep -h VmRSS /proc/$a/status; kill $a; wait $a; dmesg | grep qgab-m | tail -4"
+        )
+        out = self.sh(script)
+        marks = {}
+        for l in out.splitlines():
+            m = re.match(r"\[\s*([0-9.]+)\] qgab-(m\d)", l)
+            if m:
+                marks[m.group(2)] = float(m.group(1))
+        rss = re.search(r"VmRSS:\s+(\d+)", out)
+        base = marks["m1"] - marks["m0"]
+        total = marks["m3"] - marks["m2"]
+        return {"start_ms": (total - base) * 1e3, "start_raw_ms": total * 1e3, "start_rss_kib": int(rss.group(1))}
+
+    def w_ping(self):
+        c = self.c
+        rtts = []
+        for _ in range(PING_N):
+            t = time.perf_counter()
+            c.call("guest-ping")
+            rtts.append(time.perf_counter() - t)
+        req = b'{"execute":"guest-ping"}\n' * PIPELINE_N
+        t = time.perf_counter()
+        c.sock.sendall(req)
+        for _ in range(PIPELINE_N):
+            if "return" not in c.reply():
+                raise Fail("pipelined ping")
+        dt = time.perf_counter() - t
+        return {"ping_rtt_ms": statistics.median(rtts) * 1e3, "ping_pipelined_per_s": PIPELINE_N / dt}
+
+    def w_exec(self):
+        c = self.c
+        p0 = self.proc()
+        polls = 0
+        t = time.perf_counter()
+        for _ in range(EXEC_N):
+            pid = c.call("guest-exec", {"path": "/bin/true"})["pid"]
+            while True:
+                polls += 1
+                if c.call("guest-exec-status", {"pid": pid})["exited"]:
+                    break
+        dt = time.perf_counter() - t
+        p1 = self.proc()
+        r = {"exec_poll_per_s": EXEC_N / dt, "exec_polls_per_exec": polls / EXEC_N,
+             "exec_cpu_ms_per_exec": (p1["ns"] - p0["ns"]) / 1e6 / EXEC_N}
+        if self.agent.startswith("qga"):
+            t = time.perf_counter()
+            for _ in range(EXEC_N):
+                pid = c.call("guest-exec", {"path": "/bin/true"})["pid"]
+                if not c.call("guest-exec-status", {"pid": pid, "wait": 10})["exited"]:
+                    raise Fail("wait")
+            r["exec_wait_per_s"] = EXEC_N / (time.perf_counter() - t)
+        return r
+
+    def capture_once(self, mib, wait):
+        c = self.c
+        p0 = self.proc()
+        t = time.perf_counter()
+        pid = c.call("guest-exec", {"path": "/bin/cat", "arg": [f"/run/d{mib}"], "capture-output": True})["pid"]
+        while True:
+            st = c.call("guest-exec-status", {"pid": pid, "wait": 60} if wait else {"pid": pid})
+            if st["exited"]:
+                break
+            time.sleep(CAPTURE_POLL)
+        dt = time.perf_counter() - t
+        p1 = self.proc()
+        n = len(base64.b64decode(st.get("out-data", "")))
+        if n != mib * MiB or st.get("exitcode") != 0:
+            raise Fail(f"capture {mib} MiB: got {n} bytes, exit {st.get('exitcode')}")
+        return dt * 1e3, (p1["ns"] - p0["ns"]) / 1e6
+
+    def w_capture(self):
+        r = {}
+        for mib in CAPTURE_MIB:
+            wall, cpu = self.capture_once(mib, False)
+            r[f"cap{mib}_wall_ms"], r[f"cap{mib}_cpu_ms"] = wall, cpu
+            if self.agent.startswith("qga"):
+                wall, cpu = self.capture_once(mib, True)
+                r[f"cap{mib}_wait_wall_ms"], r[f"cap{mib}_wait_cpu_ms"] = wall, cpu
+        return r
+
+    def w_input(self):
+        r = {}
+        c = self.c
+        for mib in INPUT_MIB:
+            data = self.opts.input_b64[mib]
+            p0 = self.proc()
+            t = time.perf_counter()
+            pid = c.call("guest-exec", {"path": "/usr/bin/wc", "arg": ["-c"], "input-data": data,
+                                        "capture-output": True})["pid"]
+            while True:
+                st = c.call("guest-exec-status", {"pid": pid})
+                if st["exited"]:
+                    break
+                time.sleep(CAPTURE_POLL)
+            dt = time.perf_counter() - t
+            p1 = self.proc()
+            got = base64.b64decode(st.get("out-data", "")).decode().strip()
+            if got != str(mib * MiB):
+                raise Fail(f"input {mib} MiB: wc -c said {got!r}")
+            r[f"in{mib}_wall_ms"], r[f"in{mib}_cpu_ms"] = dt * 1e3, (p1["ns"] - p0["ns"]) / 1e6
+        return r
+
+    def w_hwm(self):
+        self.start_agent()
+        p0 = self.proc()
+        self.capture_once(8, False)
+        p1 = self.proc()
+        return {"fresh_rss_kib": p0["rss"], "hwm_cap8_kib": p1["hwm"]}
+
+    def w_idle(self):
+        self.c.call("guest-ping")
+        p0 = self.proc()
+        time.sleep(IDLE_SECONDS)
+        p1 = self.proc()
+        return {"idle_cpu_ms": (p1["ns"] - p0["ns"]) / 1e6,
+                "idle_wakeups_per_s": (p1["slices"] - p0["slices"]) / IDLE_SECONDS}
+
+    def w_stream(self):
+        """qgactl from the host through the chardev (one client at a time)."""
+        if not self.agent.startswith("qga") or not self.opts.qgactl_host:
+            return {}
+        self.c.close()
+        self.c = None
+        mib = self.opts.stream_mib
+        q = [self.opts.qgactl_host, "--socket", self.g.sock, "--connect-timeout", "30"]
+        out = os.path.join(self.g.run, "stream.out")
+        p0 = self.proc()
+        t = time.perf_counter()
+        with open(out, "wb") as f:
+            rc = subprocess.run(q + ["exec", "--", "/bin/cat", f"/run/d{mib}"], stdout=f).returncode
+        dt_out = time.perf_counter() - t
+        p1 = self.proc()
+        if rc != 0 or os.path.getsize(out) != mib * MiB:
+            raise Fail(f"qgactl exec cat: rc {rc}, {os.path.getsize(out)} bytes")
+        t = time.perf_counter()
+        rc = subprocess.run(q + ["push", out, "/run/pushed"], stdout=subprocess.DEVNULL).returncode
+        dt_in = time.perf_counter() - t
+        p2 = self.proc()
+        size = self.sh("wc -c < /run/pushed; rm -f /run/pushed").strip()
+        if rc != 0 or size != str(mib * MiB):
+            raise Fail(f"qgactl push: rc {rc}, {size} bytes in the guest")
+        os.unlink(out)
+        self.c = Fast(self.g.sock).open(30)
+        return {"stream_out_mib_s": mib / dt_out, "stream_out_cpu_ms_per_mib": (p1["ns"] - p0["ns"]) / 1e6 / mib,
+                "push_mib_s": mib / dt_in, "push_cpu_ms_per_mib": (p2["ns"] - p1["ns"]) / 1e6 / mib}
+
+
+WORKLOADS = ["start", "ping", "exec", "capture", "input", "idle", "stream", "hwm"]
+
+# (metric, label, higher is better, target for qemu-ga/qga or qga/qemu-ga)
+ROWS = [
+    ("start_ms", "agent start -> first reply (guest clock, ms)", False),
+    ("start_raw_ms", "  same, with qgactl's exec and round trips (ms)", False),
+    ("start_rss_kib", "VmRSS right after the first reply (KiB)", False),
+    ("ping_rtt_ms", "guest-ping round trip from the host (ms)", False),
+    ("ping_pipelined_per_s", "pipelined guest-ping (/s)", True),
+    ("exec_poll_per_s", "exec /bin/true + status polling (/s)", True),
+    ("exec_polls_per_exec", "  status polls per exec", False),
+    ("exec_cpu_ms_per_exec", "  agent CPU per exec (ms)", False),
+    ("exec_wait_per_s", "exec /bin/true + status `wait` (/s)", True),
+] + [row for mib in CAPTURE_MIB for row in (
+    (f"cap{mib}_wall_ms", f"capture `cat` {mib} MiB, polled: wall (ms)", False),
+    (f"cap{mib}_cpu_ms", f"capture `cat` {mib} MiB, polled: agent CPU (ms)", False),
+    (f"cap{mib}_wait_wall_ms", f"capture `cat` {mib} MiB, `wait`: wall (ms)", False),
+    (f"cap{mib}_wait_cpu_ms", f"capture `cat` {mib} MiB, `wait`: agent CPU (ms)", False),
+)] + [row for mib in INPUT_MIB for row in (
+    (f"in{mib}_wall_ms", f"input-data {mib} MiB into `wc -c`: wall (ms)", False),
+    (f"in{mib}_cpu_ms", f"input-data {mib} MiB into `wc -c`: agent CPU (ms)", False),
+)] + [
+    ("fresh_rss_kib", "VmRSS of a fresh agent (KiB)", False),
+    ("hwm_cap8_kib", "peak RSS (VmHWM) of a fresh agent over an 8 MiB capture (KiB)", False),
+    ("idle_cpu_ms", f"idle, client connected: agent CPU over {IDLE_SECONDS} s (ms)", False),
+    ("idle_wakeups_per_s", "idle: agent wakeups (schedstat timeslices /s)", False),
+    ("stream_out_mib_s", "`qgactl exec -- cat FILE > out` (MiB/s)", True),
+    ("stream_out_cpu_ms_per_mib", "  agent CPU per MiB (ms)", False),
+    ("push_mib_s", "`qgactl push FILE` (MiB/s)", True),
+    ("push_cpu_ms_per_mib", "  agent CPU per MiB (ms)", False),
+]
+
+# Targets of issue 15: (metric, qga's figure must be at most `factor` x ref's).
+TARGETS = [
+    ("cap8_cpu_ms", 1 / 15, "agent CPU, 8 MiB capture <= 1/15 of qemu-ga's"),
+    ("in4_cpu_ms", 1 / 10, "agent CPU, 4 MiB input <= 1/10 of qemu-ga's"),
+]
+
+
+def fmt(v):
+    if v is None:
+        return "–"
+    if v >= 100:
+        return f"{v:,.0f}"
+    if v >= 10:
+        return f"{v:.1f}"
+    return f"{v:.2f}"
+
+
+def report(opts, agents, results, t_all):
+    med = {a: {} for a in agents}
+    for a in agents:
+        keys = {k for rnd in results[a] for k in rnd}
+        for k in keys:
+            vals = [rnd[k] for rnd in results[a] if k in rnd]
+            med[a][k] = statistics.median(vals)
+    refs = [a for a in agents if a != "qga"]
+    lines = []
+    load = open("/proc/loadavg").read().split()[:3]
+    lines.append(f"# In-VM benchmark ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())})")
+    lines.append("")
+    lines.append(f"Host: {platform.node()}, {os.cpu_count()} CPUs, load {' '.join(load)} at the end; "
+                 f"guests: {opts.arch} TCG, 1 vCPU, 768 MiB, kernel {os.path.basename(opts.vmlinuz)}; "
+                 f"{opts.rounds} rounds, medians; {t_all:.0f} s in all. qga: {opts.qga} "
+                 f"({os.path.getsize(opts.qga):,} B).")
+    lines.append("")
+    head = "| workload, in the guest | " + " | ".join(agents) + " | " + " | ".join(f"{r} / qga" for r in refs) + " |"
+    lines.append(head)
+    lines.append("|" + "---|" * (1 + len(agents) + len(refs)))
+    for key, label, higher in ROWS:
+        if not any(key in med[a] for a in agents):
+            continue
+        cells = [fmt(med[a].get(key)) for a in agents]
+        ratios = []
+        for r in refs:
+            q, x = med["qga"].get(key) if "qga" in med else None, med[r].get(key)
+            if q and x:
+                ratios.append(f"{(q / x if higher else x / q):.2f}×")
+            else:
+                ratios.append("–")
+        lines.append(f"| {label} | " + " | ".join(cells) + " | " + " | ".join(ratios) + " |")
+    lines.append("")
+    lines.append("Ratios: how many times better qga is (rates: qga/qemu-ga; times, CPU, memory: qemu-ga/qga).")
+    if "qga" in med:
+        lines.append("")
+        lines.append("Per-round ratios and issue 15's targets:")
+        for r in refs:
+            for key, factor, text in TARGETS:
+                per = [x[key] / q[key] for q, x in zip(results["qga"], results[r]) if q.get(key) and x.get(key)]
+                q, x = med["qga"].get(key), med[r].get(key)
+                if q and x:
+                    verdict = "MET" if q <= factor * x else "MISSED"
+                    lines.append(f"- {text} (vs {r}): {x / q:.1f}× [{', '.join(f'{p:.1f}' for p in per)}] {verdict}")
+            q, x = med["qga"].get("exec_poll_per_s"), med[r].get("exec_poll_per_s")
+            if q and x:
+                per = [a["exec_poll_per_s"] / b["exec_poll_per_s"] for a, b in zip(results["qga"], results[r])]
+                lines.append(f"- exec + polling >= 1.5× {r}: {q / x:.2f}× [{', '.join(f'{p:.2f}' for p in per)}] "
+                             f"{'MET' if q >= 1.5 * x else 'MISSED'}")
+        q = med["qga"]
+        if "hwm_cap8_kib" in q:
+            limit = 1.5 * 8 * 1024
+            lines.append(f"- peak RSS over an 8 MiB capture <= 1.5 × 8 MiB ({limit:,.0f} KiB): {q['hwm_cap8_kib']:,.0f} KiB "
+                         f"{'MET' if q['hwm_cap8_kib'] <= limit else 'MISSED'}")
+        if "start_ms" in q:
+            lines.append(f"- agent start -> first reply <= 10 ms: {q['start_ms']:.1f} ms "
+                         f"{'MET' if q['start_ms'] <= 10 else 'MISSED'}")
+    text = "\n".join(lines) + "\n"
+    os.makedirs(os.path.dirname(opts.out), exist_ok=True)
+    with open(opts.out, "w") as f:
+        f.write(text)
+    with open(opts.out + ".json", "w") as f:
+        json.dump(results, f, indent=1)
+    say("")
+    say(text)
+    say(f"bench-vm: written to {opts.out} (per-round figures in {opts.out}.json)")
+
+
+def image(opts, agents):
+    extra = ["--file", f"{opts.qga}:{AGENT_BIN['qga']}:0755", "--file", f"{opts.qgactl}:/usr/bin/qgactl:0755"]
+    if "qga-b" in agents:
+        extra += ["--file", f"{opts.qga_b}:{AGENT_BIN['qga-b']}:0755"]
+    libs = {}
+    for a, path in (("qemu-ga-10", opts.qemu_ga_10), ("qemu-ga-7.2", opts.qemu_ga_72)):
+        if a in agents:
+            extra += ["--file", f"{path}:{AGENT_BIN[a]}:0755"]
+            libs.update({dest: src for src, dest in ldd_files(path)})
+    for tool in opts.tools.split(",") if opts.tools else []:
+        # For looking inside (strace -c, perf record): not used by the workloads.
+        s = shutil.which(tool)
+        if not s:
+            sys.exit(f"bench-vm: --tools: no {tool} on this machine")
+        extra += ["--file", f"{os.path.realpath(s)}:/usr/bin/{tool}:0755"]
+        libs.update({dest: src for src, dest in ldd_files(s)})
+    for dest, src in sorted(libs.items()):
+        extra += ["--file", f"{src}:{dest}:0755"]
+    opts.initramfs = os.path.join(opts.work, "initramfs.cpio.gz")
+    subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "initramfs.py"), "--init", opts.qga,
+                    "--busybox", opts.busybox, "--kernel", opts.kernel, *extra, "--out", opts.initramfs],
+                   check=True, stdout=subprocess.DEVNULL)
+
+
+def main():
+    ap = argparse.ArgumentParser(description="qga vs qemu-ga inside TCG guests")
+    ap.add_argument("--qga", default=os.path.join(ROOT, "target/static/qga"))
+    ap.add_argument("--qgactl", default=os.path.join(ROOT, "target/static/qgactl-dist/qgactl"),
+                    help="static qgactl for the guest (the start-up probe)")
+    ap.add_argument("--qgactl-host", default=os.path.join(ROOT, "target/release/qgactl"))
+    ap.add_argument("--qemu-ga-10", default=os.path.join(ROOT, "target/ref/qemu-ga-10/usr/sbin/qemu-ga"))
+    ap.add_argument("--qemu-ga-72", default=os.path.join(ROOT, "target/ref/qemu-ga-7.2/usr/sbin/qemu-ga"))
+    ap.add_argument("--qga-b", help="a second qga build, agent name qga-b (an A/B run: --agents qga,qga-b)")
+    ap.add_argument("--agents", default="qga,qemu-ga-10,qemu-ga-7.2")
+    ap.add_argument("--workloads", default=",".join(WORKLOADS))
+    ap.add_argument("--rounds", type=int, default=int(os.environ.get("QGA_BENCH_VM_ROUNDS", "5")))
+    ap.add_argument("--stream-mib", type=int, default=32)
+    ap.add_argument("--busybox", default="/bin/busybox")
+    ap.add_argument("--kernel", default=os.path.join(ROOT, "target/e2e/kernel/current"))
+    ap.add_argument("--work", default=os.path.join(ROOT, "target/bench/vm"))
+    ap.add_argument("--out", default=os.path.join(ROOT, "target/bench/vm.md"))
+    ap.add_argument("--tools", default="", help="host tools copied into the image with their libraries (strace,perf)")
+    ap.add_argument("--keep", action="store_true", help="leave the guests running at the end (prints their sockets)")
+    opts = ap.parse_args()
+    opts.arch = "x86_64"
+    opts.row = e2e.arch_row(opts.arch)
+    opts.work = os.path.abspath(opts.work)
+    os.makedirs(opts.work, exist_ok=True)
+    vm = sorted(p for p in os.listdir(os.path.join(opts.kernel, "boot")) if re.match(r"vmlinu[xz]-", p))
+    if not vm:
+        sys.exit(f"bench-vm: no kernel under {opts.kernel}/boot (scripts/e2e/setup.sh --kernel)")
+    opts.vmlinuz = os.path.join(opts.kernel, "boot", vm[0])
+    opts.qgactl_host = opts.qgactl_host if os.access(opts.qgactl_host, os.X_OK) else None
+    agents = []
+    for a in opts.agents.split(","):
+        path = {"qga": opts.qga, "qemu-ga-10": opts.qemu_ga_10, "qemu-ga-7.2": opts.qemu_ga_72, "qga-b": opts.qga_b or ""}[a]
+        if os.access(path, os.X_OK):
+            agents.append(a)
+        else:
+            say(f"bench-vm: {a} left out: no {path} (scripts/fetch-qemu-ga.sh fetches qemu-ga)")
+    if not os.access(opts.qgactl, os.X_OK):
+        sys.exit(f"bench-vm: no static qgactl at {opts.qgactl} (scripts/static/build.sh x86_64 "
+                 "target/static/qgactl-dist qgactl)")
+    workloads = opts.workloads.split(",")
+    rng = random.Random(15)
+    opts.input_b64 = {m: base64.b64encode(rng.randbytes(m * MiB)).decode() for m in INPUT_MIB}
+    image(opts, agents)
+    t_all = time.monotonic()
+    benches = {a: Bench(a, opts) for a in agents}
+    results = {a: [] for a in agents}
+    try:
+        for a, b in benches.items():
+            t = time.monotonic()
+            b.boot()
+            b.start_agent()
+            say(f"bench-vm: {a}: guest up, agent pid {b.pid} ({time.monotonic() - t:.1f} s)")
+        for rnd in range(opts.rounds):
+            t = time.monotonic()
+            order = agents[rnd % len(agents):] + agents[:rnd % len(agents)]
+            row = {a: {} for a in agents}
+            for w in workloads:
+                for a in order:
+                    row[a].update(getattr(benches[a], "w_" + w)())
+            for a in agents:
+                results[a].append(row[a])
+            say(f"bench-vm: round {rnd + 1}/{opts.rounds} ({time.monotonic() - t:.0f} s): " + "; ".join(
+                f"{a}: cap8 {row[a].get('cap8_cpu_ms', 0):.0f} ms CPU, in4 {row[a].get('in4_cpu_ms', 0):.0f} ms CPU"
+                for a in agents))
+    except (Fail, e2e.AgentError, OSError, KeyError, ValueError) as e:
+        import traceback
+        traceback.print_exc()
+        say(f"bench-vm: ERROR: {type(e).__name__}: {e}")
+        for b in benches.values():
+            b.g.dump_console("bench-vm stopped")
+        for b in benches.values():
+            b.stop()
+        sys.exit(1)
+    if opts.keep:
+        for a, b in benches.items():
+            say(f"bench-vm: {a}: agent {b.g.sock}, control {b.g.ctl_sock}, agent pid {b.pid}")
+        for b in benches.values():
+            for x in (b.c, b.ctl):
+                if x:
+                    x.close()
+    else:
+        for b in benches.values():
+            b.stop()
+    report(opts, agents, results, time.monotonic() - t_all)
+
+
+if __name__ == "__main__":
+    main()

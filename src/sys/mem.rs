@@ -1,0 +1,48 @@
+//! Prefaulting big buffers that are about to be written.
+//!
+//! A fresh anonymous page costs a page fault on first write. In a TCG guest
+//! the fault itself (exception entry, page walk, return) costs more than
+//! clearing the page: an 8 MiB capture spent ~10 % of the agent's CPU in
+//! `do_user_addr_fault`. `MADV_POPULATE_WRITE` (Linux 5.14) maps a whole
+//! range in one call instead. Older kernels refuse it; then the pages
+//! fault in as before.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// `MADV_POPULATE_WRITE` from linux/mman.h (not in every libc crate).
+const MADV_POPULATE_WRITE: libc::c_int = 23;
+/// Smaller ranges are left to fault in (a call costs about a fault).
+pub const PREFAULT_MIN: usize = 64 << 10;
+const PAGE: usize = 4096;
+
+static UNSUPPORTED: AtomicBool = AtomicBool::new(false);
+
+/// Populates the whole pages inside `[ptr, ptr + len)` for writing.
+///
+/// # Safety
+/// The range must be memory this process owns and may write (a block of
+/// its own allocator); its contents are not changed.
+pub unsafe fn prefault_raw(ptr: *mut u8, len: usize) {
+    if len < PREFAULT_MIN || UNSUPPORTED.load(Ordering::Relaxed) {
+        return;
+    }
+    let start = (ptr as usize).next_multiple_of(PAGE);
+    let end = (ptr as usize + len) & !(PAGE - 1);
+    if end <= start {
+        return;
+    }
+    // SAFETY: whole pages inside the caller's writable block; populating
+    // does not change their contents.
+    let rc = unsafe { libc::madvise(start as *mut libc::c_void, end - start, MADV_POPULATE_WRITE) };
+    if rc != 0 && super::Errno::last().0 == libc::EINVAL {
+        UNSUPPORTED.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Populates the spare capacity of `buf` up to `len` bytes past its end.
+pub fn prefault_spare(buf: &mut Vec<u8>, len: usize) {
+    let spare = buf.spare_capacity_mut();
+    let len = len.min(spare.len());
+    // SAFETY: the Vec's own, allocated, writable spare capacity.
+    unsafe { prefault_raw(spare.as_mut_ptr().cast(), len) };
+}
