@@ -1,6 +1,7 @@
-//! Signals as poll events. SIGCHLD, the frequent one (one per process),
-//! comes through a signalfd (sys::signal::ChildSignalFd: no handler runs);
-//! the rare ones (SIGTERM, SIGINT, SIGIO, SIGHUP) through a self-pipe:
+//! Signals as poll events. The frequent ones, SIGCHLD (one per process)
+//! and SIGIO (one per request on a virtio port), come through a signalfd
+//! (sys::signal::SignalFd: no handler runs); the rare ones (SIGTERM,
+//! SIGINT, SIGHUP) through a self-pipe:
 //! signal-hook writes a byte per signal into a socket pair whose read end
 //! sits in the mio poll, and per-signal flags say which arrived. Both fds
 //! are registered under the same token.
@@ -14,15 +15,17 @@ use std::sync::Arc;
 use mio::unix::SourceFd;
 use mio::{Interest, Registry, Token};
 
-use crate::sys::signal::ChildSignalFd;
+use crate::sys::signal::SignalFd;
 
-/// Signals handled through the self-pipe (SIGCHLD has its signalfd).
-pub const HANDLED: [libc::c_int; 4] = [libc::SIGTERM, libc::SIGINT, libc::SIGIO, libc::SIGHUP];
+/// Signals handled through the self-pipe.
+pub const HANDLED: [libc::c_int; 3] = [libc::SIGTERM, libc::SIGINT, libc::SIGHUP];
+/// Signals read from the signalfd, in the order `SignalFd::drain` reports them.
+const FROM_FD: [libc::c_int; 2] = [libc::SIGCHLD, libc::SIGIO];
 
 pub struct SignalPipe {
     reader: mio::net::UnixStream,
     flags: Vec<(libc::c_int, Arc<AtomicBool>)>,
-    child: ChildSignalFd,
+    frequent: SignalFd,
 }
 
 /// Which signals arrived since the last drain.
@@ -55,14 +58,14 @@ impl SignalPipe {
             flags.push((sig, flag));
         }
         let reader = mio::net::UnixStream::from_std(r);
-        let child = ChildSignalFd::new().map_err(std::io::Error::from)?;
-        Ok(SignalPipe { reader, flags, child })
+        let frequent = SignalFd::new(&FROM_FD).map_err(std::io::Error::from)?;
+        Ok(SignalPipe { reader, flags, frequent })
     }
 
     /// Watches the pipe and the signalfd in a poll.
     pub fn register(&mut self, registry: &Registry, token: Token) -> std::io::Result<()> {
         registry.register(&mut self.reader, token, Interest::READABLE)?;
-        registry.register(&mut SourceFd(&self.child.as_raw_fd()), token, Interest::READABLE)
+        registry.register(&mut SourceFd(&self.frequent.as_raw_fd()), token, Interest::READABLE)
     }
 
     /// Empties the pipe and returns the signals seen.
@@ -76,12 +79,12 @@ impl SignalPipe {
                 Err(_) => break,
             }
         }
-        let mut p = Pending { child: self.child.drain(), ..Pending::default() };
+        let seen = self.frequent.drain();
+        let mut p = Pending { child: seen & 1 != 0, io: seen & 2 != 0, ..Pending::default() };
         for (sig, flag) in &self.flags {
             if flag.swap(false, Ordering::SeqCst) {
                 match *sig {
                     libc::SIGTERM | libc::SIGINT => p.terminate = true,
-                    libc::SIGIO => p.io = true,
                     libc::SIGHUP => p.hangup = true,
                     _ => {}
                 }

@@ -66,48 +66,60 @@ pub fn ignore_sigpipe() {
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
 }
 
-/// SIGCHLD as a readable descriptor (signalfd): the signal is blocked and
-/// stays pending until read here, so a child's exit costs one read instead
-/// of a handler invocation (signal frame with the FPU state, sigreturn)
-/// plus a self-pipe write and read. Under TCG that delivery was about a
-/// third of the agent's CPU per `guest-exec` (docs/benchmarks.md).
+/// Signals as a readable descriptor (signalfd): they are blocked and stay
+/// pending until read here, so a signal costs one read instead of a
+/// handler invocation (a signal frame with the FPU state, sigreturn) plus
+/// a self-pipe write and read. Under TCG that delivery was a third of the
+/// agent's CPU per `guest-exec` status poll: SIGIO comes with every
+/// request on a virtio port, SIGCHLD with every exit (docs/benchmarks.md).
 /// Children get an empty mask at spawn (posix_spawnattr_setsigmask, or
 /// sigprocmask after fork), so they never inherit the block.
 #[derive(Debug)]
-pub struct ChildSignalFd(OwnedFd);
-
-fn sigchld_set() -> libc::sigset_t {
-    // SAFETY: a zeroed sigset_t is valid storage for sigemptyset/sigaddset.
-    unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        libc::sigaddset(&mut set, libc::SIGCHLD);
-        set
-    }
+pub struct SignalFd {
+    fd: OwnedFd,
+    signals: Vec<libc::c_int>,
 }
 
-impl ChildSignalFd {
-    /// Blocks SIGCHLD (after setting it to SIG_DFL: an inherited SIG_IGN
-    /// would make the kernel reap children itself) and opens the fd.
-    pub fn new() -> Result<ChildSignalFd, Errno> {
-        let set = sigchld_set();
-        set_default_raw(libc::SIGCHLD);
-        // SAFETY: a valid set; the process has one thread, so the
-        // process mask and this thread's mask are the same.
+impl SignalFd {
+    /// Blocks `signals` (after setting them to SIG_DFL: an inherited
+    /// SIG_IGN would discard them, and make the kernel reap children) and
+    /// opens the fd.
+    pub fn new(signals: &[libc::c_int]) -> Result<SignalFd, Errno> {
+        // SAFETY: a zeroed sigset_t is valid storage for sigemptyset/sigaddset.
+        let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
+        // SAFETY: set is valid storage; the signal numbers are the caller's.
+        unsafe { libc::sigemptyset(&mut set) };
+        for &sig in signals {
+            set_default_raw(sig);
+            // SAFETY: as above.
+            cvt(unsafe { libc::sigaddset(&mut set, sig) })?;
+        }
+        // SAFETY: a valid set; the process has one thread, so the process
+        // mask and this thread's mask are the same.
         cvt(unsafe { libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) })?;
-        // SAFETY: a new signalfd for a valid set; the fd is owned at once.
+        // SAFETY: a new signalfd for a valid set.
         let fd = cvt(unsafe { libc::signalfd(-1, &set, libc::SFD_NONBLOCK | libc::SFD_CLOEXEC) })?;
         // SAFETY: fd was just returned by signalfd and is owned by nobody else.
-        Ok(ChildSignalFd(unsafe { OwnedFd::from_raw_fd(fd) }))
+        Ok(SignalFd { fd: unsafe { OwnedFd::from_raw_fd(fd) }, signals: signals.to_vec() })
     }
 
-    /// Reads every pending SIGCHLD; true if there was one.
-    pub fn drain(&self) -> bool {
-        let mut seen = false;
-        let mut buf = [0u8; 8 * std::mem::size_of::<libc::signalfd_siginfo>()];
+    /// Reads every pending signal; bit i of the result is set when the
+    /// i-th signal given to `new` arrived.
+    pub fn drain(&self) -> u64 {
+        let mut seen = 0u64;
+        const INFO: usize = std::mem::size_of::<libc::signalfd_siginfo>();
+        let mut buf = [0u8; 8 * INFO];
         loop {
-            match super::fd::read(self.0.as_fd(), &mut buf) {
-                Ok(n) if n > 0 => seen = true,
+            match super::fd::read(self.fd.as_fd(), &mut buf) {
+                Ok(n) if n >= INFO => {
+                    for info in buf[..n].chunks_exact(INFO) {
+                        // ssi_signo is the struct's first field, a u32.
+                        let signo = u32::from_ne_bytes([info[0], info[1], info[2], info[3]]);
+                        if let Some(i) = self.signals.iter().position(|&s| s as u32 == signo) {
+                            seen |= 1 << i;
+                        }
+                    }
+                }
                 Err(Errno(libc::EINTR)) => continue,
                 _ => return seen,
             }
@@ -115,8 +127,8 @@ impl ChildSignalFd {
     }
 }
 
-impl AsRawFd for ChildSignalFd {
+impl AsRawFd for SignalFd {
     fn as_raw_fd(&self) -> RawFd {
-        self.0.as_raw_fd()
+        self.fd.as_raw_fd()
     }
 }
