@@ -491,6 +491,16 @@ def fmt(v):
     return f"{v:.2f}"
 
 
+def fit(pts):
+    """Least-squares line through (x, y) points: (intercept, slope)."""
+    n = len(pts)
+    mx = sum(x for x, _ in pts) / n
+    my = sum(y for _, y in pts) / n
+    sxx = sum((x - mx) ** 2 for x, _ in pts)
+    slope = sum((x - mx) * (y - my) for x, y in pts) / sxx if sxx else 0.0
+    return my - slope * mx, slope
+
+
 def report(opts, agents, results, t_all):
     med = {a: {} for a in agents}
     for a in agents:
@@ -525,6 +535,16 @@ def report(opts, agents, results, t_all):
         lines.append(f"| {label} | " + " | ".join(cells) + " | " + " | ".join(ratios) + " |")
     lines.append("")
     lines.append("Ratios: how many times better qga is (rates: qga/qemu-ga; times, CPU, memory: qemu-ga/qga).")
+    lines.append("")
+    lines.append("Capture cost as fixed + per MiB (least squares over the 1/4/8/12 MiB medians, agent CPU):")
+    for a in agents:
+        for mode in ("", "_wait"):
+            pts = [(m, med[a].get(f"cap{m}{mode}_cpu_ms")) for m in CAPTURE_MIB]
+            pts = [(x, y) for x, y in pts if y is not None]
+            if len(pts) >= 2:
+                fixed, per = fit(pts)
+                how = "`wait`" if mode else "polled"
+                lines.append(f"- {a}, {how}: {fixed:.1f} ms + {per:.1f} ms/MiB")
     if "qga" in med:
         lines.append("")
         lines.append("Per-round ratios and issue 15's targets:")
