@@ -68,16 +68,14 @@ impl SignalPipe {
         registry.register(&mut SourceFd(&self.frequent.as_raw_fd()), token, Interest::READABLE)
     }
 
-    /// Empties the pipe and returns the signals seen.
+    /// Empties the pipe and the signalfd; returns the signals seen.
     pub fn drain(&mut self) -> Pending {
-        let mut buf = [0u8; 64];
-        loop {
-            match self.reader.read(&mut buf) {
-                Ok(0) => break,
-                Ok(_) => continue,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(_) => break,
-            }
+        // The pipe is read only when one of its signals came (the shared
+        // token also fires for every SIGCHLD and SIGIO). Reading it before
+        // taking the flags keeps a signal landing in between: its byte
+        // makes the next wakeup.
+        if self.flags.iter().any(|(_, f)| f.load(Ordering::SeqCst)) {
+            self.read_pipe();
         }
         let seen = self.frequent.drain();
         let mut p = Pending { child: seen & 1 != 0, io: seen & 2 != 0, ..Pending::default() };
@@ -91,5 +89,18 @@ impl SignalPipe {
             }
         }
         p
+    }
+
+    /// Reads everything in the self-pipe.
+    fn read_pipe(&mut self) {
+        let mut buf = [0u8; 64];
+        loop {
+            match self.reader.read(&mut buf) {
+                Ok(0) => break,
+                Ok(_) => continue,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(_) => break,
+            }
+        }
     }
 }
