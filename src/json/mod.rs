@@ -3,6 +3,7 @@
 //! writer that emits byte-for-byte what QEMU's `json-writer.c` emits
 //! (compact `", "`/`": "` separators, ASCII-only strings, QDict member order).
 
+pub mod base64;
 mod framer;
 mod parser;
 mod segments;

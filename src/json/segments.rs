@@ -7,7 +7,7 @@
 use std::collections::VecDeque;
 use std::rc::Rc;
 
-use base64::Engine;
+use super::base64::{encode_into, encoded_len};
 
 /// Raw bytes encoded per block while sending (a multiple of 3, so only the
 /// last block of a string can carry padding): 64 KiB of base64 text.
@@ -28,15 +28,13 @@ pub struct Segments {
     /// Bytes of the front text chunk sent, or raw bytes of the front
     /// base64 chunk already encoded into `staged`.
     front_pos: usize,
-    /// Encoded text of the current base64 block, from `staged_pos` unsent.
+    /// Encoded text of the current base64 block, `staged_pos..staged_end`
+    /// unsent. Sized once and reused, not zero-filled again per block.
     staged: Vec<u8>,
     staged_pos: usize,
+    staged_end: usize,
     /// Bytes still to send, encoded sizes included.
     unsent: usize,
-}
-
-fn encoded_len(n: usize) -> usize {
-    n.div_ceil(3) * 4
 }
 
 impl Segments {
@@ -71,12 +69,21 @@ impl Segments {
 
     /// Appends `data` as base64 text (without quotes), deferred when large.
     pub fn base64(&mut self, data: &Rc<Vec<u8>>) {
-        if data.len() < DEFER_MIN {
-            let text = base64::engine::general_purpose::STANDARD.encode(data.as_slice());
-            self.extend_from_slice(text.as_bytes());
-        } else {
+        if data.len() >= DEFER_MIN {
             self.unsent += encoded_len(data.len());
             self.chunks.push_back(Chunk::Base64(Rc::clone(data)));
+        } else if !data.is_empty() {
+            // Encoded straight into the text chunk, without a String between.
+            let n = encoded_len(data.len());
+            self.unsent += n;
+            if !matches!(self.chunks.back(), Some(Chunk::Text(_))) {
+                self.chunks.push_back(Chunk::Text(Vec::with_capacity(n)));
+            }
+            if let Some(Chunk::Text(t)) = self.chunks.back_mut() {
+                let start = t.len();
+                t.resize(start + n, 0);
+                encode_into(data, &mut t[start..]);
+            }
         }
     }
 
@@ -97,8 +104,8 @@ impl Segments {
     /// None when everything was sent.
     pub fn next_bytes(&mut self) -> Option<&[u8]> {
         loop {
-            if self.staged_pos < self.staged.len() {
-                return Some(&self.staged[self.staged_pos..]);
+            if self.staged_pos < self.staged_end {
+                return Some(&self.staged[self.staged_pos..self.staged_end]);
             }
             let front = self.chunks.front()?;
             match front {
@@ -108,12 +115,11 @@ impl Segments {
                 }
                 Chunk::Base64(d) if self.front_pos < d.len() => {
                     let end = (self.front_pos + BLOCK).min(d.len());
-                    self.staged.clear();
-                    self.staged.resize(encoded_len(end - self.front_pos), 0);
-                    let n = base64::engine::general_purpose::STANDARD
-                        .encode_slice(&d[self.front_pos..end], &mut self.staged)
-                        .unwrap_or(0);
-                    self.staged.truncate(n);
+                    let need = encoded_len(end - self.front_pos);
+                    if self.staged.len() < need {
+                        self.staged.resize(need, 0);
+                    }
+                    self.staged_end = encode_into(&d[self.front_pos..end], &mut self.staged);
                     self.staged_pos = 0;
                     self.front_pos = end;
                 }
@@ -129,11 +135,11 @@ impl Segments {
     /// `n` bytes of what [`Segments::next_bytes`] returned were sent.
     pub fn consume(&mut self, n: usize) {
         self.unsent = self.unsent.saturating_sub(n);
-        if self.staged_pos < self.staged.len() {
+        if self.staged_pos < self.staged_end {
             self.staged_pos += n;
-            if self.staged_pos >= self.staged.len() {
-                self.staged.clear();
+            if self.staged_pos >= self.staged_end {
                 self.staged_pos = 0;
+                self.staged_end = 0;
             }
         } else {
             self.front_pos += n;
@@ -162,6 +168,7 @@ impl Segments {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use base64::Engine;
 
     #[test]
     fn deferred_base64_is_sent_exactly_as_inline_would_be() {

@@ -3,10 +3,10 @@
 //! upper-case `\uXXXX`, doubles as `%.17g`, and object members in QDict
 //! iteration order so replies can be diffed byte for byte with qemu-ga's.
 
+use super::base64::{encode_into, encoded_len};
 use super::segments::Segments;
 use super::utf8::{is_valid_codepoint, mod_utf8_bytes};
 use super::value::{Object, Value};
-use base64::Engine;
 use std::rc::Rc;
 
 /// Number of hash buckets of QEMU's QDict (`QDICT_BUCKET_MAX`).
@@ -148,10 +148,8 @@ pub(crate) fn format_g17(f: f64) -> String {
 fn write_base64(out: &mut Vec<u8>, bytes: &[u8]) {
     out.push(b'"');
     let start = out.len();
-    let len = base64::encoded_len(bytes.len(), true).unwrap_or(0);
-    out.resize(start + len, 0);
-    let written = base64::engine::general_purpose::STANDARD.encode_slice(bytes, &mut out[start..]).unwrap_or(0);
-    out.truncate(start + written);
+    out.resize(start + encoded_len(bytes.len()), 0);
+    encode_into(bytes, &mut out[start..]);
     out.push(b'"');
 }
 

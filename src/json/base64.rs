@@ -1,0 +1,322 @@
+//! Standard base64 ('=' padded): encoding byte-identical to the `base64`
+//! crate's `STANDARD` engine, and strict decoding that accepts exactly what
+//! that engine accepts. It exists for TCG guests, where base64 of captured
+//! output and of `input-data`/file data is the agent's biggest user-space
+//! cost and every guest memory access costs many host instructions: both
+//! directions are written for the fewest loads and stores per byte (wide
+//! loads and stores, two characters per table lookup when encoding, the
+//! validity check folded into the decoding lookups), not for the fewest
+//! instructions. Plain scalar code: emulated SIMD is slow.
+
+const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+/// The two characters of every 12-bit value, the first in the low byte.
+static PAIRS: [u16; 4096] = pairs();
+
+const fn pairs() -> [u16; 4096] {
+    let mut t = [0u16; 4096];
+    let mut i = 0;
+    while i < 4096 {
+        t[i] = ALPHABET[i >> 6] as u16 | (ALPHABET[i & 63] as u16) << 8;
+        i += 1;
+    }
+    t
+}
+
+/// Set in a decoded group when one of its characters is not in the alphabet.
+const BAD: u32 = 0xFF00_0000;
+
+/// Per position in a 4-character group: the character's 6 bits already
+/// shifted and byte-swapped so that OR-ing the four entries gives the 3
+/// output bytes in little-endian order (bits 0..24), or [`BAD`] bits.
+static DECODE: [[u32; 256]; 4] = decode_tables();
+
+const fn decode_tables() -> [[u32; 256]; 4] {
+    // Invalid characters: all ones, BAD bits included.
+    let mut t = [[u32::MAX; 256]; 4];
+    let mut i = 0;
+    while i < 64 {
+        let mut k = 0;
+        while k < 4 {
+            t[k][ALPHABET[i] as usize] = (((i as u32) << (18 - 6 * k)) << 8).swap_bytes();
+            k += 1;
+        }
+        i += 1;
+    }
+    t
+}
+
+/// Length of the encoding of `n` bytes, padding included.
+pub const fn encoded_len(n: usize) -> usize {
+    n.div_ceil(3) * 4
+}
+
+/// The 8 characters of 48 bits, as a little-endian word.
+#[inline(always)]
+fn chars8(g: u64) -> u64 {
+    let pair = |shift: u32| PAIRS[((g >> shift) & 0xFFF) as usize] as u64;
+    pair(36) | pair(24) << 16 | pair(12) << 32 | pair(0) << 48
+}
+
+#[inline(always)]
+fn be64(b: &[u8]) -> u64 {
+    u64::from_be_bytes(b[..8].try_into().unwrap_or([0; 8]))
+}
+
+#[inline(always)]
+fn le64(b: &[u8]) -> u64 {
+    u64::from_le_bytes(b[..8].try_into().unwrap_or([0; 8]))
+}
+
+/// Encodes `src` into the start of `out` and returns the length written,
+/// [`encoded_len`]`(src.len())`. Panics if `out` is shorter than that.
+pub fn encode_into(src: &[u8], out: &mut [u8]) -> usize {
+    let n = encoded_len(src.len());
+    let blocks = src.len() / 24;
+    let (src_main, src_tail) = src.split_at(blocks * 24);
+    let (out_main, out_tail) = out[..n].split_at_mut(blocks * 32);
+    // 24 bytes per step: three loads, 16 lookups, four stores.
+    for (s, d) in src_main.chunks_exact(24).zip(out_main.chunks_exact_mut(32)) {
+        let (a, b, c) = (be64(&s[0..8]), be64(&s[8..16]), be64(&s[16..24]));
+        let g = [a >> 16, (a << 32 | b >> 32) & 0xFFFF_FFFF_FFFF, (b << 16 | c >> 48) & 0xFFFF_FFFF_FFFF, c];
+        for (g, d) in g.into_iter().zip(d.chunks_exact_mut(8)) {
+            d.copy_from_slice(&chars8(g).to_le_bytes());
+        }
+    }
+    let groups = src_tail.chunks_exact(3);
+    let last = groups.remainder();
+    let mut outs = out_tail.chunks_exact_mut(4);
+    for (s, d) in groups.zip(outs.by_ref()) {
+        let g = (s[0] as usize) << 16 | (s[1] as usize) << 8 | s[2] as usize;
+        let w = PAIRS[(g >> 12) & 0xFFF] as u32 | (PAIRS[g & 0xFFF] as u32) << 16;
+        d.copy_from_slice(&w.to_le_bytes());
+    }
+    if let Some(d) = outs.next() {
+        let g = match *last {
+            [x] => (x as usize) << 16,
+            [x, y] => (x as usize) << 16 | (y as usize) << 8,
+            _ => 0,
+        };
+        let third = if last.len() == 2 { ALPHABET[(g >> 6) & 63] } else { b'=' };
+        let [c0, c1] = PAIRS[(g >> 12) & 0xFFF].to_le_bytes();
+        d.copy_from_slice(&[c0, c1, third, b'=']);
+    }
+    n
+}
+
+/// `src` as base64 text.
+pub fn encode(src: &[u8]) -> String {
+    let mut out = vec![0; encoded_len(src.len())];
+    encode_into(src, &mut out);
+    // Only alphabet characters were written.
+    String::from_utf8(out).unwrap_or_default()
+}
+
+/// The 3 bytes of 4 characters (little-endian word) in bits 0..24, with
+/// [`BAD`] bits if a character is not in the alphabet.
+#[inline(always)]
+fn group(x: u64) -> u64 {
+    let t = &DECODE;
+    (t[0][(x & 0xFF) as usize]
+        | t[1][(x >> 8 & 0xFF) as usize]
+        | t[2][(x >> 16 & 0xFF) as usize]
+        | t[3][(x >> 24 & 0xFF) as usize]) as u64
+}
+
+/// Decodes canonical base64 (the `base64` crate's `STANDARD` engine rules:
+/// length a multiple of 4, alphabet characters only, '=' only as the last
+/// one or two characters, zero padding bits); None for anything else.
+pub fn decode_strict(src: &[u8]) -> Option<Vec<u8>> {
+    let Some(body_len) = src.len().checked_sub(4) else {
+        return if src.is_empty() { Some(Vec::new()) } else { None };
+    };
+    if !src.len().is_multiple_of(4) {
+        return None;
+    }
+    let (body, last) = src.split_at(body_len);
+    let last_len = match *last {
+        [_, _, b'=', b'='] => 1,
+        [_, _, _, b'='] => 2,
+        _ => 3,
+    };
+    let n = body_len / 4 * 3;
+    // Zeroed (calloc: fresh pages are not written) rather than pushed to:
+    // safe code can only do wide stores into initialised memory.
+    let mut out = vec![0u8; n + last_len];
+    let blocks = body_len / 16;
+    let (body_main, body_tail) = body.split_at(blocks * 16);
+    let (out_main, out_rest) = out.split_at_mut(blocks * 12);
+    let (out_tail, out_last) = out_rest.split_at_mut(n - blocks * 12);
+    // Invalid characters only set BAD bits here (their data bits are
+    // garbage); checked once at the end.
+    let mut bad = 0u64;
+    // 16 characters per step: two loads, 16 lookups, two stores. Longer
+    // steps measured slower in a TCG guest: the loop no longer fits in
+    // registers, and every spill is one more emulated memory access.
+    for (s, d) in body_main.chunks_exact(16).zip(out_main.chunks_exact_mut(12)) {
+        let (a, b) = (le64(&s[0..8]), le64(&s[8..16]));
+        let g = [group(a), group(a >> 32), group(b), group(b >> 32)];
+        bad |= g[0] | g[1] | g[2] | g[3];
+        d[0..8].copy_from_slice(&(g[0] | g[1] << 24 | g[2] << 48).to_le_bytes());
+        d[8..12].copy_from_slice(&((g[2] >> 16 | g[3] << 8) as u32).to_le_bytes());
+    }
+    for (s, d) in body_tail.chunks_exact(4).zip(out_tail.chunks_exact_mut(3)) {
+        let g = group(u32::from_le_bytes([s[0], s[1], s[2], s[3]]) as u64);
+        bad |= g;
+        d.copy_from_slice(&g.to_le_bytes()[..3]);
+    }
+    // The last group: '=' decodes as BAD unless replaced by 'A' (zero)
+    // where padding is allowed; the padded-over bits must then be zero.
+    let (pad_mask, w) = match last_len {
+        1 => (0x00FF_FF00, u32::from_le_bytes([last[0], last[1], b'A', b'A'])),
+        2 => (0x00FF_0000, u32::from_le_bytes([last[0], last[1], last[2], b'A'])),
+        _ => (0, u32::from_le_bytes([last[0], last[1], last[2], last[3]])),
+    };
+    let g = group(w as u64);
+    bad |= g | ((g & pad_mask != 0) as u64) << 24;
+    out_last.copy_from_slice(&g.to_le_bytes()[..last_len]);
+    if bad & BAD as u64 != 0 {
+        return None;
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use base64::Engine;
+
+    const STD: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
+
+    /// xorshift64*, seeded: reproducible "random" test data.
+    pub(crate) struct Rng(pub u64);
+    impl Rng {
+        pub fn next(&mut self) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+        }
+        pub fn below(&mut self, n: usize) -> usize {
+            (self.next() % n as u64) as usize
+        }
+        pub fn bytes(&mut self, n: usize) -> Vec<u8> {
+            (0..n).map(|_| self.next() as u8).collect()
+        }
+    }
+
+    fn check_encode(data: &[u8]) {
+        let want = STD.encode(data);
+        assert_eq!(encode(data), want, "len {}", data.len());
+        // Writes exactly its length into a larger buffer.
+        let mut out = vec![b'#'; want.len() + 9];
+        assert_eq!(encode_into(data, &mut out), want.len());
+        assert_eq!(&out[..want.len()], want.as_bytes());
+        assert!(out[want.len()..].iter().all(|&b| b == b'#'));
+    }
+
+    #[test]
+    fn encode_matches_the_crate() {
+        let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+        for len in 0..=64 {
+            check_encode(&rng.bytes(len));
+            check_encode(&vec![0xFF; len]);
+            check_encode(&vec![0; len]);
+        }
+        for _ in 0..200 {
+            let len = rng.below(100_001);
+            check_encode(&rng.bytes(len));
+        }
+        let all: Vec<u8> = (0..=255).collect();
+        check_encode(&all);
+    }
+
+    fn check_decode(text: &[u8]) {
+        assert_eq!(decode_strict(text), STD.decode(text).ok(), "{:?}", String::from_utf8_lossy(text));
+    }
+
+    #[test]
+    fn decode_matches_the_crate_on_valid_input() {
+        let mut rng = Rng(42);
+        for len in 0..=200 {
+            let data = rng.bytes(len);
+            let text = STD.encode(&data);
+            assert_eq!(decode_strict(text.as_bytes()).as_deref(), Some(&data[..]), "len {len}");
+        }
+        for _ in 0..200 {
+            let len = rng.below(100_001);
+            let data = rng.bytes(len);
+            assert_eq!(decode_strict(STD.encode(&data).as_bytes()), Some(data));
+        }
+        // Every character at every position of a block and of the tail.
+        let text: Vec<u8> = (0..40 * 4).map(|i| ALPHABET[(i * 7 + i / 64) % 64]).collect();
+        for (i, _) in text.iter().enumerate() {
+            for &c in ALPHABET {
+                let mut t = text.clone();
+                t[i] = c;
+                check_decode(&t);
+            }
+        }
+    }
+
+    #[test]
+    fn decode_refuses_what_the_crate_refuses() {
+        for bad in
+            [&b"Q"[..], b"QQ", b"QQ=", b"QQQ", b"QQQQQ", b"QQ==QUJD", b"Q===", b"====", b"QR==", b"QUI=", b"QUJ="]
+        {
+            check_decode(bad);
+        }
+        assert_eq!(decode_strict(b"QR=="), None);
+        assert_eq!(decode_strict(b"QUJ="), None);
+        assert_eq!(decode_strict(b"QUI="), Some(b"AB".to_vec()));
+        assert_eq!(decode_strict(b"aGVs\0G8="), None);
+        assert_eq!(decode_strict(b"aGVsbG8=\0\0\0\0"), None);
+        // Every byte outside the alphabet, at positions in a 16-character
+        // block, in a 4-character group after the blocks and in the last group.
+        let text = STD.encode(vec![0x5A; 30]).into_bytes(); // 40 characters, no padding
+        for b in 0..=255u8 {
+            if ALPHABET.contains(&b) {
+                continue;
+            }
+            for i in [0, 1, 5, 7, 8, 15, 16, 24, 31, 32, 33, 34, 35, 36, 37, 38, 39] {
+                let mut t = text.clone();
+                t[i] = b;
+                assert_eq!(decode_strict(&t), None, "byte {b} at {i}");
+                if b == b'=' {
+                    check_decode(&t);
+                }
+            }
+        }
+        // Padding forms and '=' placements over all short strings of a few characters.
+        for (chars, max) in [(&b"AQgw/+=\0"[..], 6), (b"AQ=\0", 8)] {
+            for len in 0..=max {
+                for mut k in 0..chars.len().pow(len as u32) {
+                    let t: Vec<u8> = (0..len)
+                        .map(|_| {
+                            let c = chars[k % chars.len()];
+                            k /= chars.len();
+                            c
+                        })
+                        .collect();
+                    check_decode(&t);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn decode_never_panics_and_agrees_on_random_bytes() {
+        let mut rng = Rng(7);
+        let mut from = |n: usize, set: &[u8]| -> Vec<u8> { (0..n).map(|_| set[rng.below(set.len())]).collect() };
+        let mut set: Vec<u8> = ALPHABET.to_vec();
+        set.extend_from_slice(b"==");
+        for n in 0..3000 {
+            let raw: Vec<u8> = from(n % 97, &(0..=255).collect::<Vec<u8>>());
+            check_decode(&raw);
+            let mut t = from(n % 150, &set);
+            check_decode(&t);
+            t.truncate(t.len() / 4 * 4);
+            check_decode(&t);
+        }
+    }
+}
