@@ -10,17 +10,23 @@
 
 const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
-/// The two characters of every 12-bit value, the first in the low byte.
-static PAIRS: [u16; 4096] = pairs();
+/// The lookup tables (12 KiB), built on first use rather than stored in
+/// the binary: the static musl build has a size budget, and building them
+/// takes microseconds.
+struct Tables {
+    /// The two characters of every 12-bit value, the first in the low byte.
+    pairs: [u16; 4096],
+    /// See [`decode_tables`].
+    decode: [[u32; 256]; 4],
+}
 
-const fn pairs() -> [u16; 4096] {
-    let mut t = [0u16; 4096];
-    let mut i = 0;
-    while i < 4096 {
-        t[i] = ALPHABET[i >> 6] as u16 | (ALPHABET[i & 63] as u16) << 8;
-        i += 1;
-    }
-    t
+fn tables() -> &'static Tables {
+    static TABLES: std::sync::OnceLock<Box<Tables>> = std::sync::OnceLock::new();
+    TABLES.get_or_init(|| Box::new(Tables { pairs: pairs(), decode: decode_tables() }))
+}
+
+fn pairs() -> [u16; 4096] {
+    std::array::from_fn(|i| ALPHABET[i >> 6] as u16 | (ALPHABET[i & 63] as u16) << 8)
 }
 
 /// Set in a decoded group when one of its characters is not in the alphabet.
@@ -29,19 +35,13 @@ const BAD: u32 = 0xFF00_0000;
 /// Per position in a 4-character group: the character's 6 bits already
 /// shifted and byte-swapped so that OR-ing the four entries gives the 3
 /// output bytes in little-endian order (bits 0..24), or [`BAD`] bits.
-static DECODE: [[u32; 256]; 4] = decode_tables();
-
-const fn decode_tables() -> [[u32; 256]; 4] {
+fn decode_tables() -> [[u32; 256]; 4] {
     // Invalid characters: all ones, BAD bits included.
     let mut t = [[u32::MAX; 256]; 4];
-    let mut i = 0;
-    while i < 64 {
-        let mut k = 0;
-        while k < 4 {
-            t[k][ALPHABET[i] as usize] = (((i as u32) << (18 - 6 * k)) << 8).swap_bytes();
-            k += 1;
+    for (i, &c) in ALPHABET.iter().enumerate() {
+        for (k, row) in t.iter_mut().enumerate() {
+            row[c as usize] = (((i as u32) << (18 - 6 * k)) << 8).swap_bytes();
         }
-        i += 1;
     }
     t
 }
@@ -53,8 +53,8 @@ pub const fn encoded_len(n: usize) -> usize {
 
 /// The 8 characters of 48 bits, as a little-endian word.
 #[inline(always)]
-fn chars8(g: u64) -> u64 {
-    let pair = |shift: u32| PAIRS[((g >> shift) & 0xFFF) as usize] as u64;
+fn chars8(pairs: &[u16; 4096], g: u64) -> u64 {
+    let pair = |shift: u32| pairs[((g >> shift) & 0xFFF) as usize] as u64;
     pair(36) | pair(24) << 16 | pair(12) << 32 | pair(0) << 48
 }
 
@@ -72,6 +72,7 @@ fn le64(b: &[u8]) -> u64 {
 /// [`encoded_len`]`(src.len())`. Panics if `out` is shorter than that.
 pub fn encode_into(src: &[u8], out: &mut [u8]) -> usize {
     let n = encoded_len(src.len());
+    let pairs = &tables().pairs;
     let blocks = src.len() / 24;
     let (src_main, src_tail) = src.split_at(blocks * 24);
     let (out_main, out_tail) = out[..n].split_at_mut(blocks * 32);
@@ -80,7 +81,7 @@ pub fn encode_into(src: &[u8], out: &mut [u8]) -> usize {
         let (a, b, c) = (be64(&s[0..8]), be64(&s[8..16]), be64(&s[16..24]));
         let g = [a >> 16, (a << 32 | b >> 32) & 0xFFFF_FFFF_FFFF, (b << 16 | c >> 48) & 0xFFFF_FFFF_FFFF, c];
         for (g, d) in g.into_iter().zip(d.chunks_exact_mut(8)) {
-            d.copy_from_slice(&chars8(g).to_le_bytes());
+            d.copy_from_slice(&chars8(pairs, g).to_le_bytes());
         }
     }
     let groups = src_tail.chunks_exact(3);
@@ -88,7 +89,7 @@ pub fn encode_into(src: &[u8], out: &mut [u8]) -> usize {
     let mut outs = out_tail.chunks_exact_mut(4);
     for (s, d) in groups.zip(outs.by_ref()) {
         let g = (s[0] as usize) << 16 | (s[1] as usize) << 8 | s[2] as usize;
-        let w = PAIRS[(g >> 12) & 0xFFF] as u32 | (PAIRS[g & 0xFFF] as u32) << 16;
+        let w = pairs[(g >> 12) & 0xFFF] as u32 | (pairs[g & 0xFFF] as u32) << 16;
         d.copy_from_slice(&w.to_le_bytes());
     }
     if let Some(d) = outs.next() {
@@ -98,7 +99,7 @@ pub fn encode_into(src: &[u8], out: &mut [u8]) -> usize {
             _ => 0,
         };
         let third = if last.len() == 2 { ALPHABET[(g >> 6) & 63] } else { b'=' };
-        let [c0, c1] = PAIRS[(g >> 12) & 0xFFF].to_le_bytes();
+        let [c0, c1] = pairs[(g >> 12) & 0xFFF].to_le_bytes();
         d.copy_from_slice(&[c0, c1, third, b'=']);
     }
     n
@@ -115,8 +116,7 @@ pub fn encode(src: &[u8]) -> String {
 /// The 3 bytes of 4 characters (little-endian word) in bits 0..24, with
 /// [`BAD`] bits if a character is not in the alphabet.
 #[inline(always)]
-fn group(x: u64) -> u64 {
-    let t = &DECODE;
+fn group(t: &[[u32; 256]; 4], x: u64) -> u64 {
     (t[0][(x & 0xFF) as usize]
         | t[1][(x >> 8 & 0xFF) as usize]
         | t[2][(x >> 16 & 0xFF) as usize]
@@ -140,6 +140,7 @@ pub fn decode_strict(src: &[u8]) -> Option<Vec<u8>> {
         _ => 3,
     };
     let n = body_len / 4 * 3;
+    let t = &tables().decode;
     // Zeroed (calloc: fresh pages are not written) rather than pushed to:
     // safe code can only do wide stores into initialised memory.
     let mut out = vec![0u8; n + last_len];
@@ -155,13 +156,13 @@ pub fn decode_strict(src: &[u8]) -> Option<Vec<u8>> {
     // registers, and every spill is one more emulated memory access.
     for (s, d) in body_main.chunks_exact(16).zip(out_main.chunks_exact_mut(12)) {
         let (a, b) = (le64(&s[0..8]), le64(&s[8..16]));
-        let g = [group(a), group(a >> 32), group(b), group(b >> 32)];
+        let g = [group(t, a), group(t, a >> 32), group(t, b), group(t, b >> 32)];
         bad |= g[0] | g[1] | g[2] | g[3];
         d[0..8].copy_from_slice(&(g[0] | g[1] << 24 | g[2] << 48).to_le_bytes());
         d[8..12].copy_from_slice(&((g[2] >> 16 | g[3] << 8) as u32).to_le_bytes());
     }
     for (s, d) in body_tail.chunks_exact(4).zip(out_tail.chunks_exact_mut(3)) {
-        let g = group(u32::from_le_bytes([s[0], s[1], s[2], s[3]]) as u64);
+        let g = group(t, u32::from_le_bytes([s[0], s[1], s[2], s[3]]) as u64);
         bad |= g;
         d.copy_from_slice(&g.to_le_bytes()[..3]);
     }
@@ -172,7 +173,7 @@ pub fn decode_strict(src: &[u8]) -> Option<Vec<u8>> {
         2 => (0x00FF_0000, u32::from_le_bytes([last[0], last[1], last[2], b'A'])),
         _ => (0, u32::from_le_bytes([last[0], last[1], last[2], last[3]])),
     };
-    let g = group(w as u64);
+    let g = group(t, w as u64);
     bad |= g | ((g & pad_mask != 0) as u64) << 24;
     out_last.copy_from_slice(&g.to_le_bytes()[..last_len]);
     if bad & BAD as u64 != 0 {
