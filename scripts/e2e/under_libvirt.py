@@ -292,6 +292,13 @@ def prepare_guest(c):
         ["sh", "-c", "echo 0 > /proc/sys/net/ipv6/conf/eth0/accept_ra && echo 0 > /proc/sys/net/ipv6/conf/eth0/autoconf"],
         ["ip", "link", "set", "eth0", "up"],
         ["ip", "addr", "add", f"{GUEST_IP}/24", "dev", "eth0"],
+        # The link-local IPv6 address is tentative for about a second
+        # (duplicate address detection): wait until it is final, so the
+        # interface lists compared between the agents do not depend on
+        # how fast the agent got here.
+        ["sh", "-c", "i=0; while [ $i -lt 150 ]; do a=$(ip -6 addr show dev eth0); "
+         "case $a in *fe80*) case $a in *tentative*) ;; *) exit 0;; esac;; esac; i=$((i+1)); sleep 0.1; done; "
+         "echo \"$a\"; exit 1"],
         ["hostname", "qga-libvirt-guest"],
     ]
     for argv in steps:
