@@ -323,3 +323,48 @@ fn exec_strings_reach_the_kernel_as_qemu_ga_passes_them() {
     assert_eq!(desc, "Failed to execute child process \u{201C}\u{201D} (No such file or directory)");
     c.ping();
 }
+
+/// The agent blocks SIGCHLD and SIGIO (read from a signalfd); children
+/// started on the fork path (a terminal) must not inherit that mask.
+#[test]
+fn terminal_children_start_with_an_empty_signal_mask() {
+    if !qga_only() {
+        return;
+    }
+    let (_agent, mut c) = Agent::start();
+    let pid =
+        c.exec(json!({"path": "grep", "arg": ["^Sig[IB]", "/proc/self/status"], "capture-output": true, "tty": true}));
+    // A terminal's output is streamed: collect it until the exit.
+    let mut out = Vec::new();
+    loop {
+        let r = c.execute("guest-exec-status", json!({"pid": pid, "wait": 10}));
+        let r = &r["return"];
+        if let Some(d) = r["out-data"].as_str() {
+            out.extend(b64decode(d));
+        }
+        if r["exited"] == json!(true) {
+            break;
+        }
+    }
+    let text = String::from_utf8(out).unwrap();
+    assert_eq!(text.replace("\r\n", "\n"), "SigBlk:\t0000000000000000\nSigIgn:\t0000000000000000\n");
+}
+
+/// A status call without `wait` for a running process is held briefly
+/// (exec.rs POLL_HOLD); a request pipelined behind it releases it, and the
+/// replies keep their order with qemu-ga's contents.
+#[test]
+fn held_status_is_released_by_the_next_request_in_order() {
+    let (_agent, mut c) = Agent::start();
+    let pid = c.exec(json!({"path": "sleep", "arg": ["30"]}));
+    c.send_str(&format!(
+        "{{\"execute\":\"guest-exec-status\",\"arguments\":{{\"pid\":{pid}}}}}\n{{\"execute\":\"guest-ping\",\"id\":7}}\n\
+         {{\"execute\":\"guest-exec-status\",\"arguments\":{{\"pid\":{pid},\"wait\":0}}}}\n"
+    ));
+    assert_eq!(c.recv(), json!({"return": {"exited": false}}));
+    assert_eq!(c.recv(), json!({"return": {}, "id": 7}));
+    assert_eq!(c.recv(), json!({"return": {"exited": false}}));
+    // SAFETY: kill(2) on the test's own child process.
+    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+    assert_eq!(c.wait_exec(pid)["exited"], json!(true));
+}
