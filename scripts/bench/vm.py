@@ -530,7 +530,7 @@ def report(opts, agents, results, t_all):
                  f"{opts.rounds} rounds, medians; {t_all:.0f} s in all. qga: {opts.qga} "
                  f"({os.path.getsize(opts.qga):,} B).")
     lines.append("")
-    head = "| workload, in the guest | " + " | ".join(agents) + " | " + " | ".join(f"{r} / qga" for r in refs) + " |"
+    head = "| workload, in the guest | " + " | ".join(agents + [f"{r} / qga" for r in refs]) + " |"
     lines.append(head)
     lines.append("|" + "---|" * (1 + len(agents) + len(refs)))
     for key, label, higher in ROWS:
@@ -544,7 +544,7 @@ def report(opts, agents, results, t_all):
                 ratios.append(f"{(q / x if higher else x / q):.2f}×")
             else:
                 ratios.append("–")
-        lines.append(f"| {label} | " + " | ".join(cells) + " | " + " | ".join(ratios) + " |")
+        lines.append(f"| {label} | " + " | ".join(cells + ratios) + " |")
     lines.append("")
     lines.append("Ratios: how many times better qga is (rates: qga/qemu-ga; times, CPU, memory: qemu-ga/qga).")
     lines.append("")
