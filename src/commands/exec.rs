@@ -22,7 +22,7 @@ pub const MAX_WAIT_SECONDS: f64 = 600.0;
 /// otherwise takes the CPU the child needs on a small guest: with one TCG
 /// vCPU, `/bin/true` was polled 26 times and its run took twice as long.
 /// The reply is the same as qemu-ga's; it is only sent up to 2 ms later.
-pub const POLL_HOLD: Duration = Duration::from_millis(2);
+const POLL_HOLD: Duration = Duration::from_millis(2);
 /// Longest `timeout` a guest-exec may ask for, in seconds (a year).
 pub const MAX_TIMEOUT_SECONDS: f64 = 31_536_000.0;
 

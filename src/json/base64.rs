@@ -105,12 +105,11 @@ pub fn encode_into(src: &[u8], out: &mut [u8]) -> usize {
     n
 }
 
-/// `src` as base64 text.
-pub fn encode(src: &[u8]) -> String {
-    let mut out = vec![0; encoded_len(src.len())];
-    encode_into(src, &mut out);
-    // Only alphabet characters were written.
-    String::from_utf8(out).unwrap_or_default()
+/// Appends `src` as base64 text to `out`.
+pub fn encode_append(out: &mut Vec<u8>, src: &[u8]) {
+    let start = out.len();
+    out.resize(start + encoded_len(src.len()), 0);
+    encode_into(src, &mut out[start..]);
 }
 
 /// The 3 bytes of 4 characters (little-endian word) in bits 0..24, with
@@ -208,7 +207,10 @@ pub(crate) mod tests {
 
     fn check_encode(data: &[u8]) {
         let want = STD.encode(data);
-        assert_eq!(encode(data), want, "len {}", data.len());
+        let mut got = b"prefix".to_vec();
+        encode_append(&mut got, data);
+        assert_eq!(&got[..6], b"prefix");
+        assert_eq!(String::from_utf8_lossy(&got[6..]), want, "len {}", data.len());
         // Writes exactly its length into a larger buffer.
         let mut out = vec![b'#'; want.len() + 9];
         assert_eq!(encode_into(data, &mut out), want.len());

@@ -7,7 +7,7 @@
 use std::collections::VecDeque;
 use std::rc::Rc;
 
-use super::base64::{encode_into, encoded_len};
+use super::base64::{encode_append, encode_into, encoded_len};
 
 /// Raw bytes encoded per block while sending (a multiple of 3, so only the
 /// last block of a string can carry padding): 64 KiB of base64 text.
@@ -80,9 +80,7 @@ impl Segments {
                 self.chunks.push_back(Chunk::Text(Vec::with_capacity(n)));
             }
             if let Some(Chunk::Text(t)) = self.chunks.back_mut() {
-                let start = t.len();
-                t.resize(start + n, 0);
-                encode_into(data, &mut t[start..]);
+                encode_append(t, data);
             }
         }
     }

@@ -3,7 +3,7 @@
 //! upper-case `\uXXXX`, doubles as `%.17g`, and object members in QDict
 //! iteration order so replies can be diffed byte for byte with qemu-ga's.
 
-use super::base64::{encode_into, encoded_len};
+use super::base64::encode_append;
 use super::segments::Segments;
 use super::utf8::{is_valid_codepoint, mod_utf8_bytes};
 use super::value::{Object, Value};
@@ -147,9 +147,7 @@ pub(crate) fn format_g17(f: f64) -> String {
 
 fn write_base64(out: &mut Vec<u8>, bytes: &[u8]) {
     out.push(b'"');
-    let start = out.len();
-    out.resize(start + encoded_len(bytes.len()), 0);
-    encode_into(bytes, &mut out[start..]);
+    encode_append(out, bytes);
     out.push(b'"');
 }
 

@@ -17,32 +17,25 @@ const PAGE: usize = 4096;
 
 static UNSUPPORTED: AtomicBool = AtomicBool::new(false);
 
-/// Populates the whole pages inside `[ptr, ptr + len)` for writing.
-///
-/// # Safety
-/// The range must be memory this process owns and may write (a block of
-/// its own allocator); its contents are not changed.
-pub unsafe fn prefault_raw(ptr: *mut u8, len: usize) {
+/// Populates, for writing, the whole pages of the spare capacity of `buf`
+/// up to `len` bytes past its end (nothing when that is under
+/// [`PREFAULT_MIN`]).
+pub fn prefault_spare(buf: &mut Vec<u8>, len: usize) {
+    let spare = buf.spare_capacity_mut();
+    let len = len.min(spare.len());
     if len < PREFAULT_MIN || UNSUPPORTED.load(Ordering::Relaxed) {
         return;
     }
-    let start = (ptr as usize).next_multiple_of(PAGE);
-    let end = (ptr as usize + len) & !(PAGE - 1);
+    let ptr = spare.as_mut_ptr() as usize;
+    let start = ptr.next_multiple_of(PAGE);
+    let end = (ptr + len) & !(PAGE - 1);
     if end <= start {
         return;
     }
-    // SAFETY: whole pages inside the caller's writable block; populating
-    // does not change their contents.
+    // SAFETY: whole pages inside the Vec's own allocated, writable spare
+    // capacity; populating does not change their contents.
     let rc = unsafe { libc::madvise(start as *mut libc::c_void, end - start, MADV_POPULATE_WRITE) };
     if rc != 0 && super::Errno::last().0 == libc::EINVAL {
         UNSUPPORTED.store(true, Ordering::Relaxed);
     }
-}
-
-/// Populates the spare capacity of `buf` up to `len` bytes past its end.
-pub fn prefault_spare(buf: &mut Vec<u8>, len: usize) {
-    let spare = buf.spare_capacity_mut();
-    let len = len.min(spare.len());
-    // SAFETY: the Vec's own, allocated, writable spare capacity.
-    unsafe { prefault_raw(spare.as_mut_ptr().cast(), len) };
 }

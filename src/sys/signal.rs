@@ -71,7 +71,7 @@ pub fn ignore_sigpipe() {
 /// handler invocation (a signal frame with the FPU state, sigreturn) plus
 /// a self-pipe write and read. Under TCG that delivery was a third of the
 /// agent's CPU per `guest-exec` status poll: SIGIO comes with every
-/// request on a virtio port, SIGCHLD with every exit (docs/benchmarks.md).
+/// request on a virtio port, SIGCHLD with every exit (BENCHMARKS.md).
 /// Children get an empty mask at spawn (posix_spawnattr_setsigmask, or
 /// sigprocmask after fork), so they never inherit the block.
 #[derive(Debug)]
@@ -120,7 +120,6 @@ impl SignalFd {
                         }
                     }
                 }
-                Err(Errno(libc::EINTR)) => continue,
                 _ => return seen,
             }
         }
