@@ -324,32 +324,6 @@ fn exec_strings_reach_the_kernel_as_qemu_ga_passes_them() {
     c.ping();
 }
 
-/// The agent blocks SIGCHLD and SIGIO (read from a signalfd); children
-/// started on the fork path (a terminal) must not inherit that mask.
-#[test]
-fn terminal_children_start_with_an_empty_signal_mask() {
-    if !qga_only() {
-        return;
-    }
-    let (_agent, mut c) = Agent::start();
-    let pid =
-        c.exec(json!({"path": "grep", "arg": ["^Sig[IB]", "/proc/self/status"], "capture-output": true, "tty": true}));
-    // A terminal's output is streamed: collect it until the exit.
-    let mut out = Vec::new();
-    loop {
-        let r = c.execute("guest-exec-status", json!({"pid": pid, "wait": 10}));
-        let r = &r["return"];
-        if let Some(d) = r["out-data"].as_str() {
-            out.extend(b64decode(d));
-        }
-        if r["exited"] == json!(true) {
-            break;
-        }
-    }
-    let text = String::from_utf8(out).unwrap();
-    assert_eq!(text.replace("\r\n", "\n"), "SigBlk:\t0000000000000000\nSigIgn:\t0000000000000000\n");
-}
-
 /// A status call without `wait` for a running process is held briefly
 /// (exec.rs POLL_HOLD); a request pipelined behind it releases it, and the
 /// replies keep their order with qemu-ga's contents.

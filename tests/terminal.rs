@@ -474,3 +474,17 @@ fn every_error_text() {
         &format!("PID {} does not exist", t.pid),
     );
 }
+
+/// The agent blocks SIGCHLD and SIGIO (read from a signalfd); a terminal's
+/// child is started on the fork path and must not inherit that mask (nor
+/// ignored signals).
+#[test]
+fn a_tty_child_starts_with_an_empty_signal_mask() {
+    if skip_on_reference() {
+        return;
+    }
+    let (_agent, mut c) = Agent::start();
+    let mut t = Term::start(&mut c, json!({"path": "grep", "arg": ["^Sig[IB]", "/proc/self/status"]}));
+    t.finish(&mut c);
+    assert_eq!(t.text(), "SigBlk:\t0000000000000000\r\nSigIgn:\t0000000000000000\r\n");
+}
