@@ -49,7 +49,6 @@ import platform
 import random
 import re
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -83,98 +82,6 @@ class Fail(Exception):
 
 
 # ---------------------------------------------------------------------------
-# The host's client for the agent under test: bytearray buffer, newline scan
-# from where the last one stopped (replies of 16 MiB and more).
-
-
-class Fast:
-    def __init__(self, path):
-        self.path = path
-        self.sock = None
-        self.buf = bytearray()
-        self.scan = 0
-
-    def open(self, timeout=30):
-        deadline = time.monotonic() + timeout
-        while True:
-            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            try:
-                s.connect(self.path)
-                break
-            except OSError:
-                s.close()
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
-        self.sock = s
-        self.buf = bytearray()
-        self.scan = 0
-        # Resync: qemu-ga and qga both answer 0xFF + guest-sync-delimited.
-        # Bytes written before the agent opened its port are lost: resend.
-        ids = set()
-        while True:
-            i = random.randrange(1, 1 << 30)
-            ids.add(i)
-            self.sock.sendall(b"\xff" + json.dumps({"execute": "guest-sync-delimited", "arguments": {"id": i}}).encode() + b"\n")
-            try:
-                while True:
-                    r = self.reply(min(1.0, deadline - time.monotonic()))
-                    if r.get("return") in ids:
-                        break
-            except (Fail, TimeoutError):
-                if time.monotonic() > deadline:
-                    raise Fail(f"{self.path}: the agent did not answer guest-sync-delimited")
-                continue
-            if len(ids) == 1:
-                return self
-            # Earlier syncs may be answered late: one more, answered last.
-            ids = set()
-
-    def close(self):
-        if self.sock:
-            self.sock.close()
-        self.sock = None
-
-    def line(self, timeout=60):
-        deadline = time.monotonic() + timeout
-        while True:
-            nl = self.buf.find(b"\n", self.scan)
-            if nl >= 0:
-                line = bytes(self.buf[:nl])
-                del self.buf[: nl + 1]
-                self.scan = 0
-                return line
-            self.scan = len(self.buf)
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise Fail("no reply in time")
-            self.sock.settimeout(left)
-            chunk = self.sock.recv(4 * MiB)
-            if not chunk:
-                raise Fail("the agent closed the connection")
-            self.buf += chunk
-
-    def reply(self, timeout=60):
-        while True:
-            line = self.line(timeout).replace(b"\xff", b"").strip()
-            if line:
-                try:
-                    return json.loads(line)
-                except ValueError:
-                    continue
-
-    def call(self, name, args=None, timeout=120):
-        req = {"execute": name}
-        if args is not None:
-            req["arguments"] = args
-        self.sock.sendall(json.dumps(req).encode() + b"\n")
-        r = self.reply(timeout)
-        if "return" not in r:
-            raise Fail(f"{name}: {str(r)[:300]}")
-        return r["return"]
-
-
-# ---------------------------------------------------------------------------
 # Guests
 
 
@@ -186,24 +93,9 @@ class BenchGuest(e2e.Guest):
         super().__init__(f"bench-{agent}", opts, "virtio", f"-m virtio-serial -p {CONTROL_PORT}")
         self.agent = agent
         self.ctl_sock = os.path.join(self.run, "ctl.sock")
+        self.memory = "768M"
+        self.extra_ports = [("ctl0", self.ctl_sock, "org.qemu.guest_agent.1")]
         self.pid = None
-
-    def cmdline(self):
-        o = self.opts
-        b = e2e.BOARDS[o.arch]
-        append = f"console={b['console']} panic=-1 rdinit=/init quiet -- {self.init_args}"
-        return [
-            o.row["qemu-system"], "-nodefaults", "-nographic", "-no-user-config",
-            "-accel", b["accel"], "-cpu", b["cpu"], "-smp", "1", "-m", "768M", *b["extra"],
-            "-kernel", o.vmlinuz, "-initrd", o.initramfs, "-append", append,
-            "-serial", f"file:{self.console}", "-monitor", "none", "-no-reboot",
-            "-machine", b["machine"],
-            "-device", "virtio-serial-pci,id=vser0",
-            "-chardev", f"socket,id=qga0,path={self.sock},server=on,wait=off",
-            "-device", "virtserialport,bus=vser0.0,chardev=qga0,name=org.qemu.guest_agent.0",
-            "-chardev", f"socket,id=ctl0,path={self.ctl_sock},server=on,wait=off",
-            "-device", "virtserialport,bus=vser0.0,chardev=ctl0,name=org.qemu.guest_agent.1",
-        ]
 
     def control(self, timeout):
         try:
@@ -275,7 +167,7 @@ class Bench:
         r = self.ctl.ok("guest-exec", {"path": binary, "arg": [
             "-m", "virtio-serial", "-p", AGENT_PORT, "-t", "/run/agent", "-f", "/run/agent/pid"]})
         self.pid = r["pid"]
-        self.c = Fast(self.g.sock).open(60)
+        self.c = self.g.connect_and_sync(60)
 
     def stop(self):
         for x in (self.c, self.ctl):
@@ -313,13 +205,14 @@ class Bench:
         rtts = []
         for _ in range(PING_N):
             t = time.perf_counter()
-            c.call("guest-ping")
+            c.ok("guest-ping")
             rtts.append(time.perf_counter() - t)
         req = b'{"execute":"guest-ping"}\n' * PIPELINE_N
         t = time.perf_counter()
-        c.sock.sendall(req)
+        c.send(req)
+        deadline = time.monotonic() + 60
         for _ in range(PIPELINE_N):
-            if "return" not in c.reply():
+            if "return" not in c.reply(deadline):
                 raise Fail("pipelined ping")
         dt = time.perf_counter() - t
         return {"ping_rtt_ms": statistics.median(rtts) * 1e3, "ping_pipelined_per_s": PIPELINE_N / dt}
@@ -330,10 +223,10 @@ class Bench:
         polls = 0
         t = time.perf_counter()
         for _ in range(EXEC_N):
-            pid = c.call("guest-exec", {"path": "/bin/true"})["pid"]
+            pid = c.ok("guest-exec", {"path": "/bin/true"})["pid"]
             while True:
                 polls += 1
-                if c.call("guest-exec-status", {"pid": pid})["exited"]:
+                if c.ok("guest-exec-status", {"pid": pid})["exited"]:
                     break
         dt = time.perf_counter() - t
         p1 = self.proc()
@@ -342,8 +235,8 @@ class Bench:
         if self.agent.startswith("qga"):
             t = time.perf_counter()
             for _ in range(EXEC_N):
-                pid = c.call("guest-exec", {"path": "/bin/true"})["pid"]
-                if not c.call("guest-exec-status", {"pid": pid, "wait": 10})["exited"]:
+                pid = c.ok("guest-exec", {"path": "/bin/true"})["pid"]
+                if not c.ok("guest-exec-status", {"pid": pid, "wait": 10})["exited"]:
                     raise Fail("wait")
             r["exec_wait_per_s"] = EXEC_N / (time.perf_counter() - t)
         return r
@@ -352,9 +245,9 @@ class Bench:
         c = self.c
         p0 = self.proc()
         t = time.perf_counter()
-        pid = c.call("guest-exec", {"path": "/bin/cat", "arg": [f"/run/d{mib}"], "capture-output": True})["pid"]
+        pid = c.ok("guest-exec", {"path": "/bin/cat", "arg": [f"/run/d{mib}"], "capture-output": True})["pid"]
         while True:
-            st = c.call("guest-exec-status", {"pid": pid, "wait": 60} if wait else {"pid": pid})
+            st = c.ok("guest-exec-status", {"pid": pid, "wait": 60} if wait else {"pid": pid}, timeout=90)
             if st["exited"]:
                 break
             time.sleep(CAPTURE_POLL)
@@ -382,10 +275,10 @@ class Bench:
             data = self.opts.input_b64[mib]
             p0 = self.proc()
             t = time.perf_counter()
-            pid = c.call("guest-exec", {"path": "/usr/bin/wc", "arg": ["-c"], "input-data": data,
+            pid = c.ok("guest-exec", {"path": "/usr/bin/wc", "arg": ["-c"], "input-data": data,
                                         "capture-output": True})["pid"]
             while True:
-                st = c.call("guest-exec-status", {"pid": pid})
+                st = c.ok("guest-exec-status", {"pid": pid})
                 if st["exited"]:
                     break
                 time.sleep(CAPTURE_POLL)
@@ -405,7 +298,7 @@ class Bench:
         return {"fresh_rss_kib": p0["rss"], "hwm_cap8_kib": p1["hwm"]}
 
     def w_idle(self):
-        self.c.call("guest-ping")
+        self.c.ok("guest-ping")
         p0 = self.proc()
         time.sleep(IDLE_SECONDS)
         p1 = self.proc()
@@ -437,7 +330,7 @@ class Bench:
         if rc != 0 or size != str(mib * MiB):
             raise Fail(f"qgactl push: rc {rc}, {size} bytes in the guest")
         os.unlink(out)
-        self.c = Fast(self.g.sock).open(30)
+        self.c = self.g.connect_and_sync(30)
         return {"stream_out_mib_s": mib / dt_out, "stream_out_cpu_ms_per_mib": (p1["ns"] - p0["ns"]) / 1e6 / mib,
                 "stream_out_host_cpu_ms_per_mib": cpu_out * 1e3 / mib,
                 "push_mib_s": mib / dt_in, "push_cpu_ms_per_mib": (p2["ns"] - p1["ns"]) / 1e6 / mib,

@@ -188,14 +188,7 @@ class DiskGuest(Guest):
 def raw_call(c, name, timeout=60):
     """The raw reply line (without the newline) to one request."""
     c.send({"execute": name})
-    deadline = time.monotonic() + timeout
-    while True:
-        while b"\n" in c.buf:
-            line, c.buf = c.buf.split(b"\n", 1)
-            line = line.replace(b"\xff", b"").strip()
-            if line:
-                return line
-        c._fill(deadline)
+    return c.line(time.monotonic() + timeout)
 
 
 def sh_ok(c, script):

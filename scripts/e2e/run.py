@@ -108,7 +108,8 @@ class Client:
     def __init__(self, connect, resend=1.0):
         self._connect = connect
         self.sock = None
-        self.buf = b""
+        self.buf = bytearray()
+        self.scan = 0  # bytes of buf already searched for a newline
         self.resend = resend
 
     def open(self, deadline):
@@ -116,7 +117,8 @@ class Client:
         while time.monotonic() < deadline:
             try:
                 self.sock = self._connect()
-                self.buf = b""
+                self.buf = bytearray()
+                self.scan = 0
                 return
             except OSError as e:
                 last = e
@@ -133,6 +135,9 @@ class Client:
 
     def send(self, obj):
         data = obj if isinstance(obj, bytes) else json.dumps(obj).encode() + b"\n"
+        # Reads leave a short timeout on the socket; a big request (many
+        # MiB of input-data) takes longer than that to go out.
+        self.sock.settimeout(120)
         self.sock.sendall(data)
 
     def _fill(self, deadline):
@@ -141,26 +146,36 @@ class Client:
             raise TimeoutError("no reply in time")
         self.sock.settimeout(min(left, 0.5))
         try:
-            chunk = self.sock.recv(1 << 20)
+            chunk = self.sock.recv(4 << 20)
         except socket.timeout:
             return
         if not chunk:
             raise AgentError("connection closed by the other side")
         self.buf += chunk
 
-    def reply(self, deadline):
-        """The next JSON reply (0xFF bytes and unparsable lines skipped)."""
+    def line(self, deadline):
+        """The next non-empty reply line, without 0xFF bytes. Replies of
+        many MiB: the buffer is searched only past what was searched
+        before, and cut once per line."""
         while True:
-            while b"\n" in self.buf:
-                line, self.buf = self.buf.split(b"\n", 1)
-                line = line.replace(b"\xff", b"").strip()
-                if not line:
-                    continue
-                try:
-                    return json.loads(line)
-                except ValueError:
-                    continue
+            nl = self.buf.find(b"\n", self.scan)
+            while nl >= 0:
+                line = bytes(self.buf[:nl]).replace(b"\xff", b"").strip()
+                del self.buf[: nl + 1]
+                self.scan = 0
+                if line:
+                    return line
+                nl = self.buf.find(b"\n")
+            self.scan = len(self.buf)
             self._fill(deadline)
+
+    def reply(self, deadline):
+        """The next JSON reply (unparsable lines skipped)."""
+        while True:
+            try:
+                return json.loads(self.line(deadline))
+            except ValueError:
+                continue
 
     def sync(self, timeout):
         """Resyncs; returns seconds until the first matching reply."""
@@ -241,6 +256,9 @@ class Guest:
         self.console = os.path.join(self.run, "console.log")
         self.sock = os.path.join(self.run, "qga.sock")
         self.init_args = init_args
+        self.memory = "256M"
+        # More virtio-serial ports: (chardev id, socket path, port name).
+        self.extra_ports = []
         self.qemu = None
         self.backend = None
         self.t0 = None
@@ -253,7 +271,7 @@ class Guest:
             append += " -- " + self.init_args
         cmd = [
             o.row["qemu-system"], "-nodefaults", "-nographic", "-no-user-config",
-            "-accel", b["accel"], "-cpu", b["cpu"], "-smp", "1", "-m", "256M", *b["extra"],
+            "-accel", b["accel"], "-cpu", b["cpu"], "-smp", "1", "-m", self.memory, *b["extra"],
             "-kernel", o.vmlinuz, "-initrd", o.initramfs, "-append", append,
             "-serial", f"file:{self.console}", "-monitor", "none", "-no-reboot",
         ]
@@ -264,6 +282,9 @@ class Guest:
                 "-chardev", f"socket,id=qga0,path={self.sock},server=on,wait=off",
                 "-device", "virtserialport,bus=vser0.0,chardev=qga0,name=org.qemu.guest_agent.0",
             ]
+            for cid, path, name in self.extra_ports:
+                cmd += ["-chardev", f"socket,id={cid},path={path},server=on,wait=off",
+                        "-device", f"virtserialport,bus=vser0.0,chardev={cid},name={name}"]
         elif self.transport == "isa":
             cmd += [
                 "-machine", b["machine"],
