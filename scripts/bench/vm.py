@@ -532,10 +532,7 @@ def main():
     opts.row = e2e.arch_row(opts.arch)
     opts.work = os.path.abspath(opts.work)
     os.makedirs(opts.work, exist_ok=True)
-    vm = sorted(p for p in os.listdir(os.path.join(opts.kernel, "boot")) if re.match(r"vmlinu[xz]-", p))
-    if not vm:
-        sys.exit(f"bench-vm: no kernel under {opts.kernel}/boot (scripts/e2e/setup.sh --kernel)")
-    opts.vmlinuz = os.path.join(opts.kernel, "boot", vm[0])
+    opts.vmlinuz = e2e.kernel_image(opts.kernel, "bench-vm")
     opts.qgactl_host = opts.qgactl_host if os.access(opts.qgactl_host, os.X_OK) else None
     agents = []
     for a in opts.agents.split(","):

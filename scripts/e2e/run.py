@@ -61,6 +61,15 @@ def arch_row(arch):
     sys.exit(f"e2e: unknown arch {arch} (see scripts/arches.tsv)")
 
 
+def kernel_image(kernel_dir, who):
+    """The kernel image of an extracted kernel package (exits with a hint
+    when there is none)."""
+    images = sorted(glob.glob(os.path.join(kernel_dir, "boot", "vmlinu[xz]-*")))
+    if not images:
+        sys.exit(f"{who}: no kernel under {kernel_dir}/boot (run scripts/e2e/setup.sh --kernel)")
+    return images[0]
+
+
 def say(msg):
     print(msg, flush=True)
 
@@ -849,10 +858,7 @@ def main():
     opts.only = opts.only or BOARDS[opts.arch]["transports"]
     t_start = time.monotonic()
 
-    vmlinuz = sorted(glob.glob(os.path.join(opts.kernel, "boot", "vmlinu[xz]-*")))
-    if not vmlinuz:
-        sys.exit(f"e2e: no kernel under {opts.kernel}/boot (run scripts/e2e/setup.sh --kernel)")
-    opts.vmlinuz = vmlinuz[0]
+    opts.vmlinuz = kernel_image(opts.kernel, "e2e")
     opts.initramfs = os.path.join(opts.work, "initramfs.cpio.gz")
     subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "initramfs.py"), "--init", opts.qga,
                     "--busybox", opts.busybox, "--kernel", opts.kernel, "--out", opts.initramfs], check=True)

@@ -44,7 +44,6 @@ Prints PASS/FAIL per check, the durations of the phases and a closing
 
 import argparse
 import base64
-import glob
 import json
 import os
 import re
@@ -55,7 +54,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from run import RESULTS, ROOT, Client, check, failed, measured, passed, say, skipped  # noqa: E402
+from run import RESULTS, ROOT, Client, check, failed, kernel_image, measured, passed, say, skipped  # noqa: E402
 
 PACKAGES = ["libvirt-daemon", "libvirt-daemon-driver-qemu", "libvirt-clients", "python3-libvirt"]
 DOMAIN = "qga-e2e-libvirt"
@@ -534,10 +533,7 @@ def main():
             os.execv("/usr/bin/python3", ["/usr/bin/python3", os.path.abspath(__file__), *sys.argv[1:]])
         raise
 
-    vmlinuz = sorted(glob.glob(os.path.join(o.kernel, "boot", "vmlinuz-*")))
-    if not vmlinuz:
-        sys.exit(f"e2e-libvirt: no kernel under {o.kernel}/boot (run scripts/e2e/setup.sh --kernel)")
-    o.vmlinuz = vmlinuz[0]
+    o.vmlinuz = kernel_image(o.kernel, "e2e-libvirt")
     shutil.rmtree(o.work, ignore_errors=True)
     os.makedirs(o.work)
     agents = ["qga", "qemu-ga"] if o.agent == "both" else [o.agent]
