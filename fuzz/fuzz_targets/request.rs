@@ -14,8 +14,9 @@ type R = Result<(), QgaError>;
 
 fn b64(v: Option<String>) -> R {
     if let Some(s) = v {
-        let bytes = qbase64_decode(&s)?;
-        assert!(bytes.len() <= s.len() / 4 * 3 + 3);
+        let max = s.len() / 4 * 3 + 3;
+        let bytes = qbase64_decode(s)?;
+        assert!(bytes.len() <= max);
     }
     Ok(())
 }

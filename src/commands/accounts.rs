@@ -159,7 +159,7 @@ pub fn set_user_password(ctx: &mut Ctx<'_>, mut a: Args) -> R {
     let password = a.req_str("password")?;
     let crypted = a.req_bool("crypted")?;
     a.finish()?;
-    let raw = qbase64_decode(&password)?;
+    let raw = qbase64_decode(password)?;
     // The decoded password is used as a C string.
     let raw = &raw[..raw.iter().position(|&b| b == 0).unwrap_or(raw.len())];
     if raw.contains(&b'\n') {

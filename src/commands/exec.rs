@@ -160,7 +160,7 @@ pub fn exec(ctx: &mut Ctx<'_>, mut a: Args) -> Result<Outcome, QgaError> {
     let env_merge = a.opt_bool("env-merge")?.unwrap_or(false);
     a.finish()?;
 
-    let input = input.map(|s| qbase64_decode(&s)).transpose()?;
+    let input = input.map(qbase64_decode).transpose()?;
     let timeout = timeout.map(|t| seconds("timeout", t, MAX_TIMEOUT_SECONDS)).transpose()?;
     if stream && capture == Capture::None && !tty {
         return Err(QgaError::generic("Parameter 'stream' requires 'capture-output'"));
@@ -254,7 +254,7 @@ pub fn input(ctx: &mut Ctx<'_>, mut a: Args) -> Result<Outcome, QgaError> {
     let data = a.opt_str("input-data")?;
     let eof = a.opt_bool("eof")?.unwrap_or(false);
     a.finish()?;
-    let bytes = data.map(|d| qbase64_decode(&d)).transpose()?.unwrap_or_default();
+    let bytes = data.map(qbase64_decode).transpose()?.unwrap_or_default();
     let n = ctx.procs.feed_input(pid, &bytes, eof)?;
     let n = i64::try_from(n).unwrap_or(i64::MAX);
     Ok(Outcome::Return(Value::Object(Object::new().with("count", Value::Int(n)))))

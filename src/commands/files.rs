@@ -265,7 +265,7 @@ pub fn write(ctx: &mut Ctx<'_>, mut a: Args) -> Result<Outcome, QgaError> {
             h.fh.seek_cur0().map_err(|e| QgaError::with_errno("failed to seek file", e))?;
             h.state = RwState::New;
         }
-        let buf = qbase64_decode(&b64)?;
+        let buf = qbase64_decode(b64)?;
         let count = match count {
             None => buf.len() as i64,
             Some(c) if c >= 0 && c <= buf.len() as i64 => c,

@@ -124,61 +124,75 @@ fn group(t: &[[u32; 256]; 4], x: u64) -> u64 {
 
 /// Decodes canonical base64 (the `base64` crate's `STANDARD` engine rules:
 /// length a multiple of 4, alphabet characters only, '=' only as the last
-/// one or two characters, zero padding bits); None for anything else.
-pub fn decode_strict(src: &[u8]) -> Option<Vec<u8>> {
-    let Some(body_len) = src.len().checked_sub(4) else {
-        return if src.is_empty() { Some(Vec::new()) } else { None };
-    };
-    if !src.len().is_multiple_of(4) {
-        return None;
+/// one or two characters, zero padding bits) in place: the bytes are
+/// written over the text they come from, never ahead of the text still to
+/// be read. It stops before the first group that breaks the rules.
+///
+/// Returns (characters read, bytes written): `read == buf.len()` means all
+/// of it was canonical. Otherwise `buf[..written]` holds the bytes of the
+/// canonical groups `read` covered (whole groups, no '=') and
+/// `buf[read..]` is still the original text.
+pub fn decode_strict_in_place(buf: &mut [u8]) -> (usize, usize) {
+    let len = buf.len();
+    if len == 0 {
+        return (0, 0);
     }
-    let (body, last) = src.split_at(body_len);
-    let last_len = match *last {
-        [_, _, b'=', b'='] => 1,
-        [_, _, _, b'='] => 2,
-        _ => 3,
-    };
-    let n = body_len / 4 * 3;
+    // Every group but the last one, which may be padded.
+    let body_len = (len / 4).saturating_sub(1) * 4;
     let t = &tables().decode;
-    // Zeroed (calloc: fresh pages are not written) rather than pushed to:
-    // safe code can only do wide stores into initialised memory.
-    let mut out = vec![0u8; n + last_len];
-    let blocks = body_len / 16;
-    let (body_main, body_tail) = body.split_at(blocks * 16);
-    let (out_main, out_rest) = out.split_at_mut(blocks * 12);
-    let (out_tail, out_last) = out_rest.split_at_mut(n - blocks * 12);
-    // Invalid characters only set BAD bits here (their data bits are
-    // garbage); checked once at the end.
-    let mut bad = 0u64;
-    // 16 characters per step: two loads, 16 lookups, two stores. Longer
-    // steps measured slower in a TCG guest: the loop no longer fits in
-    // registers, and every spill is one more emulated memory access.
-    for (s, d) in body_main.chunks_exact(16).zip(out_main.chunks_exact_mut(12)) {
-        let (a, b) = (le64(&s[0..8]), le64(&s[8..16]));
+    let (mut r, mut w) = (0, 0);
+    // 16 characters per step: two loads, 16 lookups, a check, two stores.
+    // Longer steps measured slower in a TCG guest: the loop no longer fits
+    // in registers, and every spill is one more emulated memory access.
+    while r + 16 <= body_len {
+        let (a, b) = (le64(&buf[r..r + 8]), le64(&buf[r + 8..r + 16]));
         let g = [group(t, a), group(t, a >> 32), group(t, b), group(t, b >> 32)];
-        bad |= g[0] | g[1] | g[2] | g[3];
-        d[0..8].copy_from_slice(&(g[0] | g[1] << 24 | g[2] << 48).to_le_bytes());
-        d[8..12].copy_from_slice(&((g[2] >> 16 | g[3] << 8) as u32).to_le_bytes());
+        if (g[0] | g[1] | g[2] | g[3]) & BAD as u64 != 0 {
+            break;
+        }
+        // w + 12 <= r + 12: the text at r + 16 and on is untouched.
+        buf[w..w + 8].copy_from_slice(&(g[0] | g[1] << 24 | g[2] << 48).to_le_bytes());
+        buf[w + 8..w + 12].copy_from_slice(&((g[2] >> 16 | g[3] << 8) as u32).to_le_bytes());
+        r += 16;
+        w += 12;
     }
-    for (s, d) in body_tail.chunks_exact(4).zip(out_tail.chunks_exact_mut(3)) {
-        let g = group(t, u32::from_le_bytes([s[0], s[1], s[2], s[3]]) as u64);
-        bad |= g;
-        d.copy_from_slice(&g.to_le_bytes()[..3]);
+    while r + 4 <= body_len {
+        let g = group(t, u32::from_le_bytes([buf[r], buf[r + 1], buf[r + 2], buf[r + 3]]) as u64);
+        if g & BAD as u64 != 0 {
+            return (r, w);
+        }
+        buf[w..w + 3].copy_from_slice(&g.to_le_bytes()[..3]);
+        r += 4;
+        w += 3;
+    }
+    if r < body_len || !len.is_multiple_of(4) {
+        return (r, w);
     }
     // The last group: '=' decodes as BAD unless replaced by 'A' (zero)
     // where padding is allowed; the padded-over bits must then be zero.
-    let (pad_mask, w) = match last_len {
-        1 => (0x00FF_FF00, u32::from_le_bytes([last[0], last[1], b'A', b'A'])),
-        2 => (0x00FF_0000, u32::from_le_bytes([last[0], last[1], last[2], b'A'])),
-        _ => (0, u32::from_le_bytes([last[0], last[1], last[2], last[3]])),
+    let last = [buf[r], buf[r + 1], buf[r + 2], buf[r + 3]];
+    let (last_len, pad_mask, word) = match last {
+        [a, b, b'=', b'='] => (1, 0x00FF_FF00, [a, b, b'A', b'A']),
+        [a, b, c, b'='] => (2, 0x00FF_0000, [a, b, c, b'A']),
+        _ => (3, 0, last),
     };
-    let g = group(t, w as u64);
-    bad |= g | ((g & pad_mask != 0) as u64) << 24;
-    out_last.copy_from_slice(&g.to_le_bytes()[..last_len]);
-    if bad & BAD as u64 != 0 {
-        return None;
+    let g = group(t, u32::from_le_bytes(word) as u64);
+    if g & BAD as u64 != 0 || g & pad_mask != 0 {
+        return (r, w);
     }
-    Some(out)
+    buf[w..w + last_len].copy_from_slice(&g.to_le_bytes()[..last_len]);
+    (len, w + last_len)
+}
+
+/// [`decode_strict_in_place`] on a copy: the bytes, or None if `src` is
+/// not canonical.
+pub fn decode_strict(src: &[u8]) -> Option<Vec<u8>> {
+    let mut buf = src.to_vec();
+    let (read, written) = decode_strict_in_place(&mut buf);
+    (read == buf.len()).then(|| {
+        buf.truncate(written);
+        buf
+    })
 }
 
 #[cfg(test)]

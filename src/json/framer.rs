@@ -30,6 +30,10 @@ pub const MAX_TOKEN_COUNT: usize = 2 << 20;
 pub const MAX_NESTING: i64 = 1 << 10;
 /// Framing errors answered per input line before the rest are dropped.
 pub const MAX_ERRORS_PER_LINE: u32 = 4;
+/// A string token this long is moved out of the message text as it grows,
+/// so the parser can hand its bytes to the [`Value`] without a copy (an
+/// input-data of 5 MiB becomes its `String` in place).
+const BIG_STRING: usize = 256 << 10;
 
 /// What the framer produced: a parsed message, or the `desc` of a
 /// GenericError reply.
@@ -83,6 +87,20 @@ pub struct Framer {
     errors_this_line: u32,
     /// The frame produced by the last step, handed out by `feed`.
     ready: Option<Frame>,
+    /// The body (no quotes) of the message's first string token that grew
+    /// past [`BIG_STRING`]; its token keeps only the opening quote in `text`.
+    big: BigString,
+}
+
+#[derive(Debug, Default)]
+struct BigString {
+    body: Vec<u8>,
+    /// The token being lexed is this one.
+    growing: bool,
+    /// Its index in `tokens`, once finished.
+    token: Option<usize>,
+    /// A backslash was seen: the parser must unescape it.
+    escaped: bool,
 }
 
 impl Default for Framer {
@@ -108,6 +126,7 @@ impl Framer {
             discarding: false,
             errors_this_line: 0,
             ready: None,
+            big: BigString::default(),
         }
     }
 
@@ -169,11 +188,30 @@ impl Framer {
         if self.discarding {
             return;
         }
-        self.text.extend_from_slice(bytes);
-        if self.token_size + (self.text.len() - self.token_start) + 1 > MAX_TOKEN_SIZE {
+        if self.big.growing {
+            // Plain runs never hold a backslash; step() appends it alone.
+            self.big.escaped |= bytes == b"\\";
+            self.big.body.extend_from_slice(bytes);
+        } else {
+            self.text.extend_from_slice(bytes);
+            let in_string = matches!(self.state, Lex::DqString | Lex::SqString | Lex::DqEscape | Lex::SqEscape);
+            if in_string && self.big.token.is_none() && self.text.len() - self.token_start > BIG_STRING {
+                // Everything after the opening quote moves, once.
+                self.big.escaped = self.text[self.token_start..].contains(&b'\\');
+                self.big.body = self.text.split_off(self.token_start + 1);
+                self.big.growing = true;
+            }
+        }
+        if self.token_size + self.token_len() + 1 > MAX_TOKEN_SIZE {
             // Checked while the token grows so memory stays bounded.
             self.limit_error("JSON token size limit exceeded");
         }
+    }
+
+    /// Bytes of the token being lexed so far.
+    fn token_len(&self) -> usize {
+        let big = if self.big.growing { self.big.body.len() } else { 0 };
+        self.text.len() - self.token_start + big
     }
 
     fn step(&mut self, b: u8) -> Step {
@@ -302,6 +340,9 @@ impl Framer {
     /// skip input until a structural or control character.
     fn lexical_error(&mut self, b: u8) {
         let mut stray = self.text.split_off(self.token_start.min(self.text.len()));
+        if self.big.growing {
+            stray.extend_from_slice(&self.big.body);
+        }
         stray.push(b);
         let desc = format!("JSON parse error, stray '{}'", utf8::lossy_c_string(&stray));
         self.discarding = false;
@@ -315,6 +356,7 @@ impl Framer {
         self.discarding = true;
         self.tokens.clear();
         self.text = Vec::new();
+        self.big = BigString::default();
         self.token_start = 0;
         self.token_size = 0;
         self.emit_error(desc.to_string());
@@ -330,6 +372,7 @@ impl Framer {
     fn reset_message(&mut self) {
         self.tokens.clear();
         self.text.clear();
+        self.big = BigString::default();
         if self.text.capacity() > (1 << 20) {
             self.text = Vec::new();
             self.tokens = Vec::new();
@@ -359,7 +402,13 @@ impl Framer {
             return;
         }
         // Literal tokens are already in `text`; structural ones count as 1.
-        let len = (self.text.len() - self.token_start).max(1);
+        let len = self.token_len().max(1);
+        if self.big.growing {
+            // The closing quote went to the body; the token ends here.
+            self.big.body.pop();
+            self.big.growing = false;
+            self.big.token = Some(self.tokens.len());
+        }
         if self.token_size + len + 1 > MAX_TOKEN_SIZE {
             return self.limit_or_end("JSON token size limit exceeded", open);
         }
@@ -376,7 +425,12 @@ impl Framer {
         if open {
             return;
         }
-        let frame = match parser::parse(&self.tokens, &self.text) {
+        let big = self.big.token.map(|i| parser::Big {
+            token: i,
+            body: std::mem::take(&mut self.big.body),
+            escaped: self.big.escaped,
+        });
+        let frame = match parser::parse(&self.tokens, &self.text, big) {
             Ok(v) => {
                 self.errors_this_line = 0;
                 Some(Frame::Message(v))
@@ -571,6 +625,53 @@ mod tests {
         msg.resize(msg.len() + MAX_TOKEN_SIZE, b'A');
         msg.extend_from_slice(b"\"}}{\"execute\":\"guest-ping\"}");
         assert_eq!(frames(&msg, 4096), ["ERR JSON token size limit exceeded", r#"{"execute": "guest-ping"}"#]);
+    }
+
+    /// Strings longer than BIG_STRING take the moved-body path: every kind
+    /// of content gives what the in-text path gives for a short string
+    /// (escapes unescaped, bad UTF-8 and stray bytes with the same errors),
+    /// whichever way the input is split.
+    #[test]
+    fn big_strings_parse_like_short_ones() {
+        let pad = |s: &str| format!("{}{s}", "A".repeat(BIG_STRING + 10));
+        let cases: Vec<(Vec<u8>, Vec<String>)> = vec![
+            (
+                format!(r#"{{"a":"{}","b":"x"}}"#, pad("")).into_bytes(),
+                vec![format!(r#"{{"a": "{}", "b": "x"}}"#, pad(""))],
+            ),
+            (format!(r#"{{"a":'{}"q'}}"#, pad("")).into_bytes(), vec![format!(r#"{{"a": "{}\"q"}}"#, pad(""))]),
+            (
+                format!(r#"{{"a":"{}"}}"#, pad(r#"\n\u00e9\"end"#)).into_bytes(),
+                vec![format!(r#"{{"a": "{}"}}"#, pad(r#"\n\u00E9\"end"#))],
+            ),
+            (format!(r#"{{"{}":1}}"#, pad("k")).into_bytes(), vec![format!(r#"{{"{}": 1}}"#, pad("k"))]),
+            // Two big strings: only the first is moved.
+            (
+                format!(r#"["{}","{}"]"#, pad("1"), pad("2")).into_bytes(),
+                vec![format!(r#"["{}", "{}"]"#, pad("1"), pad("2"))],
+            ),
+        ];
+        for (input, want) in cases {
+            for chunk in [usize::MAX, 4096, 4093] {
+                let got = frames(&input, chunk);
+                let tail =
+                    |v: &[String]| v.iter().map(|s| s[s.len().saturating_sub(60)..].to_string()).collect::<Vec<_>>();
+                assert_eq!(got, want, "chunk {chunk}: {:?} vs {:?}", tail(&got), tail(&want));
+            }
+        }
+        let mut bad_utf8 = format!(r#"{{"a":"{}"#, pad("")).into_bytes();
+        bad_utf8.extend_from_slice(b"\xC3(\"}");
+        assert_eq!(all(&bad_utf8), ["ERR JSON parse error, invalid UTF-8 sequence in string"]);
+        // A control byte inside: the stray text is the whole token so far.
+        let mut stray = format!(r#"{{"a":"{}"#, pad("z")).into_bytes();
+        stray.extend_from_slice(b"\x01\"}{\"execute\":\"x\"}");
+        let got = all(&stray);
+        let short = all(b"{\"a\":\"z\x01\"}{\"execute\":\"x\"}");
+        assert_eq!(got.len(), short.len());
+        assert_eq!(got[0], format!("ERR JSON parse error, stray '\"{}\u{1}'", pad("z")));
+        assert_eq!(short[0], "ERR JSON parse error, stray '\"z\u{1}'");
+        assert_eq!(got[1..], short[1..]);
+        assert_eq!(got.last().map(String::as_str), Some(r#"{"execute": "x"}"#));
     }
 
     #[test]

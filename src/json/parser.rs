@@ -53,12 +53,23 @@ struct Parser<'a> {
     tokens: &'a [Token],
     text: &'a [u8],
     pos: usize,
+    big: Option<Big>,
+}
+
+/// A long string token whose body the framer kept apart from `text` (the
+/// token's own text there is only its opening quote).
+#[derive(Debug)]
+pub struct Big {
+    pub token: usize,
+    pub body: Vec<u8>,
+    /// It holds a backslash.
+    pub escaped: bool,
 }
 
 /// Parses one message. `tokens` is non-empty and balanced (or ends at the
 /// first unbalanced closer), as the framer guarantees.
-pub fn parse(tokens: &[Token], text: &[u8]) -> Result<Value, String> {
-    let mut p = Parser { tokens, text, pos: 0 };
+pub fn parse(tokens: &[Token], text: &[u8], big: Option<Big>) -> Result<Value, String> {
+    let mut p = Parser { tokens, text, pos: 0, big };
     p.value()
 }
 
@@ -204,6 +215,11 @@ impl<'a> Parser<'a> {
     }
 
     fn literal(&mut self) -> Parsed<Value> {
+        if self.big.as_ref().is_some_and(|b| b.token == self.pos) {
+            if let (Some(t), Some(big)) = (self.pop(), self.big.take()) {
+                return big_string(self.text_of(t), big).map(Value::Str);
+            }
+        }
         let t = self.pop().ok_or_else(|| parse_error("premature EOI"))?;
         let text = self.text_of(t);
         match t.kind {
@@ -258,6 +274,27 @@ fn ascii_run(b: &[u8]) -> usize {
         i += 8;
     }
     i + b[i..].iter().position(|&c| c >= 0x80 || c == b'\\').unwrap_or(b.len() - i)
+}
+
+/// A big string token: its body becomes the `String` without a copy when
+/// there is nothing to unescape; otherwise the whole token is rebuilt and
+/// parsed as any other (same result, same errors).
+fn big_string(open_quote: &[u8], big: Big) -> Parsed<String> {
+    if !big.escaped {
+        match String::from_utf8(big.body) {
+            Ok(s) => return Ok(s),
+            Err(e) => return parse_string(&quoted(open_quote, e.as_bytes())),
+        }
+    }
+    parse_string(&quoted(open_quote, &big.body))
+}
+
+fn quoted(open_quote: &[u8], body: &[u8]) -> Vec<u8> {
+    let mut token = Vec::with_capacity(body.len() + 2);
+    token.extend_from_slice(open_quote);
+    token.extend_from_slice(body);
+    token.extend_from_slice(open_quote);
+    token
 }
 
 /// QEMU's `parse_string()`: unescapes a single- or double-quoted token.
