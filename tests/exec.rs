@@ -141,6 +141,32 @@ fn large_input_and_output_flow_concurrently() {
     check_truncated_flags(&st, false, false);
 }
 
+/// Big input-data is handed to the stdin pipe by reference (vmsplice):
+/// what the child reads late must still be what was sent, however the
+/// agent's memory is reused meanwhile (freed blocks, later big requests).
+#[test]
+fn lent_input_data_is_intact_when_read_late() {
+    let (_agent, mut c) = Agent::start();
+    let pattern = |n: usize, seed: u32| -> Vec<u8> {
+        (0..n as u32).map(|i| (i.wrapping_add(seed).wrapping_mul(2654435761) >> 24) as u8).collect()
+    };
+    // A big block freed first (an allocator may recycle it for the next).
+    let p = c.exec(json!({"path": "true", "input-data": b64encode(&pattern(2 << 20, 7))}));
+    c.wait_exec(p);
+    // Fits the pipe whole: the agent is done with it before `cat` reads.
+    let late = pattern(900 << 10, 1);
+    let pid = c.exec(
+        json!({"path": "sh", "arg": ["-c", "sleep 1; cat"], "input-data": b64encode(&late), "capture-output": true}),
+    );
+    for i in 0..6 {
+        let p = c.exec(json!({"path": "true", "input-data": b64encode(&pattern(2 << 20, 100 + i))}));
+        c.wait_exec(p);
+    }
+    let st = c.wait_exec_for(pid, Duration::from_secs(30));
+    assert_eq!(st["exitcode"], json!(0));
+    assert!(data_of(&st, "out-data") == late, "what the child read late differs from the input-data");
+}
+
 #[test]
 fn stdin_is_dev_null_without_input_data() {
     let (_agent, mut c) = Agent::start();

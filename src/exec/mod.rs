@@ -37,10 +37,10 @@ use mio::{Interest, Registry, Token};
 use crate::json::{Object, Value};
 use crate::log;
 use crate::protocol::QgaError;
-use crate::sys::fd;
 use crate::sys::process::{Pid, Usage, WaitStatus};
 use crate::sys::pty::{self, Winsize};
 use crate::sys::spawn::{self, SpawnError, SpawnSpec, Stage};
+use crate::sys::{fd, LentBytes};
 
 /// Entries (running or finished and unclaimed) tracked at once.
 pub const MAX_PROCESSES: usize = 1024;
@@ -96,12 +96,42 @@ struct Capture {
 struct StdinFeed {
     pipe: OwnedFd,
     data: Vec<u8>,
+    /// input-data of [`crate::sys::LentBytes`]'s size (then `data` is
+    /// empty): handed to the pipe by reference, not copied into it.
+    lent: Option<LentBytes>,
     written: usize,
     ready: bool,
     /// Streamed stdin (extension): the pipe stays open after the data is
     /// written, until guest-exec-input sends `eof`.
     keep_open: bool,
 }
+
+impl StdinFeed {
+    fn new(pipe: OwnedFd, data: Vec<u8>, keep_open: bool) -> StdinFeed {
+        // Streamed stdin grows and drains its buffer: never lent.
+        let (data, lent) = match keep_open {
+            true => (data, None),
+            false => match LentBytes::new(data) {
+                Ok(lent) => {
+                    // Fewer, larger vmsplice calls; failure keeps 64 KiB.
+                    let _ = fd::set_pipe_size(pipe.as_fd(), LENT_PIPE_SIZE);
+                    (Vec::new(), Some(lent))
+                }
+                Err(data) => (data, None),
+            },
+        };
+        StdinFeed { pipe, data, lent, written: 0, ready: true, keep_open }
+    }
+
+    /// All the bytes of the feed, written or not.
+    fn bytes(&self) -> &[u8] {
+        self.lent.as_ref().map_or(&self.data[..], LentBytes::as_slice)
+    }
+}
+
+/// The stdin pipe's size while input-data is lent to it (the unprivileged
+/// maximum, /proc/sys/fs/pipe-max-size).
+const LENT_PIPE_SIZE: libc::c_int = 1 << 20;
 
 /// Options that change how a process is run or reported (extensions).
 #[derive(Debug, Clone, Default)]
@@ -284,7 +314,7 @@ impl ProcessTable {
             reg(&pipe, Kind::Stdin, Interest::WRITABLE);
             let data = input.unwrap_or_default();
             self.pending_input += data.len();
-            StdinFeed { pipe, data, written: 0, ready: true, keep_open: opts.input_stream }
+            StdinFeed::new(pipe, data, opts.input_stream)
         });
         let capture = |pipe: Option<OwnedFd>, kind: Kind| {
             pipe.map(|p| {

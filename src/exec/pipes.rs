@@ -50,7 +50,7 @@ impl ProcessTable {
 
     /// Closes a stdin feed: unwritten bytes are no longer held.
     pub(super) fn close_stdin(pending_input: &mut usize, registry: &Registry, feed: StdinFeed) {
-        *pending_input = pending_input.saturating_sub(feed.data.len() - feed.written);
+        *pending_input = pending_input.saturating_sub(feed.bytes().len() - feed.written);
         let _ = registry.deregister(&mut SourceFd(&feed.pipe.as_raw_fd()));
     }
 
@@ -60,17 +60,21 @@ impl ProcessTable {
         let Some(feed) = p.stdin.as_mut() else { return false };
         let mut budget = PIPE_BUDGET;
         loop {
-            let rest = &feed.data[feed.written..];
-            if rest.is_empty() {
+            let (all, from) = (feed.bytes(), feed.written);
+            if from == all.len() {
                 break;
             }
-            let n = rest.len().min(budget);
-            match fd::write(feed.pipe.as_fd(), &rest[..n]) {
+            let n = (all.len() - from).min(budget);
+            let r = match &feed.lent {
+                Some(lent) => fd::vmsplice(feed.pipe.as_fd(), lent, from..from + n),
+                None => fd::write(feed.pipe.as_fd(), &all[from..from + n]),
+            };
+            match r {
                 Ok(w) => {
                     feed.written += w;
                     self.pending_input = self.pending_input.saturating_sub(w);
                     budget = budget.saturating_sub(w);
-                    if budget == 0 && feed.written < feed.data.len() {
+                    if budget == 0 && feed.written < feed.bytes().len() {
                         return true;
                     }
                 }
@@ -78,14 +82,23 @@ impl ProcessTable {
                     feed.ready = false;
                     return false;
                 }
+                Err(Errno(libc::EINVAL | libc::ENOSYS | libc::EPERM)) if feed.lent.is_some() => {
+                    // No vmsplice here (a filter, an odd kernel): copy.
+                    feed.data = feed.bytes().to_vec();
+                    feed.lent = None;
+                }
                 Err(e) => {
                     // EPIPE: the child will never read it. Close and free now.
-                    log::debug(&format!("input-data for pid {}: {e}; dropping {} unwritten bytes", p.pid, rest.len()));
+                    log::debug(&format!(
+                        "input-data for pid {}: {e}; dropping {} unwritten bytes",
+                        p.pid,
+                        feed.bytes().len() - feed.written
+                    ));
                     break;
                 }
             }
         }
-        if feed.keep_open && feed.written == feed.data.len() {
+        if feed.keep_open && feed.written == feed.bytes().len() {
             // Streamed stdin: wait for more input or for eof.
             feed.data.clear();
             feed.written = 0;

@@ -3,6 +3,7 @@
 use std::ffi::CStr;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
+use super::LentBytes;
 use super::{cvt, cvt_r, Errno};
 
 /// `open(2)` (with O_CLOEXEC added) to an owned descriptor.
@@ -124,6 +125,18 @@ pub fn dup_onto(src: BorrowedFd<'_>, fd: RawFd) -> Result<(), Errno> {
     // SAFETY: dup2 onto a standard descriptor number that the process keeps.
     cvt(unsafe { libc::dup2(src.as_raw_fd(), fd) })?;
     Ok(())
+}
+
+/// vmsplice(2), non-blocking: hands `bytes` to the pipe `fd` by reference
+/// instead of copying them (the reader copies straight from these pages).
+/// Returns how many bytes the pipe took.
+pub fn vmsplice(fd: BorrowedFd<'_>, bytes: &LentBytes, range: std::ops::Range<usize>) -> Result<usize, Errno> {
+    let Some(part) = bytes.as_slice().get(range) else { return Err(Errno(libc::EINVAL)) };
+    let iov = libc::iovec { iov_base: part.as_ptr() as *mut libc::c_void, iov_len: part.len() };
+    // SAFETY: one iovec over live bytes; the pipe keeps references to their
+    // pages, which LentBytes guarantees are never written or reused.
+    let n = cvt(unsafe { libc::vmsplice(fd.as_raw_fd(), &iov, 1, libc::SPLICE_F_NONBLOCK) })?;
+    Ok(n as usize)
 }
 
 /// Grows a pipe's kernel buffer (F_SETPIPE_SZ); returns the new size.

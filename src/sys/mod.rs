@@ -9,8 +9,7 @@
 #![allow(unsafe_code)]
 #![deny(clippy::undocumented_unsafe_blocks)]
 
-#[cfg(target_env = "musl")]
-mod alloc_cache;
+mod alloc;
 mod errno_text;
 mod errnos;
 pub mod fd;
@@ -34,11 +33,11 @@ pub mod user;
 
 use std::fmt;
 
-/// musl's malloc is slow for the many small blocks of a request: a small
-/// free-list cache sits in front of it (glibc builds use glibc's malloc).
-#[cfg(target_env = "musl")]
+/// Big blocks are mappings of their own (vmsplice relies on it); on musl a
+/// free-list cache serves the many small blocks of a request.
 #[global_allocator]
-static ALLOC: alloc_cache::Cached = alloc_cache::Cached::new();
+static ALLOC: alloc::Alloc = alloc::Alloc::new();
+pub use alloc::LentBytes;
 
 /// An `errno` value.
 #[derive(Clone, Copy, PartialEq, Eq)]

@@ -1,0 +1,303 @@
+//! The global allocator.
+//!
+//! * **Big blocks are mappings of their own.** A block of [`BIG_BLOCK`]
+//!   bytes or more is an anonymous mapping, grown and shrunk with mremap and
+//!   unmapped when freed, on every libc. musl's malloc does this above
+//!   128 KiB and glibc's above its (moving) M_MMAP_THRESHOLD; here it is a
+//!   rule, because [`super::fd::vmsplice`] relies on it: pages handed to a
+//!   pipe by reference must never be reused for another block while the
+//!   pipe still holds them, and a munmap'd page never is.
+//! * **musl builds: small blocks are recycled.** musl's malloc is compact
+//!   but slow for the many small, short-lived blocks of a request (parsing,
+//!   reply building): the static musl build answered 3× fewer pipelined
+//!   guest-pings than the glibc build (docs/vm.md). Blocks up to 2 KiB are
+//!   kept on per-size-class free lists (at most `KEEP` per class).
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::UnsafeCell;
+use std::ptr;
+
+/// Classes of 16, 32, ..., 2048 bytes.
+const CLASSES: usize = 8;
+const MAX_SMALL: usize = 16 << (CLASSES - 1);
+/// Blocks kept per class; the rest are freed.
+const KEEP: u32 = 256;
+
+struct Node {
+    next: *mut Node,
+}
+
+struct Lists {
+    head: [*mut Node; CLASSES],
+    len: [u32; CLASSES],
+}
+
+thread_local! {
+    // Per thread, so no lock (qga has one thread). No destructor: a thread
+    // that ends leaves its few cached blocks behind.
+    static LISTS: UnsafeCell<Lists> = const { UnsafeCell::new(Lists { head: [ptr::null_mut(); CLASSES], len: [0; CLASSES] }) };
+}
+
+/// Blocks of this size and more are mappings of their own.
+pub const BIG_BLOCK: usize = 1 << 20;
+const PAGE: usize = 4096;
+
+pub struct Alloc;
+
+impl Alloc {
+    pub const fn new() -> Alloc {
+        Alloc
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&mut Lists) -> T) -> T {
+        // SAFETY: this thread's lists; `f` does not allocate, so no second
+        // reference exists while it runs.
+        LISTS.with(|l| f(unsafe { &mut *l.get() }))
+    }
+}
+
+impl Default for Alloc {
+    fn default() -> Self {
+        Alloc::new()
+    }
+}
+
+/// Where a block of this layout comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Tier {
+    /// A free-list class (musl builds).
+    Small(usize),
+    /// The libc's malloc.
+    Medium,
+    /// A mapping of its own.
+    Big,
+}
+
+fn tier(size: usize, align: usize) -> Tier {
+    if size >= BIG_BLOCK && align <= PAGE {
+        return Tier::Big;
+    }
+    match class(size, align) {
+        Some(c) if cfg!(target_env = "musl") => Tier::Small(c),
+        _ => Tier::Medium,
+    }
+}
+
+/// The class of a block, None for big or over-aligned ones.
+fn class(size: usize, align: usize) -> Option<usize> {
+    if align > 16 || size > MAX_SMALL {
+        return None;
+    }
+    Some((usize::BITS - (size.max(16) - 1).leading_zeros()) as usize - 4)
+}
+
+fn class_layout(c: usize) -> Layout {
+    // SAFETY: 16 << c is a non-zero multiple of the power-of-two align 16.
+    unsafe { Layout::from_size_align_unchecked(16 << c, 16) }
+}
+
+fn map_len(size: usize) -> usize {
+    size.next_multiple_of(PAGE)
+}
+
+/// A fresh zero-filled private mapping of `size` bytes, or null.
+fn map(size: usize) -> *mut u8 {
+    let (prot, flags) = (libc::PROT_READ | libc::PROT_WRITE, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS);
+    // SAFETY: a new anonymous mapping; it overlaps nothing that exists.
+    let p = unsafe { libc::mmap(ptr::null_mut(), map_len(size), prot, flags, -1, 0) };
+    if p == libc::MAP_FAILED {
+        ptr::null_mut()
+    } else {
+        p as *mut u8
+    }
+}
+
+// SAFETY: every block handed out is valid for its layout until freed with
+// it: mappings are page-aligned and at least as long, cached blocks are of
+// the class that fits the layout, the rest is the libc's malloc.
+unsafe impl GlobalAlloc for Alloc {
+    #[inline(never)] // one copy, not one per allocation site (size)
+    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+        let c = match tier(l.size(), l.align()) {
+            Tier::Big => return map(l.size()),
+            // SAFETY: the caller's layout, passed on.
+            Tier::Medium => return unsafe { System.alloc(l) },
+            Tier::Small(c) => c,
+        };
+        let p = self.with(|ls| {
+            let h = ls.head[c];
+            if !h.is_null() {
+                // SAFETY: list nodes are free blocks of this class.
+                ls.head[c] = unsafe { (*h).next };
+                ls.len[c] -= 1;
+            }
+            h
+        });
+        if p.is_null() {
+            // SAFETY: a valid non-zero layout.
+            unsafe { System.alloc(class_layout(c)) }
+        } else {
+            p as *mut u8
+        }
+    }
+
+    #[inline(never)]
+    unsafe fn alloc_zeroed(&self, l: Layout) -> *mut u8 {
+        match tier(l.size(), l.align()) {
+            // A fresh mapping reads as zeros.
+            Tier::Big => map(l.size()),
+            // SAFETY: the caller's layout, passed on.
+            Tier::Medium => unsafe { System.alloc_zeroed(l) },
+            // SAFETY: same contract as alloc; the block holds l.size() bytes.
+            Tier::Small(_) => unsafe {
+                let p = self.alloc(l);
+                if !p.is_null() {
+                    ptr::write_bytes(p, 0, l.size());
+                }
+                p
+            },
+        }
+    }
+
+    #[inline(never)]
+    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+        let c = match tier(l.size(), l.align()) {
+            Tier::Big => {
+                // SAFETY: the block is the whole mapping made for this size.
+                unsafe { libc::munmap(p as *mut libc::c_void, map_len(l.size())) };
+                return;
+            }
+            // SAFETY: a block from System.alloc with this layout.
+            Tier::Medium => return unsafe { System.dealloc(p, l) },
+            Tier::Small(c) => c,
+        };
+        let kept = self.with(|ls| {
+            if ls.len[c] >= KEEP {
+                return false;
+            }
+            let n = p as *mut Node;
+            // SAFETY: the freed block is at least 16 bytes, 16-aligned.
+            unsafe { (*n).next = ls.head[c] };
+            ls.head[c] = n;
+            ls.len[c] += 1;
+            true
+        });
+        if !kept {
+            // SAFETY: the block came from System.alloc(class_layout(c)).
+            unsafe { System.dealloc(p, class_layout(c)) };
+        }
+    }
+
+    #[inline(never)]
+    unsafe fn realloc(&self, p: *mut u8, l: Layout, new: usize) -> *mut u8 {
+        match (tier(l.size(), l.align()), tier(new, l.align())) {
+            (Tier::Big, Tier::Big) => {
+                // SAFETY: the block is the whole mapping made for l.size();
+                // MAYMOVE keeps its pages (no copy) at a new address if needed.
+                let q = unsafe {
+                    libc::mremap(p as *mut libc::c_void, map_len(l.size()), map_len(new), libc::MREMAP_MAYMOVE)
+                };
+                return if q == libc::MAP_FAILED { ptr::null_mut() } else { q as *mut u8 };
+            }
+            // SAFETY: medium to medium: the libc's realloc.
+            (Tier::Medium, Tier::Medium) => return unsafe { System.realloc(p, l, new) },
+            (Tier::Small(a), Tier::Small(b)) if a == b => return p,
+            _ => {}
+        }
+        // SAFETY: a fresh block of the new size; both blocks are valid for
+        // the bytes copied; the old one is freed with its own layout.
+        unsafe {
+            let n = self.alloc(Layout::from_size_align_unchecked(new, l.align()));
+            if !n.is_null() {
+                ptr::copy_nonoverlapping(p, n, l.size().min(new));
+                self.dealloc(p, l);
+            }
+            n
+        }
+    }
+}
+
+/// Bytes that may be handed to a pipe by reference
+/// ([`super::fd::vmsplice`]): a block of at least [`BIG_BLOCK`] bytes (so a
+/// mapping of its own, unmapped when freed, never reused while a pipe
+/// still holds its pages), which nobody can write to any more.
+#[derive(Debug)]
+pub struct LentBytes(Vec<u8>);
+
+impl LentBytes {
+    /// The bytes back when their block is too small to be lent.
+    pub fn new(bytes: Vec<u8>) -> Result<LentBytes, Vec<u8>> {
+        if bytes.capacity() >= BIG_BLOCK {
+            Ok(LentBytes(bytes))
+        } else {
+            Err(bytes)
+        }
+    }
+
+    pub fn as_slice(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classes() {
+        assert_eq!(class(1, 1), Some(0));
+        assert_eq!(class(16, 8), Some(0));
+        assert_eq!(class(17, 8), Some(1));
+        assert_eq!(class(2048, 16), Some(7));
+        assert_eq!(class(2049, 8), None);
+        assert_eq!(class(64, 32), None);
+    }
+
+    #[test]
+    fn big_blocks_are_mappings_and_keep_contents_across_tiers() {
+        let a = Alloc::new();
+        let l = |n| Layout::from_size_align(n, 8).unwrap();
+        // SAFETY: matched alloc/realloc/dealloc with their layouts.
+        unsafe {
+            let p = a.alloc(l(BIG_BLOCK + 5));
+            assert_eq!(p as usize % PAGE, 0, "a mapping starts on a page");
+            ptr::write_bytes(p, 3, BIG_BLOCK + 5);
+            let q = a.realloc(p, l(BIG_BLOCK + 5), 5 * BIG_BLOCK);
+            assert!((0..BIG_BLOCK + 5).step_by(4093).all(|i| *q.add(i) == 3));
+            ptr::write_bytes(q, 4, 5 * BIG_BLOCK);
+            let m = a.realloc(q, l(5 * BIG_BLOCK), 100_000);
+            assert!((0..100_000).step_by(997).all(|i| *m.add(i) == 4));
+            let b = a.realloc(m, l(100_000), 2 * BIG_BLOCK);
+            assert!((0..100_000).step_by(997).all(|i| *b.add(i) == 4));
+            let z = a.alloc_zeroed(l(3 * BIG_BLOCK));
+            assert!((0..3 * BIG_BLOCK).step_by(4096).all(|i| *z.add(i) == 0));
+            a.dealloc(z, l(3 * BIG_BLOCK));
+            a.dealloc(b, l(2 * BIG_BLOCK));
+        }
+        assert_eq!(tier(BIG_BLOCK, 4096), Tier::Big);
+        assert_eq!(tier(BIG_BLOCK, 8192), Tier::Medium);
+        assert_eq!(tier(BIG_BLOCK - 1, 8), Tier::Medium);
+    }
+
+    #[cfg(target_env = "musl")]
+    #[test]
+    fn recycles_and_keeps_contents_on_realloc() {
+        let a = Alloc::new();
+        // SAFETY: matched alloc/realloc/dealloc with their layouts.
+        unsafe {
+            let l = Layout::from_size_align(24, 8).unwrap();
+            let p = a.alloc(l);
+            a.dealloc(p, l);
+            assert_eq!(a.alloc(l), p, "a freed block of the class is reused");
+            ptr::write_bytes(p, 7, 24);
+            let q = a.realloc(p, l, 30);
+            assert_eq!(q, p, "same class: grown in place");
+            let r = a.realloc(q, Layout::from_size_align(30, 8).unwrap(), 5000);
+            assert!((0..24).all(|i| *r.add(i) == 7));
+            let z = a.alloc_zeroed(Layout::from_size_align(100, 8).unwrap());
+            assert!((0..100).all(|i| *z.add(i) == 0));
+            a.dealloc(z, Layout::from_size_align(100, 8).unwrap());
+            a.dealloc(r, Layout::from_size_align(5000, 8).unwrap());
+        }
+    }
+}
