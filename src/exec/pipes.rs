@@ -57,6 +57,8 @@ impl ProcessTable {
     /// Writes pending input; returns true if more work remains now.
     pub(super) fn write_stdin(&mut self, registry: &Registry, slot: usize) -> bool {
         let Some(Some(p)) = self.slots.get_mut(slot) else { return false };
+        // A terminal's buffers are not a pipe's: only EAGAIN means full.
+        let is_pipe = p.terminal.is_none();
         let Some(feed) = p.stdin.as_mut() else { return false };
         let mut budget = PIPE_BUDGET;
         loop {
@@ -74,6 +76,13 @@ impl ProcessTable {
                     feed.written += w;
                     self.pending_input = self.pending_input.saturating_sub(w);
                     budget = budget.saturating_sub(w);
+                    if w < n && is_pipe {
+                        // A short write filled the pipe: the reader's next
+                        // read wakes us (a pipe wakes its writer when it
+                        // stops being full), so no EAGAIN call is needed.
+                        feed.ready = false;
+                        return false;
+                    }
                     if budget == 0 && feed.written < feed.bytes().len() {
                         return true;
                     }
