@@ -113,8 +113,16 @@ impl StdinFeed {
             true => (data, None),
             false => match LentBytes::new(data) {
                 Ok(lent) => {
-                    // Fewer, larger vmsplice calls; failure keeps 64 KiB.
-                    let _ = fd::set_pipe_size(pipe.as_fd(), LENT_PIPE_SIZE);
+                    // A pipe that holds all of it takes it in one call and
+                    // the child reads without waking us per page. Above
+                    // /proc/sys/fs/pipe-max-size that needs root
+                    // (CAP_SYS_RESOURCE); else 1 MiB, else the default.
+                    let want = lent.as_slice().len().next_power_of_two().clamp(LENT_PIPE_MIN, LENT_PIPE_MAX);
+                    for size in [want, LENT_PIPE_MIN] {
+                        if fd::set_pipe_size(pipe.as_fd(), size as libc::c_int).is_ok() {
+                            break;
+                        }
+                    }
                     (Vec::new(), Some(lent))
                 }
                 Err(data) => (data, None),
@@ -129,9 +137,11 @@ impl StdinFeed {
     }
 }
 
-/// The stdin pipe's size while input-data is lent to it (the unprivileged
-/// maximum, /proc/sys/fs/pipe-max-size).
-const LENT_PIPE_SIZE: libc::c_int = 1 << 20;
+/// The stdin pipe's size while input-data is lent to it: the input's size
+/// within these bounds (the lower one is the unprivileged maximum,
+/// /proc/sys/fs/pipe-max-size; the kernel memory is 40 bytes per page).
+const LENT_PIPE_MIN: usize = 1 << 20;
+const LENT_PIPE_MAX: usize = 64 << 20;
 
 /// Options that change how a process is run or reported (extensions).
 #[derive(Debug, Clone, Default)]
@@ -160,6 +170,10 @@ pub struct Process {
     /// them lives (empty: the group was gone).
     group_at_reap: Vec<(Pid, u64)>,
     stdin: Option<StdinFeed>,
+    /// Lent input-data already in the stdin pipe: it stays counted in
+    /// [`MAX_PENDING_INPUT`] until the process has finished (the pipe
+    /// holds the pages until the child reads them or is gone).
+    lent_in_pipe: usize,
     out: Option<Capture>,
     err: Option<Capture>,
     opts: ExecOptions,
@@ -332,6 +346,7 @@ impl ProcessTable {
             terminal: spawned.terminal,
             group_at_reap: Vec::new(),
             stdin,
+            lent_in_pipe: 0,
             out,
             err,
             opts,
@@ -378,6 +393,7 @@ impl ProcessTable {
         let mut p = self.slots.get_mut(slot)?.take()?;
         self.by_pid.remove(&p.pid);
         self.release_captured(p.captured_len());
+        self.pending_input = self.pending_input.saturating_sub(std::mem::take(&mut p.lent_in_pipe));
         if let Some(feed) = p.stdin.take() {
             Self::close_stdin(&mut self.pending_input, registry, feed);
         }

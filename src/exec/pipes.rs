@@ -74,7 +74,11 @@ impl ProcessTable {
             match r {
                 Ok(w) => {
                     feed.written += w;
-                    self.pending_input = self.pending_input.saturating_sub(w);
+                    if feed.lent.is_some() {
+                        p.lent_in_pipe += w;
+                    } else {
+                        self.pending_input = self.pending_input.saturating_sub(w);
+                    }
                     budget = budget.saturating_sub(w);
                     if w < n && is_pipe {
                         // A short write filled the pipe: the reader's next
@@ -242,6 +246,7 @@ impl ProcessTable {
     pub(super) fn check_finished(&mut self, slot: usize) {
         if let Some(Some(p)) = self.slots.get_mut(slot) {
             if p.finished_seq.is_none() && p.exited() {
+                self.pending_input = self.pending_input.saturating_sub(std::mem::take(&mut p.lent_in_pipe));
                 p.deadline = None;
                 p.kill_at = None;
                 self.finished_counter += 1;
