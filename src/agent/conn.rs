@@ -17,7 +17,7 @@ use crate::commands::{Ctx, Held, Pending};
 use crate::json::{Frame, Framer, Segments, Value};
 use crate::log;
 use crate::protocol::{encode_error, QgaError};
-use crate::sys::{fd, Errno};
+use crate::sys::{fd, Errno, MapAhead};
 
 pub const LISTENER: Token = Token(0);
 /// Client `i` has token `CONN_BASE + i` (below the process table's).
@@ -44,6 +44,8 @@ pub struct Waiting {
 struct Conn {
     fd: OwnedFd,
     framer: Framer,
+    /// Maps a long string's buffer ahead of the bytes fed into it.
+    map_ahead: MapAhead,
     input: Vec<u8>,
     in_start: usize,
     in_end: usize,
@@ -68,6 +70,7 @@ impl Conn {
         Conn {
             fd,
             framer: Framer::new(),
+            map_ahead: MapAhead::default(),
             input: vec![0; READ_CHUNK],
             in_start: 0,
             in_end: 0,
@@ -374,6 +377,10 @@ fn flush(c: &mut Conn, token: Token, registry: &Registry) -> Next {
 /// taken now.
 fn next_frame(c: &mut Conn) -> Option<Frame> {
     while c.has_input() && c.can_take_request() {
+        let chunk = c.in_end - c.in_start;
+        if let Some(body) = c.framer.long_string_room(chunk) {
+            c.map_ahead.before_append(body, chunk);
+        }
         let (n, frame) = c.framer.feed(&c.input[c.in_start..c.in_end]);
         c.in_start += n;
         if frame.is_some() {

@@ -158,6 +158,17 @@ impl Framer {
         (i, None)
     }
 
+    /// Inside a long string: makes room for `n` more of its bytes and
+    /// returns its buffer, so the caller may map that room at once
+    /// (`sys::mem::MapAhead`) before feeding them. None otherwise.
+    pub fn long_string_room(&mut self, n: usize) -> Option<&mut Vec<u8>> {
+        if !self.big.growing || self.discarding {
+            return None;
+        }
+        self.big.body.reserve(n);
+        Some(&mut self.big.body)
+    }
+
     /// Length of the run of ordinary string bytes at the start of `input`.
     fn plain_string_run(&self, input: &[u8]) -> usize {
         let quote = if self.state == Lex::DqString { b'"' } else { b'\'' };

@@ -39,3 +39,34 @@ pub fn prefault_spare(buf: &mut Vec<u8>, len: usize) {
         UNSUPPORTED.store(true, Ordering::Relaxed);
     }
 }
+
+/// Bytes mapped ahead of a growing buffer's writes per call.
+const MAP_AHEAD_WINDOW: usize = 1 << 20;
+
+/// Keeps the pages of a buffer that grows by small appends (a long string
+/// arriving 4 KiB per port read) mapped ahead of the writes, a window at a
+/// time, instead of one page fault per page. Only a hint: a page it misses
+/// faults in as usual.
+#[derive(Debug, Default)]
+pub struct MapAhead {
+    base: usize,
+    mapped_to: usize,
+}
+
+impl MapAhead {
+    /// Call before appending `n` bytes to `buf` (with room reserved).
+    pub fn before_append(&mut self, buf: &mut Vec<u8>, n: usize) {
+        let base = buf.as_ptr() as usize;
+        if base != self.base {
+            // Another buffer, or this one moved.
+            self.base = base;
+            self.mapped_to = buf.len();
+        }
+        if buf.len() + n <= self.mapped_to {
+            return;
+        }
+        let window = (buf.capacity() - buf.len()).min(MAP_AHEAD_WINDOW);
+        prefault_spare(buf, window);
+        self.mapped_to = buf.len() + window;
+    }
+}

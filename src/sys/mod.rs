@@ -38,6 +38,7 @@ use std::fmt;
 #[global_allocator]
 static ALLOC: alloc::Alloc = alloc::Alloc::new();
 pub use alloc::LentBytes;
+pub use mem::MapAhead;
 
 /// An `errno` value.
 #[derive(Clone, Copy, PartialEq, Eq)]
