@@ -140,6 +140,9 @@ impl Framer {
                 let run = self.plain_string_run(&input[i..]);
                 if run > 0 {
                     self.append_token_bytes(&input[i..i + run]);
+                    if run >= 64 {
+                        self.maybe_move_big_string();
+                    }
                     i += run;
                     if let Some(frame) = self.ready.take() {
                         return (i, Some(frame));
@@ -195,27 +198,42 @@ impl Framer {
             .unwrap_or(input.len() - i)
     }
 
+    #[inline]
     fn append_token_bytes(&mut self, bytes: &[u8]) {
         if self.discarding {
             return;
         }
         if self.big.growing {
-            // Plain runs never hold a backslash; step() appends it alone.
-            self.big.escaped |= bytes == b"\\";
-            self.big.body.extend_from_slice(bytes);
-        } else {
-            self.text.extend_from_slice(bytes);
-            let in_string = matches!(self.state, Lex::DqString | Lex::SqString | Lex::DqEscape | Lex::SqEscape);
-            if in_string && self.big.token.is_none() && self.text.len() - self.token_start > BIG_STRING {
-                // Everything after the opening quote moves, once.
-                self.big.escaped = self.text[self.token_start..].contains(&b'\\');
-                self.big.body = self.text.split_off(self.token_start + 1);
-                self.big.growing = true;
-            }
+            return self.append_big(bytes);
         }
-        if self.token_size + self.token_len() + 1 > MAX_TOKEN_SIZE {
+        self.text.extend_from_slice(bytes);
+        if self.token_size + (self.text.len() - self.token_start) + 1 > MAX_TOKEN_SIZE {
             // Checked while the token grows so memory stays bounded.
             self.limit_error("JSON token size limit exceeded");
+        }
+    }
+
+    #[inline(never)]
+    fn append_big(&mut self, bytes: &[u8]) {
+        // Plain runs never hold a backslash; step() appends it alone.
+        self.big.escaped |= bytes == b"\\";
+        self.big.body.extend_from_slice(bytes);
+        if self.token_size + self.token_len() + 1 > MAX_TOKEN_SIZE {
+            self.limit_error("JSON token size limit exceeded");
+        }
+    }
+
+    /// After a plain run of a string (the only way a string grows fast):
+    /// past [`BIG_STRING`], the first such token of the message moves
+    /// everything after its opening quote out of `text`, once.
+    fn maybe_move_big_string(&mut self) {
+        if self.big.growing || self.big.token.is_some() || self.discarding {
+            return;
+        }
+        if self.text.len() - self.token_start > BIG_STRING {
+            self.big.escaped = self.text[self.token_start..].contains(&b'\\');
+            self.big.body = self.text.split_off(self.token_start + 1);
+            self.big.growing = true;
         }
     }
 
@@ -383,7 +401,9 @@ impl Framer {
     fn reset_message(&mut self) {
         self.tokens.clear();
         self.text.clear();
-        self.big = BigString::default();
+        if self.big.growing || self.big.token.is_some() || self.big.body.capacity() > 0 {
+            self.big = BigString::default();
+        }
         if self.text.capacity() > (1 << 20) {
             self.text = Vec::new();
             self.tokens = Vec::new();

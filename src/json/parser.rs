@@ -215,13 +215,20 @@ impl<'a> Parser<'a> {
     }
 
     fn literal(&mut self) -> Parsed<Value> {
-        if self.big.as_ref().is_some_and(|b| b.token == self.pos) {
-            if let (Some(t), Some(big)) = (self.pop(), self.big.take()) {
-                return big_string(self.text_of(t), big).map(Value::Str);
-            }
-        }
+        let is_big = self.big.as_ref().is_some_and(|b| b.token == self.pos);
         let t = self.pop().ok_or_else(|| parse_error("premature EOI"))?;
-        let text = self.text_of(t);
+        let rebuilt;
+        let big = if is_big { self.big.take() } else { None };
+        let text = match big {
+            Some(big) => match big_string(self.text_of(t), big) {
+                Ok(s) => return Ok(Value::Str(s)),
+                Err(token) => {
+                    rebuilt = token;
+                    &rebuilt[..]
+                }
+            },
+            None => self.text_of(t),
+        };
         match t.kind {
             TokenKind::String => parse_string(text).map(Value::Str),
             TokenKind::Integer => Ok(parse_integer(text)),
@@ -277,16 +284,15 @@ fn ascii_run(b: &[u8]) -> usize {
 }
 
 /// A big string token: its body becomes the `String` without a copy when
-/// there is nothing to unescape; otherwise the whole token is rebuilt and
-/// parsed as any other (same result, same errors).
-fn big_string(open_quote: &[u8], big: Big) -> Parsed<String> {
+/// there is nothing to unescape; otherwise the whole token, rebuilt, for
+/// [`parse_string`] (same result, same errors; one call site keeps that
+/// inlined on the hot path).
+#[cold]
+fn big_string(open_quote: &[u8], big: Big) -> Result<String, Vec<u8>> {
     if !big.escaped {
-        match String::from_utf8(big.body) {
-            Ok(s) => return Ok(s),
-            Err(e) => return parse_string(&quoted(open_quote, e.as_bytes())),
-        }
+        return String::from_utf8(big.body).map_err(|e| quoted(open_quote, e.as_bytes()));
     }
-    parse_string(&quoted(open_quote, &big.body))
+    Err(quoted(open_quote, &big.body))
 }
 
 fn quoted(open_quote: &[u8], body: &[u8]) -> Vec<u8> {

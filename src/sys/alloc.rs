@@ -14,24 +14,31 @@
 //!   kept on per-size-class free lists (at most `KEEP` per class).
 
 use std::alloc::{GlobalAlloc, Layout, System};
+#[cfg(target_env = "musl")]
 use std::cell::UnsafeCell;
 use std::ptr;
 
 /// Classes of 16, 32, ..., 2048 bytes.
+#[cfg(target_env = "musl")]
 const CLASSES: usize = 8;
+#[cfg(target_env = "musl")]
 const MAX_SMALL: usize = 16 << (CLASSES - 1);
+#[cfg(target_env = "musl")]
 /// Blocks kept per class; the rest are freed.
 const KEEP: u32 = 256;
 
+#[cfg(target_env = "musl")]
 struct Node {
     next: *mut Node,
 }
 
+#[cfg(target_env = "musl")]
 struct Lists {
     head: [*mut Node; CLASSES],
     len: [u32; CLASSES],
 }
 
+#[cfg(target_env = "musl")]
 thread_local! {
     // Per thread, so no lock (qga has one thread). No destructor: a thread
     // that ends leaves its few cached blocks behind.
@@ -49,6 +56,7 @@ impl Alloc {
         Alloc
     }
 
+    #[cfg(target_env = "musl")]
     fn with<T>(&self, f: impl FnOnce(&mut Lists) -> T) -> T {
         // SAFETY: this thread's lists; `f` does not allocate, so no second
         // reference exists while it runs.
@@ -62,28 +70,8 @@ impl Default for Alloc {
     }
 }
 
-/// Where a block of this layout comes from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Tier {
-    /// A free-list class (musl builds).
-    Small(usize),
-    /// The libc's malloc.
-    Medium,
-    /// A mapping of its own.
-    Big,
-}
-
-fn tier(size: usize, align: usize) -> Tier {
-    if size >= BIG_BLOCK && align <= PAGE {
-        return Tier::Big;
-    }
-    match class(size, align) {
-        Some(c) if cfg!(target_env = "musl") => Tier::Small(c),
-        _ => Tier::Medium,
-    }
-}
-
 /// The class of a block, None for big or over-aligned ones.
+#[cfg(target_env = "musl")]
 fn class(size: usize, align: usize) -> Option<usize> {
     if align > 16 || size > MAX_SMALL {
         return None;
@@ -91,6 +79,7 @@ fn class(size: usize, align: usize) -> Option<usize> {
     Some((usize::BITS - (size.max(16) - 1).leading_zeros()) as usize - 4)
 }
 
+#[cfg(target_env = "musl")]
 fn class_layout(c: usize) -> Layout {
     // SAFETY: 16 << c is a non-zero multiple of the power-of-two align 16.
     unsafe { Layout::from_size_align_unchecked(16 << c, 16) }
@@ -101,6 +90,8 @@ fn map_len(size: usize) -> usize {
 }
 
 /// A fresh zero-filled private mapping of `size` bytes, or null.
+#[cold]
+#[inline(never)]
 fn map(size: usize) -> *mut u8 {
     let (prot, flags) = (libc::PROT_READ | libc::PROT_WRITE, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS);
     // SAFETY: a new anonymous mapping; it overlaps nothing that exists.
@@ -112,18 +103,17 @@ fn map(size: usize) -> *mut u8 {
     }
 }
 
-// SAFETY: every block handed out is valid for its layout until freed with
-// it: mappings are page-aligned and at least as long, cached blocks are of
-// the class that fits the layout, the rest is the libc's malloc.
-unsafe impl GlobalAlloc for Alloc {
-    #[inline(never)] // one copy, not one per allocation site (size)
-    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        let c = match tier(l.size(), l.align()) {
-            Tier::Big => return map(l.size()),
-            // SAFETY: the caller's layout, passed on.
-            Tier::Medium => return unsafe { System.alloc(l) },
-            Tier::Small(c) => c,
-        };
+/// Big blocks: a test inlined at every allocation site, the rest out of line.
+#[inline(always)]
+fn is_big(size: usize, align: usize) -> bool {
+    size >= BIG_BLOCK && align <= PAGE
+}
+
+impl Alloc {
+    /// A block of free-list class `c`: the list's head, or a new one.
+    #[cfg(target_env = "musl")]
+    #[inline(always)] // into alloc, itself out of line on musl
+    unsafe fn cached_alloc(&self, c: usize) -> *mut u8 {
         let p = self.with(|ls| {
             let h = ls.head[c];
             if !h.is_null() {
@@ -141,36 +131,10 @@ unsafe impl GlobalAlloc for Alloc {
         }
     }
 
-    #[inline(never)]
-    unsafe fn alloc_zeroed(&self, l: Layout) -> *mut u8 {
-        match tier(l.size(), l.align()) {
-            // A fresh mapping reads as zeros.
-            Tier::Big => map(l.size()),
-            // SAFETY: the caller's layout, passed on.
-            Tier::Medium => unsafe { System.alloc_zeroed(l) },
-            // SAFETY: same contract as alloc; the block holds l.size() bytes.
-            Tier::Small(_) => unsafe {
-                let p = self.alloc(l);
-                if !p.is_null() {
-                    ptr::write_bytes(p, 0, l.size());
-                }
-                p
-            },
-        }
-    }
-
-    #[inline(never)]
-    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
-        let c = match tier(l.size(), l.align()) {
-            Tier::Big => {
-                // SAFETY: the block is the whole mapping made for this size.
-                unsafe { libc::munmap(p as *mut libc::c_void, map_len(l.size())) };
-                return;
-            }
-            // SAFETY: a block from System.alloc with this layout.
-            Tier::Medium => return unsafe { System.dealloc(p, l) },
-            Tier::Small(c) => c,
-        };
+    /// Frees a block of class `c`: onto its list, or to musl when full.
+    #[cfg(target_env = "musl")]
+    #[inline(always)]
+    unsafe fn cached_dealloc(&self, p: *mut u8, c: usize) {
         let kept = self.with(|ls| {
             if ls.len[c] >= KEEP {
                 return false;
@@ -188,22 +152,9 @@ unsafe impl GlobalAlloc for Alloc {
         }
     }
 
+    /// Moves a block to one of another size or kind (copying).
     #[inline(never)]
-    unsafe fn realloc(&self, p: *mut u8, l: Layout, new: usize) -> *mut u8 {
-        match (tier(l.size(), l.align()), tier(new, l.align())) {
-            (Tier::Big, Tier::Big) => {
-                // SAFETY: the block is the whole mapping made for l.size();
-                // MAYMOVE keeps its pages (no copy) at a new address if needed.
-                let q = unsafe {
-                    libc::mremap(p as *mut libc::c_void, map_len(l.size()), map_len(new), libc::MREMAP_MAYMOVE)
-                };
-                return if q == libc::MAP_FAILED { ptr::null_mut() } else { q as *mut u8 };
-            }
-            // SAFETY: medium to medium: the libc's realloc.
-            (Tier::Medium, Tier::Medium) => return unsafe { System.realloc(p, l, new) },
-            (Tier::Small(a), Tier::Small(b)) if a == b => return p,
-            _ => {}
-        }
+    unsafe fn move_block(&self, p: *mut u8, l: Layout, new: usize) -> *mut u8 {
         // SAFETY: a fresh block of the new size; both blocks are valid for
         // the bytes copied; the old one is freed with its own layout.
         unsafe {
@@ -214,6 +165,98 @@ unsafe impl GlobalAlloc for Alloc {
             }
             n
         }
+    }
+}
+
+/// Unmaps a big block.
+#[cold]
+#[inline(never)]
+fn unmap(p: *mut u8, size: usize) {
+    // SAFETY: the block is the whole mapping made for this size.
+    unsafe { libc::munmap(p as *mut libc::c_void, map_len(size)) };
+}
+
+// SAFETY: every block handed out is valid for its layout until freed with
+// it: mappings are page-aligned and at least as long, cached blocks are of
+// the class that fits the layout, the rest is the libc's malloc.
+unsafe impl GlobalAlloc for Alloc {
+    #[cfg_attr(target_env = "musl", inline(never))] // musl: one copy, not one per call site
+    #[cfg_attr(not(target_env = "musl"), inline)]
+    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+        // Small blocks first: the common case costs what it did before.
+        #[cfg(target_env = "musl")]
+        if let Some(c) = class(l.size(), l.align()) {
+            // SAFETY: c is the class that fits l.
+            return unsafe { self.cached_alloc(c) };
+        }
+        if is_big(l.size(), l.align()) {
+            return map(l.size());
+        }
+        // SAFETY: the caller's layout, passed on.
+        unsafe { System.alloc(l) }
+    }
+
+    #[cfg_attr(target_env = "musl", inline(never))]
+    #[cfg_attr(not(target_env = "musl"), inline)]
+    unsafe fn alloc_zeroed(&self, l: Layout) -> *mut u8 {
+        #[cfg(target_env = "musl")]
+        if let Some(c) = class(l.size(), l.align()) {
+            // SAFETY: c fits l; the block holds l.size() bytes.
+            return unsafe {
+                let p = self.cached_alloc(c);
+                if !p.is_null() {
+                    ptr::write_bytes(p, 0, l.size());
+                }
+                p
+            };
+        }
+        if is_big(l.size(), l.align()) {
+            // A fresh mapping reads as zeros.
+            return map(l.size());
+        }
+        // SAFETY: the caller's layout, passed on.
+        unsafe { System.alloc_zeroed(l) }
+    }
+
+    #[cfg_attr(target_env = "musl", inline(never))]
+    #[cfg_attr(not(target_env = "musl"), inline)]
+    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+        #[cfg(target_env = "musl")]
+        if let Some(c) = class(l.size(), l.align()) {
+            // SAFETY: a block of class c from cached_alloc.
+            return unsafe { self.cached_dealloc(p, c) };
+        }
+        if is_big(l.size(), l.align()) {
+            return unmap(p, l.size());
+        }
+        // SAFETY: a block from System.alloc with this layout.
+        unsafe { System.dealloc(p, l) }
+    }
+
+    #[cfg_attr(target_env = "musl", inline(never))]
+    #[cfg_attr(not(target_env = "musl"), inline)]
+    unsafe fn realloc(&self, p: *mut u8, l: Layout, new: usize) -> *mut u8 {
+        let (from_big, to_big) = (is_big(l.size(), l.align()), is_big(new, l.align()));
+        if from_big && to_big {
+            // SAFETY: the block is the whole mapping made for l.size();
+            // MAYMOVE keeps its pages (no copy) at a new address if needed.
+            let q =
+                unsafe { libc::mremap(p as *mut libc::c_void, map_len(l.size()), map_len(new), libc::MREMAP_MAYMOVE) };
+            return if q == libc::MAP_FAILED { ptr::null_mut() } else { q as *mut u8 };
+        }
+        if !from_big && !to_big {
+            #[cfg(target_env = "musl")]
+            match (class(l.size(), l.align()), class(new, l.align())) {
+                (None, None) => {}
+                (a, b) if a == b => return p,
+                // SAFETY: the caller's block and layout, passed on.
+                _ => return unsafe { self.move_block(p, l, new) },
+            }
+            // SAFETY: neither size is big nor (musl) of a class: the libc's.
+            return unsafe { System.realloc(p, l, new) };
+        }
+        // SAFETY: the caller's block and layout, passed on.
+        unsafe { self.move_block(p, l, new) }
     }
 }
 
@@ -243,6 +286,7 @@ impl LentBytes {
 mod tests {
     use super::*;
 
+    #[cfg(target_env = "musl")]
     #[test]
     fn classes() {
         assert_eq!(class(1, 1), Some(0));
@@ -274,9 +318,9 @@ mod tests {
             a.dealloc(z, l(3 * BIG_BLOCK));
             a.dealloc(b, l(2 * BIG_BLOCK));
         }
-        assert_eq!(tier(BIG_BLOCK, 4096), Tier::Big);
-        assert_eq!(tier(BIG_BLOCK, 8192), Tier::Medium);
-        assert_eq!(tier(BIG_BLOCK - 1, 8), Tier::Medium);
+        assert!(is_big(BIG_BLOCK, 4096));
+        assert!(!is_big(BIG_BLOCK, 8192));
+        assert!(!is_big(BIG_BLOCK - 1, 8));
     }
 
     #[cfg(target_env = "musl")]
