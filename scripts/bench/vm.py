@@ -117,15 +117,22 @@ class Bench:
 
     # -- the control agent ----------------------------------------------------
 
+    def run(self, req, what, timeout=120):
+        """Runs `req` (a guest-exec request, output captured) through the
+        control agent to its end; its final status. A non-zero exit stops
+        the benchmark."""
+        pid = self.ctl.ok("guest-exec", dict(req, **{"capture-output": True}), timeout=timeout)["pid"]
+        st = self.ctl.ok("guest-exec-status", {"pid": pid, "wait": timeout}, timeout=timeout + 10)
+        if st.get("exitcode") != 0:
+            out = e2e.unb64(st.get("out-data")).decode(errors="replace")
+            err = e2e.unb64(st.get("err-data")).decode(errors="replace")
+            raise Fail(f"{self.agent}: {what} failed ({st.get('exitcode')}): {out[-300:]} {err[-300:]}")
+        return st
+
     def sh(self, script, timeout=120):
         """Runs `sh -c script` through the control agent; its stdout."""
-        pid = self.ctl.ok("guest-exec", {"path": "/bin/sh", "arg": ["-c", script], "capture-output": True})["pid"]
-        st = self.ctl.ok("guest-exec-status", {"pid": pid, "wait": timeout}, timeout=timeout + 10)
-        out = e2e.unb64(st.get("out-data")).decode(errors="replace")
-        if st.get("exitcode") != 0:
-            err = e2e.unb64(st.get("err-data")).decode(errors="replace")
-            raise Fail(f"{self.agent}: guest script failed ({st.get('exitcode')}): {script[:80]}: {out[-300:]} {err[-300:]}")
-        return out
+        st = self.run({"path": "/bin/sh", "arg": ["-c", script]}, f"guest script {script[:80]!r}", timeout)
+        return e2e.unb64(st.get("out-data")).decode(errors="replace")
 
     def proc(self):
         """The agent's CPU (ns from schedstat, ticks from stat), RSS, HWM,
@@ -341,14 +348,11 @@ class Bench:
 
     def dd_cpu_ms(self, args, input_b64=None):
         """CPU (user + system, ms) of one `dd` run by the control agent."""
-        req = {"path": "/bin/dd", "arg": args, "capture-output": True, "rusage": True}
+        req = {"path": "/bin/dd", "arg": args, "rusage": True}
         if input_b64:
             req["input-data"] = input_b64
-        pid = self.ctl.ok("guest-exec", req, timeout=120)["pid"]
-        st = self.ctl.ok("guest-exec-status", {"pid": pid, "wait": 120}, timeout=130)
-        if st.get("exitcode") != 0:
-            raise Fail(f"dd {args}: exit {st.get('exitcode')}: {e2e.unb64(st.get('err-data'))[-200:]!r}")
-        return (st["rusage"]["user-us"] + st["rusage"]["system-us"]) / 1e3
+        ru = self.run(req, f"dd {args}")["rusage"]
+        return (ru["user-us"] + ru["system-us"]) / 1e3
 
     def w_floor(self):
         """What the guest kernel alone charges for moving an 8 MiB capture,

@@ -185,8 +185,9 @@ pub fn decode_strict_in_place(buf: &mut [u8]) -> (usize, usize) {
 }
 
 /// [`decode_strict_in_place`] on a copy: the bytes, or None if `src` is
-/// not canonical.
-pub fn decode_strict(src: &[u8]) -> Option<Vec<u8>> {
+/// not canonical (the tests' view of the decoder).
+#[cfg(test)]
+pub(crate) fn decode_strict(src: &[u8]) -> Option<Vec<u8>> {
     let mut buf = src.to_vec();
     let (read, written) = decode_strict_in_place(&mut buf);
     (read == buf.len()).then(|| {
