@@ -32,6 +32,14 @@ const READ_BUDGET: usize = 1 << 20;
 /// Stop taking new requests while this much reply data is unsent, so a
 /// client that does not read cannot make the agent buffer without bound.
 const OUTPUT_HIGH_WATER: usize = 1 << 20;
+/// Partly received requests of all clients together, beyond each client's
+/// own [`PARTIAL_PER_CLIENT`]: two requests of the largest size qemu-ga
+/// accepts (`MAX_TOKEN_SIZE`, 64 MiB) fit at once. A request that would
+/// take more is answered with an error and the rest of it dropped.
+pub const MAX_PARTIAL_REQUESTS: usize = 128 << 20;
+/// What each client's request in progress may hold without drawing on
+/// [`MAX_PARTIAL_REQUESTS`]: small requests are never refused.
+pub const PARTIAL_PER_CLIENT: usize = 1 << 20;
 
 /// A reply waiting for a helper program, with its request's id.
 #[derive(Debug)]
@@ -63,6 +71,11 @@ struct Conn {
     /// for (a later client can still collect it).
     hung_up: bool,
     writable_interest: bool,
+    /// Its draw on [`MAX_PARTIAL_REQUESTS`].
+    partial_charge: usize,
+    /// Its queued reply bytes as last reported to the process table
+    /// (part of `exec::MAX_OUTPUT_HELD`).
+    reply_charge: usize,
 }
 
 impl Conn {
@@ -80,7 +93,16 @@ impl Conn {
             peer_done: false,
             hung_up: false,
             writable_interest: false,
+            partial_charge: 0,
+            reply_charge: 0,
         }
+    }
+
+    /// Reports the memory its queued replies hold to the output budget.
+    fn charge_replies(&mut self, ctx: &mut Ctx<'_>) {
+        let now = self.output.held() + self.replies.held();
+        ctx.procs.replies_queued(self.reply_charge, now);
+        self.reply_charge = now;
     }
 
     fn unsent(&self) -> usize {
@@ -132,6 +154,8 @@ pub struct Channel {
     conns: Vec<Option<Conn>>,
     max_clients: usize,
     accept_ready: bool,
+    /// Drawn on [`MAX_PARTIAL_REQUESTS`] by all clients.
+    partial_pool: usize,
 }
 
 impl Channel {
@@ -140,12 +164,26 @@ impl Channel {
             Endpoint::Listener(fd) => {
                 registry.register(&mut SourceFd(&fd.as_raw_fd()), LISTENER, Interest::READABLE)?;
                 let max_clients = max_clients.clamp(1, MAX_CLIENTS);
-                Ok(Channel { listener: Some(fd), is_device: false, conns: Vec::new(), max_clients, accept_ready: true })
+                Ok(Channel {
+                    listener: Some(fd),
+                    is_device: false,
+                    conns: Vec::new(),
+                    max_clients,
+                    accept_ready: true,
+                    partial_pool: 0,
+                })
             }
             Endpoint::Device(fd) => {
                 registry.register(&mut SourceFd(&fd.as_raw_fd()), conn_token(0), Interest::READABLE)?;
                 let conns = vec![Some(Conn::new(fd))];
-                Ok(Channel { listener: None, is_device: true, conns, max_clients: 1, accept_ready: false })
+                Ok(Channel {
+                    listener: None,
+                    is_device: true,
+                    conns,
+                    max_clients: 1,
+                    accept_ready: false,
+                    partial_pool: 0,
+                })
             }
         }
     }
@@ -211,16 +249,17 @@ impl Channel {
                 next = flush(c, token, ctx.registry);
             }
             if next == Next::Keep {
-                next = read_and_dispatch(c, ctx, self.is_device);
+                next = read_and_dispatch(c, ctx, self.is_device, &mut self.partial_pool);
             }
             if next == Next::Keep {
                 next = flush(c, token, ctx.registry);
             }
+            c.charge_replies(ctx);
             if next == Next::Keep && c.peer_done && c.finished() {
                 next = Next::Close;
             }
             if next == Next::Close {
-                self.disconnect(i, ctx.registry);
+                self.disconnect(i, ctx);
             }
         }
     }
@@ -246,18 +285,24 @@ impl Channel {
         self.conns[i] = Some(Conn::new(fd));
     }
 
-    fn disconnect(&mut self, i: usize, registry: &Registry) {
+    fn disconnect(&mut self, i: usize, ctx: &mut Ctx<'_>) {
         if self.is_device {
             // Host side of the port went away: nothing to answer, nobody to
             // parse for. Wait for the next edge (host reconnect / data).
             if let Some(Some(c)) = self.conns.get_mut(i) {
                 c.reset();
                 c.readable = false;
+                self.partial_pool = self.partial_pool.saturating_sub(std::mem::take(&mut c.partial_charge));
+                c.charge_replies(ctx);
             }
             return;
         }
-        if let Some(c) = self.conns.get_mut(i).and_then(Option::take) {
-            let _ = registry.deregister(&mut SourceFd(&c.fd.as_raw_fd()));
+        if let Some(mut c) = self.conns.get_mut(i).and_then(Option::take) {
+            let _ = ctx.registry.deregister(&mut SourceFd(&c.fd.as_raw_fd()));
+            self.partial_pool = self.partial_pool.saturating_sub(c.partial_charge);
+            c.output = Segments::new();
+            c.replies.clear();
+            c.charge_replies(ctx);
             log::debug("client disconnected");
         }
         // Another client may be waiting in the backlog.
@@ -295,11 +340,11 @@ fn resolve_pending(c: &mut Conn, ctx: &mut Ctx<'_>) -> Next {
     Next::Keep
 }
 
-fn read_and_dispatch(c: &mut Conn, ctx: &mut Ctx<'_>, is_device: bool) -> Next {
+fn read_and_dispatch(c: &mut Conn, ctx: &mut Ctx<'_>, is_device: bool, pool: &mut usize) -> Next {
     let mut budget = READ_BUDGET;
     loop {
         // Frames already buffered go first.
-        while let Some(frame) = next_frame(c) {
+        while let Some(frame) = next_frame(c, pool) {
             // Another request (or 0xFF) arrived: held replies are
             // answered now so that replies stay in order (or dropped, if
             // nobody is left to read them).
@@ -321,6 +366,8 @@ fn read_and_dispatch(c: &mut Conn, ctx: &mut Ctx<'_>, is_device: bool) -> Next {
             };
             c.replies.push(slot);
             c.replies.drain_ready(&mut c.output);
+            // The next request sees what this reply holds.
+            c.charge_replies(ctx);
         }
         if c.has_input() || !c.can_take_request() || !c.readable || c.peer_done || budget == 0 {
             return Next::Keep;
@@ -374,15 +421,28 @@ fn flush(c: &mut Conn, token: Token, registry: &Registry) -> Next {
 }
 
 /// The next complete frame from buffered input, if a request may be
-/// taken now.
-fn next_frame(c: &mut Conn) -> Option<Frame> {
+/// taken now. `pool`: what all clients draw on [`MAX_PARTIAL_REQUESTS`].
+fn next_frame(c: &mut Conn, pool: &mut usize) -> Option<Frame> {
     while c.has_input() && c.can_take_request() {
         let chunk = c.in_end - c.in_start;
+        // Would this chunk take the request in progress past what this
+        // client may hold and what the pool has left?
+        let draw = (c.framer.held() + chunk).saturating_sub(PARTIAL_PER_CLIENT);
+        if draw > 0 && pool.saturating_sub(c.partial_charge) + draw > MAX_PARTIAL_REQUESTS {
+            c.framer.abandon(&format!(
+                "Not enough memory for this request: partly received requests hold {} MiB (limit {} MiB)",
+                (*pool + c.framer.held()) >> 20,
+                MAX_PARTIAL_REQUESTS >> 20
+            ));
+        }
         if let Some(body) = c.framer.long_string_room(chunk) {
             c.map_ahead.before_append(body, chunk);
         }
         let (n, frame) = c.framer.feed(&c.input[c.in_start..c.in_end]);
         c.in_start += n;
+        let charge = c.framer.held().saturating_sub(PARTIAL_PER_CLIENT);
+        *pool = pool.saturating_sub(c.partial_charge) + charge;
+        c.partial_charge = charge;
         if frame.is_some() {
             return frame;
         }

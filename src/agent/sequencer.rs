@@ -71,6 +71,18 @@ impl<W, H> Sequencer<W, H> {
         self.slots.is_empty()
     }
 
+    /// Bytes of memory held by replies that are ready but not yet drained
+    /// (queued behind a pending one).
+    pub fn held(&self) -> usize {
+        self.slots
+            .iter()
+            .map(|s| match s {
+                Slot::Ready(b) => b.held(),
+                _ => 0,
+            })
+            .sum()
+    }
+
     /// The held `wait` replies.
     pub fn waits(&self) -> impl Iterator<Item = &W> {
         self.slots.iter().filter_map(|s| match s {

@@ -225,12 +225,21 @@ pub fn read(ctx: &mut Ctx<'_>, mut a: Args) -> Result<Outcome, QgaError> {
     let id = a.req_int("handle")?;
     let count = a.opt_int("count")?;
     a.finish()?;
+    // The reply counts against the output held for clients until it is
+    // sent (exec::MAX_OUTPUT_HELD): a read that could not fit is refused.
+    let room = ctx.procs.output_room();
     with_handle(&mut ctx.guest.files, id, |h| {
         let count = match count {
             None => READ_COUNT_DEFAULT,
             Some(c) if (0..=READ_COUNT_MAX).contains(&c) => c,
             Some(c) => return Err(QgaError::generic(format!("value '{c}' is invalid for argument count"))),
         };
+        if count as usize > room {
+            return Err(QgaError::generic(format!(
+                "Not enough memory to read {count} bytes: output held for clients is at its limit ({} MiB)",
+                crate::exec::MAX_OUTPUT_HELD >> 20
+            )));
+        }
         if h.state == RwState::Writing {
             h.fh.flush().map_err(|e| QgaError::with_errno("failed to flush file", e))?;
             h.state = RwState::New;
@@ -243,6 +252,9 @@ pub fn read(ctx: &mut Ctx<'_>, mut a: Args) -> Result<Outcome, QgaError> {
             }
             Ok((n, eof)) => {
                 buf.truncate(n);
+                if buf.capacity() - n >= 4096 {
+                    buf.shrink_to_fit();
+                }
                 h.state = RwState::Reading;
                 let data = if n == 0 { Value::str("") } else { Value::base64(buf) };
                 Ok(Outcome::Return(obj(vec![

@@ -1,17 +1,47 @@
 //! Process groups: reaping, and signalling a group only while it is
 //! known to be ours (timeouts and guest-exec-terminate).
+//!
+//! A reap costs one `kill(-pgid, 0)`, and only when the result is not
+//! complete yet (a member still holds an output pipe): no /proc walk. The
+//! walk happens when a signal is to be sent to a group whose leader is
+//! already reaped, at most once per loop pass (every such signal of the
+//! pass shares it): linear in the processes of the guest, on the
+//! terminate/timeout path only.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::*;
 use crate::sys::process::{self, Pid, Usage, WaitStatus};
 
-/// The processes in group `pgid` now: (pid, start time in clock ticks
-/// since boot), from /proc. Start times tell a reused pid from the
-/// process that had it before.
-pub(super) fn group_members(pgid: Pid) -> Vec<(Pid, u64)> {
+/// The processes of the guest by group, from one /proc walk: (pgid, pid,
+/// start time in clock ticks since boot).
+#[derive(Debug, Default)]
+pub(super) struct MemberCache {
+    /// The loop pass the walk belongs to.
+    pass: Option<u64>,
+    members: Vec<(Pid, Pid, u64)>,
+}
+
+impl MemberCache {
+    /// Whether group `pgid` has a member born at or before `ticks`,
+    /// walking /proc unless this pass already did.
+    fn has_member_born_by(&mut self, pass: u64, pgid: Pid, ticks: u64) -> bool {
+        if self.pass != Some(pass) {
+            self.members = walk_proc();
+            self.members.sort_unstable();
+            self.pass = Some(pass);
+        }
+        let from = self.members.partition_point(|&(g, _, _)| g < pgid);
+        self.members[from..].iter().take_while(|&&(g, _, _)| g == pgid).any(|&(_, _, start)| start <= ticks)
+    }
+}
+
+/// Every process of the guest now: (pgid, pid, start time), from /proc.
+/// Start times tell a process born after a group's leader was reaped
+/// (which may have reused the group's number) from one born before.
+fn walk_proc() -> Vec<(Pid, Pid, u64)> {
     let Ok(dir) = std::fs::read_dir("/proc") else { return Vec::new() };
-    let mut members = Vec::new();
+    let mut all = Vec::new();
     for e in dir.flatten() {
         let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<Pid>().ok()) else { continue };
         let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
@@ -21,13 +51,14 @@ pub(super) fn group_members(pgid: Pid) -> Vec<(Pid, u64)> {
         let pgrp = fields.get(2).and_then(|f| f.parse::<Pid>().ok());
         let start = fields.get(19).and_then(|f| f.parse::<u64>().ok());
         if let (Some(g), Some(t)) = (pgrp, start) {
-            if g == pgid {
-                members.push((pid, t));
-            }
+            all.push((g, pid, t));
         }
     }
-    members
+    all
 }
+
+/// How long a deadline waits for a leader that is already exiting.
+const EXITING_RECHECK: Duration = Duration::from_millis(20);
 
 impl ProcessTable {
     /// Reaps every exited child (ours or, as init, orphans) without
@@ -47,29 +78,51 @@ impl ProcessTable {
                 // grandchild may still hold the pipe after the leader died.
                 p.status = Some(status);
                 p.usage = usage;
-                // The group outlives its leader only while members are left
-                // (grandchildren holding the output pipes, typically). Note
-                // who they are: later signals go only to a group where one
-                // of them still lives. An empty group costs one kill(0).
-                if !p.exited() && process::kill_group(pid, 0).is_ok() {
-                    p.group_at_reap = group_members(pid);
+                if std::mem::take(&mut p.timeout_must_kill) && status.exit_code().is_some() {
+                    // The SIGTERM of its timeout would have killed it: it
+                    // exited by itself as the deadline came (the kernel
+                    // drops signals to a process already exiting).
+                    p.timed_out = false;
                 }
-                self.progress += 1;
+                // The group outlives its leader only while members are
+                // left (grandchildren holding the output pipes,
+                // typically). Note when: later signals go only to a group
+                // where a member born by then still lives. An empty group
+                // costs one kill(0) and nothing more.
+                if !p.exited() && process::kill_group(pid, 0).is_ok() {
+                    p.group_left_at = Some(process::boot_ticks());
+                }
+                if p.terminal.is_some() {
+                    // The session leader is gone: read what the terminal
+                    // holds, then close it, whoever else keeps it open.
+                    if let Some(c) = p.out.as_mut().filter(|c| c.pipe.is_some()) {
+                        c.drain_left = Some(TERMINAL_DRAIN);
+                        c.ready = true;
+                        self.ready.push((slot, Kind::Stdout));
+                    }
+                }
             }
         }
         self.check_finished(slot);
         true
     }
 
-    /// Sends `sig` to the process group of `p` if it is still known to be
-    /// ours; returns whether it was sent.
-    pub(super) fn signal_group(p: &Process, sig: libc::c_int) -> bool {
-        // Once the leader is reaped, the group number can be given to
-        // somebody else as soon as every member of ours ended: only a
-        // member seen at the reap (same pid, same start time) proves the
-        // group is still ours.
-        let ours = p.status.is_none()
-            || (!p.group_at_reap.is_empty() && group_members(p.pid).iter().any(|m| p.group_at_reap.contains(m)));
+    /// Sends `sig` to the process group of `slot` if it is still known to
+    /// be ours; returns whether it was sent.
+    pub(super) fn signal_group(&mut self, slot: usize, sig: libc::c_int) -> bool {
+        let pass = self.pass;
+        let Some(Some(p)) = self.slots.get(slot) else { return false };
+        let ours = match (p.status, p.group_left_at) {
+            // The leader is unreaped: its pid, and so the group number,
+            // cannot have been reused.
+            (None, _) => true,
+            // Reaped with an empty group: nothing of ours is left.
+            (Some(_), None) => false,
+            // A group number is free for reuse only once the group was
+            // empty, and only a process born after that can make it again:
+            // a member born by the reap proves the group is ours.
+            (Some(_), Some(ticks)) => self.members.has_member_born_by(pass, p.pid, ticks),
+        };
         // ESRCH (the group is gone meanwhile) is not an error.
         ours && process::kill_group(p.pid, sig).is_ok()
     }
@@ -78,25 +131,39 @@ impl ProcessTable {
     /// that is gone is not an error (the status reports the exit).
     pub fn terminate(&mut self, pid: i64, sig: libc::c_int) -> Result<(), QgaError> {
         let slot = self.visible_slot(pid)?;
-        if let Some(Some(p)) = self.slots.get(slot) {
-            Self::signal_group(p, sig);
-        }
+        self.signal_group(slot, sig);
         Ok(())
     }
 
     /// `timeout` extension: SIGTERM to the group at the deadline, SIGKILL
-    /// after [`KILL_GRACE`].
+    /// after [`KILL_GRACE`]. The result says `timed-out` only when the
+    /// SIGTERM reached something of the process's that was still running
+    /// (a process that ended by itself at the deadline did not time out).
     pub fn enforce_deadlines(&mut self, now: Instant) {
-        for p in self.slots.iter_mut().flatten() {
+        self.pass += 1;
+        for slot in 0..self.slots.len() {
+            let Some(Some(p)) = self.slots.get_mut(slot) else { continue };
             if p.deadline.is_some_and(|d| d <= now) {
+                if p.status.is_none() && (process::has_exited(p.pid) || process::is_exiting(p.pid)) {
+                    // It is ending by itself right now: decide once it is
+                    // reaped (then only members left behind are signalled).
+                    p.deadline = now.checked_add(EXITING_RECHECK);
+                    continue;
+                }
                 p.deadline = None;
-                p.timed_out = true;
                 p.kill_at = now.checked_add(KILL_GRACE);
-                Self::signal_group(p, libc::SIGTERM);
+                let leader_running = p.status.is_none();
+                let must_kill = leader_running && !process::catches(p.pid, libc::SIGTERM);
+                let sent = self.signal_group(slot, libc::SIGTERM);
+                if let Some(Some(p)) = self.slots.get_mut(slot) {
+                    p.timed_out = sent;
+                    p.timeout_must_kill = sent && must_kill;
+                }
             }
+            let Some(Some(p)) = self.slots.get_mut(slot) else { continue };
             if p.kill_at.is_some_and(|k| k <= now) {
                 p.kill_at = None;
-                Self::signal_group(p, libc::SIGKILL);
+                self.signal_group(slot, libc::SIGKILL);
             }
         }
     }

@@ -1,28 +1,37 @@
 //! The process table: every child started by guest-exec, its pipes and
 //! its result until a client collects it.
 //!
-//! Design points (qemu-ga's `qga/commands.c` semantics, plus bounds):
+//! Design points (qemu-ga's `qga/commands.c` semantics, plus bounds; the
+//! memory model as a whole is in docs/design.md):
 //! * Children are reaped as soon as SIGCHLD arrives (no zombies); a result
 //!   is `exited` once the child is reaped *and* its capture pipes reached
-//!   EOF; the first status call that reports `exited: true` consumes it.
-//! * Captured output is the head of each stream, at most
-//!   `max_output` bytes (`--max-output`, qemu-ga's 16 MiB by default), with a truncation flag; data beyond
-//!   it is read and dropped so the child never blocks.
-//! * Unclaimed results are bounded: at most [`MAX_PROCESSES`] entries and
-//!   [`MAX_CAPTURED_BYTES`] of captured data in all. At a bound the oldest
-//!   finished, unclaimed result is discarded (logged); if every entry is
-//!   still running, guest-exec is refused / new output is dropped and
-//!   flagged truncated.
+//!   EOF; the first status call that reports `exited: true` consumes it. A
+//!   terminal's result is complete once its session leader is reaped: what
+//!   is readable is drained, then the master is closed (as sshd does), so
+//!   a daemon left holding the terminal cannot hide the exit.
+//! * Captured output is the head of each stream, at most `max_output`
+//!   bytes (`--max-output`, qemu-ga's 16 MiB by default), with a
+//!   truncation flag; data beyond it is read and dropped so the child
+//!   never blocks.
+//! * Output held for clients is one budget, [`MAX_OUTPUT_HELD`]: capture
+//!   buffers at their allocated size plus reply bytes queued in the
+//!   channel (a collected result stays counted until it is sent). Bytes
+//!   that do not fit are dropped from the stream producing them and that
+//!   result says `*-truncated: true`, also when nothing was kept. An exit
+//!   status is never discarded to make room for bytes: only the entry
+//!   limit ([`MAX_PROCESSES`]) discards the oldest finished, uncollected
+//!   result.
 //! * Streamed processes (extension) keep a window of [`STREAM_WINDOW`]
 //!   bytes per stream and stop reading the pipe while it is full, or while
-//!   the global capture budget is used up: streamed output is never
-//!   dropped, only delayed.
+//!   the output budget is used up: streamed output is never dropped, only
+//!   delayed.
 //! * Input held for children's stdin is bounded by [`MAX_PENDING_INPUT`]
-//!   in all (decoded bytes).
+//!   in all, counted at the size really held (allocated buffers, and lent
+//!   pages until the process has finished).
 //! * A process group is only signalled while qga knows it to be its own:
-//!   its leader not yet reaped, or a member left at the reap (pid and start
-//!   time) still alive (so a pid the kernel has since reused for somebody
-//!   else's group is never hit).
+//!   its leader not yet reaped (and not yet a zombie), or, after the reap,
+//!   while a member born before the reap is alive (a group number is only
+//!   reused after the group was empty, by a process born after that).
 
 mod group;
 mod pipes;
@@ -44,19 +53,24 @@ use crate::sys::{fd, LentBytes};
 
 /// Entries (running or finished and unclaimed) tracked at once.
 pub const MAX_PROCESSES: usize = 1024;
-/// Captured bytes held across all entries.
-pub const MAX_CAPTURED_BYTES: usize = 256 << 20;
+/// Output held for clients in all: capture buffers (allocated size) plus
+/// reply bytes queued for sending.
+pub const MAX_OUTPUT_HELD: usize = 256 << 20;
 /// Per-stream buffer of a streamed process; the pipe is not read while full.
 pub const STREAM_WINDOW: usize = 1 << 20;
 /// Unwritten streamed-stdin bytes held per process (guest-exec-input).
 pub const STDIN_WINDOW: usize = 4 << 20;
-/// Unwritten stdin bytes (input-data and streamed input) held across all
-/// processes.
+/// Stdin bytes (input-data and streamed input) held across all processes:
+/// buffers at their allocated size, lent pages until the process finished.
 pub const MAX_PENDING_INPUT: usize = 256 << 20;
 /// Grace period between SIGTERM and SIGKILL for `timeout`.
 pub const KILL_GRACE: Duration = Duration::from_secs(2);
 /// Largest single read from a child's pipe.
 const READ_CHUNK: usize = 256 << 10;
+/// After a terminal's session leader is reaped, at most this much more is
+/// read from the terminal before its master is closed (a daemon that keeps
+/// writing to it cannot keep the result open).
+const TERMINAL_DRAIN: usize = 4 << 20;
 /// Bytes moved per pipe per loop iteration, so that one chatty child
 /// cannot starve the channel or the other children.
 pub const PIPE_BUDGET: usize = 1 << 20;
@@ -86,9 +100,14 @@ impl Kind {
 struct Capture {
     pipe: Option<OwnedFd>,
     data: Vec<u8>,
+    /// Bytes of [`MAX_OUTPUT_HELD`] charged for `data` (its capacity).
+    charged: usize,
     truncated: bool,
     /// Readable data may be pending (edge-triggered: not yet drained).
     ready: bool,
+    /// A terminal whose session leader was reaped: read until EAGAIN (or
+    /// [`TERMINAL_DRAIN`] bytes), then close.
+    drain_left: Option<usize>,
 }
 
 /// input-data still to be written to the child's stdin.
@@ -104,6 +123,8 @@ struct StdinFeed {
     /// Streamed stdin (extension): the pipe stays open after the data is
     /// written, until guest-exec-input sends `eof`.
     keep_open: bool,
+    /// Bytes of [`MAX_PENDING_INPUT`] charged for it ([`StdinFeed::held`]).
+    charged: usize,
 }
 
 impl StdinFeed {
@@ -128,7 +149,23 @@ impl StdinFeed {
                 Err(data) => (data, None),
             },
         };
-        StdinFeed { pipe, data, lent, written: 0, ready: true, keep_open }
+        StdinFeed { pipe, data, lent, written: 0, ready: true, keep_open, charged: 0 }
+    }
+
+    /// Bytes of ours it holds: a copied input's buffer (allocated size)
+    /// until the feed closes; lent input not yet handed to the pipe.
+    fn held(&self) -> usize {
+        match &self.lent {
+            Some(l) => l.as_slice().len() - self.written,
+            None => self.data.capacity(),
+        }
+    }
+
+    /// Brings the charge against `total` up to date.
+    fn recharge(&mut self, total: &mut usize) {
+        let now = self.held();
+        *total = total.saturating_sub(self.charged) + now;
+        self.charged = now;
     }
 
     /// All the bytes of the feed, written or not.
@@ -165,10 +202,10 @@ pub struct Process {
     usage: Usage,
     /// The terminal's master side (tty processes), for resizing.
     terminal: Option<OwnedFd>,
-    /// Members of the process group (pid, start time) left when the
-    /// leader was reaped: the group may only be signalled while one of
-    /// them lives (empty: the group was gone).
-    group_at_reap: Vec<(Pid, u64)>,
+    /// The leader was reaped while members of its group were left: the
+    /// time of the reap (clock ticks since boot, as /proc's start times).
+    /// The group may only be signalled while a member born by then lives.
+    group_left_at: Option<u64>,
     stdin: Option<StdinFeed>,
     /// Lent input-data already in the stdin pipe: it stays counted in
     /// [`MAX_PENDING_INPUT`] until the process has finished (the pipe
@@ -183,6 +220,9 @@ pub struct Process {
     deadline: Option<Instant>,
     kill_at: Option<Instant>,
     timed_out: bool,
+    /// The timeout's SIGTERM went to a running leader without a handler
+    /// for it: unless the leader dies of a signal, it ended by itself.
+    timeout_must_kill: bool,
 }
 
 impl Process {
@@ -195,8 +235,8 @@ impl Process {
         self.status.is_some() && Self::capture_done(&self.out) && Self::capture_done(&self.err)
     }
 
-    fn captured_len(&self) -> usize {
-        self.out.as_ref().map_or(0, |c| c.data.len()) + self.err.as_ref().map_or(0, |c| c.data.len())
+    fn captured_charge(&self) -> usize {
+        self.out.as_ref().map_or(0, |c| c.charged) + self.err.as_ref().map_or(0, |c| c.charged)
     }
 
     /// New streamed output is waiting to be collected.
@@ -206,6 +246,9 @@ impl Process {
                 || self.err.as_ref().is_some_and(|c| !c.data.is_empty()))
     }
 }
+
+/// Spare capacity worth giving back when a buffer stops growing.
+const SHRINK_SLACK: usize = 4 << 10;
 
 /// What to do with a new child besides starting it.
 pub struct NewProcess {
@@ -221,8 +264,11 @@ pub struct ProcessTable {
     slots: Vec<Option<Process>>,
     free: Vec<usize>,
     by_pid: HashMap<Pid, usize>,
-    /// Sum of captured bytes held by all entries.
+    /// Capture buffers held by all entries (allocated size).
     captured: usize,
+    /// Reply bytes queued in the channel (reported by it): the rest of
+    /// [`MAX_OUTPUT_HELD`].
+    queued_replies: usize,
     finished_counter: u64,
     /// Pipes with work pending: (slot, kind).
     ready: Vec<(usize, Kind)>,
@@ -230,11 +276,13 @@ pub struct ProcessTable {
     sink: Vec<u8>,
     /// Streamed pipes paused because the global capture budget was used up.
     starved: Vec<(usize, Kind)>,
-    /// Unwritten stdin bytes held by all entries.
+    /// Stdin bytes held by all entries ([`MAX_PENDING_INPUT`]).
     pending_input: usize,
-    /// Bumped whenever a process finishes or produces streamed output;
-    /// held status replies re-check when it changes.
-    pub progress: u64,
+    /// Group members seen by the last /proc walk, and the loop pass it
+    /// was made in: all signals of one pass share one walk.
+    members: group::MemberCache,
+    /// Loop passes so far (counted by `enforce_deadlines`).
+    pass: u64,
 }
 
 fn token_for(slot: usize, kind: Kind) -> Token {
@@ -278,13 +326,21 @@ impl ProcessTable {
     /// Starts a child and tracks it. Nothing is discarded unless the child
     /// really started: then, at the entry limit, the oldest finished and
     /// uncollected result makes room.
-    pub fn start(&mut self, registry: &Registry, spec: &SpawnSpec, new: NewProcess) -> Result<Pid, QgaError> {
+    pub fn start(&mut self, registry: &Registry, spec: &SpawnSpec, mut new: NewProcess) -> Result<Pid, QgaError> {
         if !self.has_room() {
             return Err(QgaError::generic(format!(
                 "Too many guest-exec processes are running (limit {MAX_PROCESSES})"
             )));
         }
-        let input_len = new.input.as_ref().map_or(0, Vec::len);
+        // Decoded in place, the input's buffer is still the size of its
+        // base64 text: give the rest back (a big block shrinks in place,
+        // mremap), then count what is really held.
+        if let Some(input) = new.input.as_mut() {
+            if input.capacity() - input.len() >= SHRINK_SLACK {
+                input.shrink_to_fit();
+            }
+        }
+        let input_len = new.input.as_ref().map_or(0, Vec::capacity);
         if self.pending_input.saturating_add(input_len) > MAX_PENDING_INPUT {
             return Err(QgaError::generic(format!(
                 "Too much input-data is waiting to be read by other processes (limit {} MiB)",
@@ -326,9 +382,9 @@ impl ProcessTable {
         };
         let stdin = spawned.stdin.or(term_in).map(|pipe| {
             reg(&pipe, Kind::Stdin, Interest::WRITABLE);
-            let data = input.unwrap_or_default();
-            self.pending_input += data.len();
-            StdinFeed::new(pipe, data, opts.input_stream)
+            let mut feed = StdinFeed::new(pipe, input.unwrap_or_default(), opts.input_stream);
+            feed.recharge(&mut self.pending_input);
+            feed
         });
         let capture = |pipe: Option<OwnedFd>, kind: Kind| {
             pipe.map(|p| {
@@ -344,7 +400,7 @@ impl ProcessTable {
             status: None,
             usage: Usage::default(),
             terminal: spawned.terminal,
-            group_at_reap: Vec::new(),
+            group_left_at: None,
             stdin,
             lent_in_pipe: 0,
             out,
@@ -354,6 +410,7 @@ impl ProcessTable {
             deadline,
             kill_at: None,
             timed_out: false,
+            timeout_must_kill: false,
         };
         for kind in [Kind::Stdin, Kind::Stdout, Kind::Stderr] {
             self.ready.push((slot, kind));
@@ -392,7 +449,7 @@ impl ProcessTable {
     fn remove_slot(&mut self, registry: &Registry, slot: usize) -> Option<Process> {
         let mut p = self.slots.get_mut(slot)?.take()?;
         self.by_pid.remove(&p.pid);
-        self.release_captured(p.captured_len());
+        self.release_captured(p.captured_charge());
         self.pending_input = self.pending_input.saturating_sub(std::mem::take(&mut p.lent_in_pipe));
         if let Some(feed) = p.stdin.take() {
             Self::close_stdin(&mut self.pending_input, registry, feed);
@@ -443,7 +500,9 @@ impl ProcessTable {
                 let mut freed = 0;
                 for (name, cap) in [("out-data", p.out.as_mut()), ("err-data", p.err.as_mut())] {
                     if let Some(c) = cap.filter(|c| !c.data.is_empty()) {
-                        freed += c.data.len();
+                        // The bytes go on to the reply, where the channel
+                        // counts them until they are sent.
+                        freed += std::mem::take(&mut c.charged);
                         obj.push(name, Value::base64(std::mem::take(&mut c.data)));
                     }
                 }
@@ -465,11 +524,17 @@ impl ProcessTable {
         for (data, trunc, cap) in
             [("out-data", "out-truncated", p.out.take()), ("err-data", "err-truncated", p.err.take())]
         {
-            if let Some(c) = cap.filter(|c| !c.data.is_empty()) {
+            let Some(c) = cap else { continue };
+            if !c.data.is_empty() {
                 obj.push(data, Value::base64(c.data));
                 if !p.opts.stream {
                     flags.push((trunc, c.truncated));
                 }
+            } else if c.truncated {
+                // Everything was dropped (the output budget was used up):
+                // say so rather than report an empty stream. qemu-ga never
+                // drops a stream's head, so never sends this alone.
+                flags.push((trunc, true));
             }
         }
         for (name, t) in flags {

@@ -48,9 +48,9 @@ impl ProcessTable {
         }
     }
 
-    /// Closes a stdin feed: unwritten bytes are no longer held.
+    /// Closes a stdin feed: its buffer is no longer held.
     pub(super) fn close_stdin(pending_input: &mut usize, registry: &Registry, feed: StdinFeed) {
-        *pending_input = pending_input.saturating_sub(feed.bytes().len() - feed.written);
+        *pending_input = pending_input.saturating_sub(feed.charged);
         let _ = registry.deregister(&mut SourceFd(&feed.pipe.as_raw_fd()));
     }
 
@@ -60,56 +60,10 @@ impl ProcessTable {
         // A terminal's buffers are not a pipe's: only EAGAIN means full.
         let is_pipe = p.terminal.is_none();
         let Some(feed) = p.stdin.as_mut() else { return false };
-        let mut budget = PIPE_BUDGET;
-        loop {
-            let (all, from) = (feed.bytes(), feed.written);
-            if from == all.len() {
-                break;
-            }
-            let n = (all.len() - from).min(budget);
-            let r = match &feed.lent {
-                Some(lent) => fd::vmsplice(feed.pipe.as_fd(), lent, from..from + n),
-                None => fd::write(feed.pipe.as_fd(), &all[from..from + n]),
-            };
-            match r {
-                Ok(w) => {
-                    feed.written += w;
-                    if feed.lent.is_some() {
-                        p.lent_in_pipe += w;
-                    } else {
-                        self.pending_input = self.pending_input.saturating_sub(w);
-                    }
-                    budget = budget.saturating_sub(w);
-                    if w < n && is_pipe {
-                        // A short write filled the pipe: the reader's next
-                        // read wakes us (a pipe wakes its writer when it
-                        // stops being full), so no EAGAIN call is needed.
-                        feed.ready = false;
-                        return false;
-                    }
-                    if budget == 0 && feed.written < feed.bytes().len() {
-                        return true;
-                    }
-                }
-                Err(Errno(libc::EAGAIN)) => {
-                    feed.ready = false;
-                    return false;
-                }
-                Err(Errno(libc::EINVAL | libc::ENOSYS | libc::EPERM)) if feed.lent.is_some() => {
-                    // No vmsplice here (a filter, an odd kernel): copy.
-                    feed.data = feed.bytes().to_vec();
-                    feed.lent = None;
-                }
-                Err(e) => {
-                    // EPIPE: the child will never read it. Close and free now.
-                    log::debug(&format!(
-                        "input-data for pid {}: {e}; dropping {} unwritten bytes",
-                        p.pid,
-                        feed.bytes().len() - feed.written
-                    ));
-                    break;
-                }
-            }
+        let more = Self::feed_pipe(feed, &mut p.lent_in_pipe, is_pipe, p.pid);
+        feed.recharge(&mut self.pending_input);
+        if let Some(more) = more {
+            return more;
         }
         if feed.keep_open && feed.written == feed.bytes().len() {
             // Streamed stdin: wait for more input or for eof.
@@ -125,8 +79,65 @@ impl ProcessTable {
         false
     }
 
+    /// Moves a feed's bytes into its pipe within [`PIPE_BUDGET`]: `Some`
+    /// (whether to come back now) while bytes remain for later, `None` when
+    /// everything is written or the reader is gone.
+    fn feed_pipe(feed: &mut StdinFeed, lent_in_pipe: &mut usize, is_pipe: bool, pid: Pid) -> Option<bool> {
+        let mut budget = PIPE_BUDGET;
+        loop {
+            let (all, from) = (feed.bytes(), feed.written);
+            if from == all.len() {
+                return None;
+            }
+            let n = (all.len() - from).min(budget);
+            let r = match &feed.lent {
+                Some(lent) => fd::vmsplice(feed.pipe.as_fd(), lent, from..from + n),
+                None => fd::write(feed.pipe.as_fd(), &all[from..from + n]),
+            };
+            match r {
+                Ok(w) => {
+                    feed.written += w;
+                    if feed.lent.is_some() {
+                        // The pipe holds these pages now: still ours to count.
+                        *lent_in_pipe += w;
+                    }
+                    budget = budget.saturating_sub(w);
+                    if w < n && is_pipe {
+                        // A short write filled the pipe: the reader's next
+                        // read wakes us (a pipe wakes its writer when it
+                        // stops being full), so no EAGAIN call is needed.
+                        feed.ready = false;
+                        return Some(false);
+                    }
+                    if budget == 0 && feed.written < feed.bytes().len() {
+                        return Some(true);
+                    }
+                }
+                Err(Errno(libc::EAGAIN)) => {
+                    feed.ready = false;
+                    return Some(false);
+                }
+                Err(Errno(libc::EINVAL | libc::ENOSYS | libc::EPERM)) if feed.lent.is_some() => {
+                    // No vmsplice here (a filter, an odd kernel): copy.
+                    feed.data = feed.bytes().to_vec();
+                    feed.lent = None;
+                }
+                Err(e) => {
+                    // EPIPE: the child will never read it. Close and free now.
+                    log::debug(&format!(
+                        "input-data for pid {pid}: {e}; dropping {} unwritten bytes",
+                        feed.bytes().len() - feed.written
+                    ));
+                    return None;
+                }
+            }
+        }
+    }
+
     /// Reads a capture pipe; returns true if more work remains now.
     pub(super) fn read_capture(&mut self, registry: &Registry, slot: usize, kind: Kind) -> bool {
+        // What the output budget can still give this pass.
+        let mut global_room = MAX_OUTPUT_HELD.saturating_sub(self.captured + self.queued_replies);
         let Some(Some(p)) = self.slots.get_mut(slot) else { return false };
         let streamed = p.opts.stream;
         let cap = match kind {
@@ -135,39 +146,59 @@ impl ProcessTable {
         };
         let Some(cap) = cap else { return false };
         let Some(pipe) = cap.pipe.take() else { return false };
+        if self.sink.is_empty() {
+            self.sink = vec![0u8; READ_CHUNK];
+        }
+        let limit = if streamed { STREAM_WINDOW } else { self.max_capture };
         let mut budget = PIPE_BUDGET;
         let mut eof = false;
-        let mut grew = 0usize;
         let mut starved = false;
         loop {
-            let limit = if streamed { STREAM_WINDOW } else { self.max_capture };
             let room = limit.saturating_sub(cap.data.len());
             if streamed && room == 0 {
                 // Backpressure: leave the data in the pipe until collected.
                 break;
             }
-            let global_room = MAX_CAPTURED_BYTES.saturating_sub(self.captured + grew);
-            if streamed && global_room == 0 {
+            let mut want = room.min(READ_CHUNK).min(budget);
+            if let Some(left) = cap.drain_left {
+                if left == 0 {
+                    break;
+                }
+                want = want.min(left);
+            }
+            // Bytes that fit in the buffer as it is, or grown within the
+            // budget.
+            let fit = match cap.data.capacity() {
+                0 => want.min(global_room),
+                _ => grow_capture(&mut cap.data, want, limit, &mut global_room),
+            };
+            if streamed && fit == 0 {
                 // Streamed output is never dropped: wait for room.
                 starved = true;
                 break;
             }
-            let want = room.min(READ_CHUNK).min(budget).min(global_room);
-            let r = if want > 0 {
-                let r = fd::read_append(pipe.as_fd(), &mut cap.data, want);
-                if let Ok(n) = r {
-                    grew += n;
-                }
-                r
+            let r = if fit > 0 && cap.data.capacity() > 0 {
+                fd::read_append(pipe.as_fd(), &mut cap.data, fit)
             } else {
-                // Over the cap: read and drop, so the child never blocks.
-                if self.sink.is_empty() {
-                    self.sink = vec![0u8; READ_CHUNK];
-                }
-                let len = READ_CHUNK.min(budget).max(1);
+                // A first read goes through the scratch buffer and is kept
+                // in a buffer of its own size (a child that prints a line
+                // holds a line, not a read chunk); past a cap or the
+                // budget, the bytes are read and dropped so the child
+                // never blocks, and the result says so.
+                let len = match (streamed, want) {
+                    (true, _) => fit,
+                    (false, 0) => READ_CHUNK.min(budget).max(1),
+                    (false, want) => want,
+                };
                 let r = fd::read(pipe.as_fd(), &mut self.sink[..len]);
-                if matches!(r, Ok(n) if n > 0) {
-                    cap.truncated = true;
+                if let Ok(n) = r {
+                    let keep = n.min(fit);
+                    if keep > 0 {
+                        cap.data.reserve_exact(keep);
+                        cap.data.extend_from_slice(&self.sink[..keep]);
+                        global_room = global_room.saturating_sub(cap.data.capacity());
+                    }
+                    cap.truncated |= keep < n;
                 }
                 r
             };
@@ -178,12 +209,17 @@ impl ProcessTable {
                 }
                 Ok(n) => {
                     budget = budget.saturating_sub(n);
+                    if let Some(left) = cap.drain_left.as_mut() {
+                        *left = left.saturating_sub(n);
+                    }
                     if budget == 0 {
                         break;
                     }
                 }
                 Err(Errno(libc::EAGAIN)) => {
                     cap.ready = false;
+                    // A reaped terminal leader: what was readable is read.
+                    eof = cap.drain_left.is_some();
                     break;
                 }
                 Err(_) => {
@@ -192,12 +228,21 @@ impl ProcessTable {
                 }
             }
         }
+        if cap.drain_left == Some(0) {
+            eof = true;
+        }
         if eof {
             let _ = registry.deregister(&mut SourceFd(&pipe.as_raw_fd()));
             cap.ready = false;
+            if cap.data.capacity() - cap.data.len() >= SHRINK_SLACK {
+                cap.data.shrink_to_fit();
+            }
         } else {
             cap.pipe = Some(pipe);
         }
+        let now = cap.data.capacity();
+        self.captured = self.captured.saturating_sub(cap.charged) + now;
+        cap.charged = now;
         let paused = streamed && (cap.data.len() >= STREAM_WINDOW || starved);
         let more = cap.ready && cap.pipe.is_some() && !paused;
         if paused {
@@ -205,31 +250,58 @@ impl ProcessTable {
             cap.ready = true;
         }
         if starved {
-            // Room comes from discarding the oldest finished result (the
-            // policy for every capture), else from a client collecting.
-            if self.evict_oldest_finished(registry) {
-                self.ready.push((slot, kind));
-            } else {
-                self.starved.push((slot, kind));
-            }
+            // Room comes only from a client collecting output or reading
+            // its replies: no finished result is discarded for bytes.
+            self.starved.push((slot, kind));
         }
-        self.captured += grew;
-        if grew > 0 && streamed {
-            self.progress += 1;
-        }
-        if self.captured >= MAX_CAPTURED_BYTES {
-            self.evict_oldest_finished(registry);
+        if eof {
+            self.release_terminal(registry, slot);
         }
         more
     }
 
-    /// Captured bytes were released: streams paused for lack of room go on.
+    /// A terminal's output reached its end: the other duplicates of its
+    /// master (input, resizing) are closed with it, so the session ends.
+    fn release_terminal(&mut self, registry: &Registry, slot: usize) {
+        let Some(Some(p)) = self.slots.get_mut(slot) else { return };
+        if p.terminal.is_none() || p.status.is_none() {
+            return;
+        }
+        p.terminal = None;
+        if let Some(feed) = p.stdin.take() {
+            Self::close_stdin(&mut self.pending_input, registry, feed);
+        }
+    }
+
+    /// Output bytes were released (collected, sent or discarded): streams
+    /// paused for lack of room go on.
     pub(super) fn release_captured(&mut self, n: usize) {
         self.captured = self.captured.saturating_sub(n);
-        if n > 0 && !self.starved.is_empty() {
+        if n > 0 {
+            self.wake_starved();
+        }
+    }
+
+    fn wake_starved(&mut self) {
+        if !self.starved.is_empty() {
             let woken = std::mem::take(&mut self.starved);
             self.ready.extend(woken);
         }
+    }
+
+    /// The channel's queued reply bytes changed from `old` to `new` (part
+    /// of [`MAX_OUTPUT_HELD`]).
+    pub fn replies_queued(&mut self, old: usize, new: usize) {
+        self.queued_replies = self.queued_replies.saturating_sub(old) + new;
+        if new < old {
+            self.wake_starved();
+        }
+    }
+
+    /// Room left in [`MAX_OUTPUT_HELD`] (for a reply that must fit whole,
+    /// such as guest-file-read's).
+    pub fn output_room(&self) -> usize {
+        MAX_OUTPUT_HELD.saturating_sub(self.captured + self.queued_replies)
     }
 
     /// Requeues a streamed process's pipes after its window was drained.
@@ -251,7 +323,6 @@ impl ProcessTable {
                 p.kill_at = None;
                 self.finished_counter += 1;
                 p.finished_seq = Some(self.finished_counter);
-                self.progress += 1;
             }
         }
     }
@@ -275,10 +346,11 @@ impl ProcessTable {
             feed.data.drain(..feed.written);
             feed.written = 0;
         }
-        let room = STDIN_WINDOW.saturating_sub(feed.data.len()).min(global_room);
+        let spare = feed.data.capacity() - feed.data.len();
+        let room = STDIN_WINDOW.saturating_sub(feed.data.len()).min(global_room.saturating_add(spare));
         let n = data.len().min(room);
         feed.data.extend_from_slice(&data[..n]);
-        self.pending_input += n;
+        feed.recharge(&mut self.pending_input);
         // Only close once everything offered was taken.
         if eof && n == data.len() {
             feed.keep_open = false;
@@ -289,4 +361,19 @@ impl ProcessTable {
         }
         Ok(n)
     }
+}
+
+/// Grows a capture buffer so that up to `want` more bytes fit: doubling,
+/// but never past `limit` bytes nor by more than `room` (the output
+/// budget's rest, reduced by the growth). Returns how many bytes fit now.
+fn grow_capture(data: &mut Vec<u8>, want: usize, limit: usize, room: &mut usize) -> usize {
+    let (len, cap) = (data.len(), data.capacity());
+    if cap - len < want {
+        let target = cap.saturating_mul(2).max(len + want).min(limit.max(cap)).min(cap + *room);
+        if target > cap {
+            data.reserve_exact(target - len);
+            *room = room.saturating_sub(data.capacity() - cap);
+        }
+    }
+    (data.capacity() - len).min(want)
 }

@@ -34,6 +34,9 @@ pub const MAX_ERRORS_PER_LINE: u32 = 4;
 /// so the parser can hand its bytes to the [`Value`] without a copy (an
 /// input-data of 5 MiB becomes its `String` in place).
 const BIG_STRING: usize = 256 << 10;
+/// Buffers this big are mappings of their own whose untouched pages cost
+/// nothing: [`Framer::held`] counts their length, not their capacity.
+const HELD_BY_LENGTH: usize = 1 << 20;
 
 /// What the framer produced: a parsed message, or the `desc` of a
 /// GenericError reply.
@@ -170,6 +173,29 @@ impl Framer {
         }
         self.big.body.reserve(n);
         Some(&mut self.big.body)
+    }
+
+    /// Bytes of memory the message in progress holds: buffers at their
+    /// allocated size, except big ones (mappings of their own, filled as
+    /// they grow), which count what they hold.
+    pub fn held(&self) -> usize {
+        let resident = |cap: usize, len: usize| if cap < HELD_BY_LENGTH { cap } else { len };
+        resident(self.text.capacity(), self.text.len())
+            + resident(self.big.body.capacity(), self.big.body.len())
+            + resident(self.tokens.capacity(), self.tokens.len()) * std::mem::size_of::<Token>()
+    }
+
+    /// Whether a message is partly received (bytes of it were taken).
+    pub fn in_message(&self) -> bool {
+        !self.discarding && (self.state != Lex::Start || !self.tokens.is_empty() || self.token_size > 0)
+    }
+
+    /// Gives up the message in progress with the error `desc` (answered
+    /// like a size-limit error); the rest of it is read and dropped.
+    pub fn abandon(&mut self, desc: &str) {
+        if self.in_message() {
+            self.limit_error(desc);
+        }
     }
 
     /// Length of the run of ordinary string bytes at the start of `input`.

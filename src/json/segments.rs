@@ -35,6 +35,9 @@ pub struct Segments {
     staged_end: usize,
     /// Bytes still to send, encoded sizes included.
     unsent: usize,
+    /// Bytes held by the chunks not yet sent off (raw sizes of deferred
+    /// base64 strings): what the queue costs in memory.
+    held: usize,
 }
 
 impl Segments {
@@ -51,12 +54,19 @@ impl Segments {
         self.unsent == 0
     }
 
+    /// Bytes of memory the queued chunks hold (raw sizes of deferred base64
+    /// strings, plus the staging buffer).
+    pub fn held(&self) -> usize {
+        self.held + self.staged.capacity()
+    }
+
     /// Appends plain bytes.
     pub fn extend_from_slice(&mut self, b: &[u8]) {
         if b.is_empty() {
             return;
         }
         self.unsent += b.len();
+        self.held += b.len();
         match self.chunks.back_mut() {
             Some(Chunk::Text(t)) => t.extend_from_slice(b),
             _ => self.chunks.push_back(Chunk::Text(b.to_vec())),
@@ -71,11 +81,13 @@ impl Segments {
     pub fn base64(&mut self, data: &Rc<Vec<u8>>) {
         if data.len() >= DEFER_MIN {
             self.unsent += encoded_len(data.len());
+            self.held += data.capacity();
             self.chunks.push_back(Chunk::Base64(Rc::clone(data)));
         } else if !data.is_empty() {
             // Encoded straight into the text chunk, without a String between.
             let n = encoded_len(data.len());
             self.unsent += n;
+            self.held += n;
             if !matches!(self.chunks.back(), Some(Chunk::Text(_))) {
                 self.chunks.push_back(Chunk::Text(Vec::with_capacity(n)));
             }
@@ -92,6 +104,7 @@ impl Segments {
                 Chunk::Text(t) => self.extend_from_slice(&t),
                 Chunk::Base64(d) => {
                     self.unsent += encoded_len(d.len());
+                    self.held += d.capacity();
                     self.chunks.push_back(Chunk::Base64(d));
                 }
             }
@@ -123,7 +136,12 @@ impl Segments {
                 }
                 _ => {
                     // The front chunk is done.
-                    self.chunks.pop_front();
+                    let size = match self.chunks.pop_front() {
+                        Some(Chunk::Text(t)) => t.len(),
+                        Some(Chunk::Base64(d)) => d.capacity(),
+                        None => 0,
+                    };
+                    self.held = self.held.saturating_sub(size);
                     self.front_pos = 0;
                 }
             }

@@ -61,6 +61,56 @@ pub fn reap_any() -> Result<Option<(Pid, WaitStatus, Usage)>, Errno> {
     Ok((pid > 0).then_some((pid, WaitStatus(status), usage)))
 }
 
+/// Whether our child `pid` has exited and waits to be reaped (a zombie),
+/// without reaping it: waitid(WNOWAIT).
+pub fn has_exited(pid: Pid) -> bool {
+    let Ok(id) = libc::id_t::try_from(pid) else { return false };
+    // SAFETY: an all-zero siginfo_t is a valid value.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    let flags = libc::WEXITED | libc::WNOHANG | libc::WNOWAIT;
+    // SAFETY: non-blocking, non-reaping waitid for one child into a local.
+    let r = unsafe { libc::waitid(libc::P_PID, id, &mut info, flags) };
+    // SAFETY: waitid filled `info`; si_pid is 0 when the child still runs.
+    r == 0 && unsafe { info.si_pid() } == pid
+}
+
+/// Whether `pid` is already on its way out (a zombie, or PF_EXITING in
+/// /proc/<pid>/stat's flags): a signal sent now is dropped by the kernel
+/// and cannot be what ends it.
+pub fn is_exiting(pid: Pid) -> bool {
+    const PF_EXITING: u64 = 0x4;
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return true };
+    // Fields after "(comm)": state ppid pgrp session tty_nr tpgid flags.
+    let Some(rest) = stat.rfind(')').map(|i| &stat[i + 1..]) else { return false };
+    let mut fields = rest.split_whitespace();
+    let state = fields.next().unwrap_or("");
+    let flags = fields.nth(5).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
+    matches!(state, "Z" | "X" | "x") || flags & PF_EXITING != 0
+}
+
+/// Whether `pid` has a handler for `sig` (SigCgt of /proc/<pid>/status):
+/// without one, a process that `sig` reached dies of it.
+pub fn catches(pid: Pid, sig: libc::c_int) -> bool {
+    let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else { return false };
+    let mask = status.lines().find_map(|l| l.strip_prefix("SigCgt:")).map(str::trim);
+    let bits = mask.and_then(|m| u64::from_str_radix(m, 16).ok()).unwrap_or(0);
+    (1..=64).contains(&sig) && bits & (1 << (sig - 1)) != 0
+}
+
+/// Clock ticks since boot, as /proc/<pid>/stat counts start times
+/// (CLOCK_BOOTTIME in units of sysconf(_SC_CLK_TCK)).
+pub fn boot_ticks() -> u64 {
+    // SAFETY: an all-zero timespec is a valid value.
+    let mut ts: libc::timespec = unsafe { std::mem::zeroed() };
+    // SAFETY: clock_gettime writes the time into a local.
+    unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) };
+    // SAFETY: sysconf has no preconditions.
+    let hz = u64::try_from(unsafe { libc::sysconf(libc::_SC_CLK_TCK) }).unwrap_or(100).max(1);
+    let ns =
+        u64::try_from(ts.tv_sec).unwrap_or(0).saturating_mul(1_000_000_000) + u64::try_from(ts.tv_nsec).unwrap_or(0);
+    ns / (1_000_000_000 / hz)
+}
+
 /// Waits for `pid` to exit (a child that failed before exec).
 pub fn wait_for(pid: Pid) -> Result<WaitStatus, Errno> {
     let mut status = 0;
