@@ -79,9 +79,10 @@ impl ProcessTable {
                 p.status = Some(status);
                 p.usage = usage;
                 if std::mem::take(&mut p.timeout_must_kill) && status.exit_code().is_some() {
-                    // The SIGTERM of its timeout would have killed it: it
-                    // exited by itself as the deadline came (the kernel
-                    // drops signals to a process already exiting).
+                    // The SIGTERM of its timeout (default action) would have
+                    // killed it: it exited by itself as the deadline came
+                    // (the kernel drops signals to a process already
+                    // exiting).
                     p.timed_out = false;
                 }
                 // The group outlives its leader only while members are
@@ -153,7 +154,7 @@ impl ProcessTable {
                 p.deadline = None;
                 p.kill_at = now.checked_add(KILL_GRACE);
                 let leader_running = p.status.is_none();
-                let must_kill = leader_running && !process::catches(p.pid, libc::SIGTERM);
+                let must_kill = leader_running && process::default_action(p.pid, libc::SIGTERM);
                 let sent = self.signal_group(slot, libc::SIGTERM);
                 if let Some(Some(p)) = self.slots.get_mut(slot) {
                     p.timed_out = sent;

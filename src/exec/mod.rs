@@ -220,8 +220,9 @@ pub struct Process {
     deadline: Option<Instant>,
     kill_at: Option<Instant>,
     timed_out: bool,
-    /// The timeout's SIGTERM went to a running leader without a handler
-    /// for it: unless the leader dies of a signal, it ended by itself.
+    /// The timeout's SIGTERM went to a running leader that neither catches
+    /// nor ignores it: unless the leader dies of a signal, it ended by
+    /// itself.
     timeout_must_kill: bool,
 }
 

@@ -88,13 +88,19 @@ pub fn is_exiting(pid: Pid) -> bool {
     matches!(state, "Z" | "X" | "x") || flags & PF_EXITING != 0
 }
 
-/// Whether `pid` has a handler for `sig` (SigCgt of /proc/<pid>/status):
-/// without one, a process that `sig` reached dies of it.
-pub fn catches(pid: Pid, sig: libc::c_int) -> bool {
+/// Whether `sig` has its default action in `pid` (neither in SigCgt nor in
+/// SigIgn of /proc/<pid>/status): then a process that `sig` reached dies
+/// of it (SIGTERM, SIGKILL).
+pub fn default_action(pid: Pid, sig: libc::c_int) -> bool {
     let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else { return false };
-    let mask = status.lines().find_map(|l| l.strip_prefix("SigCgt:")).map(str::trim);
-    let bits = mask.and_then(|m| u64::from_str_radix(m, 16).ok()).unwrap_or(0);
-    (1..=64).contains(&sig) && bits & (1 << (sig - 1)) != 0
+    if !(1..=64).contains(&sig) {
+        return false;
+    }
+    let set = |key: &str| {
+        let mask = status.lines().find_map(|l| l.strip_prefix(key)).map(str::trim);
+        mask.and_then(|m| u64::from_str_radix(m, 16).ok()).is_some_and(|bits| bits & (1 << (sig - 1)) != 0)
+    };
+    !set("SigCgt:") && !set("SigIgn:")
 }
 
 /// Clock ticks since boot, as /proc/<pid>/stat counts start times
