@@ -384,3 +384,47 @@ fn env_merge_of_many_entries_is_linear() {
     assert_eq!(String::from_utf8(data_of(&st, "out-data")).unwrap(), "v29999 five v0 client agent\n");
     c.ping();
 }
+
+/// A `\u0000` in base64 text ended it: `"aGVsbG8=\u0000"` ran the child
+/// with `hello`, `"aGVs\u0000bG8="` wrote 3 bytes. qemu-ga refuses both
+/// (its JSON parser makes C0 80 of the NUL, which are not base64
+/// characters), before anything is started or written.
+#[test]
+fn a_nul_in_base64_is_an_invalid_character() {
+    let (agent, mut c) = Agent::start();
+    let invalid = "Base64 data contains invalid characters";
+    let marker = agent.dir().join("started");
+    for data in ["aGVsbG8=\u{0}", "aGVs\u{0}bG8=", "\u{0}"] {
+        let r = c.execute(
+            "guest-exec",
+            json!({
+                "path": "sh",
+                "arg": ["-c", "cat > \"$0\"", marker],
+                "input-data": data,
+                "capture-output": true
+            }),
+        );
+        assert_generic_error(&r, invalid);
+    }
+    // A good request is served after them and did start (so the refused
+    // ones would have left the marker too).
+    let good = agent.dir().join("good");
+    let r = c.exec_and_wait(json!({"path": "sh", "arg": ["-c", "cat > \"$0\"", good], "input-data": "aGVsbG8="}));
+    assert_eq!(r["exitcode"], json!(0), "{r}");
+    assert_eq!(std::fs::read(&good).unwrap(), b"hello");
+    assert!(!marker.exists(), "a refused guest-exec started its child");
+
+    let file = agent.dir().join("written");
+    let path = file.to_str().unwrap();
+    let h = c.ok("guest-file-open", json!({"path": path, "mode": "w"})).as_i64().unwrap();
+    for data in ["aGVs\u{0}bG8=", "aGVsbG8=\u{0}", "\u{0}aGVsbG8="] {
+        let r = c.execute("guest-file-write", json!({"handle": h, "buf-b64": data}));
+        assert_generic_error(&r, invalid);
+    }
+    c.ok("guest-file-flush", json!({"handle": h}));
+    assert_eq!(std::fs::read(&file).unwrap(), b"", "nothing was written");
+    assert_eq!(c.ok("guest-file-write", json!({"handle": h, "buf-b64": "aGVsbG8="}))["count"], json!(5));
+    c.ok("guest-file-close", json!({"handle": h}));
+    assert_eq!(std::fs::read(&file).unwrap(), b"hello");
+    c.ping();
+}
