@@ -428,3 +428,67 @@ fn a_nul_in_base64_is_an_invalid_character() {
     assert_eq!(std::fs::read(&file).unwrap(), b"hello");
     c.ping();
 }
+
+/// A non-blocking connect to the unix socket, as a client that does not
+/// wait for the agent: EAGAIN when the listener's backlog is full.
+fn connect_nonblocking(path: &std::path::Path) -> std::io::Result<UnixStream> {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    use std::os::unix::ffi::OsStrExt;
+    // SAFETY: a new socket, owned at once.
+    let fd = unsafe { libc::socket(libc::AF_UNIX, libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC, 0) };
+    assert!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
+    // SAFETY: fd is a new socket nothing else owns.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    // SAFETY: sockaddr_un is plain data; all zeros is a valid value.
+    let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
+    addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
+    let bytes = path.as_os_str().as_bytes();
+    assert!(bytes.len() < addr.sun_path.len(), "socket path too long");
+    for (d, &s) in addr.sun_path.iter_mut().zip(bytes) {
+        *d = s as libc::c_char;
+    }
+    let len = std::mem::size_of::<libc::sockaddr_un>() as libc::socklen_t;
+    // SAFETY: connect on our socket with a filled-in address of that length.
+    let r = unsafe { libc::connect(fd.as_raw_fd(), &addr as *const _ as *const libc::sockaddr, len) };
+    if r != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let s = UnixStream::from(fd);
+    s.set_nonblocking(false)?;
+    Ok(s)
+}
+
+/// Starts the agent, then makes 8 non-blocking connects back to back
+/// while it is stopped: it accepts none, so each waits in the listener's
+/// backlog or fails, deterministically.
+fn connect_8_to_stopped(builder: AgentBuilder) -> (Agent, Vec<std::io::Result<UnixStream>>) {
+    let (agent, mut first) = builder.start();
+    first.ping();
+    drop(first);
+    agent.signal(libc::SIGSTOP);
+    let results = (0..8).map(|_| connect_nonblocking(agent.sock_path())).collect();
+    agent.signal(libc::SIGCONT);
+    (agent, results)
+}
+
+/// With `--max-clients 8` the listener still had qemu-ga's backlog of 1:
+/// of 8 non-blocking connects back to back, 3 to 6 failed with EAGAIN.
+/// The backlog follows max-clients now (and stays 1 by default).
+#[test]
+fn listen_backlog_has_room_for_max_clients() {
+    if !qga_only() {
+        return;
+    }
+    let (_agent, results) = connect_8_to_stopped(AgentBuilder::new().args(["--max-clients", "8"]));
+    let failed: Vec<_> = results.iter().enumerate().filter_map(|(i, r)| r.as_ref().err().map(|e| (i, e))).collect();
+    assert!(failed.is_empty(), "connects that failed (a backlog too small gives EAGAIN): {failed:?}");
+    let mut conns: Vec<Conn> = results.into_iter().map(|r| Conn::new(r.unwrap())).collect();
+    for c in &mut conns {
+        c.ping();
+    }
+    // The default (one client) keeps qemu-ga's listen(fd, 1): 8 connects
+    // do not all fit.
+    let (_agent, results) = connect_8_to_stopped(AgentBuilder::new());
+    let eagain = results.iter().filter(|r| r.as_ref().is_err_and(|e| e.raw_os_error() == Some(libc::EAGAIN))).count();
+    assert!(eagain > 0, "the default backlog grew: {results:?}");
+}
