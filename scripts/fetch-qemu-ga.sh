@@ -87,11 +87,11 @@ ensure_libs() {
     [ -n "$pkgs" ] || die "libraries missing ($missing) but every Depends of the package is installed"
     if [ "$SYSTEM_UPDATED" = 0 ]; then
         log "apt-get update (system sources)"
-        $SUDO apt-get -q update >&2 || die "apt-get update failed"
+        $SUDO bash "$APT_SH" update -q >&2 || die "apt-get update failed"
         SYSTEM_UPDATED=1
     fi
     log "apt-get install --no-remove $(echo $pkgs)"
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get -q -y install --no-remove --no-install-recommends $pkgs >&2 ||
+    $SUDO bash "$APT_SH" install -q --no-remove --no-install-recommends $pkgs >&2 ||
         die "could not install runtime libraries: $(echo $pkgs)"
     missing=$(ldd "$bin" 2>/dev/null | awk '/not found/ {print $1}' || true)
     [ -z "$missing" ] || die "$bin still lacks libraries after install: $(echo $missing)"

@@ -167,10 +167,10 @@ fn open_channel(cfg: &Config, init_mode: bool) -> Result<Endpoint, String> {
         return Err("must specify a path for this channel".into());
     };
     if init_mode {
-        return Ok(init::open_channel_waiting(method, &path));
+        return Ok(init::open_channel_waiting(method, &path, cfg.max_clients()));
     }
     loop {
-        match channel::open(method, &path) {
+        match channel::open(method, &path, cfg.max_clients()) {
             Ok(ep) => return Ok(ep),
             Err(e) if cfg.retry_path => {
                 log::warning(&e);

@@ -344,3 +344,153 @@ fn held_status_is_released_by_the_next_request_in_order() {
     unsafe { libc::kill(pid as i32, libc::SIGKILL) };
     assert_eq!(c.wait_exec(pid)["exited"], json!(true));
 }
+
+/// `env-merge` with 30,000 `env` entries took 12–18 s of agent CPU (a
+/// retain over the whole list per entry), and every other client waited
+/// as long. The merge is linear now; the child sees the entries, the last
+/// one of a name winning over earlier ones and over the inherited value.
+#[test]
+fn env_merge_of_many_entries_is_linear() {
+    if !qga_only() {
+        return;
+    }
+    let (agent, mut c) = AgentBuilder::new()
+        .args(["--max-clients", "2"])
+        .env("QGA_REG_KEEP", "agent")
+        .env("QGA_REG_OVER", "agent")
+        .start();
+    let mut env: Vec<String> = (0..30_000).map(|i| format!("K{i}=v{i}")).collect();
+    env.extend(["QGA_REG_OVER=early".to_string(), "K5=five".to_string(), "QGA_REG_OVER=client".to_string()]);
+    let req = json!({"execute": "guest-exec", "arguments": {
+        "path": "sh",
+        "arg": ["-c", "echo \"$K29999 $K5 $K0 $QGA_REG_OVER $QGA_REG_KEEP\""],
+        "env": env,
+        "env-merge": true,
+        "capture-output": true
+    }});
+    let mut line = serde_json::to_vec(&req).unwrap();
+    line.push(b'\n');
+    // A generous guard: the merge took 13 s of CPU in a release build
+    // (117 s in a debug one); it takes milliseconds now.
+    let guard = Duration::from_secs(20);
+    c.set_timeout(guard);
+    c.send(&line);
+    // Another client is served meanwhile.
+    let mut other = agent.connect();
+    other.set_timeout(guard);
+    other.ping();
+    let r = c.recv();
+    let pid = r["return"]["pid"].as_i64().unwrap_or_else(|| panic!("guest-exec: {r}"));
+    let st = c.wait_exec(pid);
+    assert_eq!(st["exitcode"], json!(0), "{st}");
+    assert_eq!(String::from_utf8(data_of(&st, "out-data")).unwrap(), "v29999 five v0 client agent\n");
+    c.ping();
+}
+
+/// A `\u0000` in base64 text ended it: `"aGVsbG8=\u0000"` ran the child
+/// with `hello`, `"aGVs\u0000bG8="` wrote 3 bytes. qemu-ga refuses both
+/// (its JSON parser makes C0 80 of the NUL, which are not base64
+/// characters), before anything is started or written.
+#[test]
+fn a_nul_in_base64_is_an_invalid_character() {
+    let (agent, mut c) = Agent::start();
+    let invalid = "Base64 data contains invalid characters";
+    let marker = agent.dir().join("started");
+    for data in ["aGVsbG8=\u{0}", "aGVs\u{0}bG8=", "\u{0}"] {
+        let r = c.execute(
+            "guest-exec",
+            json!({
+                "path": "sh",
+                "arg": ["-c", "cat > \"$0\"", marker],
+                "input-data": data,
+                "capture-output": true
+            }),
+        );
+        assert_generic_error(&r, invalid);
+    }
+    // A good request is served after them and did start (so the refused
+    // ones would have left the marker too).
+    let good = agent.dir().join("good");
+    let r = c.exec_and_wait(json!({"path": "sh", "arg": ["-c", "cat > \"$0\"", good], "input-data": "aGVsbG8="}));
+    assert_eq!(r["exitcode"], json!(0), "{r}");
+    assert_eq!(std::fs::read(&good).unwrap(), b"hello");
+    assert!(!marker.exists(), "a refused guest-exec started its child");
+
+    let file = agent.dir().join("written");
+    let path = file.to_str().unwrap();
+    let h = c.ok("guest-file-open", json!({"path": path, "mode": "w"})).as_i64().unwrap();
+    for data in ["aGVs\u{0}bG8=", "aGVsbG8=\u{0}", "\u{0}aGVsbG8="] {
+        let r = c.execute("guest-file-write", json!({"handle": h, "buf-b64": data}));
+        assert_generic_error(&r, invalid);
+    }
+    c.ok("guest-file-flush", json!({"handle": h}));
+    assert_eq!(std::fs::read(&file).unwrap(), b"", "nothing was written");
+    assert_eq!(c.ok("guest-file-write", json!({"handle": h, "buf-b64": "aGVsbG8="}))["count"], json!(5));
+    c.ok("guest-file-close", json!({"handle": h}));
+    assert_eq!(std::fs::read(&file).unwrap(), b"hello");
+    c.ping();
+}
+
+/// A non-blocking connect to the unix socket, as a client that does not
+/// wait for the agent: EAGAIN when the listener's backlog is full.
+fn connect_nonblocking(path: &std::path::Path) -> std::io::Result<UnixStream> {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    use std::os::unix::ffi::OsStrExt;
+    // SAFETY: a new socket, owned at once.
+    let fd = unsafe { libc::socket(libc::AF_UNIX, libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC, 0) };
+    assert!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
+    // SAFETY: fd is a new socket nothing else owns.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    // SAFETY: sockaddr_un is plain data; all zeros is a valid value.
+    let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
+    addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
+    let bytes = path.as_os_str().as_bytes();
+    assert!(bytes.len() < addr.sun_path.len(), "socket path too long");
+    for (d, &s) in addr.sun_path.iter_mut().zip(bytes) {
+        *d = s as libc::c_char;
+    }
+    let len = std::mem::size_of::<libc::sockaddr_un>() as libc::socklen_t;
+    // SAFETY: connect on our socket with a filled-in address of that length.
+    let r = unsafe { libc::connect(fd.as_raw_fd(), &addr as *const _ as *const libc::sockaddr, len) };
+    if r != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let s = UnixStream::from(fd);
+    s.set_nonblocking(false)?;
+    Ok(s)
+}
+
+/// Starts the agent, then makes 8 non-blocking connects back to back
+/// while it is stopped: it accepts none, so each waits in the listener's
+/// backlog or fails, deterministically.
+fn connect_8_to_stopped(builder: AgentBuilder) -> (Agent, Vec<std::io::Result<UnixStream>>) {
+    let (agent, mut first) = builder.start();
+    first.ping();
+    drop(first);
+    agent.signal(libc::SIGSTOP);
+    let results = (0..8).map(|_| connect_nonblocking(agent.sock_path())).collect();
+    agent.signal(libc::SIGCONT);
+    (agent, results)
+}
+
+/// With `--max-clients 8` the listener still had qemu-ga's backlog of 1:
+/// of 8 non-blocking connects back to back, 3 to 6 failed with EAGAIN.
+/// The backlog follows max-clients now (and stays 1 by default).
+#[test]
+fn listen_backlog_has_room_for_max_clients() {
+    if !qga_only() {
+        return;
+    }
+    let (_agent, results) = connect_8_to_stopped(AgentBuilder::new().args(["--max-clients", "8"]));
+    let failed: Vec<_> = results.iter().enumerate().filter_map(|(i, r)| r.as_ref().err().map(|e| (i, e))).collect();
+    assert!(failed.is_empty(), "connects that failed (a backlog too small gives EAGAIN): {failed:?}");
+    let mut conns: Vec<Conn> = results.into_iter().map(|r| Conn::new(r.unwrap())).collect();
+    for c in &mut conns {
+        c.ping();
+    }
+    // The default (one client) keeps qemu-ga's listen(fd, 1): 8 connects
+    // do not all fit.
+    let (_agent, results) = connect_8_to_stopped(AgentBuilder::new());
+    let eagain = results.iter().filter(|r| r.as_ref().is_err_and(|e| e.raw_os_error() == Some(libc::EAGAIN))).count();
+    assert!(eagain > 0, "the default backlog grew: {results:?}");
+}

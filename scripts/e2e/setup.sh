@@ -54,7 +54,7 @@ SYSTEM_UPDATED=0
 system_update() {
     [ "$SYSTEM_UPDATED" = 1 ] && return 0
     log "apt-get update"
-    $SUDO apt-get -q update >&2 || die "apt-get update failed"
+    $SUDO bash "$APT_SH" update -q >&2 || die "apt-get update failed"
     SYSTEM_UPDATED=1
 }
 
@@ -75,11 +75,11 @@ setup_qemu() {
     utils_before=$(installed_version qemu-utils)
     system_update
     log "apt-get install --no-remove qemu-system-x86"
-    if ! $SUDO apt-get -q -y install --no-remove --no-install-recommends qemu-system-x86 >&2; then
+    if ! $SUDO bash "$APT_SH" install -q --no-remove --no-install-recommends qemu-system-x86 >&2; then
         [ -n "$utils_before" ] || die "cannot install qemu-system-x86"
         log "apt refused (it would remove qemu-utils $utils_before): installing the matching backports qemu-system-x86"
         private_update
-        $SUDO apt-get "${APT_OPTS[@]}" -q -y install --no-remove --no-install-recommends \
+        $SUDO bash "$APT_SH" install "${APT_OPTS[@]}" -q --no-remove --no-install-recommends \
             "qemu-system-x86=$utils_before" "qemu-system-common=$utils_before" "qemu-system-data=$utils_before" \
             seabios/bookworm-backports >&2 ||
             die "could not install qemu-system-x86 $utils_before from bookworm-backports"
@@ -97,7 +97,7 @@ setup_busybox() {
     fi
     system_update
     log "apt-get install --no-remove busybox-static"
-    $SUDO apt-get -q -y install --no-remove --no-install-recommends busybox-static >&2 ||
+    $SUDO bash "$APT_SH" install -q --no-remove --no-install-recommends busybox-static >&2 ||
         die "cannot install busybox-static"
     file_is_static /bin/busybox || die "/bin/busybox is not static"
 }
@@ -163,7 +163,7 @@ setup_qemu_foreign() {
     command -v qemu-aarch64-static >/dev/null 2>&1 || {
         system_update
         log "apt-get install qemu-user-static"
-        $SUDO apt-get -q -y install --no-remove --no-install-recommends qemu-user-static >&2 || die "cannot install qemu-user-static"
+        $SUDO bash "$APT_SH" install -q --no-remove --no-install-recommends qemu-user-static >&2 || die "cannot install qemu-user-static"
     }
     if command -v "$QSYS" >/dev/null 2>&1; then
         log "$QSYS present: $($QSYS --version | head -n1)"
@@ -176,13 +176,13 @@ setup_qemu_foreign() {
         # The image's backports qemu-utils: the same version of the rest.
         private_update
         log "apt-get install $QDEB=$v (bookworm-backports)"
-        $SUDO apt-get "${APT_OPTS[@]}" -q -y install --no-remove --no-install-recommends \
+        $SUDO bash "$APT_SH" install "${APT_OPTS[@]}" -q --no-remove --no-install-recommends \
             "$QDEB=$v" "qemu-system-common=$v" "qemu-system-data=$v" "${extra[@]}" >&2 ||
             die "could not install $QDEB $v from bookworm-backports"
     else
         private_update
         log "apt-get install $QDEB (bookworm-backports)"
-        $SUDO apt-get "${APT_OPTS[@]}" -q -y install --no-remove --no-install-recommends \
+        $SUDO bash "$APT_SH" install "${APT_OPTS[@]}" -q --no-remove --no-install-recommends \
             "$QDEB/bookworm-backports" "${extra[@]}" >&2 || die "could not install $QDEB"
     fi
     command -v "$QSYS" >/dev/null 2>&1 || die "$QSYS missing after install"
@@ -209,7 +209,7 @@ CONF
             printf 'deb [arch=%s signed-by=%s] %s %s main\n' "$DARCH" "$KEYRING" "$MIRROR" "$SUITE" >"$t/sources.list"
         fi
         log "apt-get update ($SUITE, $DARCH, private configuration)"
-        APT_CONFIG=$t/apt.conf apt-get -q update >&2 || log "warning: apt-get update reported errors (going on with what was fetched)"
+        APT_CONFIG=$t/apt.conf bash "$APT_SH" update -q >&2 || log "warning: apt-get update reported errors (going on with what was fetched)"
         FOREIGN_READY=$DARCH
     fi
 }

@@ -83,12 +83,12 @@ def install_libvirt():
     if have and sh(["/usr/bin/python3", "-c", "import libvirt"]).returncode == 0:
         return
     say("libvirt: apt-get install --no-remove --no-install-recommends " + " ".join(PACKAGES))
-    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    r = subprocess.run(["apt-get", "-q", "-y", "install", "--no-remove", "--no-install-recommends", *PACKAGES], env=env)
-    if r.returncode != 0:
-        subprocess.run(["apt-get", "-q", "update"], env=env, check=True)
-        subprocess.run(["apt-get", "-q", "-y", "install", "--no-remove", "--no-install-recommends", *PACKAGES],
-                       env=env, check=True)
+    # scripts/apt.sh waits for another apt or dpkg instead of failing.
+    apt = ["bash", os.path.join(ROOT, "scripts", "apt.sh")]
+    install = [*apt, "install", "-q", "--no-remove", "--no-install-recommends", *PACKAGES]
+    if subprocess.run(install).returncode != 0:
+        subprocess.run([*apt, "update", "-q"], check=True)
+        subprocess.run(install, check=True)
 
 
 class Libvirtd:

@@ -5,8 +5,12 @@
 #
 #   private_apt_init DIR [EXTRA_APT_OPTION...]   sets APTDIR and APT_OPTS
 #   private_update                               apt-get update, once
+#   "$APT_SH" update|install ...                 scripts/apt.sh (waits for
+#                                                apt's and dpkg's locks)
 #
 # Expects MIRROR, KEYRING and the functions log and die; uses SUDO if set.
+
+APT_SH=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/apt.sh
 
 private_apt_init() {
     APTDIR=$1
@@ -41,6 +45,6 @@ private_update() {
         echo "deb [signed-by=$KEYRING] $MIRROR bookworm-backports main"
     } >"$APTDIR/sources.list"
     log "apt-get update (private sources incl. bookworm-backports)"
-    ${SUDO:-} apt-get "${APT_OPTS[@]}" -q update >&2 || die "apt-get update with the private sources list failed"
+    ${SUDO:-} bash "$APT_SH" update "${APT_OPTS[@]}" -q >&2 || die "apt-get update with the private sources list failed"
     PRIVATE_UPDATED=1
 }

@@ -32,7 +32,10 @@ ENV_DIR=${QGA_STATIC_ENV:-$SRC/target/static-env}
 ROOT=$ENV_DIR/sid
 MIRROR=${QGA_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 PKGS=rustc,cargo,rust-src,musl-tools,gcc,libc6-dev,ca-certificates
-APT="apt-get -q -y -o Acquire::Check-Valid-Until=false -o APT::Install-Recommends=false"
+# apt-get through scripts/apt.sh (waits for apt's locks), in the chroot
+# at /src where the tree is mounted.
+APT="bash /src/scripts/apt.sh"
+APT_OPTS="-q -o Acquire::Check-Valid-Until=false -o APT::Install-Recommends=false"
 export DEBIAN_FRONTEND=noninteractive
 [ "$(id -u)" = 0 ] || die "needs root (debootstrap, chroot)"
 
@@ -50,7 +53,7 @@ in_chroot() {
 }
 
 if [ ! -e "$ROOT/.ready" ]; then
-    command -v debootstrap >/dev/null 2>&1 || { log "apt-get install debootstrap"; apt-get -q update >&2; apt-get -q -y install --no-install-recommends debootstrap >&2; }
+    command -v debootstrap >/dev/null 2>&1 || { log "apt-get install debootstrap"; bash scripts/apt.sh update -q >&2; bash scripts/apt.sh install -q --no-install-recommends debootstrap >&2; }
     rm -rf "$ROOT"
     mkdir -p "$ENV_DIR"
     log "debootstrap sid into $ROOT (about 2.5 minutes)"
@@ -71,7 +74,7 @@ if [ ! -e "$ROOT$TOOLS/.ready" ]; then
     else
         CC=$TRIPLET-gcc
         log "installing gcc-$TRIPLET and musl-dev:$DARCH in the chroot"
-        in_chroot sh -c "dpkg --add-architecture $DARCH && $APT update >/dev/null && $APT install gcc-$TRIPLET musl-dev:$DARCH >/dev/null" ||
+        in_chroot sh -c "dpkg --add-architecture $DARCH && $APT update $APT_OPTS >/dev/null && $APT install $APT_OPTS gcc-$TRIPLET musl-dev:$DARCH >/dev/null" ||
             die "could not install the $ARCH cross toolchain"
     fi
     MTRIPLET=${TRIPLET%-gnu}-musl

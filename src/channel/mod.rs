@@ -51,13 +51,14 @@ pub enum Endpoint {
     Device(OwnedFd),
 }
 
-/// Opens the endpoint for `method` at `path`.
-pub fn open(method: Method, path: &str) -> Result<Endpoint, String> {
+/// Opens the endpoint for `method` at `path`; a listening socket has room
+/// in its backlog for `max_clients` clients.
+pub fn open(method: Method, path: &str, max_clients: usize) -> Result<Endpoint, String> {
     match method {
         Method::VirtioSerial => device::open_virtio(path).map(Endpoint::Device),
         Method::IsaSerial => device::open_serial(path).map(Endpoint::Device),
-        Method::UnixListen => socket::unix_listen(path).map(Endpoint::Listener),
-        Method::VsockListen => socket::vsock_listen(path).map(Endpoint::Listener),
+        Method::UnixListen => socket::unix_listen(path, max_clients).map(Endpoint::Listener),
+        Method::VsockListen => socket::vsock_listen(path, max_clients).map(Endpoint::Listener),
     }
 }
 

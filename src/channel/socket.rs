@@ -8,8 +8,17 @@ use crate::sys::{fd, fs, Errno};
 
 use super::Method;
 
-/// qemu-ga's `unix_listen()`: unlink a stale socket, bind, listen(1).
-pub fn unix_listen(path: &str) -> Result<OwnedFd, String> {
+/// The listen(2) backlog for `max_clients` clients served at once: room
+/// for all of them to connect back to back before the agent accepts any
+/// (a full backlog makes a non-blocking connect fail with EAGAIN). One
+/// client, qemu-ga's only mode, keeps its backlog of 1.
+fn backlog(max_clients: usize) -> i32 {
+    i32::try_from(max_clients.max(1)).unwrap_or(i32::MAX)
+}
+
+/// qemu-ga's `unix_listen()`: unlink a stale socket, bind, listen (with
+/// a backlog of 1 there; [`backlog`] here).
+pub fn unix_listen(path: &str, max_clients: usize) -> Result<OwnedFd, String> {
     let fail = |what: &str, e: Errno| format!("{what} socket '{path}': {e}");
     let bytes = path.as_bytes();
     if bytes.len() >= socket::unix_path_max() {
@@ -22,13 +31,13 @@ pub fn unix_listen(path: &str) -> Result<OwnedFd, String> {
     }
     let fd = socket::stream_socket(Family::Unix).map_err(|e| fail("Failed to create", e))?;
     socket::bind_unix(fd.as_fd(), bytes).map_err(|e| fail("Failed to bind", e))?;
-    // Backlog 1 as qemu-ga.
-    socket::listen(fd.as_fd(), 1).map_err(|e| fail("Failed to listen on", e))?;
+    socket::listen(fd.as_fd(), backlog(max_clients)).map_err(|e| fail("Failed to listen on", e))?;
     Ok(fd)
 }
 
-/// vsock-listen `<cid>:<port>` (decimal), listen(1).
-pub fn vsock_listen(spec: &str) -> Result<OwnedFd, String> {
+/// vsock-listen `<cid>:<port>` (decimal): qemu-ga's `socket_listen()`
+/// with a backlog of 1; [`backlog`] here.
+pub fn vsock_listen(spec: &str, max_clients: usize) -> Result<OwnedFd, String> {
     let parse = || -> Option<(u32, u32)> {
         let (cid, port) = spec.split_once(':')?;
         Some((cid.parse().ok()?, port.parse().ok()?))
@@ -36,7 +45,7 @@ pub fn vsock_listen(spec: &str) -> Result<OwnedFd, String> {
     let (cid, port) = parse().ok_or_else(|| format!("error parsing address '{spec}'"))?;
     let fd = socket::stream_socket(Family::Vsock).map_err(|e| format!("Failed to create socket: {e}"))?;
     socket::bind_vsock(fd.as_fd(), cid, port).map_err(|e| format!("Failed to bind socket: {e}"))?;
-    socket::listen(fd.as_fd(), 1).map_err(|e| format!("Failed to listen on socket: {e}"))?;
+    socket::listen(fd.as_fd(), backlog(max_clients)).map_err(|e| format!("Failed to listen on socket: {e}"))?;
     Ok(fd)
 }
 

@@ -1,6 +1,7 @@
 //! guest-exec, guest-exec-status and the extensions: `cwd`, `user`,
 //! `timeout`, `stream`, status `wait`, and guest-exec-terminate.
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use super::{Ctx, Outcome};
@@ -91,40 +92,53 @@ fn lookup_user(user: &str) -> Result<Passwd, QgaError> {
     }
 }
 
+/// The name of a `NAME=value` entry (all of it without a `=`).
+fn env_name(kv: &str) -> &str {
+    kv.split_once('=').map_or(kv, |(k, _)| k)
+}
+
+/// `entries` merged into `inherited`: the inherited entries whose name no
+/// entry uses, in their order, then each entry that is the last of its
+/// name, in the client's order (an entry replaces the inherited ones and
+/// any earlier entry of the same name). Linear: one map from name to the
+/// index of its last entry (a retain per entry took 13 s of agent CPU for
+/// 30,000 entries).
+fn merge_env(mut inherited: Vec<String>, entries: Vec<String>) -> Vec<String> {
+    let mut last: HashMap<&str, usize> = HashMap::with_capacity(entries.len());
+    for (i, kv) in entries.iter().enumerate() {
+        last.insert(env_name(kv), i);
+    }
+    inherited.retain(|kv| !last.contains_key(env_name(kv)));
+    let keep: Vec<bool> = entries.iter().enumerate().map(|(i, kv)| last.get(env_name(kv)) == Some(&i)).collect();
+    inherited.extend(entries.into_iter().zip(keep).filter_map(|(kv, keep)| keep.then_some(kv)));
+    inherited
+}
+
 /// The environment a child gets, or None to inherit the agent's as it is.
 /// Without `env`, a `user` gets the agent's with its HOME, USER and
 /// LOGNAME; `env` replaces that, or with `merge` adds to it (same names
 /// override). A terminal's child gets TERM=xterm-256color unless `env`
 /// names a TERM.
 fn child_env(user: Option<&Passwd>, env: Option<Vec<String>>, merge: bool, tty: bool) -> Option<Vec<String>> {
-    let name = |kv: &str| kv.split_once('=').map_or(kv, |(k, _)| k).to_string();
     let inherited = || -> Vec<String> {
         let own = std::env::vars().map(|(k, v)| format!("{k}={v}"));
         match user {
             None => own.collect(),
             Some(pw) => own
-                .filter(|kv| !matches!(name(kv).as_str(), "HOME" | "USER" | "LOGNAME"))
+                .filter(|kv| !matches!(env_name(kv), "HOME" | "USER" | "LOGNAME"))
                 .chain([format!("HOME={}", pw.home), format!("USER={}", pw.name), format!("LOGNAME={}", pw.name)])
                 .collect(),
         }
     };
-    let client_term = env.as_ref().is_some_and(|e| e.iter().any(|kv| name(kv) == "TERM"));
+    let client_term = env.as_ref().is_some_and(|e| e.iter().any(|kv| env_name(kv) == "TERM"));
     let mut vars = match env {
-        Some(entries) if merge => {
-            let mut vars = inherited();
-            for kv in entries {
-                let n = name(&kv);
-                vars.retain(|old| name(old) != n);
-                vars.push(kv);
-            }
-            vars
-        }
+        Some(entries) if merge => merge_env(inherited(), entries),
         Some(entries) => entries,
         None if user.is_none() && !tty => return None,
         None => inherited(),
     };
     if tty && !client_term {
-        vars.retain(|kv| name(kv) != "TERM");
+        vars.retain(|kv| env_name(kv) != "TERM");
         vars.push("TERM=xterm-256color".to_string());
     }
     Some(vars)
@@ -313,4 +327,61 @@ pub fn terminate(ctx: &mut Ctx<'_>, mut a: Args) -> Result<Outcome, QgaError> {
     // The child leads its own group: this reaches everything it forked.
     ctx.procs.terminate(pid, signal)?;
     Ok(Outcome::Return(Value::empty_object()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{env_name, merge_env};
+
+    fn strings(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn merge_env_keeps_the_order_and_the_last_entry_of_a_name() {
+        let inherited = strings(&["A=1", "B=2", "C=3", "B=dup", "NOEQ"]);
+        let entries = strings(&["X=1", "B=client", "NOEQ", "X=2", "Y=", "B=last"]);
+        // B (both inherited ones) and NOEQ are replaced; the first X and
+        // the first B of the client's are replaced by their later ones.
+        assert_eq!(merge_env(inherited, entries), strings(&["A=1", "C=3", "NOEQ", "X=2", "Y=", "B=last"]));
+        assert_eq!(merge_env(strings(&["A=1"]), Vec::new()), strings(&["A=1"]));
+        assert_eq!(merge_env(Vec::new(), strings(&["A=1", "A=2"])), strings(&["A=2"]));
+    }
+
+    /// The quadratic merge it replaced (a retain per entry) gives the
+    /// same lists.
+    #[test]
+    fn merge_env_matches_a_retain_per_entry() {
+        let quadratic = |mut vars: Vec<String>, entries: Vec<String>| {
+            for kv in entries {
+                let n = env_name(&kv).to_string();
+                vars.retain(|old| env_name(old) != n);
+                vars.push(kv);
+            }
+            vars
+        };
+        let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        for _ in 0..500 {
+            let mut list = |len: u64| -> Vec<String> {
+                (0..next(len))
+                    .map(|i| match next(4) {
+                        0 => format!("N{}", next(5)),
+                        _ => format!("N{}=v{i}", next(5)),
+                    })
+                    .collect()
+            };
+            let (inherited, entries) = (list(8), list(8));
+            assert_eq!(
+                merge_env(inherited.clone(), entries.clone()),
+                quadratic(inherited.clone(), entries.clone()),
+                "{inherited:?} + {entries:?}"
+            );
+        }
+    }
 }

@@ -60,7 +60,7 @@ pub fn link_virtio_port(path: &str) -> bool {
 /// Opens the channel, waiting for it to appear (modules still probing,
 /// the port's name not yet announced by the host). Polls with a backoff
 /// from 5 ms to 1 s; a terminating signal meanwhile ends the machine.
-pub fn open_channel_waiting(method: Method, path: &str) -> Endpoint {
+pub fn open_channel_waiting(method: Method, path: &str, max_clients: usize) -> Endpoint {
     let mut delay = Duration::from_millis(5);
     let start = std::time::Instant::now();
     let mut logged = false;
@@ -71,7 +71,7 @@ pub fn open_channel_waiting(method: Method, path: &str) -> Endpoint {
         if method == Method::VirtioSerial {
             link_virtio_port(path);
         }
-        match channel::open(method, path) {
+        match channel::open(method, path, max_clients) {
             Ok(ep) => {
                 if logged {
                     log::info("channel is up");

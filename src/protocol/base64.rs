@@ -22,9 +22,12 @@ const fn rank_table() -> [u8; 256] {
 
 static RANK: [u8; 256] = rank_table();
 
-/// Decodes `input` (cut at a NUL, as a C string) or returns QEMU's error.
-/// The bytes are decoded in place, into the text's own buffer: a 5 MiB
-/// input-data costs no second buffer.
+/// Decodes `input` or returns QEMU's error (util/base64.c
+/// `qbase64_decode()`, called with `in_len` -1). A NUL anywhere is an
+/// invalid character: QEMU's JSON parser turns `\u0000` into the bytes
+/// C0 80, which fail its `strspn()` check, so no NUL reaches the C string
+/// to end it early. The bytes are decoded in place, into the text's own
+/// buffer: a 5 MiB input-data costs no second buffer.
 pub fn qbase64_decode(input: String) -> Result<Vec<u8>, QgaError> {
     let mut buf = input.into_bytes();
     // Canonical input (what clients send) in one pass. It decodes the same
@@ -37,12 +40,11 @@ pub fn qbase64_decode(input: String) -> Result<Vec<u8>, QgaError> {
     // The decoded prefix was whole groups of alphabet characters (no NUL,
     // no '='), which GLib decodes alike and which carry no state into the
     // next group: the rest gets GLib's treatment from a fresh start.
-    let rest = &buf[read..];
-    let cut = rest.iter().position(|&b| b == 0).unwrap_or(rest.len());
-    if rest[..cut].iter().any(|&b| RANK[b as usize] == INVALID && b != b'\n') {
+    if buf[read..].iter().any(|&b| RANK[b as usize] == INVALID && b != b'\n') {
         return Err(QgaError::generic("Base64 data contains invalid characters"));
     }
-    let end = glib_decode_in_place(&mut buf, read..read + cut, written);
+    let text = read..buf.len();
+    let end = glib_decode_in_place(&mut buf, text, written);
     buf.truncate(end);
     Ok(buf)
 }
@@ -88,10 +90,10 @@ mod tests {
     use crate::json::base64::tests::Rng;
 
     /// qbase64_decode before the one-pass fast path: four scans, then the
-    /// base64 crate for canonical input, else GLib's decoder.
+    /// base64 crate for canonical input, else GLib's decoder. (It also cut
+    /// the text at a NUL; a NUL is an invalid character now in both.)
     fn old_qbase64_decode(input: &str) -> Result<Vec<u8>, QgaError> {
         let bytes = input.as_bytes();
-        let bytes = &bytes[..bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len())];
         if bytes.iter().any(|&b| RANK[b as usize] == INVALID && b != b'\n') {
             return Err(QgaError::generic("Base64 data contains invalid characters"));
         }
@@ -129,10 +131,21 @@ mod tests {
         assert_eq!(qbase64_decode("".into()).unwrap(), b"");
         assert_eq!(qbase64_decode("QQ==QUJD".into()).unwrap(), b"AABC");
         assert_eq!(qbase64_decode("!!!".into()).unwrap_err().desc, "Base64 data contains invalid characters");
-        assert_eq!(qbase64_decode("aGVs\0!!".into()).unwrap(), b"hel");
-        // Cut at the NUL to canonical input, and to non-canonical input.
-        assert_eq!(qbase64_decode("aGVsbG8=\0QQ==".into()).unwrap(), b"hello");
-        assert_eq!(qbase64_decode("aGVsbG8\0=".into()).unwrap(), b"hel");
+    }
+
+    /// A NUL (`\u0000` on the wire) is an invalid character wherever it
+    /// is, as the C0 80 QEMU's parser makes of it; it used to end the text.
+    #[test]
+    fn a_nul_is_an_invalid_character() {
+        let invalid = "Base64 data contains invalid characters";
+        for text in
+            ["aGVsbG8=\0", "aGVs\0bG8=", "\0", "\0aGVsbG8=", "aGVs\0!!", "aGVsbG8=\0QQ==", "aGVsbG8\0=", "QR==\0"]
+        {
+            assert_eq!(qbase64_decode(text.into()).unwrap_err().desc, invalid, "{text:?}");
+        }
+        // A canonical prefix as long as the fast path reads at a time.
+        let long = format!("{}\0", "QUJD".repeat(1000));
+        assert_eq!(qbase64_decode(long).unwrap_err().desc, invalid);
     }
 
     #[test]
