@@ -334,3 +334,22 @@ fn reaping_leaders_that_leave_members_behind_does_not_stall_other_clients() {
     // is generous for a debug build on a loaded machine.
     assert!(cpu < 2 * ticks_per_sec(), "agent CPU {cpu} ticks");
 }
+
+#[test]
+fn members_left_by_a_reaped_leader_are_still_reached_by_terminate() {
+    skip_on_reference!("terminate is a qga extension");
+    let (agent, mut c) = Agent::start();
+    // The leader exits at once; its two background members keep the output
+    // pipe (and the group) alive. No /proc walk was made at the reap: the
+    // walk at terminate finds members born by then, and none with the
+    // leader's pid.
+    let d = agent.dir().display().to_string();
+    let script = format!("sleep 1000 & sleep 1000 & : > {d}/up; exit 0");
+    let pid = exec_pid(&mut c, json!({"path": "sh", "arg": ["-c", script], "capture-output": true}));
+    assert!(wait_until(Duration::from_secs(30), || agent.dir().join("up").exists()
+        && !std::path::Path::new(&format!("/proc/{pid}")).exists()));
+    assert_eq!(c.ok("guest-exec-status", json!({"pid": pid})), json!({"exited": false}));
+    c.ok("guest-exec-terminate", json!({"pid": pid}));
+    let st = c.wait_exec_for(pid, Duration::from_secs(30));
+    assert_eq!(st["exitcode"], json!(0), "{st}");
+}

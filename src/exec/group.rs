@@ -23,16 +23,21 @@ pub(super) struct MemberCache {
 }
 
 impl MemberCache {
-    /// Whether group `pgid` has a member born at or before `ticks`,
-    /// walking /proc unless this pass already did.
-    fn has_member_born_by(&mut self, pass: u64, pgid: Pid, ticks: u64) -> bool {
+    /// Whether group `pgid`, whose leader (pid `pgid`) was reaped at
+    /// `ticks`, is still the one it led: a member born by then lives, and
+    /// no process has the leader's pid (only the process with pid `pgid`
+    /// can make a new group of that number; start times are counted in
+    /// ticks of 10 ms, so the pid tells a stranger born in the tick of the
+    /// reap). Walks /proc unless this pass already did.
+    fn is_still_ours(&mut self, pass: u64, pgid: Pid, ticks: u64) -> bool {
         if self.pass != Some(pass) {
             self.members = walk_proc();
             self.members.sort_unstable();
             self.pass = Some(pass);
         }
         let from = self.members.partition_point(|&(g, _, _)| g < pgid);
-        self.members[from..].iter().take_while(|&&(g, _, _)| g == pgid).any(|&(_, _, start)| start <= ticks)
+        let group = || self.members[from..].iter().take_while(|&&(g, _, _)| g == pgid);
+        !group().any(|&(_, pid, _)| pid == pgid) && group().any(|&(_, _, start)| start <= ticks)
     }
 }
 
@@ -122,7 +127,7 @@ impl ProcessTable {
             // A group number is free for reuse only once the group was
             // empty, and only a process born after that can make it again:
             // a member born by the reap proves the group is ours.
-            (Some(_), Some(ticks)) => self.members.has_member_born_by(pass, p.pid, ticks),
+            (Some(_), Some(ticks)) => self.members.is_still_ours(pass, p.pid, ticks),
         };
         // ESRCH (the group is gone meanwhile) is not an error.
         ours && process::kill_group(p.pid, sig).is_ok()

@@ -29,9 +29,10 @@
 //!   in all, counted at the size really held (allocated buffers, and lent
 //!   pages until the process has finished).
 //! * A process group is only signalled while qga knows it to be its own:
-//!   its leader not yet reaped (and not yet a zombie), or, after the reap,
-//!   while a member born before the reap is alive (a group number is only
-//!   reused after the group was empty, by a process born after that).
+//!   its leader not yet reaped, or, after the reap, while a member born by
+//!   the reap is alive and no process has the leader's pid (a group number
+//!   is only reused after the group was empty, by the process that has
+//!   that pid, born after the reap).
 
 mod group;
 mod pipes;
