@@ -5,6 +5,10 @@
 //! signal-hook writes a byte per signal into a socket pair whose read end
 //! sits in the mio poll, and per-signal flags say which arrived. Both fds
 //! are registered under the same token.
+//!
+//! SIGHUP is caught only so that it does not end the agent (its default
+//! action): its flag is taken with the others and otherwise ignored;
+//! nothing in the agent reloads on it.
 
 use std::io::Read;
 use std::os::fd::AsRawFd;
@@ -34,7 +38,6 @@ pub struct Pending {
     pub child: bool,
     pub terminate: bool,
     pub io: bool,
-    pub hangup: bool,
 }
 
 impl std::fmt::Debug for SignalPipe {
@@ -80,12 +83,9 @@ impl SignalPipe {
         let seen = self.frequent.drain();
         let mut p = Pending { child: seen & 1 != 0, io: seen & 2 != 0, ..Pending::default() };
         for (sig, flag) in &self.flags {
-            if flag.swap(false, Ordering::SeqCst) {
-                match *sig {
-                    libc::SIGTERM | libc::SIGINT => p.terminate = true,
-                    libc::SIGHUP => p.hangup = true,
-                    _ => {}
-                }
+            // Every flag is taken; SIGHUP's has no effect (module doc).
+            if flag.swap(false, Ordering::SeqCst) && matches!(*sig, libc::SIGTERM | libc::SIGINT) {
+                p.terminate = true;
             }
         }
         p

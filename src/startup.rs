@@ -209,7 +209,7 @@ pub fn prepare_process() {
 /// `<statedir>/qga.state.isfrozen` exists): the agent then starts in the
 /// frozen state, with logging off, until guest-fsfreeze-thaw.
 pub fn ensure_state_file(statedir: &str) -> Result<bool, String> {
-    let marker = format!("{statedir}/qga.state.isfrozen");
+    let marker = crate::commands::frozen_marker_path(statedir);
     let frozen = std::path::Path::new(&marker).exists();
     if frozen {
         log::warning(&format!(

@@ -1,6 +1,7 @@
-//! Channel kinds: how the agent's one conversation with the host is
-//! opened. Listening sockets (unix, vsock, or one inherited through
-//! systemd socket activation) accept one client at a time; devices
+//! Channel kinds: how the agent's connection to the host is opened.
+//! Listening sockets (unix, vsock, or one inherited through systemd socket
+//! activation) serve up to `--max-clients` clients at once (default 1, as
+//! qemu-ga), each with its own framer and reply order; devices
 //! (virtio-serial, isa-serial) are a single fd that stays open forever.
 //!
 //! virtio-serial while the host end is closed: the port reports

@@ -9,14 +9,13 @@
 use std::os::unix::fs::PermissionsExt;
 
 use super::files::{c_string, write_file_atomic};
+use super::reply::R;
 use super::Ctx;
 use super::{helper, Outcome};
 use crate::json::{Object, Value};
 use crate::protocol::{qbase64_decode, Args, QgaError};
 use crate::sys::user::{self, Passwd};
 use crate::sys::{fs, Errno};
-
-type R = Result<Outcome, QgaError>;
 
 /// `g_unix_get_passwd_entry()` with qemu-ga's error text (a missing
 /// user is "Success": getpwnam_r sets no error).

@@ -12,15 +12,15 @@
 use std::os::fd::{AsFd, OwnedFd};
 
 use super::mounts::{fs_mount_list, FsMount};
+use super::reply::R;
 use super::{helper, Ctx, Outcome};
 use crate::json::Value;
 use crate::log;
 use crate::protocol::{Args, QgaError};
 use crate::sys::{fd, fs, Errno};
 
-type R = Result<Outcome, QgaError>;
-
-/// `<statedir>/qga.state.isfrozen`.
+/// `<statedir>/qga.state.isfrozen`: present while file systems are frozen
+/// (the one place that names it; start-up checks it too).
 pub fn marker_path(statedir: &str) -> String {
     format!("{statedir}/qga.state.isfrozen")
 }

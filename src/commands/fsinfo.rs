@@ -10,15 +10,14 @@ use std::os::fd::AsFd;
 use super::blockdev::{self, FsInfo, MACHINE};
 use super::files::c_string;
 use super::mounts::fs_mount_list;
+use super::reply::R;
 use super::Ctx;
 use super::Outcome;
 use crate::json::{Object, Value};
 use crate::log;
-use crate::protocol::{Args, QgaError};
+use crate::protocol::Args;
 use crate::sys::fs::{self, oflag};
 use crate::sys::{fd, Errno};
-
-type R = Result<Outcome, QgaError>;
 
 // ---------------------------------------------------------------- fsinfo
 

@@ -30,6 +30,7 @@ use crate::protocol::{Args, QgaError};
 
 pub use ctx::{Ctx, GuestState};
 pub use exec::Held;
+pub use freeze::marker_path as frozen_marker_path;
 
 /// What a handler produced.
 pub enum Outcome {

@@ -3,6 +3,7 @@
 
 use std::ffi::CStr;
 
+use super::reply::R;
 use super::scan::sscanf;
 use super::Ctx;
 use super::Outcome;
@@ -11,8 +12,6 @@ use crate::log;
 use crate::protocol::{Args, QgaError};
 use crate::sys::net::{self, Addr};
 use crate::sys::Errno;
-
-type R = Result<Outcome, QgaError>;
 
 // ---------------------------------------------------------------- interfaces
 

@@ -18,6 +18,8 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::UnsafeCell;
 use std::ptr;
 
+use super::mem::{page_size, MIN_PAGE};
+
 /// Classes of 16, 32, ..., 2048 bytes.
 #[cfg(target_env = "musl")]
 const CLASSES: usize = 8;
@@ -45,9 +47,11 @@ thread_local! {
     static LISTS: UnsafeCell<Lists> = const { UnsafeCell::new(Lists { head: [ptr::null_mut(); CLASSES], len: [0; CLASSES] }) };
 }
 
-/// Blocks of this size and more are mappings of their own.
+/// Blocks of this size and more are mappings of their own. A multiple of
+/// every page size Linux has (4 KiB to 64 KiB on the architectures qga
+/// builds for), though nothing depends on that: a mapping's length is the
+/// block's size rounded up to the kernel's page.
 pub const BIG_BLOCK: usize = 1 << 20;
-const PAGE: usize = 4096;
 
 pub struct Alloc;
 
@@ -85,17 +89,24 @@ fn class_layout(c: usize) -> Layout {
     unsafe { Layout::from_size_align_unchecked(16 << c, 16) }
 }
 
-fn map_len(size: usize) -> usize {
-    size.next_multiple_of(PAGE)
+/// The length of the mapping of a big block of `size` bytes with pages of
+/// `page` bytes (the kernel's page size, [`page_size`], except in tests).
+fn map_len(size: usize, page: usize) -> usize {
+    size.next_multiple_of(page)
 }
 
 /// A fresh zero-filled private mapping of `size` bytes, or null.
 #[cold]
 #[inline(never)]
 fn map(size: usize) -> *mut u8 {
+    map_with(size, page_size())
+}
+
+/// [`map`] with pages of `page` bytes.
+fn map_with(size: usize, page: usize) -> *mut u8 {
     let (prot, flags) = (libc::PROT_READ | libc::PROT_WRITE, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS);
     // SAFETY: a new anonymous mapping; it overlaps nothing that exists.
-    let p = unsafe { libc::mmap(ptr::null_mut(), map_len(size), prot, flags, -1, 0) };
+    let p = unsafe { libc::mmap(ptr::null_mut(), map_len(size, page), prot, flags, -1, 0) };
     if p == libc::MAP_FAILED {
         ptr::null_mut()
     } else {
@@ -103,10 +114,34 @@ fn map(size: usize) -> *mut u8 {
     }
 }
 
-/// Big blocks: a test inlined at every allocation site, the rest out of line.
+/// Moves a big block's mapping to `new` bytes (mremap), or null.
+#[cold]
+#[inline(never)]
+fn remap(p: *mut u8, old: usize, new: usize) -> *mut u8 {
+    remap_with(p, old, new, page_size())
+}
+
+/// [`remap`] with pages of `page` bytes.
+fn remap_with(p: *mut u8, old: usize, new: usize, page: usize) -> *mut u8 {
+    // SAFETY: the block is the whole mapping made for `old` bytes with
+    // these pages; MAYMOVE keeps its pages (no copy) at a new address if
+    // needed.
+    let q =
+        unsafe { libc::mremap(p as *mut libc::c_void, map_len(old, page), map_len(new, page), libc::MREMAP_MAYMOVE) };
+    if q == libc::MAP_FAILED {
+        ptr::null_mut()
+    } else {
+        q as *mut u8
+    }
+}
+
+/// Big blocks: a test inlined at every allocation site, the rest out of
+/// line. A constant test: a mapping starts on one of the kernel's pages,
+/// so on at least [`MIN_PAGE`] whatever the page size; bigger alignments
+/// go to the libc.
 #[inline(always)]
 fn is_big(size: usize, align: usize) -> bool {
-    size >= BIG_BLOCK && align <= PAGE
+    size >= BIG_BLOCK && align <= MIN_PAGE
 }
 
 impl Alloc {
@@ -172,8 +207,14 @@ impl Alloc {
 #[cold]
 #[inline(never)]
 fn unmap(p: *mut u8, size: usize) {
-    // SAFETY: the block is the whole mapping made for this size.
-    unsafe { libc::munmap(p as *mut libc::c_void, map_len(size)) };
+    unmap_with(p, size, page_size())
+}
+
+/// [`unmap`] with pages of `page` bytes.
+fn unmap_with(p: *mut u8, size: usize, page: usize) {
+    // SAFETY: the block is the whole mapping made for this size with these
+    // pages.
+    unsafe { libc::munmap(p as *mut libc::c_void, map_len(size, page)) };
 }
 
 // SAFETY: every block handed out is valid for its layout until freed with
@@ -238,11 +279,7 @@ unsafe impl GlobalAlloc for Alloc {
     unsafe fn realloc(&self, p: *mut u8, l: Layout, new: usize) -> *mut u8 {
         let (from_big, to_big) = (is_big(l.size(), l.align()), is_big(new, l.align()));
         if from_big && to_big {
-            // SAFETY: the block is the whole mapping made for l.size();
-            // MAYMOVE keeps its pages (no copy) at a new address if needed.
-            let q =
-                unsafe { libc::mremap(p as *mut libc::c_void, map_len(l.size()), map_len(new), libc::MREMAP_MAYMOVE) };
-            return if q == libc::MAP_FAILED { ptr::null_mut() } else { q as *mut u8 };
+            return remap(p, l.size(), new);
         }
         if !from_big && !to_big {
             #[cfg(target_env = "musl")]
@@ -304,7 +341,7 @@ mod tests {
         // SAFETY: matched alloc/realloc/dealloc with their layouts.
         unsafe {
             let p = a.alloc(l(BIG_BLOCK + 5));
-            assert_eq!(p as usize % PAGE, 0, "a mapping starts on a page");
+            assert_eq!(p as usize % page_size(), 0, "a mapping starts on a page");
             ptr::write_bytes(p, 3, BIG_BLOCK + 5);
             let q = a.realloc(p, l(BIG_BLOCK + 5), 5 * BIG_BLOCK);
             assert!((0..BIG_BLOCK + 5).step_by(4093).all(|i| *q.add(i) == 3));
@@ -321,6 +358,42 @@ mod tests {
         assert!(is_big(BIG_BLOCK, 4096));
         assert!(!is_big(BIG_BLOCK, 8192));
         assert!(!is_big(BIG_BLOCK - 1, 8));
+    }
+
+    /// The big-block path with 16 KiB and 64 KiB pages (multiples of this
+    /// kernel's page, so its mmap/mremap/munmap take their lengths): every
+    /// length is the size rounded up to that page, the whole rounded
+    /// mapping is there (written to its last byte), contents survive growing
+    /// and shrinking, and a block is unmapped with the length it was mapped
+    /// with.
+    #[test]
+    fn big_blocks_with_bigger_pages() {
+        for page in [16384, 65536] {
+            assert_eq!(BIG_BLOCK % page, 0, "the threshold is a whole number of pages");
+            assert_eq!(map_len(BIG_BLOCK, page), BIG_BLOCK);
+            assert_eq!(map_len(BIG_BLOCK + 5, page), BIG_BLOCK + page);
+            assert_eq!(map_len(BIG_BLOCK + page - 1, page), BIG_BLOCK + page);
+            if page % page_size() != 0 {
+                continue; // a kernel with bigger pages than this size
+            }
+            // SAFETY: each mapping is used within its rounded length and
+            // passed on with the size and page it was made with.
+            unsafe {
+                let p = map_with(BIG_BLOCK + 5, page);
+                assert!(!p.is_null());
+                assert_eq!(p as usize % page_size(), 0);
+                ptr::write_bytes(p, 3, map_len(BIG_BLOCK + 5, page));
+                let q = remap_with(p, BIG_BLOCK + 5, 3 * BIG_BLOCK + 1, page);
+                assert!(!q.is_null());
+                assert!((0..BIG_BLOCK + page).step_by(4093).all(|i| *q.add(i) == 3));
+                assert_eq!(*q.add(BIG_BLOCK + page - 1), 3);
+                ptr::write_bytes(q, 4, map_len(3 * BIG_BLOCK + 1, page));
+                let r = remap_with(q, 3 * BIG_BLOCK + 1, BIG_BLOCK + 1, page);
+                assert!(!r.is_null());
+                assert_eq!(*r.add(BIG_BLOCK + page - 1), 4, "shrunk to whole pages of this size");
+                unmap_with(r, BIG_BLOCK + 1, page);
+            }
+        }
     }
 
     #[cfg(target_env = "musl")]

@@ -11,7 +11,6 @@
 
 mod alloc;
 mod errno_text;
-mod errnos;
 pub mod fd;
 pub mod fs;
 pub mod host;
@@ -45,7 +44,23 @@ pub use mem::MapAhead;
 pub struct Errno(pub i32);
 
 impl Errno {
+    // Named values, for callers above sys/ to match on without `libc`.
+    /// errno 0: glibc's text is "Success" (what qemu-ga prints when a
+    /// lookup finds nothing but sets no error).
+    pub const NONE: Errno = Errno(0);
+    pub const EPERM: Errno = Errno(libc::EPERM);
+    pub const ENOENT: Errno = Errno(libc::ENOENT);
+    pub const EINTR: Errno = Errno(libc::EINTR);
     pub const EIO: Errno = Errno(libc::EIO);
+    pub const EAGAIN: Errno = Errno(libc::EAGAIN);
+    pub const EBUSY: Errno = Errno(libc::EBUSY);
+    pub const EEXIST: Errno = Errno(libc::EEXIST);
+    pub const EINVAL: Errno = Errno(libc::EINVAL);
+    pub const EMFILE: Errno = Errno(libc::EMFILE);
+    pub const ENOTTY: Errno = Errno(libc::ENOTTY);
+    pub const ESPIPE: Errno = Errno(libc::ESPIPE);
+    pub const EOPNOTSUPP: Errno = Errno(libc::EOPNOTSUPP);
+    pub const EADDRNOTAVAIL: Errno = Errno(libc::EADDRNOTAVAIL);
 
     /// The calling thread's current errno.
     pub fn last() -> Errno {
