@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use qgactl_support::*;
 
-/// Same limit as src/bin/qgactl/exec.rs (INPUT_LIMIT).
+/// Same limit as src/bin/qgactl/exec/stdin.rs (INPUT_LIMIT).
 const INPUT_LIMIT: usize = 48 * 1024 * 1024 - 64 * 1024;
 
 fn sigint(child: &std::process::Child) {

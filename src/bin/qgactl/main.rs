@@ -6,27 +6,16 @@
 
 #![deny(unsafe_code)]
 
-#[path = "qgactl/cli.rs"]
 mod cli;
-#[path = "qgactl/conn.rs"]
 mod conn;
-#[path = "qgactl/exec.rs"]
 mod exec;
-#[path = "qgactl/fail.rs"]
 mod fail;
-#[path = "qgactl/files.rs"]
 mod files;
-#[path = "qgactl/input.rs"]
 mod input;
-#[path = "qgactl/progress.rs"]
 mod progress;
-#[path = "qgactl/signals.rs"]
 mod signals;
-#[path = "qgactl/simple.rs"]
 mod simple;
-#[path = "qgactl/sys.rs"]
 mod sys;
-#[path = "qgactl/terminal.rs"]
 mod terminal;
 
 use cli::Command;
