@@ -10,11 +10,11 @@ use std::time::Instant;
 use mio::unix::SourceFd;
 use mio::{Interest, Registry, Token};
 
-use super::dispatch::{self, ReplySlot};
+use super::dispatch::{self, Deferred, Nudge, ReplySlot};
 use super::sequencer::{Sequencer, Slot};
 use crate::channel::{self, Endpoint};
-use crate::commands::{Ctx, Held, Pending};
-use crate::json::{Frame, Framer, Segments, Value};
+use crate::commands::Ctx;
+use crate::json::{Frame, Framer, Segments};
 use crate::log;
 use crate::protocol::{encode_error, QgaError};
 use crate::sys::{fd, Errno, MapAhead};
@@ -41,13 +41,6 @@ pub const MAX_PARTIAL_REQUESTS: usize = 128 << 20;
 /// [`MAX_PARTIAL_REQUESTS`]: small requests are never refused.
 pub const PARTIAL_PER_CLIENT: usize = 1 << 20;
 
-/// A reply waiting for a helper program, with its request's id.
-#[derive(Debug)]
-pub struct Waiting {
-    pub pending: Pending,
-    pub id: Option<Value>,
-}
-
 /// The conversation with the host: one accepted client, or the device.
 struct Conn {
     fd: OwnedFd,
@@ -57,7 +50,7 @@ struct Conn {
     input: Vec<u8>,
     in_start: usize,
     in_end: usize,
-    replies: Sequencer<Held, Waiting>,
+    replies: Sequencer<Deferred>,
     /// Replies ready to send, in order; large base64 strings are encoded
     /// while sending.
     output: Segments,
@@ -232,7 +225,7 @@ impl Channel {
 
     /// When the earliest held `wait` ends.
     pub fn next_deadline(&self) -> Option<Instant> {
-        self.conns.iter().flatten().flat_map(|c| c.replies.waits().map(|h| h.deadline)).min()
+        self.conns.iter().flatten().flat_map(|c| c.replies.deferred().filter_map(Deferred::deadline)).min()
     }
 
     /// One pass: accept, then for each client answer what is ready, read
@@ -322,20 +315,8 @@ fn resolve_pending(c: &mut Conn, ctx: &mut Ctx<'_>) -> Next {
         return Next::Keep;
     }
     let now = Instant::now();
-    let gone = c.hung_up;
-    c.replies.resolve(|slot| match slot {
-        Slot::Wait(_) if gone => Slot::Ready(Segments::new()),
-        Slot::Wait(h) => {
-            let ready = ctx.procs.find(h.pid).is_none_or(|p| p.exited() || p.has_stream_data());
-            if ready || now >= h.deadline {
-                Slot::Ready(dispatch::status_reply(ctx, h))
-            } else {
-                Slot::Wait(h)
-            }
-        }
-        Slot::Helper(w) => dispatch::finish_helper(ctx, w),
-        ready => ready,
-    });
+    let nudge = if c.hung_up { Nudge::Gone } else { Nudge::Pass };
+    c.replies.resolve(|d| d.resolve(ctx, nudge, now));
     c.replies.drain_ready(&mut c.output);
     Next::Keep
 }
@@ -348,14 +329,9 @@ fn read_and_dispatch(c: &mut Conn, ctx: &mut Ctx<'_>, is_device: bool, pool: &mu
             // Another request (or 0xFF) arrived: held replies are
             // answered now so that replies stay in order (or dropped, if
             // nobody is left to read them).
-            if c.hung_up {
-                c.replies.resolve(|slot| match slot {
-                    Slot::Wait(_) => Slot::Ready(Segments::new()),
-                    other => other,
-                });
-            } else {
-                c.replies.complete_waits(|h| dispatch::status_reply(ctx, h));
-            }
+            let nudge = if c.hung_up { Nudge::Gone } else { Nudge::Request };
+            let now = Instant::now();
+            c.replies.resolve(|d| d.resolve(ctx, nudge, now));
             let slot: ReplySlot = match frame {
                 Frame::Error(desc) => {
                     let mut out = Segments::new();

@@ -5,16 +5,15 @@
 //! queue:
 //!
 //! * `Ready` — encoded bytes, sent as soon as every earlier slot is sent;
-//! * `Wait` — a guest-exec-status held by `wait`, completed when its
-//!   process ends or streams, at its deadline, or at once when the next
-//!   request (or a 0xFF) arrives;
-//! * `Helper` — a reply waiting for a helper program (hwclock, shutdown,
-//!   the freeze hook...). Like qemu-ga, which runs them synchronously, no
-//!   later request is even read while one is pending.
+//! * `Deferred` — a reply not ready yet (the dispatcher's one deferred
+//!   type: a guest-exec-status held by `wait`, or a reply waiting for a
+//!   helper program). One that [`Deferral::blocks_requests`] (a helper:
+//!   qemu-ga runs them synchronously) keeps later requests from even being
+//!   read.
 //!
-//! The sequencer is pure (no descriptors, no clock): the caller resolves
-//! pending slots with [`Sequencer::resolve`] and drains bytes with
-//! [`Sequencer::drain_ready`]. The 0xFF of guest-sync-delimited is part of
+//! The sequencer is pure (no descriptors, no clock, no meaning of what a
+//! deferred reply waits for): the caller resolves deferred slots with
+//! [`Sequencer::resolve`] and drains bytes with [`Sequencer::drain_ready`]. The 0xFF of guest-sync-delimited is part of
 //! its reply's bytes, so it can never overtake an earlier reply.
 
 use std::collections::VecDeque;
@@ -23,31 +22,36 @@ use crate::json::Segments;
 
 /// One reply, in request order.
 #[derive(Debug)]
-pub enum Slot<W, H> {
+pub enum Slot<D> {
     Ready(Segments),
-    Wait(W),
-    Helper(H),
+    Deferred(D),
+}
+
+/// What the sequencer needs to know of a deferred reply.
+pub trait Deferral {
+    /// No later request may be read while this reply is pending.
+    fn blocks_requests(&self) -> bool;
 }
 
 /// Replies of one connection, in request order.
 #[derive(Debug)]
-pub struct Sequencer<W, H> {
-    slots: VecDeque<Slot<W, H>>,
+pub struct Sequencer<D> {
+    slots: VecDeque<Slot<D>>,
 }
 
-impl<W, H> Default for Sequencer<W, H> {
+impl<D> Default for Sequencer<D> {
     fn default() -> Self {
         Sequencer { slots: VecDeque::new() }
     }
 }
 
-impl<W, H> Sequencer<W, H> {
+impl<D: Deferral> Sequencer<D> {
     pub fn new() -> Self {
         Self::default()
     }
 
     /// Appends the slot of the newest request.
-    pub fn push(&mut self, slot: Slot<W, H>) {
+    pub fn push(&mut self, slot: Slot<D>) {
         if matches!(&slot, Slot::Ready(b) if b.is_empty()) {
             // No reply at all (a success-response: false command).
             return;
@@ -55,10 +59,11 @@ impl<W, H> Sequencer<W, H> {
         self.slots.push_back(slot);
     }
 
-    /// False while a helper-backed reply is pending: the next request is
-    /// not read until it is answered (qemu-ga's synchronous helpers).
+    /// False while a reply that blocks requests is pending: the next
+    /// request is not read until it is answered (qemu-ga's synchronous
+    /// helpers).
     pub fn accepts_requests(&self) -> bool {
-        !self.slots.iter().any(|s| matches!(s, Slot::Helper(_)))
+        !self.slots.iter().any(|s| matches!(s, Slot::Deferred(d) if d.blocks_requests()))
     }
 
     /// Whether any reply is still pending (not yet ready).
@@ -83,39 +88,31 @@ impl<W, H> Sequencer<W, H> {
             .sum()
     }
 
-    /// The held `wait` replies.
-    pub fn waits(&self) -> impl Iterator<Item = &W> {
+    /// The deferred replies.
+    pub fn deferred(&self) -> impl Iterator<Item = &D> {
         self.slots.iter().filter_map(|s| match s {
-            Slot::Wait(w) => Some(w),
-            _ => None,
+            Slot::Deferred(d) => Some(d),
+            Slot::Ready(_) => None,
         })
     }
 
-    /// Offers every pending slot, oldest first, to `f`, which returns the
-    /// slot that takes its place: `Ready` when it could be answered, the
-    /// same kind to keep waiting, or a new pending slot (a helper whose
+    /// Offers every deferred reply, oldest first, to `f`, which returns the
+    /// slot that takes its place: `Ready` when it could be answered, or a
+    /// deferred one to keep waiting (the same, or a helper whose
     /// continuation starts another helper). Order never changes.
-    pub fn resolve(&mut self, mut f: impl FnMut(Slot<W, H>) -> Slot<W, H>) {
+    pub fn resolve(&mut self, mut f: impl FnMut(D) -> Slot<D>) {
         for i in 0..self.slots.len() {
             if matches!(self.slots[i], Slot::Ready(_)) {
                 continue;
             }
             let placeholder = Slot::Ready(Segments::new());
             let Some(slot) = self.slots.get_mut(i) else { break };
-            let pending = std::mem::replace(slot, placeholder);
-            *slot = f(pending);
+            if let Slot::Deferred(d) = std::mem::replace(slot, placeholder) {
+                *slot = f(d);
+            }
         }
         // A slot resolved to "no reply" leaves no gap.
         self.slots.retain(|s| !matches!(s, Slot::Ready(b) if b.is_empty()));
-    }
-
-    /// A request (or 0xFF) arrived: every held `wait` is answered now, so
-    /// that its reply still comes before the new request's.
-    pub fn complete_waits(&mut self, mut complete: impl FnMut(W) -> Segments) {
-        self.resolve(|s| match s {
-            Slot::Wait(w) => Slot::Ready(complete(w)),
-            other => other,
-        });
     }
 
     /// Moves the replies that may be sent now (the ready head of the
@@ -142,7 +139,18 @@ impl<W, H> Sequencer<W, H> {
 mod tests {
     use super::*;
 
-    type Seq = Sequencer<&'static str, &'static str>;
+    /// A deferred reply of the tests: its name; names starting with `h`
+    /// block requests (helpers).
+    #[derive(Debug, PartialEq)]
+    struct D(&'static str);
+
+    impl Deferral for D {
+        fn blocks_requests(&self) -> bool {
+            self.0.starts_with('h')
+        }
+    }
+
+    type Seq = Sequencer<D>;
 
     fn drained(s: &mut Seq) -> String {
         let mut out = Segments::new();
@@ -150,7 +158,7 @@ mod tests {
         String::from_utf8(out.to_vec()).unwrap()
     }
 
-    fn ready(b: &[u8]) -> Slot<&'static str, &'static str> {
+    fn ready(b: &[u8]) -> Slot<D> {
         Slot::Ready(Segments::from_bytes(b))
     }
 
@@ -158,27 +166,27 @@ mod tests {
     fn replies_leave_in_request_order() {
         let mut s = Seq::new();
         s.push(ready(b"1"));
-        s.push(Slot::Wait("w2"));
+        s.push(Slot::Deferred(D("w2")));
         s.push(ready(b"3"));
-        // The ready reply behind a held one waits for it.
+        // The ready reply behind a deferred one waits for it.
         assert_eq!(drained(&mut s), "1");
         assert_eq!(drained(&mut s), "");
-        s.resolve(|slot| match slot {
-            Slot::Wait("w2") => ready(b"2"),
-            other => other,
+        s.resolve(|d| match d {
+            D("w2") => ready(b"2"),
+            other => Slot::Deferred(other),
         });
         assert_eq!(drained(&mut s), "23");
         assert!(s.is_empty());
     }
 
     #[test]
-    fn a_new_request_completes_a_held_wait_at_once() {
+    fn a_held_wait_does_not_block_reading() {
         let mut s = Seq::new();
-        s.push(Slot::Wait("status"));
+        s.push(Slot::Deferred(D("status")));
         assert!(s.accepts_requests(), "a held wait does not block reading");
-        assert_eq!(s.waits().count(), 1);
-        // The next request arrives: the wait is answered first.
-        s.complete_waits(|w| Segments::from_bytes(format!("[{w}]").as_bytes()));
+        assert_eq!(s.deferred().count(), 1);
+        // The next request arrives: the caller answers the wait first.
+        s.resolve(|d| Slot::Ready(Segments::from_bytes(format!("[{}]", d.0).as_bytes())));
         s.push(ready(b"ping"));
         assert_eq!(drained(&mut s), "[status]ping");
     }
@@ -186,16 +194,16 @@ mod tests {
     #[test]
     fn a_pending_helper_stops_reading_and_keeps_later_replies_back() {
         let mut s = Seq::new();
-        s.push(Slot::Helper("hwclock"));
+        s.push(Slot::Deferred(D("hwclock")));
         assert!(!s.accepts_requests());
         assert!(s.has_pending());
         // Unresolved: stays where it is.
-        s.resolve(|slot| slot);
+        s.resolve(Slot::Deferred);
         assert_eq!(drained(&mut s), "");
         // The continuation starts a second helper in the same slot.
-        s.resolve(|slot| match slot {
-            Slot::Helper("hwclock") => Slot::Helper("hook"),
-            other => other,
+        s.resolve(|d| match d {
+            D("hwclock") => Slot::Deferred(D("hook")),
+            other => Slot::Deferred(other),
         });
         assert!(!s.accepts_requests());
         s.resolve(|_| ready(b"{}"));
@@ -206,9 +214,9 @@ mod tests {
     #[test]
     fn the_sync_delimiter_never_overtakes_an_earlier_reply() {
         let mut s = Seq::new();
-        s.push(Slot::Wait("status"));
+        s.push(Slot::Deferred(D("status")));
         // guest-sync-delimited: 0xFF is the first byte of its reply.
-        s.complete_waits(|_| Segments::from_bytes(b"S"));
+        s.resolve(|_| Slot::Ready(Segments::from_bytes(b"S")));
         s.push(ready(b"\xff{\"return\": 1}"));
         let mut out = Segments::new();
         s.drain_ready(&mut out);
@@ -220,12 +228,17 @@ mod tests {
         let mut s = Seq::new();
         s.push(ready(b""));
         assert!(s.is_empty());
-        s.push(Slot::Helper("shutdown"));
+        s.push(Slot::Deferred(D("hshutdown")));
         s.push(ready(b"x"));
-        s.resolve(|slot| match slot {
-            Slot::Helper(_) => ready(b""),
-            other => other,
-        });
+        s.resolve(|_| ready(b""));
         assert_eq!(drained(&mut s), "x");
+    }
+
+    #[test]
+    fn ready_replies_behind_a_deferred_one_count_as_held() {
+        let mut s = Seq::new();
+        s.push(Slot::Deferred(D("w")));
+        s.push(ready(b"12345"));
+        assert_eq!(s.held(), 5);
     }
 }

@@ -27,14 +27,6 @@ const POLL_HOLD: Duration = Duration::from_millis(2);
 /// Longest `timeout` a guest-exec may ask for, in seconds (a year).
 pub const MAX_TIMEOUT_SECONDS: f64 = 31_536_000.0;
 
-/// A guest-exec-status reply held back by `wait`.
-#[derive(Debug)]
-pub struct Held {
-    pub pid: i64,
-    pub deadline: Instant,
-    pub id: Option<Value>,
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Capture {
     None,
@@ -254,10 +246,48 @@ pub fn status(ctx: &mut Ctx<'_>, mut a: Args) -> Result<Outcome, QgaError> {
         let running = ctx.procs.find(pid).is_some_and(|p| !p.exited() && !p.has_stream_data());
         // A deadline past the end of time cannot happen (wait is bounded).
         if let Some(deadline) = Instant::now().checked_add(d).filter(|_| running) {
-            return Ok(Outcome::Hold(Held { pid, deadline, id: None }));
+            return Ok(Outcome::Hold { pid, deadline });
         }
     }
-    ctx.procs.status(ctx.registry, pid).map(Outcome::Return)
+    collect_status(ctx, pid).map(Outcome::Return)
+}
+
+/// guest-exec-status's reply for `pid` now (consuming a finished result),
+/// in qemu-ga's `GuestExecStatus` form plus qga's extensions.
+pub fn collect_status(ctx: &mut Ctx<'_>, pid: i64) -> Result<Value, QgaError> {
+    let st = ctx.procs.status(ctx.registry, pid)?;
+    let mut obj = Object::new();
+    obj.push("exited", Value::Bool(st.exited));
+    if let Some(code) = st.exit_code {
+        obj.push("exitcode", Value::Int(i64::from(code)));
+    } else if let Some(sig) = st.signal {
+        obj.push("signal", Value::Int(i64::from(sig)));
+    }
+    let mut flags = Vec::new();
+    for (data, trunc, stream) in [("out-data", "out-truncated", st.out), ("err-data", "err-truncated", st.err)] {
+        let Some(s) = stream else { continue };
+        if !s.data.is_empty() {
+            obj.push(data, Value::base64(s.data));
+        }
+        if let Some(t) = s.truncated {
+            flags.push((trunc, t));
+        }
+    }
+    for (name, t) in flags {
+        obj.push(name, Value::Bool(t));
+    }
+    if let Some(t) = st.timed_out {
+        obj.push("timed-out", Value::Bool(t));
+    }
+    if let Some(u) = st.usage {
+        let n = |v: u64| Value::Int(i64::try_from(v).unwrap_or(i64::MAX));
+        let mut ru = Object::with_capacity(3);
+        ru.push("user-us", n(u.user_us));
+        ru.push("system-us", n(u.system_us));
+        ru.push("max-rss-kib", n(u.max_rss_kib));
+        obj.push("rusage", Value::Object(ru));
+    }
+    Ok(Value::Object(obj))
 }
 
 /// guest-exec-input {pid, input-data?, eof?}: more stdin for a process

@@ -25,11 +25,13 @@ mod reply;
 mod scan;
 mod time;
 
+use std::time::Instant;
+
 use crate::json::Value;
 use crate::protocol::{Args, QgaError};
 
 pub use ctx::{Ctx, GuestState};
-pub use exec::Held;
+pub use exec::collect_status;
 pub use freeze::marker_path as frozen_marker_path;
 
 /// What a handler produced.
@@ -40,8 +42,10 @@ pub enum Outcome {
     Delimited(Value),
     /// No reply at all (success of a `success-response: false` command).
     Silent,
-    /// The reply is held until a condition or a deadline (status `wait`).
-    Hold(Held),
+    /// guest-exec-status of `pid` is answered once the process finishes
+    /// or streams, at `deadline`, or when the next request arrives
+    /// (status `wait`).
+    Hold { pid: i64, deadline: Instant },
     /// The reply comes when a helper program (hwclock, shutdown, a hook...)
     /// started with [`Ctx::start_helper`] has exited; later requests wait
     /// behind it, as with qemu-ga's synchronous helpers.

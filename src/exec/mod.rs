@@ -44,7 +44,6 @@ use std::time::{Duration, Instant};
 use mio::unix::SourceFd;
 use mio::{Interest, Registry, Token};
 
-use crate::json::{Object, Value};
 use crate::log;
 use crate::protocol::QgaError;
 use crate::sys::process::{Pid, Usage, WaitStatus};
@@ -251,6 +250,31 @@ impl Process {
 
 /// Spare capacity worth giving back when a buffer stops growing.
 const SHRINK_SLACK: usize = 4 << 10;
+
+/// What guest-exec-status reports of a process.
+#[derive(Debug, Default)]
+pub struct ExecStatus {
+    /// qemu-ga's `exited`: reaped, and every capture pipe at EOF.
+    pub exited: bool,
+    pub exit_code: Option<i32>,
+    pub signal: Option<i32>,
+    /// Captured (or, streamed, new) output of each stream, if any.
+    pub out: Option<Stream>,
+    pub err: Option<Stream>,
+    /// Present when the process had a `timeout`.
+    pub timed_out: Option<bool>,
+    /// Present when the process was started with `rusage`.
+    pub usage: Option<Usage>,
+}
+
+/// Output of one stream in a status.
+#[derive(Debug, Default)]
+pub struct Stream {
+    /// Bytes (empty when all were dropped).
+    pub data: Vec<u8>,
+    /// The truncation flag to report (not for streamed output).
+    pub truncated: Option<bool>,
+}
 
 /// What to do with a new child besides starting it.
 pub struct NewProcess {
@@ -489,23 +513,22 @@ impl ProcessTable {
         }
     }
 
-    /// guest-exec-status: the reply for `pid`, consuming a finished result.
-    pub fn status(&mut self, registry: &Registry, pid: i64) -> Result<Value, QgaError> {
+    /// guest-exec-status: the state of `pid`, consuming a finished result
+    /// (commands/ renders it as the reply).
+    pub fn status(&mut self, registry: &Registry, pid: i64) -> Result<ExecStatus, QgaError> {
         let not_found = || QgaError::generic(format!("PID {pid} does not exist"));
         let slot = self.visible_slot(pid)?;
         let p = self.slots.get_mut(slot).and_then(Option::as_mut).ok_or_else(not_found)?;
-        let exited = p.exited();
-        let mut obj = Object::new();
-        obj.push("exited", Value::Bool(exited));
-        if !exited {
+        let mut st = ExecStatus { exited: p.exited(), ..ExecStatus::default() };
+        if !st.exited {
             if p.opts.stream {
                 let mut freed = 0;
-                for (name, cap) in [("out-data", p.out.as_mut()), ("err-data", p.err.as_mut())] {
+                for (out, cap) in [(&mut st.out, p.out.as_mut()), (&mut st.err, p.err.as_mut())] {
                     if let Some(c) = cap.filter(|c| !c.data.is_empty()) {
                         // The bytes go on to the reply, where the channel
                         // counts them until they are sent.
                         freed += std::mem::take(&mut c.charged);
-                        obj.push(name, Value::base64(std::mem::take(&mut c.data)));
+                        *out = Some(Stream { data: std::mem::take(&mut c.data), truncated: None });
                     }
                 }
                 self.release_captured(freed);
@@ -513,47 +536,27 @@ impl ProcessTable {
                     self.resume_stream(slot);
                 }
             }
-            return Ok(Value::Object(obj));
+            return Ok(st);
         }
         let mut p = self.remove_slot(registry, slot).ok_or_else(not_found)?;
         let status = p.status.unwrap_or(WaitStatus(0));
-        if let Some(code) = status.exit_code() {
-            obj.push("exitcode", Value::Int(i64::from(code)));
-        } else if let Some(sig) = status.signal() {
-            obj.push("signal", Value::Int(i64::from(sig)));
-        }
-        let mut flags = Vec::new();
-        for (data, trunc, cap) in
-            [("out-data", "out-truncated", p.out.take()), ("err-data", "err-truncated", p.err.take())]
-        {
+        st.exit_code = status.exit_code();
+        st.signal = st.exit_code.is_none().then(|| status.signal()).flatten();
+        let stream = p.opts.stream;
+        for (out, cap) in [(&mut st.out, p.out.take()), (&mut st.err, p.err.take())] {
             let Some(c) = cap else { continue };
             if !c.data.is_empty() {
-                obj.push(data, Value::base64(c.data));
-                if !p.opts.stream {
-                    flags.push((trunc, c.truncated));
-                }
+                *out = Some(Stream { data: c.data, truncated: (!stream).then_some(c.truncated) });
             } else if c.truncated {
                 // Everything was dropped (the output budget was used up):
                 // say so rather than report an empty stream. qemu-ga never
                 // drops a stream's head, so never sends this alone.
-                flags.push((trunc, true));
+                *out = Some(Stream { data: Vec::new(), truncated: Some(true) });
             }
         }
-        for (name, t) in flags {
-            obj.push(name, Value::Bool(t));
-        }
-        if p.opts.timeout.is_some() {
-            obj.push("timed-out", Value::Bool(p.timed_out));
-        }
-        if p.opts.rusage {
-            let n = |v: u64| Value::Int(i64::try_from(v).unwrap_or(i64::MAX));
-            let mut ru = Object::with_capacity(3);
-            ru.push("user-us", n(p.usage.user_us));
-            ru.push("system-us", n(p.usage.system_us));
-            ru.push("max-rss-kib", n(p.usage.max_rss_kib));
-            obj.push("rusage", Value::Object(ru));
-        }
-        Ok(Value::Object(obj))
+        st.timed_out = p.opts.timeout.is_some().then_some(p.timed_out);
+        st.usage = p.opts.rusage.then_some(p.usage);
+        Ok(st)
     }
 
     /// guest-exec-resize: the window size of `pid`'s terminal.
