@@ -23,6 +23,8 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use super::fd::{pipe, set_nonblocking, set_pipe_size, shared_dev_null};
 use super::Errno;
 
+pub use path::find_program;
+
 /// Where a standard stream of the child goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Redirect {
