@@ -4,37 +4,31 @@
 //! qemu-ga's `child process has failed to <action>: ...` error or the
 //! command's own continuation.
 
+use std::ffi::{CStr, OsStr};
+use std::os::unix::ffi::OsStrExt;
+
 use super::{Ctx, Outcome, Pending};
 use crate::protocol::QgaError;
 use crate::sys::fd::can_execute;
+use crate::sys::find_program;
 use crate::sys::process::WaitStatus;
 use crate::sys::Errno;
 
 type R = Result<Outcome, QgaError>;
 
-/// Where `execvp()` would find `prog`, or the errno it would fail with.
+/// Where `execvp()` would find `prog`, or the errno it would fail with
+/// (PATH, or "/bin:/usr/bin" as glibc's execvp when it is unset).
 fn resolve(prog: &str) -> Result<(), i32> {
-    let usable = |p: &str| -> Result<(), i32> {
-        let meta = std::fs::metadata(p).map_err(|e| Errno::of(&e).raw())?;
-        if !meta.is_file() || !can_execute(p) {
-            return Err(libc::EACCES);
+    let usable = |p: &CStr| -> Result<(), Errno> {
+        let meta = std::fs::metadata(OsStr::from_bytes(p.to_bytes())).map_err(|e| Errno::of(&e))?;
+        // Built from a str name and a str PATH, so always UTF-8.
+        if !meta.is_file() || !p.to_str().is_ok_and(can_execute) {
+            return Err(Errno(libc::EACCES));
         }
         Ok(())
     };
-    if prog.contains('/') {
-        return usable(prog);
-    }
     let path = std::env::var("PATH").unwrap_or_else(|_| "/bin:/usr/bin".to_string());
-    let mut err = libc::ENOENT;
-    for dir in path.split(':') {
-        let dir = if dir.is_empty() { "." } else { dir };
-        match usable(&format!("{dir}/{prog}")) {
-            Ok(()) => return Ok(()),
-            Err(libc::EACCES) => err = libc::EACCES,
-            Err(_) => {}
-        }
-    }
-    Err(err)
+    find_program(prog.as_bytes(), path.as_bytes(), usable).map(drop).map_err(Errno::raw)
 }
 
 /// qemu-ga's error for a finished helper, or None if it succeeded.

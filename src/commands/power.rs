@@ -8,13 +8,15 @@
 //! neither exists (a bare initramfs), or when qga itself is PID 1, it ends
 //! all processes, syncs and calls reboot(2) directly.
 
+use std::ffi::{CStr, OsStr};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::FileTypeExt;
 
 use super::{helper, Ctx, Outcome, Pending};
 use crate::log;
 use crate::protocol::{Args, QgaError};
 use crate::sys::power::PowerAction;
-use crate::sys::Errno;
+use crate::sys::{find_program, Errno};
 
 type R = Result<Outcome, QgaError>;
 
@@ -97,12 +99,15 @@ impl Mode {
     }
 }
 
+/// `g_find_program_in_path()` as qemu-ga's `run_process_child()` uses it:
+/// whether PATH (default "/bin:/usr/bin:.") holds a file named `prog`.
 fn in_path(prog: &str) -> bool {
     let path = std::env::var("PATH").unwrap_or_else(|_| "/bin:/usr/bin:.".to_string());
-    path.split(':').any(|d| {
-        let p = format!("{}/{prog}", if d.is_empty() { "." } else { d });
-        std::fs::metadata(&p).is_ok_and(|m| m.is_file() && !m.file_type().is_block_device())
-    })
+    let is_file = |p: &CStr| match std::fs::metadata(OsStr::from_bytes(p.to_bytes())) {
+        Ok(m) if m.is_file() && !m.file_type().is_block_device() => Ok(()),
+        _ => Err(Errno(libc::ENOENT)),
+    };
+    find_program(prog.as_bytes(), path.as_bytes(), is_file).is_ok()
 }
 
 /// `run_process_child()`: runs `argv` (PATH search, output discarded) and

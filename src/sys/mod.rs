@@ -38,6 +38,8 @@ use std::fmt;
 static ALLOC: alloc::Alloc = alloc::Alloc::new();
 pub use alloc::LentBytes;
 pub use mem::MapAhead;
+/// The agent's one PATH search (guest-exec, helper programs, power).
+pub use spawn::find_program;
 
 /// An `errno` value.
 #[derive(Clone, Copy, PartialEq, Eq)]
