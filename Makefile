@@ -22,6 +22,7 @@ release:
 SKIP_LOG ?= $(CURDIR)/target/tmp/qga-test-skips.log
 test:
 	$(CARGO) build --release
+	$(CARGO) build --workspace --bins
 	@mkdir -p $(dir $(SKIP_LOG)) && rm -f $(SKIP_LOG)
 	@QGA_TEST_SKIP_LOG=$(SKIP_LOG) $(CARGO) test --lib --bins --tests -- --test-threads=4; rc=$$?; \
 		bash scripts/test-skips.sh $(SKIP_LOG); exit $$rc
@@ -35,7 +36,7 @@ unit:
 # Bounded: MUTANTS_MINUTES of wall time (a random sample when the time runs
 # out), one job, niced. Source globs and the suites each mutant is tested
 # with are variables, so file moves in src/ need one edit here.
-MUTANTS_FILES ?= src/protocol/** src/json/** src/exec/** src/agent/** src/channel/**
+MUTANTS_FILES ?= crates/protocol/src/protocol/** crates/protocol/src/json/** src/exec/** src/agent/** src/channel/**
 MUTANTS_TESTS ?= --lib --test protocol --test exec --test extensions --test channels --test golden_replay
 MUTANTS_MINUTES ?= 60
 MUTANTS_OUT ?= target/mutants
@@ -129,8 +130,9 @@ BINDIR ?= $(PREFIX)/bin
 UNITDIR ?= $(PREFIX)/lib/systemd/system
 UDEVRULESDIR ?= $(PREFIX)/lib/udev/rules.d
 install:
-	$(CARGO) build --release --bin qga
+	$(CARGO) build --release --bin qga --bin qgactl
 	install -D -m 0755 target/release/qga $(DESTDIR)$(BINDIR)/qga
+	install -D -m 0755 target/release/qgactl $(DESTDIR)$(BINDIR)/qgactl
 	install -d $(DESTDIR)$(UNITDIR) $(DESTDIR)$(UDEVRULESDIR)
 	sed 's|@BINDIR@|$(BINDIR)|g' packaging/qga.service.in > $(DESTDIR)$(UNITDIR)/qga.service
 	chmod 0644 $(DESTDIR)$(UNITDIR)/qga.service

@@ -1066,7 +1066,8 @@ fn shell_in_a_real_terminal_with_tmux() {
         [(1, "exit 3", 3), (2, "~.", 255), (3, "SIGHUP", 128 + 1), (4, "SIGTERM", 128 + 9), (5, "agent dies", 255)]
     {
         tmux.keys(&format!(
-            "clear; stty -g > {d}/before{session}; {QGACTL} --socket {} shell; echo qgactl-exit=$?; stty -g > {d}/after{session}; echo done{session}",
+            "clear; stty -g > {d}/before{session}; {} --socket {} shell; echo qgactl-exit=$?; stty -g > {d}/after{session}; echo done{session}",
+            qgactl(),
             a.sock.display()
         ));
         tmux.enter();

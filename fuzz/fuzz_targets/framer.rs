@@ -5,7 +5,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use qga::json::{write_value, Frame, Framer};
+use qga_protocol::json::{write_value, Frame, Framer};
 
 fn run(stream: &[u8], sizes: &[usize]) -> Vec<Frame> {
     let mut framer = Framer::new();

@@ -5,7 +5,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use qga::json::{write_value, Frame, Framer, Value};
+use qga_protocol::json::{write_value, Frame, Framer, Value};
 
 fn frames(stream: &[u8]) -> Vec<Frame> {
     let mut framer = Framer::new();
@@ -67,7 +67,7 @@ fn canonical(v: &Value) -> Value {
         Value::Object(o) => {
             let mut members: Vec<(&str, Value)> = o.iter().map(|(k, v)| (k, canonical(v))).collect();
             members.sort_by(|a, b| a.0.cmp(b.0));
-            let mut out = qga::json::Object::with_capacity(members.len());
+            let mut out = qga_protocol::json::Object::with_capacity(members.len());
             for (k, v) in members {
                 out.push(k, v);
             }

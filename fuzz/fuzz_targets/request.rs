@@ -7,8 +7,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use qga::json::{Frame, Framer, Value};
-use qga::protocol::{encode_error, encode_reply, parse_request, qbase64_decode, Args, QgaError};
+use qga_protocol::json::{Frame, Framer, Value};
+use qga_protocol::protocol::{encode_error, encode_reply, parse_request, qbase64_decode, Args, QgaError};
 
 type R = Result<(), QgaError>;
 

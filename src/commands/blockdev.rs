@@ -409,7 +409,7 @@ pub(super) mod fake {
     /// A value as qga writes it on the wire.
     pub fn text(v: &crate::json::Value) -> String {
         let mut out = Vec::new();
-        crate::json::writer::write_value(&mut out, v);
+        crate::json::write_value(&mut out, v);
         String::from_utf8(out).unwrap()
     }
 

@@ -20,12 +20,3 @@ pub(super) fn obj(members: Vec<(&str, Value)>) -> Value {
     }
     Value::Object(o)
 }
-
-/// OS errors in replies read as their glibc `strerror()` text (the bridge
-/// between the OS layer and the protocol layer, which know nothing of
-/// each other).
-impl crate::protocol::OsError for crate::sys::Errno {
-    fn text(&self) -> String {
-        self.to_string()
-    }
-}

@@ -17,8 +17,19 @@ use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-pub const QGACTL: &str = env!("CARGO_BIN_EXE_qgactl");
 pub const QGA: &str = env!("CARGO_BIN_EXE_qga");
+
+/// qgactl, built by `cargo build` (it is the workspace's crates/qgactl,
+/// whose binary cargo hands only to that crate's own tests) beside qga in
+/// the same target directory: `make test` builds it first.
+pub fn qgactl() -> &'static str {
+    static PATH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    PATH.get_or_init(|| {
+        let p = Path::new(QGA).with_file_name("qgactl");
+        assert!(p.exists(), "{} is not built: run `cargo build -p qgactl` (make test does)", p.display());
+        p.display().to_string()
+    })
+}
 
 /// Debian's qemu-ga, fetched by scripts/fetch-qemu-ga.sh (see
 /// [`skip::reference_qemu_ga`]).
@@ -109,7 +120,7 @@ impl Agent {
     /// Like [`Agent::spawn`], with the given stdin (e.g. another process's
     /// stdout, for live pipes).
     pub fn spawn_with_stdin(&self, args: &[&str], stdin: Stdio) -> Child {
-        Command::new(QGACTL)
+        Command::new(qgactl())
             .arg("--socket")
             .arg(&self.sock)
             .args(args)
@@ -201,7 +212,7 @@ pub fn finish(c: Child, stdin: Option<Vec<u8>>, limit: Duration, start: Instant)
 
 pub fn run_qgactl(args: &[String], stdin: Option<Vec<u8>>, limit: Duration, env: &[(&str, &str)]) -> Run {
     let start = Instant::now();
-    let mut cmd = Command::new(QGACTL);
+    let mut cmd = Command::new(qgactl());
     cmd.args(args).env_remove("QGA_SOCKET");
     for (k, v) in env {
         cmd.env(k, v);

@@ -189,7 +189,7 @@ mod double_format {
             // SAFETY: snprintf into a local buffer with its true size; "%.17g" with one double.
             let n = unsafe { libc::snprintf(buf.as_mut_ptr().cast(), buf.len(), c"%.17g".as_ptr(), f) };
             let c = std::str::from_utf8(&buf[..n as usize]).unwrap().to_string();
-            assert_eq!(crate::json::writer::format_g17(f), c, "for {f:e}");
+            assert_eq!(qga_protocol::json::format_g17(f), c, "for {f:e}");
         }
     }
 }

@@ -79,9 +79,17 @@ impl fmt::Display for QgaError {
     }
 }
 
-/// An operating-system error shown as its `strerror()` text. The OS layer's
-/// `Errno` implements it; taking this instead of a number keeps the
-/// protocol layer free of libc.
+/// An operating-system error shown as its `strerror()` text: the OS
+/// layer's `Errno` (whose Display is glibc's text), which the protocol
+/// layer knows only as a `Copy + Display` value, so it needs no libc and
+/// the OS crate needs no protocol. `std::io::Error` is not `Copy`: its
+/// text (" (os error N)") cannot reach a reply by mistake.
 pub trait OsError {
     fn text(&self) -> String;
+}
+
+impl<T: fmt::Display + Copy> OsError for T {
+    fn text(&self) -> String {
+        self.to_string()
+    }
 }

@@ -188,7 +188,7 @@ mod tests {
         assert_eq!(kind(c"/nonexistent/x").unwrap_err(), Errno::ENOENT);
         assert!(statvfs(c"/").unwrap().blocks > 0);
         assert_eq!(realpath("/nonexistent/x").unwrap_err(), Errno::ENOENT);
-        let dir = crate::sys::fd::open(c"/", libc::O_RDONLY | libc::O_DIRECTORY, 0).unwrap();
+        let dir = crate::fd::open(c"/", libc::O_RDONLY | libc::O_DIRECTORY, 0).unwrap();
         let mut b = [0u8; 1];
         // A directory cannot be read.
         assert!(pread(std::os::fd::AsFd::as_fd(&dir), &mut b, 0).is_err());

@@ -8,7 +8,7 @@
 
 use std::ffi::{CStr, CString};
 
-use crate::sys::Errno;
+use crate::Errno;
 
 /// GLib's search list when PATH is unset (gspawn.c's `g_execute()` and
 /// `g_find_program_in_path()`): the current directory last.

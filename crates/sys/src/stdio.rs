@@ -9,6 +9,7 @@ use std::ptr::NonNull;
 use super::Errno;
 
 /// An open `FILE *`, owned: `fclose()` on Drop (or [`Stream::close`]).
+#[derive(Debug)]
 pub struct Stream {
     fh: NonNull<libc::FILE>,
 }
@@ -151,7 +152,7 @@ mod tests {
     fn stream_reads_writes_seeks_and_closes() {
         let path = std::env::temp_dir().join(format!("qga-stdio-{}", std::process::id()));
         let p = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
-        let fd = crate::sys::fd::open(&p, libc::O_RDWR | libc::O_CREAT | libc::O_TRUNC, 0o600).unwrap();
+        let fd = crate::fd::open(&p, libc::O_RDWR | libc::O_CREAT | libc::O_TRUNC, 0o600).unwrap();
         let mut s = Stream::fdopen(fd, c"w+").unwrap();
         assert_eq!(s.write(b"hello").unwrap(), (5, false));
         assert_eq!(s.seek(1, Whence::Set).unwrap(), (1, false));

@@ -115,7 +115,7 @@ fn write_double<S: Sink + ?Sized>(out: &mut S, f: f64) {
 /// C's `printf("%.17g", f)` (QEMU's `qobject_to_json()` for doubles),
 /// without libc: 17 significant digits, the shorter of fixed and
 /// exponent notation by C's rule, trailing zeros removed.
-pub(crate) fn format_g17(f: f64) -> String {
+pub fn format_g17(f: f64) -> String {
     const P: i32 = 17;
     if f.is_nan() {
         return if f.is_sign_negative() { "-nan" } else { "nan" }.to_string();

@@ -9,7 +9,7 @@ use std::mem::MaybeUninit;
 use std::os::fd::RawFd;
 
 use super::{SpawnError, Stage};
-use crate::sys::Errno;
+use crate::Errno;
 
 /// posix_spawn* functions return the error number itself (0: success).
 fn check(rc: libc::c_int) -> Result<(), Errno> {
@@ -121,7 +121,7 @@ fn child_attributes() -> Result<SpawnAttr, Errno> {
     let all = unsafe { all.assume_init() };
     let mut none = MaybeUninit::<libc::sigset_t>::uninit();
     // SAFETY: sigemptyset initialises the set it is given.
-    crate::sys::cvt(unsafe { libc::sigemptyset(none.as_mut_ptr()) })?;
+    crate::cvt(unsafe { libc::sigemptyset(none.as_mut_ptr()) })?;
     // SAFETY: sigemptyset succeeded, so the set is initialised.
     let none = unsafe { none.assume_init() };
     attr.set_sigdefault(&all)?;
@@ -229,7 +229,7 @@ fn executable(path: &CStr) -> Result<(), i32> {
     match std::fs::metadata(p) {
         Err(e) => Err(e.raw_os_error().unwrap_or(libc::ENOENT)),
         Ok(m) if m.is_dir() => Err(libc::EACCES),
-        Ok(_) if !crate::sys::fd::can_execute_c(path) => Err(libc::EACCES),
+        Ok(_) if !crate::fd::can_execute_c(path) => Err(libc::EACCES),
         Ok(_) => Ok(()),
     }
 }

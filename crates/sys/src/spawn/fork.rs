@@ -13,8 +13,8 @@ use std::ffi::CString;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
 use super::{Credentials, SpawnError, Stage};
-use crate::sys::fd::pipe;
-use crate::sys::{cvt, Errno};
+use crate::fd::pipe;
+use crate::{cvt, Errno};
 
 /// What the child does between fork and exec; all of it prepared in the
 /// parent, so the child only reads.
@@ -58,7 +58,7 @@ pub(super) fn fork_exec(plan: ChildPlan<'_>) -> Result<libc::pid_t, SpawnError> 
     // Returns once the child exec'd (the report pipe closes) or failed.
     if let Some((stage, err)) = read_report(&report_r) {
         // The child failed before exec: reap it here.
-        let _ = crate::sys::process::wait_for(pid);
+        let _ = crate::process::wait_for(pid);
         return Err(SpawnError::new(stage, Errno(err)));
     }
     Ok(pid)
@@ -126,7 +126,7 @@ unsafe fn child_setup_and_exec(plan: ChildPlan<'_>, report: RawFd) -> ! {
     let fail = |stage: Stage| -> ! { unsafe { report_and_exit(report, stage) } };
     // Clean signal state: default dispositions (ignored ones survive
     // exec, SIGPIPE above all) and an empty mask.
-    crate::sys::signal::reset_all_dispositions();
+    crate::signal::reset_all_dispositions();
     let mut set = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
     // SAFETY: sigemptyset initialises the set on the stack.
     unsafe { libc::sigemptyset(set.as_mut_ptr()) };

@@ -8,6 +8,7 @@ use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use super::{cvt, Errno};
 
 /// The list `getifaddrs(3)` returns; freed on Drop.
+#[derive(Debug)]
 pub struct IfAddrs {
     head: *mut libc::ifaddrs,
 }
@@ -42,11 +43,13 @@ pub enum Addr {
 }
 
 /// One entry of the list.
+#[derive(Debug)]
 pub struct IfAddr<'a> {
     pub name: &'a CStr,
     pub addr: Addr,
 }
 
+#[derive(Debug)]
 pub struct Iter<'a> {
     cur: *mut libc::ifaddrs,
     _list: PhantomData<&'a IfAddrs>,
