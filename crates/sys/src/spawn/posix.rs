@@ -220,6 +220,34 @@ pub(super) fn posix_spawn_child(
     result.map_err(|e| SpawnError::new(Stage::Exec, Errno(e)))
 }
 
+extern "C" {
+    /// The process's environment (POSIX).
+    static environ: *const *const libc::c_char;
+}
+
+/// A bare posix_spawn of `path` (no PATH search, argv[0] = `path`) with
+/// this process's environment and default attributes; `dups` are dup2
+/// file actions (our fd, the child's fd). Only what the kernel and libc
+/// need: the benches' floor to compare [`super::spawn`] with.
+pub fn spawn_plain(path: &CStr, args: &[&CStr], dups: &[(RawFd, RawFd)]) -> Result<libc::pid_t, Errno> {
+    let mut acts = FileActions::new()?;
+    for &(ours, theirs) in dups {
+        acts.add_dup2(ours, theirs)?;
+    }
+    let mut argv: Vec<*const libc::c_char> =
+        std::iter::once(path).chain(args.iter().copied()).map(CStr::as_ptr).collect();
+    argv.push(std::ptr::null());
+    let mut pid = 0;
+    // SAFETY: initialised file actions, no attributes; path and argv are
+    // NUL-terminated strings in a NULL-terminated array that outlive the
+    // call; environ is libc's own NULL-terminated array, read at the call.
+    let rc = unsafe {
+        libc::posix_spawn(&mut pid, path.as_ptr(), &acts.0, std::ptr::null(), argv.as_ptr().cast(), environ.cast())
+    };
+    check(rc)?;
+    Ok(pid)
+}
+
 /// Whether execve() could start `path`: Ok, or the errno it would fail
 /// with (ENOENT and the like when missing, EACCES when not an executable
 /// regular file).
