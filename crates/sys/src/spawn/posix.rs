@@ -285,6 +285,19 @@ mod tests {
     }
 
     #[test]
+    fn spawn_plain_runs_with_redirects() {
+        use std::os::fd::{AsFd, AsRawFd};
+        let (r, w) = crate::fd::pipe().unwrap();
+        let pid = spawn_plain(c"/bin/echo", &[c"hi"], &[(w.as_raw_fd(), 1)]).unwrap();
+        drop(w);
+        let mut buf = [0u8; 16];
+        assert_eq!(crate::fd::read(r.as_fd(), &mut buf), Ok(3));
+        assert_eq!(&buf[..3], b"hi\n");
+        assert_eq!(crate::process::wait_for(pid).unwrap().exit_code(), Some(0));
+        assert_eq!(spawn_plain(c"/nonexistent", &[], &[]), Err(Errno(libc::ENOENT)));
+    }
+
+    #[test]
     fn attributes_set_every_call() {
         assert!(child_attributes().is_ok());
         let mut attr = SpawnAttr::new().unwrap();
