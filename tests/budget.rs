@@ -279,8 +279,7 @@ fn a_terminal_session_reports_its_exit_while_a_daemon_holds_the_terminal() {
         std::thread::sleep(Duration::from_millis(50));
     };
     let daemon: i32 = std::fs::read_to_string(agent.dir().join("daemon")).unwrap().trim().parse().unwrap();
-    // SAFETY: plain kill(2) of the sleep this test started.
-    unsafe { libc::kill(daemon, libc::SIGKILL) };
+    let _ = qga_sys::process::kill(daemon, qga_sys::signal::SIGKILL);
     assert_eq!(st["exited"], json!(true), "the session's end was not reported: {st}");
     assert_eq!(st["exitcode"], json!(3), "{st}");
     assert!(String::from_utf8_lossy(&out).contains("bye"), "{}", String::from_utf8_lossy(&out));

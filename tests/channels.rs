@@ -5,11 +5,12 @@
 mod common;
 
 use common::*;
+use qga_sys::{poll, termios};
 use serde_json::json;
 use std::io::{Read, Write};
-use std::os::unix::io::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::AsFd;
+use std::os::unix::io::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -36,7 +37,7 @@ fn sigterm_exits_zero_promptly_repeatedly() {
             }
         }
         let t0 = Instant::now();
-        let sig = if i % 2 == 0 { libc::SIGTERM } else { libc::SIGINT };
+        let sig = if i % 2 == 0 { qga_sys::signal::SIGTERM } else { qga_sys::signal::SIGINT };
         agent.signal(sig);
         let st = loop {
             if let Some(st) = agent.try_wait() {
@@ -50,8 +51,8 @@ fn sigterm_exits_zero_promptly_repeatedly() {
         drop(c);
         agent.stop(); // already exited: only checks the status again
         if let Some(pid) = sleeper {
-            // SAFETY: signals a process this test started (or its group).
-            unsafe { libc::kill(pid as i32, libc::SIGKILL) }; // orphaned child (qemu-ga leaves children running too)
+            let _ = qga_sys::process::kill(pid as i32, qga_sys::signal::SIGKILL);
+            // orphaned child (qemu-ga leaves children running too)
         }
     }
 }
@@ -157,15 +158,7 @@ fn works_with_stdio_closed() {
     let mut cmd = Command::new(agent_bin());
     cmd.args(["-m", "unix-listen", "-p", sock.to_str().unwrap(), "-t", dir.path().to_str().unwrap()])
         .current_dir(dir.path());
-    // SAFETY: closes an fd this test owns and no longer uses.
-    unsafe {
-        cmd.pre_exec(|| {
-            libc::close(0);
-            libc::close(1);
-            libc::close(2);
-            Ok(())
-        });
-    }
+    qga_sys::command::close_stdio_in_child(&mut cmd);
     let mut child = KillOnDrop(cmd.spawn().expect("spawn"));
     let deadline = Instant::now() + Duration::from_secs(60);
     let s = loop {
@@ -184,8 +177,7 @@ fn works_with_stdio_closed() {
     let st = c.exec_and_wait(json!({"path": "sh", "arg": ["-c", "readlink /proc/self/fd/0; ls /proc/$$/fd; exit 0"], "capture-output": true}));
     let st2 = c.exec_and_wait(json!({"path": "cat", "input-data": "aGVsbG8=", "capture-output": true}));
     drop(c);
-    // SAFETY: signals a process this test started (or its group).
-    unsafe { libc::kill(child.0.id() as i32, libc::SIGTERM) };
+    let _ = qga_sys::process::kill(child.0.id() as i32, qga_sys::signal::SIGTERM);
     let code = wait_timeout(&mut child.0, Duration::from_secs(60));
     if code.is_none() {
         let _ = child.0.kill();
@@ -202,31 +194,17 @@ fn works_with_stdio_closed() {
 
 struct Pty {
     master: std::fs::File,
-    _slave: OwnedFd, // kept open so the line never hangs up
+    slave: OwnedFd, // kept open so the line never hangs up
     slave_path: String,
-    slave_fd: RawFd,
 }
 
 fn open_pty() -> Pty {
-    // SAFETY: a libc call with valid arguments.
-    unsafe {
-        let m = libc::posix_openpt(libc::O_RDWR | libc::O_NOCTTY);
-        assert!(m >= 0, "posix_openpt");
-        assert_eq!(libc::grantpt(m), 0);
-        assert_eq!(libc::unlockpt(m), 0);
-        let mut buf = [0 as libc::c_char; 128];
-        assert_eq!(libc::ptsname_r(m, buf.as_mut_ptr(), buf.len()), 0);
-        let path = std::ffi::CStr::from_ptr(buf.as_ptr()).to_string_lossy().into_owned();
-        let cpath = std::ffi::CString::new(path.clone()).unwrap();
-        let s = libc::open(cpath.as_ptr(), libc::O_RDWR | libc::O_NOCTTY);
-        assert!(s >= 0, "open {}", path);
-        // raw, no echo, until the agent sets its own mode
-        let mut t: libc::termios = std::mem::zeroed();
-        assert_eq!(libc::tcgetattr(s, &mut t), 0);
-        libc::cfmakeraw(&mut t);
-        assert_eq!(libc::tcsetattr(s, libc::TCSANOW, &t), 0);
-        Pty { master: std::fs::File::from_raw_fd(m), _slave: OwnedFd::from_raw_fd(s), slave_path: path, slave_fd: s }
-    }
+    let (m, s, path) = qga_sys::pty::open_named().expect("open a pty");
+    let path = path.into_string().expect("pty path");
+    // raw, no echo, until the agent sets its own mode
+    let t = termios::get(s.as_fd()).expect("tcgetattr");
+    termios::set(s.as_fd(), termios::When::Now, &t.raw()).expect("tcsetattr");
+    Pty { master: std::fs::File::from(m), slave: s, slave_path: path }
 }
 
 /// Read one line from the pty master with a deadline.
@@ -240,11 +218,9 @@ fn pty_read_line(m: &mut std::fs::File, pending: &mut Vec<u8>, t: Duration) -> O
         if now >= deadline {
             return None;
         }
-        let mut pfd = libc::pollfd { fd: m.as_raw_fd(), events: libc::POLLIN, revents: 0 };
         let ms = (deadline - now).as_millis().min(1000) as i32;
-        // SAFETY: a libc call with valid arguments.
-        let r = unsafe { libc::poll(&mut pfd, 1, ms) };
-        if r > 0 {
+        let r = poll::poll(&mut [poll::PollFd::new(m.as_raw_fd(), poll::POLLIN)], ms);
+        if r.is_ok_and(|n| n > 0) {
             let mut buf = [0u8; 4096];
             match m.read(&mut buf) {
                 Ok(n) if n > 0 => pending.extend_from_slice(&buf[..n]),
@@ -283,10 +259,9 @@ fn serial_roundtrip(method: &str) -> (Agent, Pty) {
 #[test]
 fn isa_serial_on_a_pty() {
     let (agent, pty) = serial_roundtrip("isa-serial");
-    // SAFETY: qemu-ga's raw mode (reference §4.3)
-    let mut t: libc::termios = unsafe { std::mem::zeroed() };
-    // SAFETY: a libc call with valid arguments.
-    assert_eq!(unsafe { libc::tcgetattr(pty.slave_fd, &mut t) }, 0);
+    // qemu-ga's raw mode (reference §4.3)
+    let t = termios::get(pty.slave.as_fd()).expect("tcgetattr");
+    let t = t.as_libc();
     assert_eq!(t.c_oflag, 0, "c_oflag");
     assert_eq!(t.c_lflag, 0, "c_lflag");
     let cleared = libc::IGNBRK
@@ -339,8 +314,7 @@ fn systemd_socket_activation() {
     let s = UnixStream::connect(&sock).expect("connect");
     let mut c = Conn::new(s);
     let r = c.execute("guest-sync", json!({"id": 99}));
-    // SAFETY: signals a process this test started (or its group).
-    unsafe { libc::kill(child.0.id() as i32, libc::SIGTERM) };
+    let _ = qga_sys::process::kill(child.0.id() as i32, qga_sys::signal::SIGTERM);
     let st = wait_timeout(&mut child.0, Duration::from_secs(60));
     if st.is_none() {
         let _ = child.0.kill();
@@ -378,20 +352,7 @@ fn activated_command(args: &[&str], fds: &[RawFd]) -> Command {
         .arg(agent_bin())
         .args(args)
         .env("LISTEN_FDS", fds.len().to_string());
-    let fds = fds.to_vec();
-    // SAFETY: fcntl on an fd this test owns.
-    unsafe {
-        cmd.pre_exec(move || {
-            // move the sources out of the way first, then into place
-            let tmp: Vec<RawFd> = fds.iter().map(|&f| libc::fcntl(f, libc::F_DUPFD_CLOEXEC, 100)).collect();
-            for (i, &t) in tmp.iter().enumerate() {
-                if t < 0 || libc::dup2(t, 3 + i as RawFd) < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-            }
-            Ok(())
-        });
-    }
+    qga_sys::command::pass_fds_in_child(&mut cmd, fds);
     cmd
 }
 

@@ -300,8 +300,7 @@ fn daemonize_pidfile_and_logfile() {
     struct Kill(u32);
     impl Drop for Kill {
         fn drop(&mut self) {
-            // SAFETY: signals a process this test started (or its group).
-            unsafe { libc::kill(self.0 as i32, libc::SIGKILL) };
+            let _ = qga_sys::process::kill(self.0 as i32, qga_sys::signal::SIGKILL);
         }
     }
     let _guard = Kill(pid);
@@ -313,8 +312,7 @@ fn daemonize_pidfile_and_logfile() {
     assert_eq!(data_of(&st, "out-data"), b"/\n".to_vec(), "children run in /");
     drop(c);
     assert!(log.exists(), "logfile created");
-    // SAFETY: signals a process this test started (or its group).
-    unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+    let _ = qga_sys::process::kill(pid as i32, qga_sys::signal::SIGTERM);
     assert!(wait_until(Duration::from_secs(60), gone), "daemon did not stop");
     assert!(wait_until(Duration::from_secs(60), || !pidfile.exists()), "pidfile removed on exit");
 }

@@ -36,12 +36,8 @@ fn test_qga_osinfo_file() {
     assert_eq!(r["version-id"], "1");
     assert_eq!(r["variant"], "Unit test \"'$`\\ and \\\\ etc.");
     assert_eq!(r["variant-id"], "unit-test");
-    // SAFETY: an all-zero value is valid for this plain C struct.
-    let mut u: libc::utsname = unsafe { std::mem::zeroed() };
-    // SAFETY: uname fills the struct.
-    assert_eq!(unsafe { libc::uname(&mut u) }, 0);
-    // SAFETY: the C function filled a NUL-terminated string in a live buffer.
-    let release = unsafe { std::ffi::CStr::from_ptr(u.release.as_ptr()) }.to_str().unwrap().to_string();
+    // uname(2)'s release, read independently of the agent's call.
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap().trim_end().to_string();
     assert_eq!(r["kernel-release"], release.as_str());
     assert!(r["kernel-version"].is_string() && r["machine"].is_string());
 
@@ -78,11 +74,9 @@ fn information_commands() {
     assert_eq!(t % 1000, 0, "microsecond resolution");
 
     let host = a.ok("guest-get-host-name", "{}");
-    let mut buf = [0u8; 256];
-    // SAFETY: gethostname into our buffer.
-    unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
-    let end = buf.iter().position(|&b| b == 0).unwrap();
-    assert_eq!(host, json!({"host-name": std::str::from_utf8(&buf[..end]).unwrap()}));
+    // gethostname(2)'s answer (the UTS nodename), read independently of the agent's call.
+    let name = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    assert_eq!(host, json!({"host-name": name.trim_end_matches('\n')}));
 
     let tz = a.ok("guest-get-timezone", "{}");
     assert!(tz["offset"].is_i64());
@@ -664,8 +658,7 @@ fn proc_stat_cpus() -> Vec<(i64, Vec<u64>)> {
 /// guest-get-cpustats against /proc/stat read before and after: one entry
 /// per cpuN line, in order, every counter (ms) between the two readings.
 fn check_cpustats(a: &mut Agent) {
-    // SAFETY: sysconf is a plain query.
-    let tck = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as u64;
+    let tck = qga_sys::host::clock_ticks();
     let before = proc_stat_cpus();
     let cpus = a.ok("guest-get-cpustats", "{}");
     let after = proc_stat_cpus();

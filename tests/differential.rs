@@ -487,10 +487,7 @@ impl Peer {
 
 impl Drop for Peer {
     fn drop(&mut self) {
-        // SAFETY: signalling our own child by its pid.
-        unsafe {
-            libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM);
-        }
+        let _ = qga_sys::process::kill(self.child.id() as i32, qga_sys::signal::SIGTERM);
         if common::wait_timeout(&mut self.child, Duration::from_secs(5)).is_none() {
             let _ = self.child.kill();
             let _ = self.child.wait();

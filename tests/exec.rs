@@ -599,8 +599,7 @@ fn children_inherit_no_agent_fd() {
             json!({"path": "sh", "arg": ["-c", format!("cat >/dev/null; {list}")], "input-data": "aGk=", "capture-output": true}),
         ),
     ];
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } == 0 && !is_reference_agent() {
+    if qga_sys::process::geteuid() == 0 && !is_reference_agent() {
         cases.push(("fork (user)", json!({"path": "sh", "arg": ["-c", list], "capture-output": true, "user": "0"})));
     } else {
         eprintln!("note: not root, the fork+exec path (run-as-user) is not listed");

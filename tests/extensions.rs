@@ -183,7 +183,7 @@ fn wait_times_out_with_exited_false() {
     assert_eq!(st, json!({"exited": false}));
     c.ok("guest-exec-terminate", json!({"pid": pid, "signal": "TERM"}));
     let st = c.wait_exec(pid);
-    assert_eq!(st["signal"], json!(libc::SIGTERM));
+    assert_eq!(st["signal"], json!(qga_sys::signal::SIGTERM));
 }
 
 /// Processes whose process group is `pgid`.
@@ -319,8 +319,7 @@ fn user_takes_effect() {
     if skip_on_reference() {
         return;
     }
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
+    if qga_sys::process::geteuid() != 0 {
         return skip::missing("root: run-as-user (`user`) needs it");
     }
     let (_agent, mut c) = Agent::start();

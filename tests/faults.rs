@@ -116,9 +116,9 @@ fn stopped_and_continued_mid_stream() {
             break;
         }
         if !stopped && !got.is_empty() {
-            agent.signal(libc::SIGSTOP);
+            agent.signal(qga_sys::signal::SIGSTOP);
             assert!(wait_until(Duration::from_secs(30), || proc_state(agent.pid()) == Some('T')));
-            agent.signal(libc::SIGCONT);
+            agent.signal(qga_sys::signal::SIGCONT);
             stopped = true;
         }
     }

@@ -138,8 +138,7 @@ fn a_client_that_never_reads_cannot_grow_the_agent() {
 /// Kills (SIGKILL) guest-exec children this test started, by pid.
 fn kill_all(pids: &[i64]) {
     for &p in pids {
-        // SAFETY: plain kill(2) of a child the agent has not reaped yet.
-        unsafe { libc::kill(p as libc::pid_t, libc::SIGKILL) };
+        let _ = qga_sys::process::kill(p as i32, qga_sys::signal::SIGKILL);
     }
 }
 

@@ -20,8 +20,7 @@ use qgactl_support::*;
 const INPUT_LIMIT: usize = 48 * 1024 * 1024 - 64 * 1024;
 
 fn sigint(child: &std::process::Child) {
-    // SAFETY: signalling our own child.
-    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
+    let _ = qga_sys::process::kill(child.id() as i32, qga_sys::signal::SIGINT);
 }
 
 // ---------------------------------------------------------------------------
@@ -152,7 +151,7 @@ fn exec_stdout_closed_kills_program_with_sigpipe_on_qga() {
     out.read_exact(&mut buf).unwrap();
     drop(out);
     let st = wait_timeout(&mut c, Duration::from_secs(60)).expect("qgactl stops when its stdout is closed");
-    assert_eq!(st.code(), Some(128 + libc::SIGPIPE));
+    assert_eq!(st.code(), Some(128 + qga_sys::signal::SIGPIPE));
 }
 
 // ---------------------------------------------------------------------------
@@ -170,7 +169,7 @@ fn ctrl_c_terminates_the_guest_process() {
         // The exit status says the forwarded SIGINT (not a later escalation)
         // ended the program; the bounds only catch hangs.
         let st = wait_timeout(&mut c, Duration::from_secs(60)).expect("qgactl exits after Ctrl-C");
-        assert_eq!(st.code(), Some(128 + libc::SIGINT), "{}: killed by the forwarded SIGINT", agent.name());
+        assert_eq!(st.code(), Some(128 + qga_sys::signal::SIGINT), "{}: killed by the forwarded SIGINT", agent.name());
         assert!(process_gone(pid, Duration::from_secs(60)), "{}: guest process {pid} still running", agent.name());
     }
 }
@@ -189,7 +188,7 @@ fn ctrl_c_kills_the_whole_process_tree_on_qga() {
     sigint(&c);
     let st = wait_timeout(&mut c, Duration::from_secs(120)).expect("qgactl exits");
     let took = t.elapsed();
-    assert_eq!(st.code(), Some(128 + libc::SIGINT), "the shell itself died of SIGINT");
+    assert_eq!(st.code(), Some(128 + qga_sys::signal::SIGINT), "the shell itself died of SIGINT");
     // The grace period is honoured (a loaded machine only makes it longer).
     assert!(took >= Duration::from_secs(4), "escalation after {took:?}, before the 5 s grace period");
     assert!(process_gone(bg, Duration::from_secs(60)), "background process {bg} survived");
@@ -230,8 +229,7 @@ fn exec_cwd_and_user_need_the_extensions() {
                 let r = agent.run(&["exec", "--cwd", "/nonexistent-dir", "--", "pwd"]);
                 assert_eq!(r.code, Some(125));
                 assert_one_line_error(&r.stderr, "bad cwd");
-                // SAFETY: geteuid has no preconditions.
-                if unsafe { libc::geteuid() } == 0 {
+                if qga_sys::process::geteuid() == 0 {
                     let r = agent.run(&["exec", "--user", "65534", "--", "id", "-u"]);
                     assert_eq!((r.code, r.out().as_str()), (Some(0), "65534\n"), "{}", r.stderr);
                 } else {
@@ -466,7 +464,7 @@ fn streamed_stdin_from_a_slow_live_producer() {
     let st = wait_timeout(&mut c, Duration::from_secs(60)).expect("qgactl exits after Ctrl-C");
     let _ = holder.kill();
     let _ = holder.wait();
-    assert_eq!(st.code(), Some(128 + libc::SIGINT));
+    assert_eq!(st.code(), Some(128 + qga_sys::signal::SIGINT));
     assert!(process_gone(pid, Duration::from_secs(60)), "guest process {pid} still running");
 }
 
@@ -888,15 +886,8 @@ fn hybrid_vsock_handshake() {
 
 /// (release, version, machine) of uname(2).
 fn uname() -> (String, String, String) {
-    // SAFETY: uname fills the zeroed struct.
-    let mut u: libc::utsname = unsafe { std::mem::zeroed() };
-    // SAFETY: fills a local utsname.
-    assert_eq!(unsafe { libc::uname(&mut u) }, 0);
-    let s = |f: &[libc::c_char]| {
-        let b: Vec<u8> = f.iter().take_while(|&&c| c != 0).map(|&c| c as u8).collect();
-        String::from_utf8_lossy(&b).into_owned()
-    };
-    (s(&u.release), s(&u.version), s(&u.machine))
+    let u = qga_sys::host::uname().expect("uname");
+    (u.release, u.version, u.machine)
 }
 
 // ---------------------------------------------------------------------------
@@ -1115,13 +1106,11 @@ fn shell_in_a_real_terminal_with_tmux() {
                     tmux.cmd(&["display-message", "-p", "-t", "t", "#{pane_pid}"]).trim().parse().unwrap();
                 let kids = procfs::children_of(pane_pid);
                 assert_eq!(kids.len(), 1, "qgactl is the pane shell's only child: {kids:?}");
-                let sig = if end_keys == "SIGHUP" { libc::SIGHUP } else { libc::SIGTERM };
-                // SAFETY: signalling the qgactl this test started in the pane.
-                unsafe { libc::kill(kids[0].0 as libc::pid_t, sig) };
+                let sig = if end_keys == "SIGHUP" { qga_sys::signal::SIGHUP } else { qga_sys::signal::SIGTERM };
+                let _ = qga_sys::process::kill(kids[0].0 as i32, sig);
             }
             "agent dies" => {
-                // SAFETY: killing the agent this test started.
-                unsafe { libc::kill(a.pid() as libc::pid_t, libc::SIGKILL) };
+                let _ = qga_sys::process::kill(a.pid() as i32, qga_sys::signal::SIGKILL);
             }
             _ => {
                 tmux.keys(end_keys);

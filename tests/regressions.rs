@@ -340,8 +340,7 @@ fn held_status_is_released_by_the_next_request_in_order() {
     assert_eq!(c.recv(), json!({"return": {"exited": false}}));
     assert_eq!(c.recv(), json!({"return": {}, "id": 7}));
     assert_eq!(c.recv(), json!({"return": {"exited": false}}));
-    // SAFETY: kill(2) on the test's own child process.
-    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+    let _ = qga_sys::process::kill(pid as i32, qga_sys::signal::SIGKILL);
     assert_eq!(c.wait_exec(pid)["exited"], json!(true));
 }
 
@@ -434,27 +433,13 @@ fn a_nul_in_base64_is_an_invalid_character() {
 /// A non-blocking connect to the unix socket, as a client that does not
 /// wait for the agent: EAGAIN when the listener's backlog is full.
 fn connect_nonblocking(path: &std::path::Path) -> std::io::Result<UnixStream> {
-    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    use qga_sys::socket;
+    use std::os::fd::AsFd;
     use std::os::unix::ffi::OsStrExt;
-    // SAFETY: a new socket, owned at once.
-    let fd = unsafe { libc::socket(libc::AF_UNIX, libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC, 0) };
-    assert!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
-    // SAFETY: fd is a new socket nothing else owns.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-    // SAFETY: sockaddr_un is plain data; all zeros is a valid value.
-    let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
-    addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
+    let fd = socket::stream_socket(socket::Family::Unix).expect("socket");
     let bytes = path.as_os_str().as_bytes();
-    assert!(bytes.len() < addr.sun_path.len(), "socket path too long");
-    for (d, &s) in addr.sun_path.iter_mut().zip(bytes) {
-        *d = s as libc::c_char;
-    }
-    let len = std::mem::size_of::<libc::sockaddr_un>() as libc::socklen_t;
-    // SAFETY: connect on our socket with a filled-in address of that length.
-    let r = unsafe { libc::connect(fd.as_raw_fd(), &addr as *const _ as *const libc::sockaddr, len) };
-    if r != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
+    assert!(bytes.len() < socket::unix_path_max(), "socket path too long");
+    socket::connect_unix(fd.as_fd(), bytes)?;
     let s = UnixStream::from(fd);
     s.set_nonblocking(false)?;
     Ok(s)
@@ -467,9 +452,9 @@ fn connect_8_to_stopped(builder: AgentBuilder) -> (Agent, Vec<std::io::Result<Un
     let (agent, mut first) = builder.start();
     first.ping();
     drop(first);
-    agent.signal(libc::SIGSTOP);
+    agent.signal(qga_sys::signal::SIGSTOP);
     let results = (0..8).map(|_| connect_nonblocking(agent.sock_path())).collect();
-    agent.signal(libc::SIGCONT);
+    agent.signal(qga_sys::signal::SIGCONT);
     (agent, results)
 }
 
@@ -491,6 +476,9 @@ fn listen_backlog_has_room_for_max_clients() {
     // The default (one client) keeps qemu-ga's listen(fd, 1): 8 connects
     // do not all fit.
     let (_agent, results) = connect_8_to_stopped(AgentBuilder::new());
-    let eagain = results.iter().filter(|r| r.as_ref().is_err_and(|e| e.raw_os_error() == Some(libc::EAGAIN))).count();
+    let eagain = results
+        .iter()
+        .filter(|r| r.as_ref().is_err_and(|e| e.raw_os_error() == Some(qga_sys::Errno::EAGAIN.raw())))
+        .count();
     assert!(eagain > 0, "the default backlog grew: {results:?}");
 }

@@ -69,8 +69,8 @@ impl Agent {
 
     /// SIGTERM, wait (SIGKILL after 5 s), remove the scratch dir.
     pub fn stop(mut self) {
-        // SAFETY: signals a process this test started (or its group).
-        unsafe { libc::kill(self.pid(), libc::SIGTERM) };
+        // Gone already: the wait below sees it.
+        let _ = qga_sys::process::kill(self.pid(), qga_sys::signal::SIGTERM);
         let t = Instant::now();
         loop {
             match self.child.try_wait() {

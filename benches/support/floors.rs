@@ -2,6 +2,7 @@
 //! libc need for the same work with no agent in between.
 
 use std::io::{Read, Write};
+use std::os::fd::AsFd;
 use std::os::unix::net::UnixListener;
 
 use super::client::Client;
@@ -9,14 +10,14 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::sys::{close, drain, pipe, posix_spawn, waitpid, write_all};
+use super::sys::{drain, pipe, posix_spawn, waitpid, write_all};
 
 /// posix_spawn + waitpid of /bin/true, one at a time: seconds per spawn.
 pub fn spawn_true_seq(n: usize) -> Vec<f64> {
     (0..n)
         .map(|_| {
             let t = Instant::now();
-            let pid = posix_spawn("/bin/true", &[], &[], &[]);
+            let pid = posix_spawn("/bin/true", &[], &[]);
             waitpid(pid);
             t.elapsed().as_secs_f64()
         })
@@ -26,7 +27,7 @@ pub fn spawn_true_seq(n: usize) -> Vec<f64> {
 /// posix_spawn 50 /bin/true, then waitpid them all: seconds for the batch.
 pub fn spawn_true_inflight(k: usize) -> f64 {
     let t = Instant::now();
-    let pids: Vec<i32> = (0..k).map(|_| posix_spawn("/bin/true", &[], &[], &[])).collect();
+    let pids: Vec<i32> = (0..k).map(|_| posix_spawn("/bin/true", &[], &[])).collect();
     for p in pids {
         waitpid(p);
     }
@@ -42,15 +43,15 @@ pub fn pipe_raw(len: usize) -> f64 {
         let mut left = len;
         while left > 0 {
             let n = left.min(chunk.len());
-            write_all(w, &chunk[..n]);
+            write_all(&w, &chunk[..n]);
             left -= n;
         }
-        close(w);
+        drop(w);
     });
     let mut buf = vec![0u8; 64 << 10];
-    let got = drain(r, &mut buf);
+    let got = drain(&r, &mut buf);
     writer.join().unwrap();
-    close(r);
+    drop(r);
     assert_eq!(got, len);
     t.elapsed().as_secs_f64()
 }
@@ -60,10 +61,10 @@ pub fn pipe_raw(len: usize) -> f64 {
 pub fn spawn_cat(file: &Path, len: usize, buf: &mut [u8]) -> f64 {
     let t = Instant::now();
     let (r, w) = pipe();
-    let pid = posix_spawn("/bin/cat", &[file.to_str().unwrap()], &[(w, 1)], &[]);
-    close(w);
-    let got = drain(r, buf);
-    close(r);
+    let pid = posix_spawn("/bin/cat", &[file.to_str().unwrap()], &[(&w, 1)]);
+    drop(w);
+    let got = drain(&r, buf);
+    drop(r);
     waitpid(pid);
     assert_eq!(got, len);
     t.elapsed().as_secs_f64()
@@ -75,22 +76,17 @@ pub fn spawn_wc(data: &[u8]) -> f64 {
     let t = Instant::now();
     let (ir, iw) = pipe();
     let (or, ow) = pipe();
-    let pid = posix_spawn("/usr/bin/wc", &["-c"], &[(ir, 0), (ow, 1)], &[]);
-    close(ir);
-    close(ow);
-    write_all(iw, data);
-    close(iw);
+    let pid = posix_spawn("/usr/bin/wc", &["-c"], &[(&ir, 0), (&ow, 1)]);
+    drop(ir);
+    drop(ow);
+    write_all(&iw, data);
+    drop(iw);
     let mut out = [0u8; 64];
     let mut n = 0;
-    loop {
-        // SAFETY: reads/writes a live buffer of its stated length on an fd we own.
-        let k = unsafe { libc::read(or, out[n..].as_mut_ptr().cast(), out.len() - n) };
-        if k <= 0 {
-            break;
-        }
-        n += k as usize;
+    while let Ok(k @ 1..) = qga_sys::fd::read(or.as_fd(), &mut out[n..]) {
+        n += k;
     }
-    close(or);
+    drop(or);
     waitpid(pid);
     let count: usize = String::from_utf8_lossy(&out[..n]).trim().parse().unwrap_or(0);
     assert_eq!(count, data.len());

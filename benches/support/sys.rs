@@ -1,8 +1,13 @@
-//! Machine facts and /proc readings: memory, CPU time, affinity, load.
+//! Machine facts and /proc readings: memory, CPU time, affinity, load;
+//! and the floors' spawns and pipes. /proc parsing is here; every call
+//! into the C library goes through qga-sys.
 
 use std::ffi::CString;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::Path;
 use std::time::Duration;
+
+use qga_sys::{fd, host, process, spawn};
 
 /// A `Name:   N kB` field of /proc/PID/status, in KiB.
 pub fn status_kib(pid: i32, field: &str) -> Option<u64> {
@@ -49,8 +54,7 @@ pub fn cpu_use(pid: i32) -> CpuUse {
             let f: Vec<&str> = rest.split_whitespace().collect();
             let ut: u64 = f.get(11).and_then(|s| s.parse().ok()).unwrap_or(0);
             let st: u64 = f.get(12).and_then(|s| s.parse().ok()).unwrap_or(0);
-            // SAFETY: a plain configuration query.
-            let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+            let hz = host::clock_ticks() as f64;
             u.ticks_ms = (ut + st) as f64 * 1000.0 / hz;
         }
     }
@@ -74,12 +78,6 @@ pub fn cpu_use(pid: i32) -> CpuUse {
 
 /// Pins every thread of `pid` (0 = this thread) to `cpus`.
 pub fn set_affinity(pid: i32, cpus: &[usize]) {
-    // SAFETY: an all-zero value is valid for this plain C struct.
-    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-    for &c in cpus {
-        // SAFETY: sets a bit in a local cpu_set_t.
-        unsafe { libc::CPU_SET(c, &mut set) };
-    }
     let tids: Vec<i32> = if pid == 0 {
         vec![0]
     } else {
@@ -88,8 +86,8 @@ pub fn set_affinity(pid: i32, cpus: &[usize]) {
             .unwrap_or_default()
     };
     for tid in tids {
-        // SAFETY: pins a thread with a valid local cpu_set_t.
-        unsafe { libc::sched_setaffinity(tid, std::mem::size_of::<libc::cpu_set_t>(), &set) };
+        // A thread that is gone meanwhile is not pinned: nothing to do.
+        let _ = process::set_affinity(tid, cpus);
     }
 }
 
@@ -99,8 +97,7 @@ pub fn all_cpus() -> Vec<usize> {
 
 /// Online CPUs (not this thread's affinity, which pinning changes).
 pub fn nproc() -> usize {
-    // SAFETY: a plain configuration query.
-    (unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) }).max(1) as usize
+    host::cpus_online()
 }
 
 pub fn cpu_model() -> String {
@@ -115,13 +112,10 @@ pub fn cpu_model() -> String {
 }
 
 pub fn kernel() -> String {
-    // SAFETY: an all-zero value is valid for this plain C struct.
-    let mut u: libc::utsname = unsafe { std::mem::zeroed() };
-    // SAFETY: fills a local utsname.
-    unsafe { libc::uname(&mut u) };
-    // SAFETY: the C function filled a NUL-terminated string in a live buffer.
-    let s = |a: &[libc::c_char]| unsafe { std::ffi::CStr::from_ptr(a.as_ptr()) }.to_string_lossy().into_owned();
-    format!("{} {} {}", s(&u.sysname), s(&u.release), s(&u.machine))
+    match host::uname() {
+        Ok(u) => format!("{} {} {}", u.sysname, u.release, u.machine),
+        Err(_) => "  ".to_string(),
+    }
 }
 
 pub fn loadavg() -> String {
@@ -170,88 +164,45 @@ pub fn file_size(p: &Path) -> Option<u64> {
     std::fs::metadata(p).ok().map(|m| m.len())
 }
 
-extern "C" {
-    static environ: *const *const libc::c_char;
-}
-
-/// posix_spawn(path, argv) with optional fd redirections (child fd <- our fd);
-/// every other fd of ours is close-on-exec or closed explicitly.
-pub fn posix_spawn(path: &str, args: &[&str], dup: &[(i32, i32)], close: &[i32]) -> i32 {
+/// posix_spawn(path, argv) with optional fd redirections (our fd -> the
+/// child's fd); every other fd of ours is close-on-exec.
+pub fn posix_spawn(path: &str, args: &[&str], dup: &[(&OwnedFd, i32)]) -> i32 {
     let cpath = CString::new(path).unwrap();
-    let cargs: Vec<CString> =
-        std::iter::once(path).chain(args.iter().copied()).map(|a| CString::new(a).unwrap()).collect();
-    let mut argv: Vec<*mut libc::c_char> = cargs.iter().map(|a| a.as_ptr() as *mut _).collect();
-    argv.push(std::ptr::null_mut());
-    let mut pid = 0;
-    // SAFETY: an all-zero value is valid for this plain C struct.
-    unsafe {
-        let mut fa: libc::posix_spawn_file_actions_t = std::mem::zeroed();
-        libc::posix_spawn_file_actions_init(&mut fa);
-        for &(ours, theirs) in dup {
-            libc::posix_spawn_file_actions_adddup2(&mut fa, ours, theirs);
-        }
-        for &fd in close {
-            libc::posix_spawn_file_actions_addclose(&mut fa, fd);
-        }
-        let rc =
-            libc::posix_spawn(&mut pid, cpath.as_ptr(), &fa, std::ptr::null(), argv.as_ptr(), environ as *const *mut _);
-        libc::posix_spawn_file_actions_destroy(&mut fa);
-        assert_eq!(rc, 0, "posix_spawn {path} failed: {rc}");
-    }
-    pid
+    let cargs: Vec<CString> = args.iter().map(|&a| CString::new(a).unwrap()).collect();
+    let argv: Vec<&std::ffi::CStr> = cargs.iter().map(CString::as_c_str).collect();
+    let dups: Vec<(i32, i32)> = dup.iter().map(|&(ours, theirs)| (ours.as_raw_fd(), theirs)).collect();
+    spawn::spawn_plain(&cpath, &argv, &dups).unwrap_or_else(|e| panic!("posix_spawn {path} failed: {}", e.raw()))
 }
 
 pub fn waitpid(pid: i32) -> i32 {
-    let mut st = 0;
-    loop {
-        // SAFETY: a libc call with valid arguments.
-        let r = unsafe { libc::waitpid(pid, &mut st, 0) };
-        if r == pid {
-            return st;
-        }
-        if r < 0 && std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
-            panic!("waitpid({pid}): {}", std::io::Error::last_os_error());
-        }
+    match process::wait_for(pid) {
+        Ok(st) => st.0,
+        Err(e) => panic!("waitpid({pid}): {e}"),
     }
 }
 
 /// A close-on-exec pipe: (read, write).
-pub fn pipe() -> (i32, i32) {
-    let mut fds = [0; 2];
-    // SAFETY: fills a local two-element array.
-    assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
-    (fds[0], fds[1])
-}
-
-pub fn close(fd: i32) {
-    // SAFETY: closes an fd this test owns and no longer uses.
-    unsafe { libc::close(fd) };
+pub fn pipe() -> (OwnedFd, OwnedFd) {
+    fd::pipe().expect("pipe")
 }
 
 /// Reads fd to EOF, counting bytes (into a reused buffer).
-pub fn drain(fd: i32, buf: &mut [u8]) -> usize {
+pub fn drain(from: &OwnedFd, buf: &mut [u8]) -> usize {
     let mut total = 0;
     loop {
-        // SAFETY: reads/writes a live buffer of its stated length on an fd we own.
-        let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
-        if n > 0 {
-            total += n as usize;
-        } else if n == 0 {
-            return total;
-        } else if std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
-            panic!("read: {}", std::io::Error::last_os_error());
+        match fd::read(from.as_fd(), buf) {
+            Ok(0) => return total,
+            Ok(n) => total += n,
+            Err(e) => panic!("read: {e}"),
         }
     }
 }
 
-pub fn write_all(fd: i32, mut data: &[u8]) {
+pub fn write_all(to: &OwnedFd, mut data: &[u8]) {
     while !data.is_empty() {
-        // SAFETY: reads/writes a live buffer of its stated length on an fd we own.
-        let n = unsafe { libc::write(fd, data.as_ptr().cast(), data.len()) };
-        if n > 0 {
-            data = &data[n as usize..];
-        } else if std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
-            panic!("write: {}", std::io::Error::last_os_error());
+        match fd::write(to.as_fd(), data) {
+            Ok(n) => data = &data[n..],
+            Err(e) => panic!("write: {e}"),
         }
     }
 }

@@ -213,8 +213,7 @@ impl Agent {
     }
 
     fn terminate(&mut self) {
-        // SAFETY: signalling our own child.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let _ = qga_sys::process::kill(self.child.id() as i32, qga_sys::signal::SIGTERM);
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Some(st) = self.child.try_wait().unwrap() {

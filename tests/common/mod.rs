@@ -305,11 +305,8 @@ impl Agent {
 
     /// Send a signal to the agent.
     pub fn signal(&self, sig: i32) {
-        let pid = self.pid() as libc::pid_t;
-        // SAFETY: signals a process this test started (or its group).
-        unsafe {
-            libc::kill(pid, sig);
-        }
+        let pid = self.pid() as i32;
+        let _ = qga_sys::process::kill(pid, sig);
     }
 
     /// SIGTERM, then wait up to `STOP_TIMEOUT` for exit. Returns the status
@@ -319,10 +316,7 @@ impl Agent {
         if let Ok(Some(st)) = child.try_wait() {
             return Some(st); // already exited (and reaped): never signal a stale pid
         }
-        // SAFETY: signals a process this test started (or its group).
-        unsafe {
-            libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
-        }
+        let _ = qga_sys::process::kill(child.id() as i32, qga_sys::signal::SIGTERM);
         match wait_timeout(&mut child, STOP_TIMEOUT) {
             Some(st) => Some(st),
             None => {
@@ -799,9 +793,9 @@ pub fn b64decode(s: &str) -> Vec<u8> {
 pub fn mkfifo(path: &Path) {
     use std::os::unix::ffi::OsStrExt;
     let c = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();
-    // SAFETY: a libc call with valid arguments.
-    let r = unsafe { libc::mkfifo(c.as_ptr(), 0o600) };
-    assert_eq!(r, 0, "mkfifo {}: {}", path.display(), std::io::Error::last_os_error());
+    if let Err(e) = qga_sys::fs::mkfifo(&c, 0o600) {
+        panic!("mkfifo {}: {e}", path.display());
+    }
 }
 
 /// Open a FIFO for writing (blocks until a reader has it open, bounded by
@@ -810,9 +804,9 @@ pub fn release_fifo(path: &Path, data: &[u8]) {
     use std::os::unix::fs::OpenOptionsExt;
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut f = loop {
-        match std::fs::OpenOptions::new().write(true).custom_flags(libc::O_NONBLOCK).open(path) {
+        match std::fs::OpenOptions::new().write(true).custom_flags(qga_sys::fs::oflag::O_NONBLOCK).open(path) {
             Ok(f) => break f,
-            Err(e) if e.raw_os_error() == Some(libc::ENXIO) && Instant::now() < deadline => {
+            Err(e) if e.raw_os_error() == Some(qga_sys::Errno::ENXIO.raw()) && Instant::now() < deadline => {
                 thread::sleep(Duration::from_millis(10))
             }
             Err(e) => panic!("open fifo {} for writing: {}", path.display(), e),

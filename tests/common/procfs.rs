@@ -45,14 +45,7 @@ pub fn cpu_ticks(pid: u32) -> u64 {
 
 /// Clock ticks per second.
 pub fn ticks_per_sec() -> u64 {
-    // SAFETY: a plain configuration query.
-    // SAFETY: a plain configuration query.
-    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    if t > 0 {
-        t as u64
-    } else {
-        100
-    }
+    qga_sys::host::clock_ticks()
 }
 
 /// State letter of a process (`R`, `S`, `Z`, ...), None if it does not exist.

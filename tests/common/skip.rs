@@ -80,8 +80,7 @@ pub fn not_applicable(why: &str) {
 
 /// Whether this process runs as root.
 pub fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
+    qga_sys::process::geteuid() == 0
 }
 
 /// Whether `unshare -m` and bind mounts work here (root only).

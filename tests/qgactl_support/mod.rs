@@ -152,8 +152,7 @@ impl Agent {
 impl Drop for Agent {
     fn drop(&mut self) {
         if let Some(mut c) = self.child.take() {
-            // SAFETY: signalling our own child.
-            unsafe { libc::kill(c.id() as libc::pid_t, libc::SIGTERM) };
+            let _ = qga_sys::process::kill(c.id() as i32, qga_sys::signal::SIGTERM);
             if wait_timeout(&mut c, Duration::from_secs(30)).is_none() {
                 let _ = c.kill();
                 let _ = c.wait();

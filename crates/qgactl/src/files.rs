@@ -5,6 +5,7 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use base64::Engine;
+use qga_sys::Errno;
 use serde_json::{json, Value};
 
 use crate::conn::Session;
@@ -20,9 +21,13 @@ fn local_err(what: &str, path: &Path, e: std::io::Error) -> Failure {
     Failure::Local(format!("{what} {}: {}", path.display(), strip_os_error(&e)))
 }
 
+/// An error's text without std's " (os error N)": glibc's strerror text
+/// for an OS error, the message itself otherwise.
 pub fn strip_os_error(e: &std::io::Error) -> String {
-    let s = e.to_string();
-    s.split(" (os error").next().unwrap_or(&s).to_string()
+    match e.raw_os_error() {
+        Some(n) => Errno(n).to_string(),
+        None => e.to_string(),
+    }
 }
 
 /// Reads until `buf` is full or EOF; returns the byte count.

@@ -9,7 +9,7 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::sync::{Arc, Condvar, Mutex};
 
 use crate::files::strip_os_error;
-use crate::sys;
+use qga_sys::fd;
 
 /// Bytes read ahead of what the agent has taken; the reader waits above it.
 const READ_AHEAD: usize = 4 << 20;
@@ -48,7 +48,7 @@ pub struct Pump {
 impl Pump {
     /// Starts reading `source` in a thread.
     pub fn start(mut source: Box<dyn Read + Send>) -> std::io::Result<Pump> {
-        let (wake_r, wake_w) = sys::pipe_nonblocking().map_err(std::io::Error::from_raw_os_error)?;
+        let (wake_r, wake_w) = fd::pipe_nonblocking()?;
         let shared = Arc::new((Mutex::new(Shared::default()), Condvar::new()));
         let sh = Arc::clone(&shared);
         std::thread::Builder::new().name("stdin".into()).spawn(move || {
@@ -91,7 +91,8 @@ impl Pump {
                     }
                 };
                 drop(s);
-                sys::poke(wake_w.as_fd());
+                // A full pipe means a wake-up is pending anyway.
+                let _ = fd::write(wake_w.as_fd(), &[1]);
                 if end {
                     return;
                 }
@@ -110,7 +111,7 @@ impl Pump {
     /// news after this call.
     pub fn take(&self, max: usize) -> Take {
         let mut junk = [0u8; 64];
-        while sys::read(self.wake_r.as_fd(), &mut junk).is_ok_and(|n| n > 0) {}
+        while fd::read(self.wake_r.as_fd(), &mut junk).is_ok_and(|n| n > 0) {}
         let (lock, cond) = &*self.shared;
         let mut s = lock.lock().unwrap_or_else(|e| e.into_inner());
         if s.len == 0 {

@@ -4,7 +4,7 @@
 //! vsock), 0xFF + guest-sync-delimited, then the subcommand's requests in
 //! order. See docs/qgactl.md for the user documentation and exit codes.
 
-#![deny(unsafe_code)]
+#![forbid(unsafe_code)]
 
 mod cli;
 mod conn;
@@ -15,7 +15,6 @@ mod input;
 mod progress;
 mod signals;
 mod simple;
-mod sys;
 mod terminal;
 
 use cli::Command;

@@ -1,7 +1,7 @@
 //! A one-line progress bar on stderr (only when it is a terminal, unless
 //! forced with --progress).
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::time::{Duration, Instant};
 
 pub struct Progress {
@@ -14,7 +14,7 @@ pub struct Progress {
 }
 
 pub fn stderr_is_tty() -> bool {
-    crate::sys::stderr_is_tty()
+    std::io::stderr().is_terminal()
 }
 
 pub fn human(n: f64) -> String {

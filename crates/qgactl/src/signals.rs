@@ -6,7 +6,9 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::sync::OnceLock;
 use std::time::Instant;
 
-use crate::sys;
+use qga_sys::fd;
+use qga_sys::poll::{poll, PollFd, POLLIN};
+use qga_sys::signal::{self, SIGHUP, SIGINT, SIGKILL, SIGPIPE, SIGTERM, SIGWINCH};
 
 /// Read end of the self-pipe, once installed.
 static READ_END: OnceLock<OwnedFd> = OnceLock::new();
@@ -16,18 +18,18 @@ pub fn install() {
     if READ_END.get().is_some() {
         return;
     }
-    let Ok((r, w)) = sys::pipe_nonblocking() else { return };
+    let Ok((r, w)) = fd::pipe_nonblocking() else { return };
     if READ_END.set(r).is_err() {
         return;
     }
-    sys::route_signals(w, &[sys::SIGINT, sys::SIGTERM, sys::SIGHUP]);
+    signal::route_to_pipe(w, &[SIGINT, SIGTERM, SIGHUP]);
 }
 
 /// Routes SIGWINCH to the self-pipe as well (`exec -t`), after [`install`].
 pub fn install_winch() {
     install();
     if READ_END.get().is_some() {
-        sys::route_more_signals(&[sys::SIGWINCH]);
+        signal::route_more_to_pipe(&[SIGWINCH]);
     }
 }
 
@@ -41,7 +43,7 @@ pub fn take() -> Vec<i32> {
     let Some(fd) = READ_END.get() else { return Vec::new() };
     let mut out = Vec::new();
     let mut buf = [0u8; 64];
-    while let Ok(n @ 1..) = sys::read(fd.as_fd(), &mut buf) {
+    while let Ok(n @ 1..) = fd::read(fd.as_fd(), &mut buf) {
         out.extend(buf[..n].iter().map(|&b| b as i32));
     }
     out
@@ -64,7 +66,7 @@ pub fn sleep_until(until: Instant) -> bool {
         match fd() {
             None => std::thread::sleep(until - now),
             Some(fd) => {
-                if sys::poll(&mut [sys::PollFd::new(fd, sys::POLLIN)], ms).is_ok_and(|r| r > 0) {
+                if poll(&mut [PollFd::new(fd, POLLIN)], ms).is_ok_and(|r| r > 0) {
                     return true;
                 }
             }
@@ -75,11 +77,11 @@ pub fn sleep_until(until: Instant) -> bool {
 /// The short name of the signals qgactl forwards.
 pub fn name(sig: i32) -> &'static str {
     match sig {
-        sys::SIGHUP => "HUP",
-        sys::SIGINT => "INT",
-        sys::SIGKILL => "KILL",
-        sys::SIGPIPE => "PIPE",
-        sys::SIGTERM => "TERM",
+        SIGHUP => "HUP",
+        SIGINT => "INT",
+        SIGKILL => "KILL",
+        SIGPIPE => "PIPE",
+        SIGTERM => "TERM",
         _ => "KILL",
     }
 }

@@ -2,10 +2,11 @@
 //! (restored when the guard drops, on every path out of `exec::run`), the
 //! window size, and ssh's `~.` escape in the keystrokes.
 
-use std::io::Read;
+use std::io::{IsTerminal, Read};
+use std::os::fd::BorrowedFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use crate::sys;
+use qga_sys::{fd, pty, termios};
 
 /// Set by [`Escape`] when `~.` was typed at the start of a line.
 static ESCAPED: AtomicBool = AtomicBool::new(false);
@@ -27,18 +28,18 @@ pub fn note(msg: &str) {
 
 /// The local terminal in raw mode until dropped.
 pub struct RawMode {
-    fd: i32,
-    saved: sys::Termios,
+    fd: BorrowedFd<'static>,
+    saved: termios::Termios,
 }
 
 impl RawMode {
     /// Puts `fd` in raw mode when it is a terminal (None otherwise).
-    pub fn enter(fd: i32) -> Option<RawMode> {
-        if !sys::isatty(fd) {
+    pub fn enter(fd: BorrowedFd<'static>) -> Option<RawMode> {
+        if !fd.is_terminal() {
             return None;
         }
-        let saved = sys::term_get(fd).ok()?;
-        sys::term_set(fd, &sys::term_raw(&saved)).ok()?;
+        let saved = termios::get(fd).ok()?;
+        termios::set(fd, termios::When::Drain, &saved.raw()).ok()?;
         RAW.store(true, Ordering::Relaxed);
         Some(RawMode { fd, saved })
     }
@@ -46,14 +47,15 @@ impl RawMode {
 
 impl Drop for RawMode {
     fn drop(&mut self) {
-        let _ = sys::term_set(self.fd, &self.saved);
+        let _ = termios::set(self.fd, termios::When::Drain, &self.saved);
         RAW.store(false, Ordering::Relaxed);
     }
 }
 
 /// The local window size (rows, cols): stdin's terminal, else stdout's.
 pub fn local_size() -> Option<(u16, u16)> {
-    sys::win_size(0).or_else(|| sys::win_size(1))
+    let size = |fd| pty::size(fd).ok().filter(|w| w.rows > 0 && w.cols > 0).map(|w| (w.rows, w.cols));
+    size(fd::stdin()).or_else(|| size(fd::stdout()))
 }
 
 /// Passes keystrokes through, except ssh's escapes after a newline (or at

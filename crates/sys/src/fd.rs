@@ -53,9 +53,19 @@ pub fn read_append(fd: BorrowedFd<'_>, buf: &mut Vec<u8>, max: usize) -> Result<
         // (a small one never pays for pages it does not use).
         super::mem::prefault_spare(buf, max);
     }
+    read_spare_at_most(fd, buf, max)
+}
+
+/// One `read(2)` (retried on EINTR) into the spare capacity of `buf`,
+/// which grows by the bytes read (reserve first: no room reads 0 bytes).
+/// Returns the bytes read; 0 is EOF.
+pub fn read_spare(fd: BorrowedFd<'_>, buf: &mut Vec<u8>) -> Result<usize, Errno> {
+    read_spare_at_most(fd, buf, usize::MAX)
+}
+
+fn read_spare_at_most(fd: BorrowedFd<'_>, buf: &mut Vec<u8>, max: usize) -> Result<usize, Errno> {
     let len = buf.len();
-    let spare = buf.capacity() - len;
-    let want = max.min(spare);
+    let want = max.min(buf.capacity() - len);
     // SAFETY: reads into the reserved, not yet initialised tail of the Vec.
     let n = cvt_r(|| unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().add(len).cast(), want) })?;
     let n = n.unsigned_abs();
@@ -78,6 +88,29 @@ pub fn pipe() -> Result<(OwnedFd, OwnedFd), Errno> {
     cvt(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) })?;
     // SAFETY: both fds were just created and are owned by nobody else.
     Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+/// A non-blocking, close-on-exec pipe: (read end, write end).
+pub fn pipe_nonblocking() -> Result<(OwnedFd, OwnedFd), Errno> {
+    let mut fds = [0 as RawFd; 2];
+    // SAFETY: pipe2 fills the two-element array on success.
+    cvt(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC | libc::O_NONBLOCK) })?;
+    // SAFETY: both fds were just created and are owned by nobody else.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+/// Standard input, borrowed for the life of the process (as
+/// `io::stdin().as_fd()`, without the handle's lifetime).
+pub fn stdin() -> BorrowedFd<'static> {
+    // SAFETY: fd 0 is the process's standard input, never closed by qga's
+    // crates (the agent fills it at start-up when it was closed).
+    unsafe { BorrowedFd::borrow_raw(0) }
+}
+
+/// Standard output, borrowed for the life of the process.
+pub fn stdout() -> BorrowedFd<'static> {
+    // SAFETY: as for stdin: fd 1 stays open for the life of the process.
+    unsafe { BorrowedFd::borrow_raw(1) }
 }
 
 /// Sets O_NONBLOCK.
@@ -169,4 +202,23 @@ pub fn dup(fd: BorrowedFd<'_>) -> Result<OwnedFd, Errno> {
     let n = cvt(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 3) })?;
     // SAFETY: n was just created and belongs to nobody else.
     Ok(unsafe { OwnedFd::from_raw_fd(n) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nonblocking_pipe_and_read_spare() {
+        let (r, w) = pipe_nonblocking().unwrap();
+        let mut buf = Vec::with_capacity(8);
+        assert_eq!(read_spare(r.as_fd(), &mut buf), Err(Errno::EAGAIN));
+        assert_eq!(write(w.as_fd(), b"hello world"), Ok(11));
+        assert_eq!(read_spare(r.as_fd(), &mut buf), Ok(8), "at most the spare capacity");
+        buf.reserve(16);
+        assert_eq!(read_spare(r.as_fd(), &mut buf), Ok(3));
+        assert_eq!(buf, b"hello world");
+        drop(w);
+        assert_eq!(read_spare(r.as_fd(), &mut buf), Ok(0), "end of file");
+    }
 }

@@ -178,6 +178,13 @@ pub fn unlink(path: &CStr) -> Result<(), Errno> {
     Ok(())
 }
 
+/// `mkfifo(3)`: a named pipe at `path`.
+pub fn mkfifo(path: &CStr, mode: libc::mode_t) -> Result<(), Errno> {
+    // SAFETY: mkfifo with a NUL-terminated path.
+    cvt(unsafe { libc::mkfifo(path.as_ptr(), mode) })?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -24,6 +24,7 @@ pub fn hostname() -> Result<String, Errno> {
 /// The `uname(2)` fields qemu-ga reports.
 #[derive(Debug, Clone)]
 pub struct Uname {
+    pub sysname: String,
     pub release: String,
     pub version: String,
     pub machine: String,
@@ -34,7 +35,12 @@ pub fn uname() -> Result<Uname, Errno> {
     let mut u: libc::utsname = unsafe { std::mem::zeroed() };
     // SAFETY: uname fills our struct.
     cvt(unsafe { libc::uname(&mut u) })?;
-    Ok(Uname { release: c_chars(&u.release), version: c_chars(&u.version), machine: c_chars(&u.machine) })
+    Ok(Uname {
+        sysname: c_chars(&u.sysname),
+        release: c_chars(&u.release),
+        version: c_chars(&u.version),
+        machine: c_chars(&u.machine),
+    })
 }
 
 /// `getloadavg(3)`: the 1, 5 and 15 minute averages.
@@ -51,6 +57,13 @@ pub fn loadavg() -> Result<[f64; 3], Errno> {
 pub fn clock_ticks() -> u64 {
     // SAFETY: sysconf is a plain query.
     unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1).unsigned_abs()
+}
+
+/// `sysconf(_SC_NPROCESSORS_ONLN)`: the CPUs online (not this thread's
+/// affinity), at least 1.
+pub fn cpus_online() -> usize {
+    // SAFETY: sysconf is a plain query.
+    unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) }.max(1).unsigned_abs() as usize
 }
 
 /// One USER_PROCESS record of the utmp database.

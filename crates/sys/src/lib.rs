@@ -10,6 +10,7 @@
 #![deny(clippy::undocumented_unsafe_blocks)]
 
 mod alloc;
+pub mod command;
 mod errno_text;
 pub mod fd;
 pub mod fs;
@@ -19,6 +20,7 @@ mod mem;
 pub mod mount;
 pub mod net;
 pub mod nvme;
+pub mod poll;
 pub mod power;
 pub mod process;
 pub mod pty;
@@ -63,6 +65,11 @@ impl Errno {
     pub const ESPIPE: Errno = Errno(libc::ESPIPE);
     pub const EOPNOTSUPP: Errno = Errno(libc::EOPNOTSUPP);
     pub const EADDRNOTAVAIL: Errno = Errno(libc::EADDRNOTAVAIL);
+    pub const EPIPE: Errno = Errno(libc::EPIPE);
+    pub const ENXIO: Errno = Errno(libc::ENXIO);
+    pub const ECONNRESET: Errno = Errno(libc::ECONNRESET);
+    pub const EINPROGRESS: Errno = Errno(libc::EINPROGRESS);
+    pub const EAFNOSUPPORT: Errno = Errno(libc::EAFNOSUPPORT);
 
     /// The calling thread's current errno.
     pub fn last() -> Errno {

@@ -13,6 +13,28 @@ pub fn getpid() -> Pid {
     unsafe { libc::getpid() }
 }
 
+/// The effective user id.
+pub fn geteuid() -> u32 {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() }
+}
+
+/// Pins the thread `tid` (0: the calling thread) to the CPUs `cpus`
+/// (sched_setaffinity; numbers past the set's size are ignored).
+pub fn set_affinity(tid: Pid, cpus: &[usize]) -> Result<(), Errno> {
+    // SAFETY: an all-zero cpu_set_t is the empty set.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    for &c in cpus {
+        if c < 8 * std::mem::size_of::<libc::cpu_set_t>() {
+            // SAFETY: sets a bit inside the local set (c is in range).
+            unsafe { libc::CPU_SET(c, &mut set) };
+        }
+    }
+    // SAFETY: sched_setaffinity reads a valid local cpu_set_t of the stated size.
+    cvt(unsafe { libc::sched_setaffinity(tid, std::mem::size_of::<libc::cpu_set_t>(), &set) })?;
+    Ok(())
+}
+
 /// Sends `sig` to process `pid` (`pid` < 0: to that process group,
 /// -1: to every process we may signal).
 pub fn kill(pid: Pid, sig: libc::c_int) -> Result<(), Errno> {

@@ -1,9 +1,13 @@
-//! Signal dispositions beyond what signal-hook's safe API offers.
+//! Signal dispositions beyond what signal-hook's safe API offers, and
+//! the signal numbers (for callers without libc).
 
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU8, Ordering};
 
 use super::{cvt, Errno};
+
+/// Signal numbers.
+pub use libc::{SIGCONT, SIGHUP, SIGINT, SIGKILL, SIGPIPE, SIGSTOP, SIGTERM, SIGWINCH};
 
 /// The highest real-time signal number.
 pub fn max_signal() -> libc::c_int {
@@ -64,6 +68,55 @@ pub fn reset_all_dispositions() {
 pub fn ignore_sigpipe() {
     // SAFETY: setting a disposition to SIG_IGN has no preconditions.
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
+}
+
+/// Write end of the self-pipe of [`route_to_pipe`], written by the handler.
+static ROUTE_FD: AtomicI32 = AtomicI32::new(-1);
+
+extern "C" fn write_signal_byte(sig: libc::c_int) {
+    let fd = ROUTE_FD.load(Ordering::Relaxed);
+    if fd >= 0 {
+        // SAFETY: write(2) and errno access are async-signal-safe; errno is restored.
+        unsafe {
+            let errno = libc::__errno_location();
+            let saved = *errno;
+            let b = sig as u8;
+            libc::write(fd, (&b as *const u8).cast(), 1);
+            *errno = saved;
+        }
+    }
+}
+
+/// Routes each of `sigs` not ignored at start-up (`qgactl ... &` in a
+/// script, nohup: shells expect those to stay ignored) to a handler
+/// (SA_RESTART) that writes the signal number as one byte to `pipe_w`,
+/// which is kept open for the life of the process. A self-pipe for a
+/// program that waits in poll(2) (qgactl); the agent uses [`SignalFd`].
+pub fn route_to_pipe(pipe_w: OwnedFd, sigs: &[libc::c_int]) {
+    ROUTE_FD.store(pipe_w.into_raw_fd(), Ordering::Relaxed);
+    route_more_to_pipe(sigs);
+}
+
+/// Routes more signals to the pipe given to [`route_to_pipe`] (same rule:
+/// those ignored at start-up stay ignored).
+pub fn route_more_to_pipe(sigs: &[libc::c_int]) {
+    for &sig in sigs {
+        // SAFETY: an all-zero sigaction is a valid value.
+        let mut old: libc::sigaction = unsafe { std::mem::zeroed() };
+        // SAFETY: sigaction only reads the current disposition into `old`.
+        if unsafe { libc::sigaction(sig, std::ptr::null(), &mut old) } == 0 && old.sa_sigaction == libc::SIG_IGN {
+            continue;
+        }
+        // SAFETY: as above.
+        let mut sa: libc::sigaction = unsafe { std::mem::zeroed() };
+        sa.sa_sigaction = write_signal_byte as extern "C" fn(libc::c_int) as usize;
+        sa.sa_flags = libc::SA_RESTART;
+        // SAFETY: sigemptyset on our struct; sigaction installs the async-signal-safe handler.
+        unsafe {
+            libc::sigemptyset(&mut sa.sa_mask);
+            libc::sigaction(sig, &sa, std::ptr::null_mut());
+        }
+    }
 }
 
 /// Signals as a readable descriptor (signalfd): they are blocked and stay

@@ -1,5 +1,6 @@
-//! Listening sockets for the channel: unix and vsock stream sockets,
-//! accept, and the descriptor systemd socket activation passes.
+//! Stream sockets: the channel's unix and vsock listeners, accept and
+//! the descriptor systemd socket activation passes; the clients'
+//! (qgactl's, the tests') connect, send and SO_ERROR.
 
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
@@ -54,6 +55,13 @@ pub fn unix_path_max() -> usize {
 /// `bind(2)` to a unix socket path (shorter than [`unix_path_max`],
 /// else ENAMETOOLONG), with the length qemu-ga passes.
 pub fn bind_unix(fd: BorrowedFd<'_>, path: &[u8]) -> Result<(), Errno> {
+    let (addr, len) = unix_addr(path)?;
+    // SAFETY: bind with a fully initialised sockaddr_un and a length within it.
+    cvt(unsafe { libc::bind(fd.as_raw_fd(), (&addr as *const libc::sockaddr_un).cast(), len) })?;
+    Ok(())
+}
+
+fn unix_addr(path: &[u8]) -> Result<(libc::sockaddr_un, libc::socklen_t), Errno> {
     let mut addr: libc::sockaddr_un = zeroed();
     addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
     if path.len() >= addr.sun_path.len() {
@@ -63,8 +71,15 @@ pub fn bind_unix(fd: BorrowedFd<'_>, path: &[u8]) -> Result<(), Errno> {
         *d = *s as libc::c_char;
     }
     let len = std::mem::size_of::<libc::sa_family_t>() + path.len() + 1;
-    // SAFETY: bind with a fully initialised sockaddr_un and a length within it.
-    cvt(unsafe { libc::bind(fd.as_raw_fd(), (&addr as *const libc::sockaddr_un).cast(), len as libc::socklen_t) })?;
+    Ok((addr, len as libc::socklen_t))
+}
+
+/// `connect(2)` to a unix socket path (shorter than [`unix_path_max`],
+/// else ENAMETOOLONG). On a non-blocking socket a full backlog is EAGAIN.
+pub fn connect_unix(fd: BorrowedFd<'_>, path: &[u8]) -> Result<(), Errno> {
+    let (addr, len) = unix_addr(path)?;
+    // SAFETY: connect with a fully initialised sockaddr_un and a length within it.
+    cvt(unsafe { libc::connect(fd.as_raw_fd(), (&addr as *const libc::sockaddr_un).cast(), len) })?;
     Ok(())
 }
 
@@ -84,6 +99,46 @@ pub fn bind_vsock(fd: BorrowedFd<'_>, cid: u32, port: u32) -> Result<(), Errno> 
     // SAFETY: bind with an initialised sockaddr_vm of its own size.
     cvt(unsafe { libc::bind(fd.as_raw_fd(), (&addr as *const libc::sockaddr_vm).cast(), VM_LEN) })?;
     Ok(())
+}
+
+/// `connect(2)` to a vsock address CID:PORT. On a non-blocking socket
+/// EINPROGRESS (or EINTR) means the connection is under way: wait for
+/// POLLOUT, then ask [`take_error`].
+pub fn connect_vsock(fd: BorrowedFd<'_>, cid: u32, port: u32) -> Result<(), Errno> {
+    let addr = vsock_addr(cid, port);
+    // SAFETY: connect with an initialised sockaddr_vm of its own size.
+    cvt(unsafe { libc::connect(fd.as_raw_fd(), (&addr as *const libc::sockaddr_vm).cast(), VM_LEN) })?;
+    Ok(())
+}
+
+/// SO_ERROR: the outcome of a finished non-blocking connect (`Ok`:
+/// connected), reading it clears it. A failed query counts as connected,
+/// and the next I/O reports the error.
+pub fn take_error(fd: BorrowedFd<'_>) -> Result<(), Errno> {
+    let mut err: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: SO_ERROR into a c_int of the stated size.
+    unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_ERROR,
+            (&mut err as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    };
+    match err {
+        0 => Ok(()),
+        e => Err(Errno(e)),
+    }
+}
+
+/// `send(2)` with MSG_NOSIGNAL (a gone peer is EPIPE, never SIGPIPE),
+/// retried on EINTR: the bytes the socket took.
+pub fn send(fd: BorrowedFd<'_>, data: &[u8]) -> Result<usize, Errno> {
+    // SAFETY: send from a live slice of its own length.
+    let n = cvt_r(|| unsafe { libc::send(fd.as_raw_fd(), data.as_ptr().cast(), data.len(), libc::MSG_NOSIGNAL) })?;
+    Ok(n.unsigned_abs())
 }
 
 /// `listen(2)`.

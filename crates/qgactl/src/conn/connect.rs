@@ -9,19 +9,20 @@ use std::time::{Duration, Instant};
 
 use super::io::FillError;
 use super::sync::SyncError;
-use super::{ms_until, secs, strerror, Options, Session, Target};
+use super::{ms_until, secs, Options, Session, Target};
 use crate::fail::{Failure, Result};
-use crate::sys::{self, PollFd, POLLOUT};
+use qga_sys::poll::{poll, Events, PollFd, POLLOUT};
+use qga_sys::{fd as sysfd, socket, Errno};
 
 /// Longest pause between two connection attempts.
 const CONNECT_RETRY_MAX: Duration = Duration::from_millis(100);
 
-fn wait_fd(fd: RawFd, events: sys::Events, deadline: Instant) -> bool {
+fn wait_fd(fd: RawFd, events: Events, deadline: Instant) -> bool {
     loop {
-        match sys::poll(&mut [PollFd::new(fd, events)], ms_until(deadline)) {
+        match poll(&mut [PollFd::new(fd, events)], ms_until(deadline)) {
             Ok(r) if r > 0 => return true,
             Ok(_) => return false,
-            Err(sys::EINTR) => continue,
+            Err(Errno::EINTR) => continue,
             Err(_) => return Instant::now() < deadline,
         }
     }
@@ -31,35 +32,34 @@ fn connect_unix(path: &PathBuf) -> std::result::Result<OwnedFd, String> {
     match UnixStream::connect(path) {
         Ok(s) => {
             let fd: OwnedFd = s.into();
-            sys::set_nonblocking(fd.as_fd());
+            let _ = sysfd::set_nonblocking(fd.as_fd());
             Ok(fd)
         }
         Err(e) => Err(match e.kind() {
             ErrorKind::NotFound => "no such socket".to_string(),
             ErrorKind::ConnectionRefused => "connection refused (nobody is listening on the socket)".to_string(),
-            _ => strerror(e.raw_os_error().unwrap_or(sys::EIO)),
+            _ => Errno::of(&e).to_string(),
         }),
     }
 }
 
 fn connect_vsock(cid: u32, port: u32, deadline: Instant) -> std::result::Result<OwnedFd, String> {
-    let fd = sys::vsock_socket().map_err(|e| {
-        if sys::is_no_vsock(e) {
+    let fd = socket::stream_socket(socket::Family::Vsock).map_err(|e| {
+        if e == Errno::EAFNOSUPPORT {
             "vsock is not available on this host (load the vhost_vsock / vsock_loopback module)".to_string()
         } else {
-            strerror(e)
+            e.to_string()
         }
     })?;
-    if let Err(e) = sys::connect_vsock(fd.as_fd(), cid, port) {
-        if !sys::is_in_progress(e) {
-            return Err(strerror(e));
+    if let Err(e) = socket::connect_vsock(fd.as_fd(), cid, port) {
+        if e != Errno::EINPROGRESS && e != Errno::EINTR {
+            return Err(e.to_string());
         }
         if !wait_fd(fd.as_raw_fd(), POLLOUT, deadline) {
             return Err("connection timed out".to_string());
         }
-        let err = sys::socket_error(fd.as_fd());
-        if err != 0 {
-            return Err(strerror(err));
+        if let Err(e) = socket::take_error(fd.as_fd()) {
+            return Err(e.to_string());
         }
     }
     Ok(fd)

@@ -5,14 +5,15 @@
 use std::os::fd::{AsFd, AsRawFd, RawFd};
 use std::time::{Duration, Instant};
 
-use super::{ms_until, secs, strerror, Event, Session, READ_CHUNK};
+use super::{ms_until, secs, Event, Session, READ_CHUNK};
 use crate::fail::{Failure, Result};
 use crate::signals;
-use crate::sys::{self, PollFd, POLLIN, POLLOUT};
+use qga_sys::poll::{poll, PollFd, POLLIN, POLLOUT};
+use qga_sys::{fd as sysfd, socket, Errno};
 
 /// Whether `fd` is readable right now (non-blocking poll).
 fn readable(fd: RawFd) -> bool {
-    sys::poll(&mut [PollFd::new(fd, POLLIN)], 0).is_ok_and(|r| r > 0)
+    poll(&mut [PollFd::new(fd, POLLIN)], 0).is_ok_and(|r| r > 0)
 }
 
 impl Session {
@@ -25,20 +26,20 @@ impl Session {
         let fd = self.fd.as_raw_fd();
         while !data.is_empty() {
             // MSG_NOSIGNAL via send for sockets.
-            let err = match sys::send(self.fd.as_fd(), data) {
+            let err = match socket::send(self.fd.as_fd(), data) {
                 Ok(n) if n > 0 => {
                     data = &data[n..];
                     deadline = deadline.max(Instant::now() + self.reply_timeout);
                     continue;
                 }
-                Ok(_) => sys::errno(),
+                Ok(_) => Errno::last(),
                 Err(e) => e,
             };
             match err {
-                sys::EINTR => continue,
-                sys::EAGAIN => {
+                Errno::EINTR => continue,
+                Errno::EAGAIN => {
                     let mut p = [PollFd::new(fd, POLLOUT | POLLIN)];
-                    let r = sys::poll(&mut p, ms_until(deadline)).map_or(-1, |n| n as i64);
+                    let r = poll(&mut p, ms_until(deadline)).map_or(-1, |n| n as i64);
                     if r > 0 && p[0].revents() & POLLIN != 0 {
                         match self.read_more() {
                             Ok(n) if n > 0 => deadline = deadline.max(Instant::now() + self.reply_timeout),
@@ -54,10 +55,10 @@ impl Session {
                         )));
                     }
                 }
-                sys::EPIPE | sys::ECONNRESET => {
+                Errno::EPIPE | Errno::ECONNRESET => {
                     return Err(Failure::Connection(format!("{}: connection closed by the agent", self.target)))
                 }
-                e => return Err(Failure::Connection(format!("{}: write failed: {}", self.target, strerror(e)))),
+                e => return Err(Failure::Connection(format!("{}: write failed: {}", self.target, e))),
             }
         }
         Ok(())
@@ -100,9 +101,9 @@ impl Session {
                 PollFd::new(sig.unwrap_or(-1), POLLIN),
                 PollFd::new(watch.unwrap_or(-1), POLLIN),
             ];
-            match sys::poll(&mut fds, ms_until(until)) {
-                Err(sys::EINTR) => continue,
-                Err(e) => return Err(FillError::Other(format!("poll failed: {}", strerror(e)))),
+            match poll(&mut fds, ms_until(until)) {
+                Err(Errno::EINTR) => continue,
+                Err(e) => return Err(FillError::Other(format!("poll failed: {e}"))),
                 Ok(_) => {}
             }
             if fds[1].revents() != 0 || fds[2].revents() != 0 {
@@ -127,13 +128,13 @@ impl Session {
         // Compact, then read into spare capacity.
         self.rx.make_room(READ_CHUNK);
         loop {
-            match sys::read_spare(self.fd.as_fd(), &mut self.rx.buf) {
+            match sysfd::read_spare(self.fd.as_fd(), &mut self.rx.buf) {
                 Ok(0) => return Err(FillError::Closed),
                 Ok(n) => return Ok(n),
-                Err(sys::EINTR) => continue,
-                Err(sys::EAGAIN) => return Ok(0),
-                Err(sys::ECONNRESET) => return Err(FillError::Closed),
-                Err(e) => return Err(FillError::Other(format!("read failed: {}", strerror(e)))),
+                Err(Errno::EINTR) => continue,
+                Err(Errno::EAGAIN) => return Ok(0),
+                Err(Errno::ECONNRESET) => return Err(FillError::Closed),
+                Err(e) => return Err(FillError::Other(format!("read failed: {e}"))),
             }
         }
     }

@@ -50,10 +50,6 @@ pub struct Session {
 
 const READ_CHUNK: usize = 1 << 20;
 
-fn strerror(e: i32) -> String {
-    std::io::Error::from_raw_os_error(e).to_string().split(" (os error").next().unwrap_or_default().to_string()
-}
-
 fn ms_until(t: Instant) -> i32 {
     let now = Instant::now();
     if t <= now {
@@ -116,7 +112,8 @@ fn test_pair(reply_timeout: Duration) -> (Session, std::os::unix::net::UnixStrea
     use std::os::fd::AsFd;
     let (a, b) = std::os::unix::net::UnixStream::pair().expect("socketpair");
     let fd: OwnedFd = a.into();
-    crate::sys::set_nonblocking(fd.as_fd());
+    // Best effort, as before: a blocking socket only makes waits longer.
+    let _ = qga_sys::fd::set_nonblocking(fd.as_fd());
     let opts = Options { target: Target::Unix("/test.sock".into()), connect_timeout: reply_timeout, reply_timeout };
     (Session::new(fd, &opts), b)
 }

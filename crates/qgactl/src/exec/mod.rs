@@ -65,7 +65,7 @@ pub fn run(sess: &mut Session, a: ExecArgs) -> Result<i32> {
     // The local terminal goes raw for the session; the guard restores it
     // on every way out of this function (errors included); SIGTERM and
     // SIGHUP are forwarded to the program, which ends the session too.
-    let _raw = if a.tty && a.stdin.is_some() { terminal::RawMode::enter(0) } else { None };
+    let _raw = if a.tty && a.stdin.is_some() { terminal::RawMode::enter(qga_sys::fd::stdin()) } else { None };
     let input = prepare_input(sess, &a, &caps)?;
     let r = run_program(sess, &a, &caps, &input);
     if let Input::Staged { dir, .. } = &input {

@@ -60,7 +60,7 @@ pub(super) fn poll_loop(
         acts.extend(term.due());
         if client_deadline.is_some_and(|t| !timed_out && Instant::now() >= t) {
             timed_out = true;
-            acts.push(term.on_signal(crate::sys::SIGTERM));
+            acts.push(term.on_signal(qga_sys::signal::SIGTERM));
         }
         for act in acts {
             match act {

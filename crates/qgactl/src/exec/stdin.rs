@@ -2,7 +2,7 @@
 //! guest file (stock qemu-ga, large input) or streamed (qga).
 
 use std::fs::File;
-use std::io::Read;
+use std::io::{IsTerminal, Read};
 use std::time::Instant;
 
 use serde_json::{json, Value};
@@ -40,7 +40,9 @@ pub(super) fn prepare_input(sess: &mut Session, a: &ExecArgs, caps: &Caps) -> Re
     if caps.ext && caps.input && !a.poll {
         let source: Box<dyn Read + Send> = match src {
             // Keystrokes: ssh's `~.` escape applies.
-            StdinSource::Stdin if a.tty && crate::sys::isatty(0) => Box::new(terminal::Escape::new(std::io::stdin())),
+            StdinSource::Stdin if a.tty && qga_sys::fd::stdin().is_terminal() => {
+                Box::new(terminal::Escape::new(std::io::stdin()))
+            }
             StdinSource::Stdin => Box::new(std::io::stdin()),
             StdinSource::File(p) => Box::new(
                 File::open(p)

@@ -64,7 +64,7 @@ pub(super) fn stream_loop(sess: &mut Session, term: &mut Terminator, mut feeder:
         }
         if terminal::escaped() {
             // As when ssh's connection goes: the terminal hangs up.
-            sess.send("guest-exec-terminate", Some(json!({"pid": pid, "signal": crate::sys::SIGHUP})))?;
+            sess.send("guest-exec-terminate", Some(json!({"pid": pid, "signal": qga_sys::signal::SIGHUP})))?;
             return Ok(Final { escaped: true, ..Final::default() });
         }
         if !status_out {
@@ -92,7 +92,7 @@ pub(super) fn stream_loop(sess: &mut Session, term: &mut Terminator, mut feeder:
                     match parse_reply(&line)? {
                         Reply::Return(v) => {
                             if !sink.write_status(&v) {
-                                acts.push(term.on_signal(crate::sys::SIGPIPE));
+                                acts.push(term.on_signal(qga_sys::signal::SIGPIPE));
                             }
                             if v.get("exited").and_then(Value::as_bool) == Some(true) {
                                 let mut fin = Final::from_status(&v);
@@ -137,7 +137,7 @@ pub(super) fn stream_loop(sess: &mut Session, term: &mut Terminator, mut feeder:
             },
             Event::Signal => {
                 for s in signals::take() {
-                    if s != crate::sys::SIGWINCH {
+                    if s != qga_sys::signal::SIGWINCH {
                         acts.push(term.on_signal(s));
                     } else if let Some((rows, cols)) = terminal::local_size() {
                         sess.send("guest-exec-resize", Some(json!({"pid": pid, "rows": rows, "cols": cols})))?;

@@ -53,7 +53,7 @@ impl Terminator {
         self.kill_at = None;
         self.forwarded = self.forwarded.max(2);
         self.give_up_at = Some(Instant::now() + KILL_GRACE);
-        Act::Send(crate::sys::SIGKILL)
+        Act::Send(qga_sys::signal::SIGKILL)
     }
 
     /// Escalation timers.
@@ -77,7 +77,7 @@ impl Terminator {
     }
 
     pub(super) fn terminate_args(&self, sig: i32) -> Value {
-        if sig == crate::sys::SIGKILL {
+        if sig == qga_sys::signal::SIGKILL {
             json!({"pid": self.pid})
         } else {
             json!({"pid": self.pid, "signal": sig})
@@ -122,7 +122,7 @@ impl Terminator {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sys::{SIGINT, SIGKILL, SIGTERM};
+    use qga_sys::signal::{SIGINT, SIGKILL, SIGTERM};
 
     #[test]
     fn forward_then_kill_then_give_up() {

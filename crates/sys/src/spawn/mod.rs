@@ -24,6 +24,7 @@ use super::fd::{pipe, set_nonblocking, set_pipe_size, shared_dev_null};
 use super::Errno;
 
 pub use path::find_program;
+pub use posix::spawn_plain;
 
 /// Where a standard stream of the child goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -220,6 +220,34 @@ pub(super) fn posix_spawn_child(
     result.map_err(|e| SpawnError::new(Stage::Exec, Errno(e)))
 }
 
+extern "C" {
+    /// The process's environment (POSIX).
+    static environ: *const *const libc::c_char;
+}
+
+/// A bare posix_spawn of `path` (no PATH search, argv[0] = `path`) with
+/// this process's environment and default attributes; `dups` are dup2
+/// file actions (our fd, the child's fd). Only what the kernel and libc
+/// need: the benches' floor to compare [`super::spawn`] with.
+pub fn spawn_plain(path: &CStr, args: &[&CStr], dups: &[(RawFd, RawFd)]) -> Result<libc::pid_t, Errno> {
+    let mut acts = FileActions::new()?;
+    for &(ours, theirs) in dups {
+        acts.add_dup2(ours, theirs)?;
+    }
+    let mut argv: Vec<*const libc::c_char> =
+        std::iter::once(path).chain(args.iter().copied()).map(CStr::as_ptr).collect();
+    argv.push(std::ptr::null());
+    let mut pid = 0;
+    // SAFETY: initialised file actions, no attributes; path and argv are
+    // NUL-terminated strings in a NULL-terminated array that outlive the
+    // call; environ is libc's own NULL-terminated array, read at the call.
+    let rc = unsafe {
+        libc::posix_spawn(&mut pid, path.as_ptr(), &acts.0, std::ptr::null(), argv.as_ptr().cast(), environ.cast())
+    };
+    check(rc)?;
+    Ok(pid)
+}
+
 /// Whether execve() could start `path`: Ok, or the errno it would fail
 /// with (ENOENT and the like when missing, EACCES when not an executable
 /// regular file).
@@ -254,6 +282,19 @@ mod tests {
         let envp = [std::ptr::null()];
         let r = posix_spawn_child([-1, 1, 2], None, std::slice::from_ref(&sh), &argv, &mut sh_argv, &envp);
         assert_eq!(r, Err(SpawnError::new(Stage::Redirect, Errno(libc::EBADF))));
+    }
+
+    #[test]
+    fn spawn_plain_runs_with_redirects() {
+        use std::os::fd::{AsFd, AsRawFd};
+        let (r, w) = crate::fd::pipe().unwrap();
+        let pid = spawn_plain(c"/bin/echo", &[c"hi"], &[(w.as_raw_fd(), 1)]).unwrap();
+        drop(w);
+        let mut buf = [0u8; 16];
+        assert_eq!(crate::fd::read(r.as_fd(), &mut buf), Ok(3));
+        assert_eq!(&buf[..3], b"hi\n");
+        assert_eq!(crate::process::wait_for(pid).unwrap().exit_code(), Some(0));
+        assert_eq!(spawn_plain(c"/nonexistent", &[], &[]), Err(Errno(libc::ENOENT)));
     }
 
     #[test]
