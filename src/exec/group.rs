@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 use super::*;
 use crate::sys::process::{self, Pid, Usage, WaitStatus};
 
-/// The processes of the guest by group, from one /proc walk: (pgid, pid,
-/// start time in clock ticks since boot).
+/// The processes of the guest from one /proc walk: (pgid, pid, start
+/// time in clock ticks since boot).
 #[derive(Debug, Default)]
 pub(super) struct MemberCache {
     /// The loop pass the walk belongs to.
@@ -32,34 +32,18 @@ impl MemberCache {
     fn is_still_ours(&mut self, pass: u64, pgid: Pid, ticks: u64) -> bool {
         if self.pass != Some(pass) {
             self.members = walk_proc();
-            self.members.sort_unstable();
             self.pass = Some(pass);
         }
-        let from = self.members.partition_point(|&(g, _, _)| g < pgid);
-        let group = || self.members[from..].iter().take_while(|&&(g, _, _)| g == pgid);
+        let group = || self.members.iter().filter(|&&(g, _, _)| g == pgid);
         !group().any(|&(_, pid, _)| pid == pgid) && group().any(|&(_, _, start)| start <= ticks)
     }
 }
 
 /// Every process of the guest now: (pgid, pid, start time), from /proc.
-/// Start times tell a process born after a group's leader was reaped
-/// (which may have reused the group's number) from one born before.
 fn walk_proc() -> Vec<(Pid, Pid, u64)> {
     let Ok(dir) = std::fs::read_dir("/proc") else { return Vec::new() };
-    let mut all = Vec::new();
-    for e in dir.flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<Pid>().ok()) else { continue };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
-        // Fields after "(comm)": state ppid pgrp ... starttime is field 22.
-        let Some(rest) = stat.rfind(')').map(|i| &stat[i + 1..]) else { continue };
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        let pgrp = fields.get(2).and_then(|f| f.parse::<Pid>().ok());
-        let start = fields.get(19).and_then(|f| f.parse::<u64>().ok());
-        if let (Some(g), Some(t)) = (pgrp, start) {
-            all.push((g, pid, t));
-        }
-    }
-    all
+    let pids = dir.flatten().filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<Pid>().ok()));
+    pids.filter_map(|pid| process::ProcStat::read(pid).map(|s| (s.pgrp, pid, s.start))).collect()
 }
 
 /// How long a deadline waits for a leader that is already exiting.
@@ -150,7 +134,8 @@ impl ProcessTable {
         for slot in 0..self.slots.len() {
             let Some(Some(p)) = self.slots.get_mut(slot) else { continue };
             if p.deadline.is_some_and(|d| d <= now) {
-                if p.status.is_none() && (process::has_exited(p.pid) || process::is_exiting(p.pid)) {
+                let stat = p.status.is_none().then(|| process::ProcStat::read(p.pid)).flatten();
+                if p.status.is_none() && (process::has_exited(p.pid) || stat.is_none_or(|s| s.is_exiting())) {
                     // It is ending by itself right now: decide once it is
                     // reaped (then only members left behind are signalled).
                     p.deadline = now.checked_add(EXITING_RECHECK);
@@ -159,7 +144,7 @@ impl ProcessTable {
                 p.deadline = None;
                 p.kill_at = now.checked_add(KILL_GRACE);
                 let leader_running = p.status.is_none();
-                let must_kill = leader_running && process::default_action(p.pid, libc::SIGTERM);
+                let must_kill = leader_running && stat.is_some_and(|s| s.default_action(libc::SIGTERM));
                 let sent = self.signal_group(slot, libc::SIGTERM);
                 if let Some(Some(p)) = self.slots.get_mut(slot) {
                     p.timed_out = sent;

@@ -96,33 +96,62 @@ pub fn has_exited(pid: Pid) -> bool {
     r == 0 && unsafe { info.si_pid() } == pid
 }
 
-/// Whether `pid` is already on its way out (a zombie, or PF_EXITING in
-/// /proc/<pid>/stat's flags): a signal sent now is dropped by the kernel
-/// and cannot be what ends it.
-pub fn is_exiting(pid: Pid) -> bool {
-    const PF_EXITING: u64 = 0x4;
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return true };
-    // Fields after "(comm)": state ppid pgrp session tty_nr tpgid flags.
-    let Some(rest) = stat.rfind(')').map(|i| &stat[i + 1..]) else { return false };
-    let mut fields = rest.split_whitespace();
-    let state = fields.next().unwrap_or("");
-    let flags = fields.nth(5).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
-    matches!(state, "Z" | "X" | "x") || flags & PF_EXITING != 0
+/// What /proc/<pid>/stat says of a process (proc(5)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProcStat {
+    /// The state letter (R, S, D, Z, X...).
+    pub state: u8,
+    pub pgrp: Pid,
+    /// The kernel's task flags (PF_*).
+    pub flags: u64,
+    /// Ignored and caught signals (bit `sig - 1`).
+    pub sigignore: u64,
+    pub sigcatch: u64,
+    /// Start time, clock ticks since boot (as [`boot_ticks`]).
+    pub start: u64,
 }
 
-/// Whether `sig` has its default action in `pid` (neither in SigCgt nor in
-/// SigIgn of /proc/<pid>/status): then a process that `sig` reached dies
-/// of it (SIGTERM, SIGKILL).
-pub fn default_action(pid: Pid, sig: libc::c_int) -> bool {
-    let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else { return false };
-    if !(1..=64).contains(&sig) {
-        return false;
+impl ProcStat {
+    /// Reads /proc/<pid>/stat; None when the process is gone.
+    pub fn read(pid: Pid) -> Option<ProcStat> {
+        Self::parse(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
     }
-    let set = |key: &str| {
-        let mask = status.lines().find_map(|l| l.strip_prefix(key)).map(str::trim);
-        mask.and_then(|m| u64::from_str_radix(m, 16).ok()).is_some_and(|bits| bits & (1 << (sig - 1)) != 0)
-    };
-    !set("SigCgt:") && !set("SigIgn:")
+
+    /// Parses the text of /proc/<pid>/stat (the command name may hold
+    /// spaces and parentheses: fields count from the last ')').
+    pub fn parse(stat: &str) -> Option<ProcStat> {
+        let rest = &stat[stat.rfind(')')? + 1..];
+        // Fields after "(comm)", from 0: state ppid pgrp session tty_nr
+        // tpgid flags ... signal(27) blocked sigignore sigcatch; starttime
+        // is 19.
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        let num = |i: usize| f.get(i)?.parse::<u64>().ok();
+        Some(ProcStat {
+            state: *f.first()?.as_bytes().first()?,
+            pgrp: f.get(2)?.parse().ok()?,
+            flags: num(6)?,
+            start: num(19)?,
+            sigignore: num(30).unwrap_or(0),
+            sigcatch: num(31).unwrap_or(0),
+        })
+    }
+
+    /// On its way out: a zombie, or PF_EXITING (a signal sent now is
+    /// dropped by the kernel and cannot be what ends it).
+    pub fn is_exiting(&self) -> bool {
+        const PF_EXITING: u64 = 0x4;
+        matches!(self.state, b'Z' | b'X' | b'x') || self.flags & PF_EXITING != 0
+    }
+
+    /// `sig` has its default action (neither ignored nor caught): a
+    /// process that `sig` reaches dies of it (SIGTERM, SIGKILL).
+    pub fn default_action(&self, sig: libc::c_int) -> bool {
+        let bit = match sig {
+            1..=64 => 1u64 << (sig - 1),
+            _ => return false,
+        };
+        (self.sigignore | self.sigcatch) & bit == 0
+    }
 }
 
 /// Clock ticks since boot, as /proc/<pid>/stat counts start times
@@ -264,5 +293,35 @@ pub fn tune_allocator() {
     // SAFETY: plain libc call, before any allocation of note.
     unsafe {
         libc::mallopt(libc::M_MMAP_THRESHOLD, 256 << 10);
+    }
+}
+
+#[cfg(test)]
+mod stat_tests {
+    use super::*;
+
+    #[test]
+    fn proc_stat_fields_count_from_the_last_parenthesis() {
+        // A command name with spaces and a ')' of its own; fields as
+        // proc(5) numbers them (state 3, pgrp 5, flags 9, starttime 22,
+        // sigignore 33, sigcatch 34).
+        let mut f = vec!["0"; 42];
+        (f[0], f[1], f[2], f[4], f[8]) = ("42", "(a) b)", "S", "7", "4194628");
+        (f[21], f[32], f[33]) = ("1234", "16384", "4098");
+        let text = f.join(" ");
+        let st = ProcStat::parse(&text).unwrap();
+        assert_eq!((st.state, st.pgrp, st.flags, st.start), (b'S', 7, 4194628, 1234));
+        assert_eq!((st.sigignore, st.sigcatch), (16384, 4098));
+        assert!(st.is_exiting(), "4194628 has PF_EXITING (0x4)");
+        assert!(!st.default_action(libc::SIGTERM), "SIGTERM (bit 14) is ignored");
+        assert!(!st.default_action(libc::SIGINT), "SIGINT (bit 1) is caught");
+        assert!(st.default_action(libc::SIGHUP));
+    }
+
+    #[test]
+    fn this_process_reads_as_running_with_default_term() {
+        let st = ProcStat::read(getpid()).unwrap();
+        assert!(!st.is_exiting());
+        assert!(st.start <= boot_ticks());
     }
 }
