@@ -89,8 +89,11 @@ if [ ! -e "$ROOT$TOOLS/.ready" ]; then
 fi
 
 # Size knobs chosen by measurement (docs/vm.md): panics abort without
-# formatting a message, and no file:line:column strings are kept for them.
-RUSTFLAGS_SIZE=${QGA_STATIC_RUSTFLAGS--Zunstable-options -Cpanic=immediate-abort -Zlocation-detail=none}
+# formatting a message, no file:line:column strings are kept for them, and
+# no unwind tables are emitted (nothing unwinds when panics abort at once:
+# .eh_frame was 36 KiB of the x86_64 binary; a profiling build that wants
+# DWARF call graphs sets QGA_STATIC_RUSTFLAGS without it).
+RUSTFLAGS_SIZE=${QGA_STATIC_RUSTFLAGS--Zunstable-options -Cpanic=immediate-abort -Zlocation-detail=none -Cforce-unwind-tables=no}
 TDIR=/src/target/static-build
 UP=$(echo "$RTARGET" | tr 'a-z-' 'A-Z_')
 args=()
