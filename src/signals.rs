@@ -19,6 +19,7 @@ use std::sync::Arc;
 use mio::unix::SourceFd;
 use mio::{Interest, Registry, Token};
 
+use crate::sys::libc;
 use crate::sys::signal::SignalFd;
 
 /// Signals handled through the self-pipe.

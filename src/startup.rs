@@ -16,6 +16,7 @@ use crate::channel::{self, socket, Endpoint, Method};
 use crate::commands::{self, GuestState};
 use crate::config::{self, Action, Config};
 use crate::signals::SignalPipe;
+use crate::sys::libc;
 use crate::sys::{fd, process, signal, Errno};
 use crate::{init, log};
 

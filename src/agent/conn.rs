@@ -17,6 +17,7 @@ use crate::commands::Ctx;
 use crate::json::{Frame, Framer, Segments};
 use crate::log;
 use crate::protocol::{encode_error, QgaError};
+use crate::sys::libc;
 use crate::sys::{fd, Errno, MapAhead};
 
 pub const LISTENER: Token = Token(0);

@@ -9,6 +9,7 @@ use crate::exec::{ExecOptions, NewProcess};
 use crate::json::utf8::to_c_string;
 use crate::json::{Object, Value};
 use crate::protocol::{qbase64_decode, Args, QgaError};
+use crate::sys::libc;
 use crate::sys::pty::Winsize;
 use crate::sys::signal::max_signal;
 use crate::sys::spawn::{Credentials, Redirect, SpawnSpec};

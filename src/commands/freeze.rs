@@ -17,6 +17,7 @@ use super::{helper, Ctx, Outcome};
 use crate::json::Value;
 use crate::log;
 use crate::protocol::{Args, QgaError};
+use crate::sys::libc;
 use crate::sys::{fd, fs, Errno};
 
 /// `<statedir>/qga.state.isfrozen`: present while file systems are frozen

@@ -11,6 +11,7 @@ use super::{Ctx, Outcome, Pending};
 use crate::protocol::QgaError;
 use crate::sys::fd::can_execute;
 use crate::sys::find_program;
+use crate::sys::libc;
 use crate::sys::process::WaitStatus;
 use crate::sys::Errno;
 

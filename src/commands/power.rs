@@ -15,6 +15,7 @@ use std::os::unix::fs::FileTypeExt;
 use super::{helper, Ctx, Outcome, Pending};
 use crate::log;
 use crate::protocol::{Args, QgaError};
+use crate::sys::libc;
 use crate::sys::power::PowerAction;
 use crate::sys::{find_program, Errno};
 

@@ -11,6 +11,7 @@
 use std::time::{Duration, Instant};
 
 use super::*;
+use crate::sys::libc;
 use crate::sys::process::{self, Pid, Usage, WaitStatus};
 
 /// The processes of the guest from one /proc walk: (pgid, pid, start

@@ -46,6 +46,7 @@ use mio::{Interest, Registry, Token};
 
 use crate::log;
 use crate::protocol::QgaError;
+use crate::sys::libc;
 use crate::sys::process::{Pid, Usage, WaitStatus};
 use crate::sys::pty::{self, Winsize};
 use crate::sys::spawn::{self, SpawnError, SpawnSpec, Stage};

@@ -7,6 +7,7 @@ use mio::unix::SourceFd;
 use mio::{Registry, Token};
 
 use super::*;
+use crate::sys::libc;
 use crate::sys::{fd, Errno};
 
 impl ProcessTable {

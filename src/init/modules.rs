@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::log;
+use crate::sys::libc;
 use crate::sys::{mount as sysmount, Errno};
 
 fn module_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {

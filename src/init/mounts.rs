@@ -5,6 +5,7 @@
 use std::path::Path;
 
 use crate::log;
+use crate::sys::libc;
 use crate::sys::{fd, mount as sysmount, process};
 
 /// Mount points currently mounted (from /proc/self/mountinfo).

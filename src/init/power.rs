@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::time::Duration;
 
 use crate::log;
+use crate::sys::libc;
 use crate::sys::power::PowerAction;
 use crate::sys::process::{self, sleep_interruptible};
 use crate::sys::{signal, Errno};

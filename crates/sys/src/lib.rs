@@ -39,6 +39,10 @@ use std::fmt;
 #[global_allocator]
 static ALLOC: alloc::Alloc = alloc::Alloc::new();
 pub use alloc::LentBytes;
+/// The C library's constants (signal numbers, errno values, flags) for the
+/// layers above, which call nothing in it: they have no libc dependency of
+/// their own.
+pub use libc;
 pub use mem::MapAhead;
 /// The agent's one PATH search (guest-exec, helper programs, power).
 pub use spawn::find_program;
