@@ -72,7 +72,7 @@ BUSYBOX ?= $(if $(SUB),$(E2E_WORK)/busybox,/bin/busybox)
 QEMU_USER := $(shell awk -v a=$(ARCH) '$$1 == a {print $$7}' scripts/arches.tsv)
 GNU_TARGET := x86_64-unknown-linux-gnu
 DIST_DIR ?= target/dist
-DIST_ARCHES ?= $(shell awk '!/^\#/ {print $$1}' scripts/arches.tsv)
+DIST_ARCHES ?= $(shell awk '!/^\#/ && $$1 !~ /-/ {print $$1}' scripts/arches.tsv)
 
 .PHONY: initramfs static-glibc static-check dist
 
