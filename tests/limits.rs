@@ -208,7 +208,6 @@ fn captured_output_held_in_all_is_capped_at_256_mib() {
     std::fs::write(agent.dir().join("gate"), b"").unwrap();
     assert!(all_done, "the 17 writers did not finish within 300 s");
     let mut held = 0usize;
-    let mut gone = 0;
     for &p in &pids {
         // Raw reply lines (16 MiB of output is a 21 MiB line: not parsed
         // as a whole in a debug build).
@@ -219,43 +218,36 @@ fn captured_output_held_in_all_is_capped_at_256_mib() {
             }
             std::thread::sleep(Duration::from_millis(20));
         };
-        if line.starts_with("{\"error\"") {
-            // Evicted (oldest finished) to stay under the cap.
-            assert_eq!(
-                line,
-                format!("{{\"error\": {{\"class\": \"GenericError\", \"desc\": \"PID {p} does not exist\"}}}}\n")
-            );
-            gone += 1;
-            continue;
-        }
-        let field = |name: &str| -> &str {
+        // No result is discarded for bytes (only the entry limit evicts).
+        assert!(!line.starts_with("{\"error\""), "{p} was discarded: {line}");
+        let field = |name: &str| -> Option<&str> {
             let key = format!("\"{name}\": ");
-            let at = line.find(&key).unwrap_or_else(|| panic!("{p}: no {name} in {}", &line[..line.len().min(200)]))
-                + key.len();
+            let at = line.find(&key)? + key.len();
             let rest = &line[at..];
-            &rest[..rest.find([',', '}']).unwrap()]
+            Some(&rest[..rest.find([',', '}'])?])
         };
-        assert_eq!(field("exitcode"), "0", "{p}");
-        assert_eq!(field("exited"), "true", "{p}");
+        assert_eq!(field("exitcode"), Some("0"), "{p}");
+        assert_eq!(field("exited"), Some("true"), "{p}");
         // Zero bytes only: base64 `A`s (and padding); its length gives the
         // byte count without decoding.
-        let b64 = field("out-data").trim_matches('"');
+        let b64 = field("out-data").unwrap_or("").trim_matches('"');
         let pad = b64.bytes().rev().take_while(|&b| b == b'=').count();
         assert!(
             b64.len() % 4 == 0 && pad <= 2 && b64.bytes().take(b64.len() - pad).all(|b| b == b'A'),
             "{p}: not all zero bytes"
         );
-        let len = b64.len() / 4 * 3 - pad;
+        let len = (b64.len() / 4 * 3).saturating_sub(pad);
         match field("out-truncated") {
-            "false" => assert_eq!(len, 16 * MIB, "untruncated output is complete"),
+            Some("false") => assert_eq!(len, 16 * MIB, "untruncated output is complete"),
             t => {
-                assert_eq!(t, "true");
+                // Also when nothing was kept: the loss is flagged.
+                assert_eq!(t, Some("true"), "{p}: {len} bytes without a flag");
                 assert!(len < 16 * MIB);
             }
         }
         held += len;
     }
-    eprintln!("captured output held: {held} bytes in {} results ({gone} evicted)", 17 - gone);
+    eprintln!("captured output held: {held} bytes in 17 results");
     assert!(held <= 256 * MIB, "at most 256 MiB of captured output in all, held {held}");
-    assert!(held >= 240 * MIB, "the cap is 256 MiB (one 16 MiB result evicted at most), held {held}");
+    assert!(held >= 240 * MIB, "the budget is used, not wasted: held {held}");
 }
