@@ -15,7 +15,7 @@ use crate::sys::libc;
 use crate::sys::process::WaitStatus;
 use crate::sys::Errno;
 
-type R = Result<Outcome, QgaError>;
+use super::reply::R;
 
 /// Where `execvp()` would find `prog`, or the errno it would fail with
 /// (PATH, or "/bin:/usr/bin" as glibc's execvp when it is unset).

@@ -19,7 +19,7 @@ use crate::sys::libc;
 use crate::sys::power::PowerAction;
 use crate::sys::{find_program, Errno};
 
-type R = Result<Outcome, QgaError>;
+use super::reply::R;
 
 /// `file_exists()` of QEMU 10.2: stat() succeeds on a regular file.
 fn file_exists(path: &str) -> bool {
