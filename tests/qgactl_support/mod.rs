@@ -25,6 +25,12 @@ pub const QGA: &str = env!("CARGO_BIN_EXE_qga");
 pub fn qgactl() -> &'static str {
     static PATH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     PATH.get_or_init(|| {
+        // qgactl keeps a signal ignored at its start ignored (as ssh does),
+        // and a test run started in the background of a non-interactive
+        // shell (`make test &`) inherits SIGINT and SIGQUIT ignored: the
+        // signal-forwarding tests need the defaults in qgactl.
+        use qga_sys::signal::{SIGHUP, SIGINT, SIGQUIT, SIGTERM};
+        qga_sys::signal::set_default(&[SIGINT, SIGQUIT, SIGHUP, SIGTERM]);
         let p = Path::new(QGA).with_file_name("qgactl");
         assert!(p.exists(), "{} is not built: run `cargo build -p qgactl` (make test does)", p.display());
         p.display().to_string()

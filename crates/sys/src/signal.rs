@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU8, Ordering};
 use super::{cvt, Errno};
 
 /// Signal numbers.
-pub use libc::{SIGCONT, SIGHUP, SIGINT, SIGKILL, SIGPIPE, SIGSTOP, SIGTERM, SIGWINCH};
+pub use libc::{SIGCONT, SIGHUP, SIGINT, SIGKILL, SIGPIPE, SIGQUIT, SIGSTOP, SIGTERM, SIGWINCH};
 
 /// The highest real-time signal number.
 pub fn max_signal() -> libc::c_int {
@@ -44,6 +44,14 @@ fn set_default_raw(sig: libc::c_int) {
     let zero = [0u64; 4];
     // SAFETY: rt_sigaction(sig, &zeroed act, NULL, sizeof(kernel sigset)).
     unsafe { libc::syscall(libc::SYS_rt_sigaction, sig, zero.as_ptr(), std::ptr::null_mut::<u64>(), 8usize) };
+}
+
+/// `sigs` back to SIG_DFL in this process (and so in the children it
+/// starts from now on).
+pub fn set_default(sigs: &[libc::c_int]) {
+    for &sig in sigs {
+        set_default_raw(sig);
+    }
 }
 
 /// Signals 32 and 33 are reserved by glibc, so neither its sigaction()
