@@ -352,3 +352,55 @@ fn members_left_by_a_reaped_leader_are_still_reached_by_terminate() {
     let st = c.wait_exec_for(pid, Duration::from_secs(30));
     assert_eq!(st["exitcode"], json!(0), "{st}");
 }
+
+#[test]
+fn another_client_keeps_being_answered_while_one_does_every_heavy_thing() {
+    skip_on_reference!("measures qga's loop");
+    let (agent, mut c) = AgentBuilder::new().arg("--max-clients").arg("4").start();
+    let mut pinger = agent.connect();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = stop.clone();
+    // Client B pings all along; every ping must be answered (the reply
+    // timeout is the liveness bound); the slowest is printed, not judged.
+    let pings = std::thread::spawn(move || {
+        let (mut n, mut slowest) = (0u32, Duration::ZERO);
+        while !flag.load(std::sync::atomic::Ordering::SeqCst) {
+            let t = Instant::now();
+            pinger.ping();
+            slowest = slowest.max(t.elapsed());
+            n += 1;
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        (n, slowest)
+    });
+    // Client C leaves a 48 MiB request unfinished.
+    let mut partial = agent.connect();
+    partial.send_str(r#"{"execute":"guest-exec","arguments":{"path":"cat","input-data":""#);
+    partial.send(&vec![b'A'; 48 << 20]);
+    // Client A: big outputs past the budget, a huge env-merge, leaders that
+    // leave members behind, children that never read their stdin.
+    let mut pids: Vec<i64> = (0..300)
+        .map(|_| {
+            exec_pid(&mut c, json!({"path": "head", "arg": ["-c", "1048576", "/dev/zero"], "capture-output": true}))
+        })
+        .collect();
+    let env: Vec<String> = (0..30_000).map(|i| format!("K{i}=v")).collect();
+    pids.push(exec_pid(&mut c, json!({"path": "true", "env": env, "env-merge": true})));
+    pids.extend((0..200).map(|_| {
+        exec_pid(&mut c, json!({"path": "sh", "arg": ["-c", "sleep 2 & sleep 0.5"], "capture-output": true}))
+    }));
+    let input = b64encode(&vec![1u8; 8 << 20]);
+    pids.extend((0..4).map(|_| exec_pid(&mut c, json!({"path": "sh", "arg": ["-c", "sleep 1"], "input-data": input}))));
+    for p in pids {
+        let line = final_status_line(&mut c, p);
+        assert!(line.contains("\"exitcode\": 0"), "{}", &line[..line.len().min(200)]);
+    }
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let (n, slowest) = pings.join().unwrap();
+    eprintln!(
+        "{n} pings of another client answered meanwhile, the slowest in {slowest:?}; VmHWM {} MiB",
+        hwm(&agent) / MIB
+    );
+    assert!(n > 0);
+    assert!(hwm(&agent) <= OUTPUT_HELD + PENDING_INPUT + PARTIAL_REQUESTS + SLACK);
+}
