@@ -252,7 +252,7 @@ pub fn read(ctx: &mut Ctx<'_>, mut a: Args) -> Result<Outcome, QgaError> {
             }
             Ok((n, eof)) => {
                 buf.truncate(n);
-                if buf.capacity() - n >= 4096 {
+                if buf.capacity() - n >= crate::exec::SHRINK_SLACK {
                     buf.shrink_to_fit();
                 }
                 h.state = RwState::Reading;

@@ -135,8 +135,10 @@ impl ProcessTable {
         for slot in 0..self.slots.len() {
             let Some(Some(p)) = self.slots.get_mut(slot) else { continue };
             if p.deadline.is_some_and(|d| d <= now) {
-                let stat = p.status.is_none().then(|| process::ProcStat::read(p.pid)).flatten();
-                if p.status.is_none() && (process::has_exited(p.pid) || stat.is_none_or(|s| s.is_exiting())) {
+                // The leader's /proc state while unreaped (a zombie reads as
+                // exiting; gone would mean reaped by someone else: the same).
+                let stat = p.status.is_none().then(|| process::ProcStat::read(p.pid));
+                if stat.is_some_and(|st| st.is_none_or(|s| s.is_exiting())) {
                     // It is ending by itself right now: decide once it is
                     // reaped (then only members left behind are signalled).
                     p.deadline = now.checked_add(EXITING_RECHECK);
@@ -144,8 +146,8 @@ impl ProcessTable {
                 }
                 p.deadline = None;
                 p.kill_at = now.checked_add(KILL_GRACE);
-                let leader_running = p.status.is_none();
-                let must_kill = leader_running && stat.is_some_and(|s| s.default_action(libc::SIGTERM));
+                // Only a running leader has a stat here.
+                let must_kill = stat.flatten().is_some_and(|s| s.default_action(libc::SIGTERM));
                 let sent = self.signal_group(slot, libc::SIGTERM);
                 if let Some(Some(p)) = self.slots.get_mut(slot) {
                     p.timed_out = sent;

@@ -250,7 +250,7 @@ impl Process {
 }
 
 /// Spare capacity worth giving back when a buffer stops growing.
-const SHRINK_SLACK: usize = 4 << 10;
+pub const SHRINK_SLACK: usize = 4 << 10;
 
 /// What guest-exec-status reports of a process.
 #[derive(Debug, Default)]

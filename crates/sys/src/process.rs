@@ -83,19 +83,6 @@ pub fn reap_any() -> Result<Option<(Pid, WaitStatus, Usage)>, Errno> {
     Ok((pid > 0).then_some((pid, WaitStatus(status), usage)))
 }
 
-/// Whether our child `pid` has exited and waits to be reaped (a zombie),
-/// without reaping it: waitid(WNOWAIT).
-pub fn has_exited(pid: Pid) -> bool {
-    let Ok(id) = libc::id_t::try_from(pid) else { return false };
-    // SAFETY: an all-zero siginfo_t is a valid value.
-    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
-    let flags = libc::WEXITED | libc::WNOHANG | libc::WNOWAIT;
-    // SAFETY: non-blocking, non-reaping waitid for one child into a local.
-    let r = unsafe { libc::waitid(libc::P_PID, id, &mut info, flags) };
-    // SAFETY: waitid filled `info`; si_pid is 0 when the child still runs.
-    r == 0 && unsafe { info.si_pid() } == pid
-}
-
 /// What /proc/<pid>/stat says of a process (proc(5)).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ProcStat {

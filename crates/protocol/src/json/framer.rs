@@ -186,7 +186,7 @@ impl Framer {
     }
 
     /// Whether a message is partly received (bytes of it were taken).
-    pub fn in_message(&self) -> bool {
+    fn in_message(&self) -> bool {
         !self.discarding && (self.state != Lex::Start || !self.tokens.is_empty() || self.token_size > 0)
     }
 
