@@ -16,6 +16,7 @@ pub mod config;
 mod exec;
 mod init;
 mod log;
+mod policy;
 mod signals;
 mod startup;
 

@@ -9,12 +9,14 @@
 //! ends.
 
 use std::io::Write;
+use std::rc::Rc;
 use std::time::Duration;
 
 use crate::agent::Agent;
 use crate::channel::{self, socket, Endpoint, Method};
 use crate::commands::{self, GuestState};
 use crate::config::{self, Action, Config};
+use crate::policy::{self, ExecPolicy};
 use crate::signals::SignalPipe;
 use crate::sys::libc;
 use crate::sys::{fd, process, signal, Errno};
@@ -94,6 +96,7 @@ fn start(mut cfg: Config, init_mode: bool) -> Result<i32, String> {
         None => None,
     };
     log::init(cfg.verbose, logfile);
+    let exec_policy = load_exec_policy(&mut cfg, init_mode)?;
 
     let new_pipe = || SignalPipe::new().map_err(|e| format!("cannot handle signals: {e}"));
     let mut signals = Some(new_pipe()?);
@@ -121,7 +124,7 @@ fn start(mut cfg: Config, init_mode: bool) -> Result<i32, String> {
     }
     let mut failures = 0u32;
     loop {
-        let guest = GuestState { frozen, init_mode, ..Default::default() };
+        let guest = GuestState { frozen, init_mode, exec_policy: exec_policy.clone(), ..Default::default() };
         let pipe = match signals.take() {
             Some(p) => p,
             None => new_pipe()?,
@@ -152,6 +155,34 @@ fn start(mut cfg: Config, init_mode: bool) -> Result<i32, String> {
         init::shutdown_on_signal();
         frozen = false;
         endpoint = open_channel(&cfg, init_mode)?;
+    }
+}
+
+/// The guest-file commands, which `[exec] files=false` disables.
+const FILE_COMMANDS: &[&str] =
+    &["guest-file-open", "guest-file-close", "guest-file-read", "guest-file-write", "guest-file-seek", "guest-file-flush"];
+
+/// The exec policy named by `--exec-policy`, compiled. It fails closed:
+/// the daemon does not start with a policy it cannot read or apply, and
+/// in PID 1 mode (which must go on) guest-exec and the file commands are
+/// disabled instead. `[exec] files=false` disables the file commands as
+/// `--block-rpcs` would, so guest-info tells the truth.
+fn load_exec_policy(cfg: &mut Config, init_mode: bool) -> Result<Option<Rc<ExecPolicy>>, String> {
+    let Some(path) = cfg.exec_policy.clone() else { return Ok(None) };
+    match policy::load(&path).and_then(ExecPolicy::new) {
+        Ok(p) => {
+            if !p.rules.files {
+                cfg.block_rpcs.extend(FILE_COMMANDS.iter().map(|c| c.to_string()));
+            }
+            log::info(&format!("exec policy {path} loaded"));
+            Ok(Some(Rc::new(p)))
+        }
+        Err(e) if init_mode => {
+            log::critical(&format!("{e}; guest-exec and the file commands are disabled"));
+            cfg.block_rpcs.extend(FILE_COMMANDS.iter().chain(&["guest-exec"]).map(|c| c.to_string()));
+            Ok(None)
+        }
+        Err(e) => Err(e),
     }
 }
 

@@ -43,15 +43,15 @@ GUEST_CID = 3
 # /work/shared/reference/vm-arm.md: pauth=off makes aarch64 40 % faster).
 BOARDS = {
     "x86_64": {"machine": "q35", "cpu": "max", "console": "ttyS0", "accel": "tcg,thread=single",
-               "extra": [], "transports": "virtio,isa,vsock"},
+               "extra": [], "transports": "virtio,confined,isa,vsock"},
     "aarch64": {"machine": "virt", "cpu": "max,pauth=off", "console": "ttyAMA0",
-                "accel": "tcg,thread=single,tb-size=64", "extra": [], "transports": "virtio,vsock"},
+                "accel": "tcg,thread=single,tb-size=64", "extra": [], "transports": "virtio,confined,vsock"},
     # Debian's arm64-16k kernel (16 KiB pages): the virtio port only, for
     # the page-size checks.
     "aarch64-16k": {"machine": "virt", "cpu": "max,pauth=off", "console": "ttyAMA0",
                     "accel": "tcg,thread=single,tb-size=64", "extra": [], "transports": "virtio"},
     "riscv64": {"machine": "virt", "cpu": "rv64", "console": "ttyS0", "accel": "tcg,thread=single,tb-size=64",
-                "extra": ["-bios", "default"], "transports": "virtio,vsock"},
+                "extra": ["-bios", "default"], "transports": "virtio,confined,vsock"},
 }
 
 
@@ -129,6 +129,7 @@ class Client:
         self.buf = bytearray()
         self.scan = 0  # bytes of buf already searched for a newline
         self.resend = resend
+        self.execs = 0  # guest-exec requests sent (the audit check counts them)
 
     def open(self, deadline):
         last = None
@@ -228,6 +229,7 @@ class Client:
 
     def call(self, name, args=None, timeout=30):
         req = {"execute": name}
+        self.execs += name == "guest-exec"
         if args is not None:
             req["arguments"] = args
         self.send(req)
@@ -274,6 +276,7 @@ class Guest:
         self.console = os.path.join(self.run, "console.log")
         self.sock = os.path.join(self.run, "qga.sock")
         self.init_args = init_args
+        self.initramfs = opts.initramfs
         self.memory = "256M"
         # More virtio-serial ports: (chardev id, socket path, port name).
         self.extra_ports = []
@@ -290,7 +293,7 @@ class Guest:
         cmd = [
             o.row["qemu-system"], "-nodefaults", "-nographic", "-no-user-config",
             "-accel", b["accel"], "-cpu", b["cpu"], "-smp", "1", "-m", self.memory, *b["extra"],
-            "-kernel", o.vmlinuz, "-initrd", o.initramfs, "-append", append,
+            "-kernel", o.vmlinuz, "-initrd", self.initramfs, "-append", append,
             "-serial", f"file:{self.console}", "-monitor", "none", "-no-reboot",
         ]
         if self.transport == "virtio":
@@ -827,6 +830,158 @@ def guest_virtio(opts):
         g.stop()
 
 
+# The confined guest's exec policy (issue 23; docs/security.md). /bin/X are
+# busybox links: each is allowed by its own name, busybox itself is not.
+POLICY = """\
+[exec]
+allow=/bin/sh;/bin/cat;/bin/dd;/bin/mount;/bin/ps;/bin/sleep;/bin/stat;/bin/mkdir
+users=root;nobody
+cwd=/tmp
+env-deny=LD_*;BASH_ENV
+profiles=ll;limits;sc;nnp;cg
+[rule greet]
+path=/bin/echo
+args=hello;*
+[profile ll]
+landlock=required
+landlock-read=/bin;/lib;/usr;/etc;/proc;/dev;/sys
+landlock-write=/tmp/ll
+[profile limits]
+rlimit-nofile=64
+pids-max=16
+memory-max=32M
+[profile sc]
+seccomp=deny-dangerous
+[profile nnp]
+no-new-privs=true
+[profile cg]
+cgroup=true
+"""
+CONFINED_CONF = """\
+[general]
+modules-dir=/lib/modules/qga
+exec-policy=/etc/qga/exec-policy.conf
+audit-log=/run/qga-audit.log
+"""
+
+
+def confined_initramfs(opts):
+    """The e2e initramfs plus the policy, the config naming it, and a
+    setuid-root copy of qga (the no_new_privs check runs it as nobody)."""
+    d = os.path.join(opts.work, "confined")
+    os.makedirs(d, exist_ok=True)
+    policy, conf = os.path.join(d, "exec-policy.conf"), os.path.join(d, "qemu-ga.conf")
+    with open(policy, "w") as f:
+        f.write(POLICY)
+    with open(conf, "w") as f:
+        f.write(CONFINED_CONF)
+    out = os.path.join(d, "initramfs.cpio.gz")
+    subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "initramfs.py"), "--init", opts.qga,
+                    "--busybox", opts.busybox, "--kernel", opts.kernel, "--out", out, "--conf", conf,
+                    "--file", f"{policy}:/etc/qga/exec-policy.conf:644", "--file", f"{opts.qga}:/bin/qga-suid:4755"],
+                   check=True)
+    return out
+
+
+def checks_policy(g, c):
+    """Refused requests never start; allowed ones run; the error names the rule."""
+    def refused(name, args, want):
+        r = c.call("guest-exec", args)
+        desc = r.get("error", {}).get("desc", "")
+        check(f"{g.name}: refused: {name}", r.get("error", {}).get("class") == "GenericError" and want in desc, str(r))
+    marker = "/tmp/started-anyway"
+    refused("a program not allowed", {"path": "touch", "arg": [marker]}, "program '/bin/touch' is not allowed")
+    refused("busybox by its own name", {"path": "busybox", "arg": ["touch", marker]}, "is not allowed")
+    refused("arguments matching no rule", {"path": "echo", "arg": ["bye", "x"]}, "match no rule")
+    refused("a user not allowed", {"path": "sh", "arg": ["-c", f"touch {marker}"], "user": "daemon"}, "user 'daemon' is not allowed")
+    refused("a cwd not allowed", {"path": "sh", "arg": ["-c", f"touch {marker}"], "cwd": "/root"}, "working directory '/root'")
+    refused("a denied environment variable", {"path": "sh", "arg": ["-c", f"touch {marker}"], "env": ["LD_PRELOAD=/x.so"]},
+            "'LD_PRELOAD' matches 'LD_*'")
+    refused("a profile not offered", {"path": "sh", "arg": ["-c", f"touch {marker}"], "profile": "none"}, "profile 'none'")
+    st = c.exec_wait({"path": "echo", "arg": ["hello", "secret-marker-4711"], "capture-output": True})
+    check(f"{g.name}: an exact-argv rule lets its argv run", unb64(st.get("out-data")) == b"hello secret-marker-4711\n", str(st))
+    st = c.exec_wait({"path": "sh", "arg": ["-c", f"test -e {marker} && echo started || echo never; id -un; pwd"],
+                      "capture-output": True, "user": "nobody", "cwd": "/tmp"})
+    check(f"{g.name}: nothing refused ever started; an allowed user and cwd run",
+          unb64(st.get("out-data")) == b"never\nnobody\n/tmp\n", str(st))
+
+
+def checks_confinement(g, c):
+    """Each layer observed from inside the child."""
+    sh = lambda script, **kw: c.exec_wait({"path": "sh", "arg": ["-c", script], "capture-output": True, **kw}, timeout=60)
+    out = lambda st: unb64(st.get("out-data")).decode(errors="replace") + unb64(st.get("err-data")).decode(errors="replace")
+    c.exec_wait({"path": "mkdir", "arg": ["-p", "/tmp/ll"]})
+    st = sh("echo a > /tmp/ll/a && echo inside-ok; echo b > /tmp/outside && echo outside-written", profile="ll")
+    conf = st.get("confinement", {})
+    check(f"{g.name}: landlock: a write outside the allowed paths fails",
+          "inside-ok" in out(st) and "outside-written" not in out(st) and "Permission denied" in out(st)
+          and conf.get("landlock") in ("enforced", "partial") and conf.get("profile") == "ll", f"{st} {out(st)!r}")
+    st = sh("ulimit -n", profile="limits")
+    check(f"{g.name}: rlimit nofile", out(st).strip() == "64", out(st))
+    st = sh("i=0; while [ $i -lt 40 ]; do sleep 5 & i=$((i+1)); done; wait", profile="limits")
+    check(f"{g.name}: a fork bomb stops at pids.max",
+          "fork" in out(st).lower() or "resource temporarily unavailable" in out(st).lower(), f"{st} {out(st)[:300]!r}")
+    st = c.exec_wait({"path": "dd", "arg": ["if=/dev/zero", "of=/dev/null", "bs=64M", "count=1"], "profile": "limits"}, timeout=60)
+    cg = st.get("cgroup", {})
+    check(f"{g.name}: an allocation over memory.max is an OOM kill the status reports",
+          st.get("signal") == signal.SIGKILL and cg.get("oom-killed") is True and cg.get("memory-peak", 0) > 0, str(st))
+    st = sh("mkdir -p /tmp/mnt; mount -t tmpfs none /tmp/mnt 2>&1; echo rc=$?", profile="sc")
+    check(f"{g.name}: seccomp: a denied syscall (mount) fails with EPERM",
+          "Operation not permitted" in out(st) and "rc=0" not in out(st) and st.get("confinement", {}).get("seccomp") is True, out(st))
+    st = sh("mount -t tmpfs none /tmp/mnt 2>&1 && echo mounted && umount /tmp/mnt")
+    check(f"{g.name}: without the profile the same mount works (root)", "mounted" in out(st), out(st))
+    # A setuid-root program run by nobody: its state file is root's unless
+    # no_new_privs kept the gain from happening.
+    probe = ("mkdir -p /tmp/nnp$1 && cd /tmp/nnp$1 && QGA_CONF=/nonexistent /bin/qga-suid -m unix-listen -p s -t . & "
+             "sleep 2; kill $!; stat -c %u /tmp/nnp$1/qga.state")
+    c.exec_wait({"path": "mkdir", "arg": ["-p", "-m", "1777", "/tmp/nnp-a", "/tmp/nnp-b"]})
+    plain = sh(probe.replace("$1", "-a"), user="nobody", cwd="/tmp")
+    nnp = sh(probe.replace("$1", "-b"), user="nobody", cwd="/tmp", profile="nnp")
+    check(f"{g.name}: no_new_privs blocks a setuid gain (without it the gain happens)",
+          out(plain).strip().endswith("0") and out(nnp).strip().endswith("65534"), f"{out(plain)!r} vs {out(nnp)!r}")
+    # terminate kills a daemonised grandchild through the cgroup.
+    pid = c.ok("guest-exec", {"path": "sh", "arg": ["-c", "setsid sleep 777 </dev/null >/dev/null 2>&1 & sleep 600"],
+                              "profile": "cg"})["pid"]
+    time.sleep(1.0)
+    c.ok("guest-exec-terminate", {"pid": pid})
+    st = c.ok("guest-exec-status", {"pid": pid, "wait": 10}, timeout=15)
+    time.sleep(0.5)
+    left = sh("ps -o pid,args | grep 'sleep 777' | grep -v grep || true")
+    check(f"{g.name}: terminate kills a daemonised grandchild through the cgroup",
+          st.get("signal") == signal.SIGKILL and "sleep 777" not in out(left), f"{st} {out(left)!r}")
+
+
+def checks_audit(g, c):
+    """One record per exec request (started or refused), never the argv."""
+    requests = c.execs
+    st = c.exec_wait({"path": "cat", "arg": ["/run/qga-audit.log"], "capture-output": True})
+    text = unb64(st.get("out-data")).decode(errors="replace")
+    recs = [json.loads(l) for l in text.splitlines() if l.strip()]
+    execs = [r for r in recs if r.get("event") in ("exec-start", "exec-refused")]
+    # requests: exec requests made so far, plus this cat.
+    # The cat's own record may be written before or after it reads.
+    check(f"{g.name}: audit: one record per guest-exec request", requests <= len(execs) <= requests + 1,
+          f"{len(execs)} records for {requests} requests before this one")
+    check(f"{g.name}: audit: no argv in the records", "sleep 777" not in text and "secret-marker" not in text and "nnp-a" not in text,
+          text[-400:])
+    ends = [r for r in recs if r.get("event") == "exec-end"]
+    check(f"{g.name}: audit: an end record with the outcome (OOM seen)", any(r.get("oom-kill") for r in ends), str(ends[-3:]))
+
+
+def guest_confined(opts):
+    g = Guest("confined", opts)
+    g.initramfs = confined_initramfs(opts)
+    try:
+        c = boot(g)
+        if not c:
+            return
+        guard(g, checks_policy, c)
+        guard(g, checks_confinement, c)
+        guard(g, checks_audit, c)
+    finally:
+        g.stop()
+
+
 def guest_isa(opts):
     g = Guest("isa-serial", opts, "isa", "-m isa-serial -p /dev/ttyS1")
     try:
@@ -893,7 +1048,7 @@ def main():
         f"qgactl {'present' if qgactl_path() else 'absent'}")
 
     only = set(opts.only.split(","))
-    for name, fn in (("virtio", guest_virtio), ("isa", guest_isa), ("vsock", guest_vsock)):
+    for name, fn in (("virtio", guest_virtio), ("confined", guest_confined), ("isa", guest_isa), ("vsock", guest_vsock)):
         if name in only:
             fn(opts)
 

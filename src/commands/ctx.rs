@@ -20,6 +20,9 @@ pub struct GuestState {
     pub init_mode: bool,
     /// Open guest-file handles.
     pub files: super::files::Files,
+    /// The guest owner's exec policy and its compiled profiles, fixed at
+    /// start-up (`--exec-policy`); None: guest-exec as qemu-ga's.
+    pub exec_policy: Option<std::rc::Rc<crate::policy::ExecPolicy>>,
 }
 
 /// A handler's capabilities: configuration, guest state, the process
@@ -39,6 +42,7 @@ impl Ctx<'_> {
         let (path, args) = argv.split_first().ok_or_else(|| QgaError::generic("no helper program"))?;
         let spec = SpawnSpec {
             path: to_c_string(path),
+            argv0: None,
             args: args.iter().map(|a| to_c_string(a)).collect(),
             env: None,
             stdin: if input.is_some() { Redirect::Pipe } else { Redirect::Null },
@@ -49,7 +53,7 @@ impl Ctx<'_> {
             tty: None,
         };
         let opts = ExecOptions { internal: true, ..Default::default() };
-        self.procs.start(self.registry, &spec, NewProcess { input, opts })
+        self.procs.start(self.registry, &spec, NewProcess { input, opts, confined: None })
     }
 
     /// Collects exits and drains ready pipes now (before answering

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use super::{Ctx, Outcome};
 use crate::exec::{ExecOptions, NewProcess};
+use crate::policy::ExecRequest;
 use crate::json::utf8::to_c_string;
 use crate::json::{Object, Value};
 use crate::protocol::{qbase64_decode, Args, QgaError};
@@ -107,6 +108,18 @@ fn merge_env(mut inherited: Vec<String>, entries: Vec<String>) -> Vec<String> {
     inherited
 }
 
+/// The PATH a child searches (GLib's): its own environment's (the first
+/// PATH entry GLib finds; merged, the last one given wins), else the
+/// agent's, else GLib's default.
+fn search_path(env: Option<&[String]>, merge: bool) -> Vec<u8> {
+    let path = |kv: &String| kv.strip_prefix("PATH=").map(str::to_string);
+    let own = env.and_then(|e| if merge { e.iter().rev().find_map(path) } else { e.iter().find_map(path) });
+    match own {
+        Some(p) => p.as_bytes().to_vec(),
+        None => std::env::var_os("PATH").map_or_else(|| sys::spawn::DEFAULT_PATH.to_vec(), |p| p.into_encoded_bytes()),
+    }
+}
+
 /// The environment a child gets, or None to inherit the agent's as it is.
 /// Without `env`, a `user` gets the agent's with its HOME, USER and
 /// LOGNAME; `env` replaces that, or with `merge` adds to it (same names
@@ -165,6 +178,7 @@ pub fn exec(ctx: &mut Ctx<'_>, mut a: Args) -> Result<Outcome, QgaError> {
     let cols = a.opt_int("cols")?;
     let rusage = a.opt_bool("rusage")?.unwrap_or(false);
     let env_merge = a.opt_bool("env-merge")?.unwrap_or(false);
+    let profile = a.opt_str("profile")?;
     a.finish()?;
 
     let input = input.map(qbase64_decode).transpose()?;
@@ -182,6 +196,32 @@ pub fn exec(ctx: &mut Ctx<'_>, mut a: Args) -> Result<Outcome, QgaError> {
     if let Some(dir) = &cwd {
         check_cwd(dir)?;
     }
+    let arg = arg.unwrap_or_default();
+    // The owner's policy decides before anything is looked up or started.
+    let policy = ctx.guest.exec_policy.clone();
+    let (program, user, confine) = match &policy {
+        None if profile.is_some() => {
+            return Err(QgaError::generic("Parameter 'profile' requires an exec policy (--exec-policy)"));
+        }
+        None => (None, user, None),
+        Some(p) => {
+            let req = ExecRequest {
+                path: &path,
+                args: &arg,
+                user: user.as_deref(),
+                cwd: cwd.as_deref(),
+                env: env.as_deref(),
+                search_path: &search_path(env.as_deref(), env_merge),
+                input_data: input.is_some(),
+                terminal: tty,
+                stream: stream || input_stream,
+                profile: profile.as_deref(),
+            };
+            let allowed = p.rules.check(&req).map_err(|r| QgaError::generic(format!("guest-exec refused: {}", r.0)))?;
+            let confine = allowed.profile.map(|spec| p.prepare(spec)).transpose()?;
+            (Some(allowed.program), allowed.user, confine)
+        }
+    };
     let pw = user.as_deref().map(lookup_user).transpose()?;
     let env = child_env(pw.as_ref(), env, env_merge, tty);
     let credentials = pw.map(|pw| Credentials {
@@ -202,9 +242,14 @@ pub fn exec(ctx: &mut Ctx<'_>, mut a: Args) -> Result<Outcome, QgaError> {
     // Protocol text reaches the kernel as qemu-ga passes it: a U+0000 in
     // a string is the modified-UTF-8 pair C0 80, never a terminator.
     let c_list = |l: Vec<String>| l.iter().map(|s| to_c_string(s)).collect::<Vec<_>>();
+    let (confinement, confined) = match confine {
+        Some((c, k)) => (Some(c), Some(k)),
+        None => (None, None),
+    };
     let spec = SpawnSpec {
-        path: to_c_string(&path),
-        args: c_list(arg.unwrap_or_default()),
+        argv0: program.as_ref().map(|_| to_c_string(&path)),
+        path: to_c_string(program.as_deref().unwrap_or(&path)),
+        args: c_list(arg),
         env: env.map(c_list),
         stdin: if !tty && (input.is_some() || input_stream) { Redirect::Pipe } else { Redirect::Null },
         stdout,
@@ -212,11 +257,13 @@ pub fn exec(ctx: &mut Ctx<'_>, mut a: Args) -> Result<Outcome, QgaError> {
         cwd: cwd.as_deref().map(to_c_string),
         credentials,
         tty: size,
+        confine: confinement,
+        cgroup_procs: confined.as_ref().and_then(|k| k.cgroup.as_ref().map(|c| c.procs_fd())),
     };
     // A terminal is streamed both ways.
     let opts =
         ExecOptions { internal: false, input_stream: input_stream || tty, stream: stream || tty, timeout, rusage };
-    let pid = ctx.procs.start(ctx.registry, &spec, NewProcess { input, opts })?;
+    let pid = ctx.procs.start(ctx.registry, &spec, NewProcess { input, opts, confined })?;
     Ok(Outcome::Return(Value::Object(Object::new().with("pid", Value::Int(i64::from(pid))))))
 }
 
@@ -287,6 +334,32 @@ pub fn collect_status(ctx: &mut Ctx<'_>, pid: i64) -> Result<Value, QgaError> {
         ru.push("system-us", n(u.system_us));
         ru.push("max-rss-kib", n(u.max_rss_kib));
         obj.push("rusage", Value::Object(ru));
+    }
+    // Only for a process that an exec policy's profile confined.
+    let n = |v: u64| Value::Int(i64::try_from(v).unwrap_or(i64::MAX));
+    if let Some(c) = st.confinement {
+        let mut o = Object::new();
+        o.push("profile", Value::Str(c.profile));
+        o.push("no-new-privs", Value::Bool(c.no_new_privs));
+        if let Some(l) = c.landlock {
+            o.push("landlock", Value::Str(l.to_string()));
+        }
+        if let Some(abi) = c.landlock_abi {
+            o.push("landlock-abi", Value::Int(i64::from(abi)));
+        }
+        o.push("seccomp", Value::Bool(c.seccomp));
+        obj.push("confinement", Value::Object(o));
+    }
+    if let Some(cg) = st.cgroup {
+        let mut o = Object::new();
+        if let Some(peak) = cg.memory_peak {
+            o.push("memory-peak", n(peak));
+        }
+        o.push("oom-killed", Value::Bool(cg.oom_kills > 0));
+        if let Some(us) = cg.cpu_usec {
+            o.push("cpu-us", n(us));
+        }
+        obj.push("cgroup", Value::Object(o));
     }
     Ok(Value::Object(obj))
 }

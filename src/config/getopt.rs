@@ -36,6 +36,7 @@ pub(super) const EXT_LONG_OPTS: &[(&str, HasArg, char)] = &[
     ("modules-dir", HasArg::Required, '2'),
     ("max-output", HasArg::Required, '3'),
     ("max-clients", HasArg::Required, '4'),
+    ("exec-policy", HasArg::Required, 'P'),
 ];
 
 /// qemu-ga's GUEST_EXEC_MAX_OUTPUT: the default `max-output`.

@@ -50,6 +50,9 @@ pub fn dump(cfg: &Config) -> String {
     if let Some(d) = &cfg.modules_dir {
         kv("modules-dir", d);
     }
+    if let Some(p) = &cfg.exec_policy {
+        kv("exec-policy", p);
+    }
     if let Some(n) = cfg.max_output {
         kv("max-output", &n.to_string());
     }
@@ -154,10 +157,42 @@ pub fn load_text(cfg: &mut Config, text: &str) -> Result<(), String> {
             }
             "init" => cfg.init = parse_bool(key, &value)?,
             "modules-dir" => cfg.modules_dir = Some(value),
+            "exec-policy" => cfg.exec_policy = Some(value),
             "max-output" => cfg.max_output = Some(parse_max_output(&value)?),
             "max-clients" => cfg.max_clients = Some(parse_max_clients(&value)?),
             _ => {}
         }
     }
     Ok(())
+}
+
+/// One group of a key file: its name and its `key=value` entries (values
+/// unescaped), in file order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Group {
+    pub name: String,
+    pub entries: Vec<(String, String)>,
+}
+
+/// Every group of a GKeyFile-format text, with GKeyFile's errors (the
+/// same rules as [`load_text`], for files with groups of their own: the
+/// exec policy).
+pub fn parse_groups(text: &str) -> Result<Vec<Group>, String> {
+    let mut groups: Vec<Group> = Vec::new();
+    for raw in text.lines() {
+        let line = raw.trim_start();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let bad = || format!("Key file contains line \u{201C}{raw}\u{201D} which is not a key-value pair, group, or comment");
+        if line.starts_with('[') {
+            let name = line.trim_end().strip_prefix('[').and_then(|l| l.strip_suffix(']')).ok_or_else(bad)?;
+            groups.push(Group { name: name.to_string(), entries: Vec::new() });
+            continue;
+        }
+        let (k, v) = line.split_once('=').ok_or_else(bad)?;
+        let group = groups.last_mut().ok_or("Key file does not start with a group")?;
+        group.entries.push((k.trim_end().to_string(), unescape_value(v.trim_start())?));
+    }
+    Ok(groups)
 }

@@ -7,7 +7,7 @@ mod keyfile;
 
 use getopt::{getopt, Opt};
 use keyfile::load_file;
-pub use keyfile::{dump, load_text};
+pub use keyfile::{dump, load_text, parse_groups, Group};
 
 pub const VERSION: &str = "10.2.0";
 pub const DEFAULT_CONFIG: &str = "/etc/qemu/qemu-ga.conf";
@@ -44,6 +44,9 @@ pub struct Config {
     /// qga extension `--modules-dir` / `modules-dir=`: kernel modules to
     /// load (file-name order) before opening the channel, in PID 1 mode.
     pub modules_dir: Option<String>,
+    /// qga extension `--exec-policy` / `exec-policy=`: the guest owner's
+    /// exec policy file (src/policy; docs/security.md).
+    pub exec_policy: Option<String>,
 }
 
 impl Config {
@@ -162,7 +165,8 @@ QEMU Guest Agent {VERSION}
 
 qga extends qemu-ga with --init and --modules-dir (PID 1 mode),
 --max-output BYTES (captured output kept per stream, default 16M) and
---max-clients N (clients served at once on a socket, default 1); see README.md.
+--max-clients N (clients served at once on a socket, default 1) and
+--exec-policy FILE (what guest-exec may run, how confined); see README.md.
 "
     )
 }
@@ -249,6 +253,7 @@ pub fn parse_with(
                     'h' => return Action::Print(usage(argv0)),
                     '1' => cfg.init = true,
                     '2' => cfg.modules_dir = Some(v),
+                    'P' => cfg.exec_policy = Some(v),
                     '3' | '4' => {
                         let r = if c == '3' {
                             parse_max_output(&v).map(|n| cfg.max_output = Some(n))

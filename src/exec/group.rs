@@ -57,6 +57,8 @@ impl ProcessTable {
         while let Ok(Some((pid, status, usage))) = process::reap_any() {
             self.on_reaped(pid, status, usage);
         }
+        // A daemon left in a collected result's cgroup may have ended.
+        self.lingering.retain(|cg| cg.populated() || cg.remove().is_err());
     }
 
     /// Records a reaped child. Returns false if the pid is not ours.
@@ -114,6 +116,14 @@ impl ProcessTable {
             // a member born by the reap proves the group is ours.
             (Some(_), Some(ticks)) => self.members.is_still_ours(pass, p.pid, ticks),
         };
+        // With a cgroup of its own, SIGKILL reaches exactly everything the
+        // process started, daemons that left its group included.
+        if let Some(cg) = p.confined.as_ref().and_then(|c| c.cgroup.as_ref()) {
+            if sig == libc::SIGKILL && cg.populated() {
+                let killed = cg.kill().is_ok();
+                return (ours && process::kill_group(p.pid, sig).is_ok()) || killed;
+            }
+        }
         // ESRCH (the group is gone meanwhile) is not an error.
         ours && process::kill_group(p.pid, sig).is_ok()
     }

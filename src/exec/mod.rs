@@ -50,6 +50,7 @@ use crate::sys::libc;
 use crate::sys::process::{Pid, Usage, WaitStatus};
 use crate::sys::pty::{self, Winsize};
 use crate::sys::spawn::{self, SpawnError, SpawnSpec, Stage};
+use crate::sys::confine::cgroup::{Cgroup, CgroupStats};
 use crate::sys::{fd, LentBytes};
 
 /// Entries (running or finished and unclaimed) tracked at once.
@@ -225,6 +226,30 @@ pub struct Process {
     /// nor ignores it: unless the leader dies of a signal, it ended by
     /// itself.
     timeout_must_kill: bool,
+    /// Its confinement profile and cgroup leaf (exec policy).
+    confined: Option<Confined>,
+    /// What its cgroup saw, read when the result became complete.
+    cgroup_stats: Option<CgroupStats>,
+}
+
+/// How a confined process runs: what its profile applied, and the cgroup
+/// leaf of its own that it and everything it starts stay in.
+#[derive(Debug)]
+pub struct Confined {
+    pub report: ConfineReport,
+    pub cgroup: Option<Cgroup>,
+}
+
+/// What a profile applied to a child, as its status reports it.
+#[derive(Debug, Clone)]
+pub struct ConfineReport {
+    pub profile: String,
+    pub no_new_privs: bool,
+    /// `enforced`, `partial` (the kernel knows fewer rights than asked) or
+    /// `unsupported` (best-effort on a kernel without Landlock).
+    pub landlock: Option<&'static str>,
+    pub landlock_abi: Option<i32>,
+    pub seccomp: bool,
 }
 
 impl Process {
@@ -266,6 +291,10 @@ pub struct ExecStatus {
     pub timed_out: Option<bool>,
     /// Present when the process was started with `rusage`.
     pub usage: Option<Usage>,
+    /// Present when a confinement profile applied (final status only).
+    pub confinement: Option<ConfineReport>,
+    /// What the process's cgroup saw (final status of a profile with one).
+    pub cgroup: Option<CgroupStats>,
 }
 
 /// Output of one stream in a status.
@@ -282,6 +311,8 @@ pub struct NewProcess {
     /// input-data for its stdin.
     pub input: Option<Vec<u8>>,
     pub opts: ExecOptions,
+    /// Its confinement (exec policy), if any.
+    pub confined: Option<Confined>,
 }
 
 #[derive(Debug, Default)]
@@ -310,6 +341,9 @@ pub struct ProcessTable {
     members: group::MemberCache,
     /// Loop passes so far (counted by `enforce_deadlines`).
     pass: u64,
+    /// cgroup leaves of collected results that something still runs in
+    /// (a daemon): removed once empty.
+    lingering: Vec<Cgroup>,
 }
 
 fn token_for(slot: usize, kind: Kind) -> Token {
@@ -383,7 +417,7 @@ impl ProcessTable {
 
     /// Adds a freshly spawned child and registers its pipes.
     fn insert(&mut self, registry: &Registry, spawned: spawn::Spawned, new: NewProcess) -> Pid {
-        let NewProcess { input, opts } = new;
+        let NewProcess { input, opts, confined } = new;
         let pid = spawned.pid;
         // The kernel reused the pid of a result nobody collected: that
         // result can no longer be addressed, so it goes.
@@ -438,6 +472,8 @@ impl ProcessTable {
             kill_at: None,
             timed_out: false,
             timeout_must_kill: false,
+            confined,
+            cgroup_stats: None,
         };
         for kind in [Kind::Stdin, Kind::Stdout, Kind::Stderr] {
             self.ready.push((slot, kind));
@@ -489,6 +525,11 @@ impl ProcessTable {
         self.ready.retain(|&(s, _)| s != slot);
         self.starved.retain(|&(s, _)| s != slot);
         self.free.push(slot);
+        if let Some(cg) = p.confined.as_mut().and_then(|c| c.cgroup.take()) {
+            if cg.populated() || cg.remove().is_err() {
+                self.lingering.push(cg);
+            }
+        }
         Some(p)
     }
 
@@ -557,6 +598,8 @@ impl ProcessTable {
         }
         st.timed_out = p.opts.timeout.is_some().then_some(p.timed_out);
         st.usage = p.opts.rusage.then_some(p.usage);
+        st.confinement = p.confined.as_ref().map(|c| c.report.clone());
+        st.cgroup = p.cgroup_stats.take();
         Ok(st)
     }
 

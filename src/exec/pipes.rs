@@ -324,6 +324,14 @@ impl ProcessTable {
                 p.kill_at = None;
                 self.finished_counter += 1;
                 p.finished_seq = Some(self.finished_counter);
+                if let Some(cg) = p.confined.as_ref().and_then(|c| c.cgroup.as_ref()) {
+                    // A timeout ends the whole tree: what the leader's group
+                    // did not take with it (daemons) goes now.
+                    if p.timed_out && cg.populated() {
+                        let _ = cg.kill();
+                    }
+                    p.cgroup_stats = Some(cg.stats());
+                }
             }
         }
     }

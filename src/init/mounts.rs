@@ -1,6 +1,6 @@
 //! What a bare initramfs lacks: /proc, /sys, /dev (devtmpfs, or a tmpfs
-//! with the basic nodes), /dev/pts, /run, /tmp, the /dev/fd links, and
-//! the process-wide settings of an init.
+//! with the basic nodes), cgroup2 on /sys/fs/cgroup, /dev/pts, /run,
+//! /tmp, the /dev/fd links, and the process-wide settings of an init.
 
 use std::path::Path;
 
@@ -54,6 +54,12 @@ pub fn mount_basics() {
                 mknod_char(&format!("/dev/{name}"), major, minor, mode);
             }
         }
+    }
+    // cgroup v2, as systemd mounts it: exec policy profiles with limits
+    // make a leaf per exec below it (a kernel without cgroups has no
+    // /sys/fs/cgroup: nothing to mount).
+    if Path::new("/sys/fs/cgroup").is_dir() && !is_mounted("/sys/fs/cgroup") {
+        mount("cgroup2", "/sys/fs/cgroup", "cgroup2", NOSUID_NODEV_NOEXEC, "");
     }
     if !is_mounted("/dev/pts") {
         mount("devpts", "/dev/pts", "devpts", libc::MS_NOSUID | libc::MS_NOEXEC, "gid=5,mode=620,ptmxmode=666");

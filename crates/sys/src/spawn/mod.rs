@@ -48,6 +48,9 @@ pub struct Credentials {
 #[derive(Debug, Clone)]
 pub struct SpawnSpec {
     pub path: CString,
+    /// argv[0] when it is not `path` (an exec policy runs the resolved
+    /// program while the child still sees the name it was asked by).
+    pub argv0: Option<CString>,
     pub args: Vec<CString>,
     /// `NAME=value` entries; replaces the whole environment when present.
     pub env: Option<Vec<CString>>,
@@ -110,7 +113,7 @@ const CAPTURE_PIPE_SIZE: libc::c_int = 1 << 20;
 /// Starts the child (gspawn.c's `fork_exec()`, or its posix_spawn fast
 /// path `do_posix_spawn()` when nothing needs the fork).
 pub fn spawn(spec: &SpawnSpec) -> Result<Spawned, SpawnError> {
-    let argv: Vec<&CString> = std::iter::once(&spec.path).chain(&spec.args).collect();
+    let argv: Vec<&CString> = std::iter::once(spec.argv0.as_ref().unwrap_or(&spec.path)).chain(&spec.args).collect();
     let envp: Vec<CString> = match &spec.env {
         Some(list) => list.clone(),
         None => std::env::vars_os()
@@ -215,6 +218,7 @@ mod tests {
     fn an_empty_name_has_no_candidates() {
         let spec = SpawnSpec {
             path: CString::default(),
+            argv0: None,
             args: Vec::new(),
             env: Some(vec![CString::new("PATH=/bin").unwrap()]),
             stdin: Redirect::Null,
