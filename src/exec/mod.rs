@@ -230,6 +230,12 @@ pub struct Process {
     confined: Option<Confined>,
     /// What its cgroup saw, read when the result became complete.
     cgroup_stats: Option<CgroupStats>,
+    /// Bytes written to its stdin and read from its output (the audit's
+    /// exec-end record).
+    bytes_in: u64,
+    bytes_out: u64,
+    /// When it was started.
+    started: Instant,
 }
 
 /// How a confined process runs: what its profile applied, and the cgroup
@@ -474,6 +480,9 @@ impl ProcessTable {
             timeout_must_kill: false,
             confined,
             cgroup_stats: None,
+            bytes_in: 0,
+            bytes_out: 0,
+            started: Instant::now(),
         };
         for kind in [Kind::Stdin, Kind::Stdout, Kind::Stderr] {
             self.ready.push((slot, kind));

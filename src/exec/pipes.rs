@@ -61,7 +61,9 @@ impl ProcessTable {
         // A terminal's buffers are not a pipe's: only EAGAIN means full.
         let is_pipe = p.terminal.is_none();
         let Some(feed) = p.stdin.as_mut() else { return false };
+        let before = feed.written;
         let more = Self::feed_pipe(feed, &mut p.lent_in_pipe, is_pipe, p.pid);
+        p.bytes_in += feed.written.saturating_sub(before) as u64;
         feed.recharge(&mut self.pending_input);
         if let Some(more) = more {
             return more;
@@ -154,6 +156,8 @@ impl ProcessTable {
         let mut budget = PIPE_BUDGET;
         let mut eof = false;
         let mut starved = false;
+        // Bytes the child wrote that were read this call (kept or not).
+        let mut got = 0u64;
         loop {
             let room = limit.saturating_sub(cap.data.len());
             if streamed && room == 0 {
@@ -209,6 +213,7 @@ impl ProcessTable {
                     break;
                 }
                 Ok(n) => {
+                    got += n as u64;
                     budget = budget.saturating_sub(n);
                     if let Some(left) = cap.drain_left.as_mut() {
                         *left = left.saturating_sub(n);
@@ -257,6 +262,9 @@ impl ProcessTable {
         }
         if eof {
             self.release_terminal(registry, slot);
+        }
+        if let Some(Some(p)) = self.slots.get_mut(slot) {
+            p.bytes_out += got;
         }
         more
     }
