@@ -212,6 +212,8 @@ pub fn exec(ctx: &mut Ctx<'_>, mut a: Args) -> Result<Outcome, QgaError> {
         cwd: cwd.as_deref().map(to_c_string),
         credentials,
         tty: size,
+        confine: None,
+        cgroup_procs: None,
     };
     // A terminal is streamed both ways.
     let opts =
