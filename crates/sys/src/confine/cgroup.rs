@@ -142,9 +142,13 @@ impl Cgroup {
     /// the freeze took), then it is thawed (a frozen task still dies).
     pub fn kill(&self) -> Result<(), Errno> {
         match write_at(self.dir.as_fd(), c"cgroup.kill", b"1") {
-            Err(Errno::ENOENT) => {}
-            other => return other,
+            Err(Errno::ENOENT) => self.kill_frozen(),
+            other => other,
         }
+    }
+
+    /// [`kill`](Self::kill) before cgroup.kill (kernels 5.2 to 5.13).
+    fn kill_frozen(&self) -> Result<(), Errno> {
         let frozen = write_at(self.dir.as_fd(), c"cgroup.freeze", b"1").is_ok();
         let result = self.kill_listed();
         if frozen {
@@ -319,33 +323,77 @@ mod tests {
         assert_eq!(keyed_value("", "populated"), None);
     }
 
-    /// A real leaf where cgroup2 with memory, pids and cpu is delegated to
-    /// this process's parent cgroup (the VM suites); a skip line elsewhere.
-    #[test]
-    fn a_leaf_limits_and_kills_its_processes() {
-        let Some(parent) = super::super::tests::cgroup_parent() else { return };
-        let limits = CgroupLimits { memory_max: Some(64 << 20), pids_max: Some(16), cpu_max: Some((50_000, 100_000)) };
-        let name = format!("qga-sys-test-{}", std::process::id());
-        let cg = Cgroup::create(&parent, &name, &limits).expect("create a leaf");
-        assert_eq!(std::fs::read_to_string(cg.path().join("pids.max")).unwrap().trim(), "16");
-        assert_eq!(std::fs::read_to_string(cg.path().join("memory.max")).unwrap().trim(), (64u64 << 20).to_string());
-        assert_eq!(std::fs::read_to_string(cg.path().join("cpu.max")).unwrap().trim(), "50000 100000");
-        assert!(!cg.populated());
-        let pid = super::super::tests::spawn_in_cgroup(&cg, "sleep 30 & sleep 30");
-        assert!(cg.populated());
-        cg.kill().expect("kill the leaf");
-        let _ = crate::process::wait_for(pid);
+    /// Waits (at most 2 s) until nothing is left in `cg`.
+    fn wait_empty(cg: &Cgroup) -> bool {
         for _ in 0..200 {
             if !cg.populated() {
-                break;
+                return true;
             }
             std::thread::sleep(std::time::Duration::from_millis(10));
         }
-        assert!(!cg.populated(), "the backgrounded grandchild survived the kill");
-        let stats = cg.stats();
-        assert_eq!(stats.oom_kills, 0);
-        assert!(stats.cpu_usec.is_some());
-        cg.remove().expect("remove the empty leaf");
+        false
+    }
+
+    /// A real leaf on the cgroup2 root (as root): the child joins it before
+    /// exec, a backgrounded grandchild is killed with it (cgroup.kill, then
+    /// the freeze-and-kill fallback), and the limits the root's controllers
+    /// allow are written. A skip line where there is no cgroup2 or no root.
+    #[test]
+    fn a_leaf_holds_limits_and_kills_its_whole_tree() {
+        let Some((parent, enabled)) = super::super::tests::cgroup_parent() else { return };
+        let on = |c: &str| enabled.iter().any(|e| e == c);
+        let limits = CgroupLimits {
+            memory_max: on("memory").then_some(64 << 20),
+            pids_max: on("pids").then_some(16),
+            cpu_max: on("cpu").then_some((50_000, 100_000)),
+        };
+        let missing: Vec<&str> = ["memory", "pids", "cpu"].into_iter().filter(|c| !on(c)).collect();
+        if !missing.is_empty() {
+            super::super::tests::skip(&format!("limits of {missing:?} untested: not enabled in {}", parent.display()));
+        }
+        let name = format!("qga-sys-test-{}", std::process::id());
+        let cg = Cgroup::create(&parent, &name, &limits).expect("create a leaf");
+        let read = |f: &str| std::fs::read_to_string(cg.path().join(f)).unwrap().trim().to_string();
+        if on("pids") {
+            assert_eq!(read("pids.max"), "16");
+        }
+        if on("memory") {
+            assert_eq!(read("memory.max"), (64u64 << 20).to_string());
+        }
+        if on("cpu") {
+            assert_eq!(read("cpu.max"), "50000 100000");
+        }
+        assert!(!cg.populated());
+        type Kill = fn(&Cgroup) -> Result<(), Errno>;
+        let kills: [(&str, Kill); 2] = [("cgroup.kill", Cgroup::kill), ("freeze and kill", Cgroup::kill_frozen)];
+        for (how, kill) in kills {
+            if how == "cgroup.kill" && !cg.path().join("cgroup.kill").exists() {
+                super::super::tests::skip("no cgroup.kill (kernel before 5.14)");
+                continue;
+            }
+            let pid = super::super::tests::spawn_in_cgroup(&cg, "sleep 30 & sleep 30");
+            let own = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+            assert!(unified_path_in(&own).is_some_and(|p| p.ends_with(&format!("/{name}"))), "{own}");
+            assert!(cg.populated());
+            kill(&cg).expect(how);
+            let _ = crate::process::wait_for(pid);
+            assert!(wait_empty(&cg), "{how}: the backgrounded grandchild survived");
+        }
+        assert_eq!(cg.remove(), Ok(()));
+        assert_eq!(cg.stats().cpu_usec, None, "stats of a removed leaf");
         assert_eq!(Cgroup::create(&parent, "a/b", &limits).unwrap_err(), Errno::EINVAL);
+    }
+
+    #[test]
+    fn a_leaf_reports_what_it_saw() {
+        let Some((parent, _)) = super::super::tests::cgroup_parent() else { return };
+        let cg = Cgroup::create(&parent, &format!("qga-sys-stats-{}", std::process::id()), &CgroupLimits::default())
+            .unwrap();
+        let pid = super::super::tests::spawn_in_cgroup(&cg, "i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done");
+        let _ = crate::process::wait_for(pid);
+        assert!(wait_empty(&cg));
+        let stats = cg.stats();
+        assert!(stats.cpu_usec.is_some_and(|u| u > 0), "{stats:?}");
+        assert_eq!(stats.oom_kills, 0);
     }
 }

@@ -54,7 +54,7 @@ pub fn landlock_abi() -> Option<i32> {
             CREATE_RULESET_VERSION,
         )
     };
-    (v > 0).then(|| v as i32)
+    (v > 0).then_some(v as i32)
 }
 
 impl LandlockRuleset {

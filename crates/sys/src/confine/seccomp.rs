@@ -123,38 +123,32 @@ const SYSCALLS: &[(&str, libc::c_long)] = &[
     ("syslog", libc::SYS_syslog),
     ("unshare", libc::SYS_unshare),
     ("vhangup", libc::SYS_vhangup),
-    // x86_64's legacy calls; elsewhere they are in LEGACY (nothing to deny).
-    #[cfg(target_arch = "x86_64")]
-    ("_sysctl", libc::SYS__sysctl),
-    #[cfg(target_arch = "x86_64")]
-    ("ioperm", libc::SYS_ioperm),
-    #[cfg(target_arch = "x86_64")]
-    ("iopl", libc::SYS_iopl),
-    #[cfg(target_arch = "x86_64")]
-    ("mknod", libc::SYS_mknod),
-    #[cfg(target_arch = "x86_64")]
-    ("sysfs", libc::SYS_sysfs),
-    #[cfg(target_arch = "x86_64")]
-    ("uselib", libc::SYS_uselib),
-    #[cfg(target_arch = "x86_64")]
-    ("ustat", libc::SYS_ustat),
 ];
 
-/// Names of calls that exist on another architecture the agent builds for
-/// but not on this one: denying them is a no-op, not an error (one
+/// x86_64's legacy calls: the asm-generic table of aarch64 and riscv64
+/// has none of them, so there denying them is a no-op, not an error (one
 /// profile serves every architecture).
+pub(super) const LEGACY_NAMES: [&str; 7] = ["_sysctl", "ioperm", "iopl", "mknod", "sysfs", "uselib", "ustat"];
 #[cfg(target_arch = "x86_64")]
-const LEGACY: &[&str] = &[];
+const LEGACY: &[(&str, libc::c_long)] = &[
+    ("_sysctl", libc::SYS__sysctl),
+    ("ioperm", libc::SYS_ioperm),
+    ("iopl", libc::SYS_iopl),
+    ("mknod", libc::SYS_mknod),
+    ("sysfs", libc::SYS_sysfs),
+    ("uselib", libc::SYS_uselib),
+    ("ustat", libc::SYS_ustat),
+];
 #[cfg(not(target_arch = "x86_64"))]
-const LEGACY: &[&str] = &["_sysctl", "ioperm", "iopl", "mknod", "sysfs", "uselib", "ustat"];
+const LEGACY: &[(&str, libc::c_long)] = &[];
 
 /// The number of a deny list's name here: Ok(None) for a name that has
 /// no call on this architecture, Err for a name this agent does not know.
 pub(super) fn syscall_number(name: &str) -> Result<Option<libc::c_long>, ConfineError> {
-    if let Some(&(_, nr)) = SYSCALLS.iter().find(|(n, _)| *n == name) {
+    if let Some(&(_, nr)) = SYSCALLS.iter().chain(LEGACY).find(|(n, _)| *n == name) {
         return Ok(Some(nr));
     }
-    if LEGACY.contains(&name) {
+    if LEGACY_NAMES.contains(&name) {
         return Ok(None);
     }
     Err(ConfineError::UnknownSyscall(name.to_string()))
@@ -162,7 +156,7 @@ pub(super) fn syscall_number(name: &str) -> Result<Option<libc::c_long>, Confine
 
 /// Every name a deny list may use (for the integrator's docs and checks).
 pub fn known_syscalls() -> impl Iterator<Item = &'static str> {
-    SYSCALLS.iter().map(|(n, _)| *n).chain(LEGACY.iter().copied())
+    SYSCALLS.iter().map(|(n, _)| *n).chain(LEGACY_NAMES)
 }
 
 impl SeccompFilter {
@@ -200,7 +194,7 @@ impl SeccompFilter {
 }
 
 /// BPF instruction codes used by the x32 guard (linux/bpf_common.h).
-#[cfg(any(feature = "confine", test))]
+#[cfg(feature = "confine")]
 mod bpf {
     /// BPF_LD | BPF_W | BPF_ABS
     pub const LD_W_ABS: u16 = 0x20;
@@ -216,7 +210,7 @@ mod bpf {
 /// not its numbers, so the per-number rules cannot match them; this
 /// prologue refuses them all with EPERM (libseccomp blocks them the same
 /// way). Its jumps are relative to itself, so it is prepended as is.
-#[cfg(any(feature = "confine", test))]
+#[cfg(feature = "confine")]
 pub(super) fn x32_guard() -> [libc::sock_filter; 3] {
     let insn = |code, jt, jf, k| libc::sock_filter { code, jt, jf, k };
     [
@@ -238,7 +232,7 @@ fn compile(nrs: &[libc::c_long]) -> Result<Vec<libc::sock_filter>, ConfineError>
     let err = |e: seccompiler::BackendError| ConfineError::Seccomp(e.to_string());
     let arch = TargetArch::try_from(std::env::consts::ARCH).map_err(err)?;
     // An empty rule list: the call matches whatever its arguments.
-    let rules = nrs.iter().map(|&nr| (i64::from(nr), Vec::new())).collect();
+    let rules = nrs.iter().map(|&nr| (nr, Vec::new())).collect();
     let filter =
         seccompiler::SeccompFilter::new(rules, SeccompAction::Allow, SeccompAction::Errno(libc::EPERM as u32), arch)
             .map_err(err)?;
