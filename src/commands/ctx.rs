@@ -51,6 +51,8 @@ impl Ctx<'_> {
             cwd: None,
             credentials: None,
             tty: None,
+            confine: None,
+            cgroup_procs: None,
         };
         let opts = ExecOptions { internal: true, ..Default::default() };
         self.procs.start(self.registry, &spec, NewProcess { input, opts, confined: None })

@@ -373,6 +373,7 @@ pub fn spawn_error_text(e: &SpawnError, spec: &SpawnSpec) -> String {
         Stage::Pipe => format!("Failed to create pipe for communicating with child process ({reason})"),
         Stage::Fork => format!("Failed to fork ({reason})"),
         Stage::Terminal => format!("Failed to open a pseudo-terminal ({reason})"),
+        Stage::Confine => format!("Failed to confine child process ({reason})"),
     }
 }
 

@@ -103,6 +103,15 @@ fn compile_one(spec: &ProfileSpec) -> Result<(Result<Confinement, String>, Optio
     Ok((unusable.map_or(Ok(c), Err), state, abi))
 }
 
+/// Delegates the controllers to `dir`'s children. One the kernel lacks is
+/// only logged: a profile that sets its limit then fails to create its
+/// leaf, and its execs are refused with the reason.
+fn enable(dir: &std::path::Path) {
+    for (name, e) in cgroup::enable_controllers(dir, CONTROLLERS).err().unwrap_or_default() {
+        log::warning(&format!("cannot enable the {name} controller in {}: {e}", dir.display()));
+    }
+}
+
 /// Prepares the directory per-exec cgroups are made in: the agent's own
 /// cgroup when it runs in one (the agent itself moves to a leaf `agent`
 /// below it, as cgroup v2 allows no processes where controllers are
@@ -115,7 +124,7 @@ fn cgroup_base() -> Result<PathBuf, String> {
     let own_dir = mount.join(own.trim_start_matches('/'));
     let base = if own == "/" {
         let base = mount.join("qga");
-        cgroup::enable_controllers(&mount, CONTROLLERS).map_err(|e| fail("enabling controllers at the root", e))?;
+        enable(&mount);
         match std::fs::create_dir(&base) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
@@ -132,7 +141,7 @@ fn cgroup_base() -> Result<PathBuf, String> {
         cgroup::move_self(&leaf).map_err(|e| fail(&format!("moving the agent to {}", leaf.display()), e))?;
         own_dir
     };
-    cgroup::enable_controllers(&base, CONTROLLERS).map_err(|e| fail(&format!("enabling controllers in {}", base.display()), e))?;
+    enable(&base);
     // Leaves left by an earlier instance: the empty ones go.
     if let Ok(dir) = std::fs::read_dir(&base) {
         for e in dir.flatten() {

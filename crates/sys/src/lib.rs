@@ -11,6 +11,7 @@
 
 mod alloc;
 pub mod command;
+pub mod confine;
 mod errno_text;
 pub mod fd;
 pub mod fs;

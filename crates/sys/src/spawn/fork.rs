@@ -1,5 +1,5 @@
-//! The fork path, for children that switch credentials (`user`) or run on
-//! a terminal: fork, set the child up, execve over the candidates, as
+//! The fork path, for children that switch credentials (`user`), run on
+//! a terminal or are confined (a cgroup, a profile): fork, set the child up, execve over the candidates, as
 //! gspawn.c's `fork_exec()` / `do_exec()`. A failure in the child before
 //! exec comes back over a close-on-exec report pipe as (stage, errno),
 //! gspawn.c's `write_err_and_exit()` / `read_ints()`.
@@ -13,6 +13,7 @@ use std::ffi::CString;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
 use super::{Credentials, SpawnError, Stage};
+use crate::confine::{set_no_new_privs_raw, Confinement};
 use crate::fd::pipe;
 use crate::{cvt, Errno};
 
@@ -24,6 +25,10 @@ pub(super) struct ChildPlan<'a> {
     pub creds: Option<&'a Credentials>,
     /// The terminal's slave side: becomes the controlling terminal.
     pub tty: Option<RawFd>,
+    /// Installed after the group/session, before the credentials.
+    pub confine: Option<&'a Confinement>,
+    /// The cgroup's `cgroup.procs` (O_WRONLY), joined first.
+    pub cgroup_procs: Option<RawFd>,
     pub cands: &'a [CString],
     /// NULL-terminated.
     pub argv: &'a [*const libc::c_char],
@@ -87,6 +92,7 @@ fn read_report(fd: &OwnedFd) -> Option<(Stage, i32)> {
         2 => Stage::Chdir,
         3 => Stage::Redirect,
         4 => Stage::Credentials,
+        9 => Stage::Confine,
         _ => Stage::Exec,
     };
     Some((stage, i32::from_ne_bytes([buf[4], buf[5], buf[6], buf[7]])))
@@ -115,8 +121,10 @@ unsafe fn report_and_exit(report: RawFd, stage: Stage) -> ! {
 }
 
 /// Runs in the forked child (gspawn.c's `do_exec()`): signals reset, group
-/// or session, credentials, directory, fds 0-2, exec. Never returns. No
-/// allocation: only stack values and what `plan` points at.
+/// or session, fds from 3 on marked close-on-exec, confinement (cgroup,
+/// rlimits, no_new_privs, Landlock, seccomp: while still root),
+/// credentials, directory, fds 0-2, exec. Never returns. No allocation:
+/// only stack values and what `plan` points at.
 ///
 /// # Safety
 /// Only in the child of a fork of a single-threaded process; `plan`'s
@@ -149,6 +157,20 @@ unsafe fn child_setup_and_exec(plan: ChildPlan<'_>, report: RawFd) -> ! {
             unsafe { libc::setpgid(0, 0) };
         }
     }
+    // Before the rlimits: a lowered RLIMIT_NOFILE must not shorten the
+    // fallback's walk (the dup2s below make fds 0-2 without the flag).
+    mark_cloexec_from_3();
+    if let Some(fd) = plan.cgroup_procs {
+        // SAFETY: write of a static byte to an fd number; a bad fd fails with EBADF.
+        if unsafe { libc::write(fd, b"0".as_ptr().cast(), 1) } != 1 {
+            fail(Stage::Confine);
+        }
+    }
+    if let Some(c) = plan.confine {
+        if confine_self(c).is_err() {
+            fail(Stage::Confine);
+        }
+    }
     if let Some(c) = plan.creds {
         // SAFETY: the group list is a live slice, passed with its length.
         if unsafe { libc::setgroups(c.groups.len(), c.groups.as_ptr()) } != 0 {
@@ -177,7 +199,6 @@ unsafe fn child_setup_and_exec(plan: ChildPlan<'_>, report: RawFd) -> ! {
             fail(Stage::Redirect);
         }
     }
-    mark_cloexec_from_3();
     let mut got_eacces = false;
     let mut last = libc::ENOENT;
     for cand in plan.cands {
@@ -203,6 +224,33 @@ unsafe fn child_setup_and_exec(plan: ChildPlan<'_>, report: RawFd) -> ! {
     // SAFETY: writing the calling thread's errno slot, which report_and_exit reads.
     unsafe { *libc::__errno_location() = if got_eacces { libc::EACCES } else { last } };
     fail(Stage::Exec)
+}
+
+/// In the child: the profile's rlimits, no_new_privs, Landlock ruleset and
+/// seccomp filter, in that order (the filter last: it may deny what the
+/// steps before it use). Err(()) leaves errno set for the report.
+fn confine_self(c: &Confinement) -> Result<(), ()> {
+    for lim in &c.rlimits {
+        if lim.apply_raw() != 0 {
+            return Err(());
+        }
+    }
+    if c.no_new_privs && set_no_new_privs_raw() != 0 {
+        return Err(());
+    }
+    if let Some(ruleset) = &c.landlock {
+        if ruleset.restrict_self_raw() != 0 {
+            return Err(());
+        }
+    }
+    if let Some(filter) = &c.seccomp {
+        // Without no_new_privs this needs CAP_SYS_ADMIN: EACCES is reported,
+        // never papered over by setting no_new_privs.
+        if filter.install_raw() != 0 {
+            return Err(());
+        }
+    }
+    Ok(())
 }
 
 /// In the child: only 0-2 survive exec, so everything else becomes

@@ -3,7 +3,8 @@
 //! as given, only fds 0-2 inherited, every signal at its default
 //! disposition and none blocked. Each child also leads its own process
 //! group so that it and what it forks can be signalled together.
-//! posix_spawn unless credentials must change (then fork + execve).
+//! posix_spawn unless credentials must change, a terminal is wanted or
+//! the child is confined (then fork + execve).
 //! Failures come back as a [`SpawnError`]: which step failed, and errno;
 //! the caller words it (GLib's texts).
 //!
@@ -18,12 +19,13 @@ mod path;
 mod posix;
 
 use std::ffi::CString;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::rc::Rc;
 
 use super::fd::{pipe, set_nonblocking, set_pipe_size, shared_dev_null};
 use super::Errno;
 
-pub use path::find_program;
+pub use path::{find_program, DEFAULT_PATH};
 pub use posix::spawn_plain;
 
 /// Where a standard stream of the child goes.
@@ -63,6 +65,12 @@ pub struct SpawnSpec {
     /// session with the terminal as its controlling terminal and as fds
     /// 0-2 (the redirects above are then ignored).
     pub tty: Option<super::pty::Winsize>,
+    /// A profile's confinement, installed in the child before the
+    /// credentials switch (`fork.rs` gives the order).
+    pub confine: Option<Rc<super::confine::Confinement>>,
+    /// A cgroup's `cgroup.procs` (`Cgroup::procs_fd`), which the child
+    /// joins first; the caller keeps the `Cgroup` alive over the spawn.
+    pub cgroup_procs: Option<RawFd>,
 }
 
 /// A started child and the parent's ends of its pipes (non-blocking,
@@ -92,6 +100,9 @@ pub enum Stage {
     Fork = 7,
     /// Opening a pseudo-terminal in the parent.
     Terminal = 8,
+    /// In the child: joining the cgroup, rlimits, no_new_privs, Landlock
+    /// or seccomp.
+    Confine = 9,
 }
 
 /// A child that could not be started.
@@ -161,9 +172,10 @@ pub fn spawn(spec: &SpawnSpec) -> Result<Spawned, SpawnError> {
     };
     let fds = [child_in, child_out, child_err];
 
-    if creds.is_none() && pty.is_none() {
-        // Fast path: posix_spawn. Only credentials and terminals need the
-        // fork path below.
+    let confine = spec.confine.as_deref();
+    if creds.is_none() && pty.is_none() && confine.is_none() && spec.cgroup_procs.is_none() {
+        // Fast path: posix_spawn. Only credentials, terminals and
+        // confinement need the fork path below.
         let pid = posix::posix_spawn_child(fds, cwd, &cands, &argv_ptrs, &mut sh_argv, &envp_ptrs)?;
         return Ok(finish_parent(pid, stdin_pipe, stdout_pipe, stderr_pipe));
     }
@@ -173,6 +185,8 @@ pub fn spawn(spec: &SpawnSpec) -> Result<Spawned, SpawnError> {
         cwd,
         creds,
         tty,
+        confine,
+        cgroup_procs: spec.cgroup_procs,
         cands: &cands,
         argv: &argv_ptrs,
         sh_argv: &mut sh_argv,
@@ -227,6 +241,8 @@ mod tests {
             cwd: None,
             credentials: None,
             tty: None,
+            confine: None,
+            cgroup_procs: None,
         };
         let e = spawn(&spec).unwrap_err();
         assert_eq!((e.stage, e.errno), (Stage::Exec, Errno(libc::ENOENT)));
