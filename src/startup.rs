@@ -169,7 +169,8 @@ const FILE_COMMANDS: &[&str] =
 /// `--block-rpcs` would, so guest-info tells the truth.
 fn load_exec_policy(cfg: &mut Config, init_mode: bool) -> Result<Option<Rc<ExecPolicy>>, String> {
     let Some(path) = cfg.exec_policy.clone() else { return Ok(None) };
-    match policy::load(&path).and_then(ExecPolicy::new) {
+    let compiled = policy::load(&path).and_then(|p| ExecPolicy::new(p).map_err(|e| format!("exec policy {path}: {e}")));
+    match compiled {
         Ok(p) => {
             if !p.rules.files {
                 cfg.block_rpcs.extend(FILE_COMMANDS.iter().map(|c| c.to_string()));

@@ -117,7 +117,7 @@ fn files_false_disables_the_file_commands_and_guest_info_says_so() {
     }
     let (_agent, mut c, dir) = agent_with("[exec]\nfiles=false\n");
     let (class, desc) = c.err("guest-file-open", json!({"path": dir.join("x"), "mode": "w"}));
-    assert_eq!((class.as_str(), desc.as_str()), ("CommandNotFound", "Command guest-file-open has been disabled"));
+    assert_eq!((class.as_str(), desc.as_str()), ("CommandNotFound", "Command guest-file-open has been disabled: the command is not allowed"));
     let info = c.ok("guest-info", json!({}));
     let enabled = |name: &str| {
         info["supported_commands"].as_array().unwrap().iter().find(|x| x["name"] == json!(name)).unwrap()["enabled"].clone()

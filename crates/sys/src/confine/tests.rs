@@ -28,6 +28,7 @@ pub(super) fn skip(why: &str) {
 
 fn sh(script: &str, confine: Option<Confinement>, cgroup_procs: Option<RawFd>) -> SpawnSpec {
     SpawnSpec {
+        argv0: None,
         path: c"/bin/sh".to_owned(),
         args: vec![c"-c".to_owned(), CString::new(script).unwrap()],
         env: Some(vec![c"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_owned()]),
