@@ -107,7 +107,7 @@ fn build(read_only: &[PathBuf], read_write: &[PathBuf], mode: LandlockMode) -> R
             LandlockMode::BestEffort => Ok(LandlockBuild::Unsupported { reason: "kernel without Landlock" }),
         };
     };
-    let ll = |e: landlock::RulesetError| ConfineError::Landlock(e.to_string());
+    let ll = describe;
     let level = match mode {
         LandlockMode::Required => CompatLevel::HardRequirement,
         LandlockMode::BestEffort => CompatLevel::BestEffort,
@@ -146,4 +146,28 @@ fn build(read_only: &[PathBuf], read_write: &[PathBuf], mode: LandlockMode) -> R
         None if mode == LandlockMode::Required => Err(ConfineError::Landlock("the ruleset cannot be enforced".into())),
         None => Ok(LandlockBuild::Unsupported { reason: "the kernel cannot enforce the ruleset" }),
     }
+}
+
+/// The step that failed and the kernel's errno where there is one: the
+/// crate's own Display texts cost ~9 KB of binary for errors that, after
+/// the ABI check above, only a kernel refusal can cause.
+#[cfg(feature = "confine")]
+fn describe(e: landlock::RulesetError) -> ConfineError {
+    use landlock::{AddRuleError, AddRulesError, CreateRulesetError, RulesetError};
+    let (what, errno) = match &e {
+        RulesetError::CreateRuleset(CreateRulesetError::CreateRulesetCall { source, .. }) => {
+            ("creating the ruleset", Some(source))
+        }
+        RulesetError::CreateRuleset(_) => ("creating the ruleset", None),
+        RulesetError::AddRules(AddRulesError::Fs(AddRuleError::AddRuleCall { source, .. })) => {
+            ("adding a path", Some(source))
+        }
+        RulesetError::AddRules(_) => ("adding a path", None),
+        RulesetError::HandleAccesses(_) => ("the kernel lacks a required access right", None),
+        _ => ("building the ruleset", None),
+    };
+    ConfineError::Landlock(match errno {
+        Some(io) => format!("{what}: {}", super::Errno::of(io)),
+        None => what.to_string(),
+    })
 }

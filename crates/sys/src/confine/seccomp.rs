@@ -229,10 +229,24 @@ fn compile(_nrs: &[libc::c_long]) -> Result<Vec<libc::sock_filter>, ConfineError
 fn compile(nrs: &[libc::c_long]) -> Result<Vec<libc::sock_filter>, ConfineError> {
     use seccompiler::{BpfProgram, SeccompAction, TargetArch};
 
-    let err = |e: seccompiler::BackendError| ConfineError::Seccomp(e.to_string());
-    let arch = TargetArch::try_from(std::env::consts::ARCH).map_err(err)?;
+    // Its errors (identical actions, an unknown arch, over 4,096
+    // instructions) cannot happen with this table; their Display would
+    // cost ~2.5 KB of binary.
+    let err = |_: seccompiler::BackendError| ConfineError::Seccomp("the deny list cannot be compiled".into());
+    // Named, not parsed from std::env::consts::ARCH: TargetArch's parser
+    // lower-cases its input, which links Unicode's case tables (~20 KB).
+    #[cfg(target_arch = "x86_64")]
+    let arch = TargetArch::x86_64;
+    #[cfg(target_arch = "aarch64")]
+    let arch = TargetArch::aarch64;
+    #[cfg(target_arch = "riscv64")]
+    let arch = TargetArch::riscv64;
     // An empty rule list: the call matches whatever its arguments.
-    let rules = nrs.iter().map(|&nr| (nr, Vec::new())).collect();
+    // (Inserted one by one: collect() would sort first, ~3 KB more code.)
+    let mut rules = std::collections::BTreeMap::new();
+    for &nr in nrs {
+        rules.insert(nr, Vec::new());
+    }
     let filter =
         seccompiler::SeccompFilter::new(rules, SeccompAction::Allow, SeccompAction::Errno(libc::EPERM as u32), arch)
             .map_err(err)?;

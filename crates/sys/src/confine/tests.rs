@@ -92,7 +92,8 @@ pub(super) fn cgroup_parent() -> Option<(PathBuf, Vec<String>)> {
     let wanted: Vec<&str> =
         ["memory", "pids", "cpu"].into_iter().filter(|c| available.iter().any(|a| a == c)).collect();
     if let Err(failed) = cgroup::enable_controllers(&mount, &wanted) {
-        panic!("cgroup2 at {}: cannot enable available controllers: {failed:?}", mount.display());
+        // The test goes on with the others (and says which limits it skips).
+        eprintln!("cgroup2 at {}: cannot enable {failed:?}", mount.display());
     }
     let enabled = std::fs::read_to_string(mount.join("cgroup.subtree_control")).unwrap_or_default();
     Some((mount, enabled.split_whitespace().map(str::to_string).collect()))

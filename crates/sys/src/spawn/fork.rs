@@ -1,8 +1,9 @@
 //! The fork path, for children that switch credentials (`user`), run on
-//! a terminal or are confined (a cgroup, a profile): fork, set the child up, execve over the candidates, as
-//! gspawn.c's `fork_exec()` / `do_exec()`. A failure in the child before
-//! exec comes back over a close-on-exec report pipe as (stage, errno),
-//! gspawn.c's `write_err_and_exit()` / `read_ints()`.
+//! a terminal or are confined (a cgroup, a profile): fork, set the child
+//! up, execve over the candidates, as gspawn.c's `fork_exec()` /
+//! `do_exec()`. A failure in the child before exec comes back over a
+//! close-on-exec report pipe as (stage, errno), gspawn.c's
+//! `write_err_and_exit()` / `read_ints()`.
 //!
 //! After fork the child is a copy of a single-threaded process and makes
 //! only async-signal-safe calls: it never allocates (everything it reads,
