@@ -159,8 +159,14 @@ fn start(mut cfg: Config, init_mode: bool) -> Result<i32, String> {
 }
 
 /// The guest-file commands, which `[exec] files=false` disables.
-const FILE_COMMANDS: &[&str] =
-    &["guest-file-open", "guest-file-close", "guest-file-read", "guest-file-write", "guest-file-seek", "guest-file-flush"];
+const FILE_COMMANDS: &[&str] = &[
+    "guest-file-open",
+    "guest-file-close",
+    "guest-file-read",
+    "guest-file-write",
+    "guest-file-seek",
+    "guest-file-flush",
+];
 
 /// The exec policy named by `--exec-policy`, compiled. It fails closed:
 /// the daemon does not start with a policy it cannot read or apply, and
@@ -169,10 +175,10 @@ const FILE_COMMANDS: &[&str] =
 /// `--block-rpcs` would, so guest-info tells the truth.
 fn load_exec_policy(cfg: &mut Config, init_mode: bool) -> Result<Option<Rc<ExecPolicy>>, String> {
     let Some(path) = cfg.exec_policy.clone() else { return Ok(None) };
-    let compiled = policy::load(&path).and_then(|p| ExecPolicy::new(p).map_err(|e| format!("exec policy {path}: {e}")));
+    let compiled = policy::load(&path);
     match compiled {
         Ok(p) => {
-            if !p.rules.files {
+            if !p.files_allowed() {
                 cfg.block_rpcs.extend(FILE_COMMANDS.iter().map(|c| c.to_string()));
             }
             log::info(&format!("exec policy {path} loaded"));

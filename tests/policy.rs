@@ -77,7 +77,11 @@ fn refused_requests_never_start_and_name_the_rule() {
         }
         a
     };
-    refused(&mut c, json!({"path": "touch", "arg": [marker]}), &format!("program '{}' is not allowed", resolved("touch")));
+    refused(
+        &mut c,
+        json!({"path": "touch", "arg": [marker]}),
+        &format!("program '{}' is not allowed", resolved("touch")),
+    );
     refused(&mut c, json!({"path": "echo", "arg": ["bye", "x"]}), "arguments of");
     refused(&mut c, json!({"path": "echo", "arg": ["hello"]}), "match no rule");
     refused(&mut c, touch(json!({"user": "daemon"})), "user 'daemon' is not allowed");
@@ -117,10 +121,14 @@ fn files_false_disables_the_file_commands_and_guest_info_says_so() {
     }
     let (_agent, mut c, dir) = agent_with("[exec]\nfiles=false\n");
     let (class, desc) = c.err("guest-file-open", json!({"path": dir.join("x"), "mode": "w"}));
-    assert_eq!((class.as_str(), desc.as_str()), ("CommandNotFound", "Command guest-file-open has been disabled: the command is not allowed"));
+    assert_eq!(
+        (class.as_str(), desc.as_str()),
+        ("CommandNotFound", "Command guest-file-open has been disabled: the command is not allowed")
+    );
     let info = c.ok("guest-info", json!({}));
     let enabled = |name: &str| {
-        info["supported_commands"].as_array().unwrap().iter().find(|x| x["name"] == json!(name)).unwrap()["enabled"].clone()
+        info["supported_commands"].as_array().unwrap().iter().find(|x| x["name"] == json!(name)).unwrap()["enabled"]
+            .clone()
     };
     assert_eq!(enabled("guest-file-open"), json!(false));
     assert_eq!(enabled("guest-file-write"), json!(false));
@@ -145,13 +153,23 @@ fn a_policy_that_cannot_be_used_stops_the_daemon() {
         std::fs::write(&file, text).unwrap();
         let sock = dir.join("sock");
         let (st, _, err) = run_agent_cli(
-            &["-m", "unix-listen", "-p", sock.to_str().unwrap(), "-t", dir.path().to_str().unwrap(), "--exec-policy", file.to_str().unwrap()],
+            &[
+                "-m",
+                "unix-listen",
+                "-p",
+                sock.to_str().unwrap(),
+                "-t",
+                dir.path().to_str().unwrap(),
+                "--exec-policy",
+                file.to_str().unwrap(),
+            ],
             &[],
         );
         assert_eq!(st.code(), Some(1), "{text}: {err}");
         assert!(err.contains(want) && err.contains("exec policy"), "{text}: {err}");
     }
-    let (st, _, err) = run_agent_cli(&["-m", "unix-listen", "-p", "/nonexistent/s", "--exec-policy", "/nonexistent/policy"], &[]);
+    let (st, _, err) =
+        run_agent_cli(&["-m", "unix-listen", "-p", "/nonexistent/s", "--exec-policy", "/nonexistent/policy"], &[]);
     assert_eq!(st.code(), Some(1), "{err}");
     assert!(err.contains("cannot read exec policy /nonexistent/policy"), "{err}");
 }

@@ -6,9 +6,9 @@ use std::time::{Duration, Instant};
 
 use super::{Ctx, Outcome};
 use crate::exec::{ExecOptions, NewProcess};
-use crate::policy::ExecRequest;
 use crate::json::utf8::to_c_string;
 use crate::json::{Object, Value};
+use crate::policy::ExecRequest;
 use crate::protocol::{qbase64_decode, Args, QgaError};
 use crate::sys::libc;
 use crate::sys::pty::Winsize;
@@ -217,9 +217,8 @@ pub fn exec(ctx: &mut Ctx<'_>, mut a: Args) -> Result<Outcome, QgaError> {
                 stream: stream || input_stream,
                 profile: profile.as_deref(),
             };
-            let allowed = p.rules.check(&req).map_err(|r| QgaError::generic(format!("guest-exec refused: {}", r.0)))?;
-            let confine = allowed.profile.map(|spec| p.prepare(spec)).transpose()?;
-            (Some(allowed.program), allowed.user, confine)
+            let admitted = p.admit(&req)?;
+            (Some(admitted.program), admitted.user, admitted.confine)
         }
     };
     let pw = user.as_deref().map(lookup_user).transpose()?;

@@ -184,7 +184,8 @@ pub fn parse_groups(text: &str) -> Result<Vec<Group>, String> {
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
-        let bad = || format!("Key file contains line \u{201C}{raw}\u{201D} which is not a key-value pair, group, or comment");
+        let bad =
+            || format!("Key file contains line \u{201C}{raw}\u{201D} which is not a key-value pair, group, or comment");
         if line.starts_with('[') {
             let name = line.trim_end().strip_prefix('[').and_then(|l| l.strip_suffix(']')).ok_or_else(bad)?;
             groups.push(Group { name: name.to_string(), entries: Vec::new() });

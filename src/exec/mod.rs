@@ -46,11 +46,11 @@ use mio::{Interest, Registry, Token};
 
 use crate::log;
 use crate::protocol::QgaError;
+use crate::sys::confine::cgroup::{Cgroup, CgroupStats};
 use crate::sys::libc;
 use crate::sys::process::{Pid, Usage, WaitStatus};
 use crate::sys::pty::{self, Winsize};
 use crate::sys::spawn::{self, SpawnError, SpawnSpec, Stage};
-use crate::sys::confine::cgroup::{Cgroup, CgroupStats};
 use crate::sys::{fd, LentBytes};
 
 /// Entries (running or finished and unclaimed) tracked at once.

@@ -12,8 +12,8 @@ use std::path::PathBuf;
 use std::rc::Rc;
 
 use super::profile::{LandlockWant, ProfileSpec};
-use super::Policy;
-use crate::exec::{Confined, ConfineReport};
+use super::rules::Policy;
+use crate::exec::{ConfineReport, Confined};
 use crate::log;
 use crate::protocol::QgaError;
 use crate::sys::confine::cgroup::{self, Cgroup, CgroupLimits};
@@ -177,9 +177,10 @@ impl ExecPolicy {
                 landlock_abi,
             });
         }
-        let cgroup_base = profiles.iter().any(|p| p.cgroup.is_some()).then(|| {
-            cgroup_base().inspect_err(|e| log::warning(&format!("per-exec cgroups unavailable: {e}")))
-        });
+        let cgroup_base = profiles
+            .iter()
+            .any(|p| p.cgroup.is_some())
+            .then(|| cgroup_base().inspect_err(|e| log::warning(&format!("per-exec cgroups unavailable: {e}"))));
         Ok(ExecPolicy { rules, profiles, cgroup_base, leaves: Cell::new(0) })
     }
 

@@ -6,8 +6,9 @@
 
 use std::path::{Path, PathBuf};
 
+use super::profile::ProfileSpec;
 use super::profile::{parse_amount, parse_cpu_max, parse_rlimit, CgroupSpec, LandlockWant, RLIMITS};
-use super::{resolve_in, Policy, ProfileSpec, Rule};
+use super::rules::{resolve_in, Policy, Rule};
 use crate::config::{parse_groups, Group};
 
 /// A GKeyFile list: `;`-separated, empty items dropped.
@@ -235,7 +236,10 @@ cpu-max=50%
         assert!(d.no_new_privs && d.seccomp_dangerous);
         assert_eq!(d.rlimits, vec![("nofile".into(), 256, 256), ("cpu".into(), 10, 20)]);
         assert_eq!(d.landlock, Some(LandlockWant::BestEffort));
-        assert_eq!(d.cgroup, Some(CgroupSpec { memory_max: Some(256 << 20), pids_max: Some(64), cpu_max: Some((50_000, 100_000)) }));
+        assert_eq!(
+            d.cgroup,
+            Some(CgroupSpec { memory_max: Some(256 << 20), pids_max: Some(64), cpu_max: Some((50_000, 100_000)) })
+        );
     }
 
     #[test]
