@@ -44,6 +44,20 @@ pub struct Config {
     /// qga extension `--modules-dir` / `modules-dir=`: kernel modules to
     /// load (file-name order) before opening the channel, in PID 1 mode.
     pub modules_dir: Option<String>,
+    /// qga extension `--audit-log` / `audit-log=`: the audit trail's file,
+    /// or `kmsg` for the kernel log (docs/audit.md).
+    pub audit_log: Option<String>,
+    /// `--audit-log-size`: the size at which the audit file is rotated.
+    pub audit_log_size: Option<u64>,
+    /// `--audit-log-keep`: rotated audit files kept (DEST.1 ... DEST.N).
+    pub audit_log_keep: Option<usize>,
+    /// `--audit-argv`: records include argv (and, for exec, the env).
+    pub audit_argv: bool,
+    /// `--allow-vsock-cids`: the only vsock CIDs served (unset: all).
+    pub allow_vsock_cids: Option<Vec<u32>>,
+    /// `--allow-unix-uids`: the only unix-socket client uids (or user
+    /// names) served (unset: all).
+    pub allow_unix_uids: Option<Vec<String>>,
 }
 
 impl Config {
@@ -55,6 +69,16 @@ impl Config {
     /// Clients served at once on a listening socket.
     pub fn max_clients(&self) -> usize {
         self.max_clients.unwrap_or(1)
+    }
+
+    /// The audit file's rotation threshold (default 10 MiB).
+    pub fn audit_log_size(&self) -> u64 {
+        self.audit_log_size.unwrap_or(10 << 20)
+    }
+
+    /// Rotated audit files kept (default 3).
+    pub fn audit_log_keep(&self) -> usize {
+        self.audit_log_keep.unwrap_or(3)
     }
 }
 
@@ -105,6 +129,34 @@ pub(super) fn parse_max_clients(v: &str) -> Result<usize, String> {
         .ok()
         .filter(|n| (1..=MAX_MAX_CLIENTS).contains(n))
         .ok_or_else(|| format!("invalid max-clients '{v}': expected a number from 1 to {MAX_MAX_CLIENTS}"))
+}
+
+/// Sets one of qga's own options from its text (command line and
+/// configuration file alike); the error names the option.
+pub(super) fn set_ext(cfg: &mut Config, key: &str, v: String) -> Result<(), String> {
+    let list = || v.split([',', ';']).map(str::trim).filter(|x| !x.is_empty());
+    match key {
+        "max-output" => cfg.max_output = Some(parse_max_output(&v)?),
+        "max-clients" => cfg.max_clients = Some(parse_max_clients(&v)?),
+        "audit-log" => cfg.audit_log = Some(v),
+        "audit-log-size" => {
+            let n = parse_size(&v, 1 << 40).ok_or_else(|| {
+                format!("invalid audit-log-size '{v}': expected a number of bytes (suffixes K, M, G)")
+            })?;
+            cfg.audit_log_size = Some(n as u64);
+        }
+        "audit-log-keep" => {
+            let n = v.trim().parse().ok().filter(|n| *n <= 99);
+            cfg.audit_log_keep = Some(n.ok_or_else(|| format!("invalid audit-log-keep '{v}': expected 0 to 99"))?);
+        }
+        "allow-vsock-cids" => {
+            let cids: Option<Vec<u32>> = list().map(|c| c.parse().ok()).collect();
+            cfg.allow_vsock_cids = Some(cids.ok_or_else(|| format!("invalid allow-vsock-cids '{v}': expected CIDs"))?);
+        }
+        "allow-unix-uids" => cfg.allow_unix_uids = Some(list().map(str::to_string).collect()),
+        _ => {}
+    }
+    Ok(())
 }
 
 /// qemu-ga's `split_list()` builds each list with g_list_prepend, so a
@@ -162,7 +214,10 @@ QEMU Guest Agent {VERSION}
 
 qga extends qemu-ga with --init and --modules-dir (PID 1 mode),
 --max-output BYTES (captured output kept per stream, default 16M) and
---max-clients N (clients served at once on a socket, default 1); see README.md.
+--max-clients N (clients served at once on a socket, default 1), the audit
+trail (--audit-log=FILE|kmsg, --audit-log-size, --audit-log-keep,
+--audit-argv) and channel checks (--allow-vsock-cids=LIST,
+--allow-unix-uids=LIST); see README.md.
 "
     )
 }
@@ -249,18 +304,14 @@ pub fn parse_with(
                     'h' => return Action::Print(usage(argv0)),
                     '1' => cfg.init = true,
                     '2' => cfg.modules_dir = Some(v),
-                    '3' | '4' => {
-                        let r = if c == '3' {
-                            parse_max_output(&v).map(|n| cfg.max_output = Some(n))
-                        } else {
-                            parse_max_clients(&v).map(|n| cfg.max_clients = Some(n))
-                        };
-                        if let Err(msg) = r {
+                    'G' => cfg.audit_argv = true,
+                    _ => {
+                        let key = getopt::EXT_LONG_OPTS.iter().find(|o| o.2 == c).map_or("", |o| o.0);
+                        if let Err(msg) = set_ext(&mut cfg, key, v) {
                             stderr.push_str(&format!("{argv0}: {msg}\n"));
                             return Action::Fail { stdout: String::new(), stderr, code: 1 };
                         }
                     }
-                    _ => {}
                 }
             }
         }
