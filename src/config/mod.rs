@@ -406,6 +406,57 @@ mod tests {
     }
 
     #[test]
+    fn audit_and_channel_options() {
+        match parse(
+            &argv(&[
+                "--audit-log=/var/log/qga-audit",
+                "--audit-log-size",
+                "64K",
+                "--audit-log-keep=5",
+                "--audit-argv",
+                "--allow-vsock-cids=2,3",
+                "--allow-unix-uids=root,1000",
+                "--allow-rpcs=guest-ping",
+            ]),
+            Some("/nonexistent"),
+            &[],
+        ) {
+            Action::Run(c) => {
+                assert_eq!(c.audit_log.as_deref(), Some("/var/log/qga-audit"));
+                assert_eq!((c.audit_log_size(), c.audit_log_keep(), c.audit_argv), (64 << 10, 5, true));
+                assert_eq!(c.allow_vsock_cids, Some(vec![2, 3]));
+                assert_eq!(c.allow_unix_uids, Some(vec!["root".to_string(), "1000".to_string()]));
+                // qemu-ga's abbreviation --allow still means --allow-rpcs.
+                assert_eq!(c.allow_rpcs, ["guest-ping"]);
+                let d = dump(&c);
+                assert!(d.ends_with(
+                    "audit-log=/var/log/qga-audit\naudit-log-size=65536\naudit-log-keep=5\naudit-argv=true\nallow-vsock-cids=2,3\nallow-unix-uids=root,1000\n"
+                ));
+                let mut again = Config::default();
+                load_text(&mut again, &d).unwrap();
+                assert_eq!(
+                    (again.audit_log, again.audit_log_size, again.audit_argv),
+                    (c.audit_log, c.audit_log_size, true)
+                );
+                assert_eq!((again.allow_vsock_cids, again.allow_unix_uids), (c.allow_vsock_cids, c.allow_unix_uids));
+            }
+            other => panic!("{other:?}"),
+        }
+        let c = Config::default();
+        assert_eq!((c.audit_log_size(), c.audit_log_keep()), (10 << 20, 3));
+        for bad in ["--audit-log-size=0", "--audit-log-keep=100", "--allow-vsock-cids=2,host"] {
+            match parse(&argv(&[bad]), Some("/nonexistent"), &[]) {
+                Action::Fail { stderr, code: 1, .. } => assert!(stderr.starts_with("qemu-ga: invalid "), "{stderr}"),
+                other => panic!("{bad}: {other:?}"),
+            }
+        }
+        let mut c = Config::default();
+        assert!(load_text(&mut c, "[general]\naudit-log-keep=x\n").is_err());
+        load_text(&mut c, "[general]\nallow-unix-uids=\naudit-log=kmsg\n").unwrap();
+        assert_eq!((c.allow_unix_uids, c.audit_log.as_deref()), (Some(vec![]), Some("kmsg")));
+    }
+
+    #[test]
     fn config_file_and_dump() {
         let mut c = Config::default();
         load_text(
