@@ -228,19 +228,7 @@ fn nothing_written_while_frozen() {
         return skip::not_applicable("the audit trail is a qga extension");
     }
     let t = TempDir::new("audit-freeze");
-    let img = t.join("fs.img");
-    let mnt = t.join("mnt");
-    std::fs::create_dir(&mnt).unwrap();
-    std::fs::File::create(&img).unwrap().set_len(32 << 20).unwrap();
-    let mkfs = std::process::Command::new("mkfs.ext4")
-        .args(["-q", "-F", img.to_str().unwrap()])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .status();
-    if !mkfs.is_ok_and(|s| s.success()) {
-        return skip::missing("mkfs.ext4 (e2fsprogs) could not make a scratch file system");
-    }
-    let prelude = format!("mount -o loop {} {}", img.display(), mnt.display());
+    let Some((prelude, mnt)) = commands_common::scratch_ext4(&t) else { return };
     let m = mnt.to_str().unwrap();
     let log = format!("{m}/audit.log");
     let opts = Opts { args: vec![format!("--audit-log={log}")], ..Default::default() };

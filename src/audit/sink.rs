@@ -98,7 +98,8 @@ impl AuditLog {
 
     /// Records are waiting and may be written now.
     pub fn ready(&self, frozen: bool) -> bool {
-        !self.queue.is_empty() && !(frozen && self.is_file()) && self.retry_at.is_none()
+        let held = frozen && self.is_file();
+        !self.queue.is_empty() && !held && self.retry_at.is_none()
     }
 
     /// When a failed write is tried again.
@@ -172,8 +173,8 @@ impl AuditLog {
                 } else {
                     line.extend_from_slice(rec);
                 }
-                // One write, one kernel record.
-                f.write(&line)?;
+                // One write, one kernel record (taken whole or refused).
+                f.write_all(&line)?;
                 self.offset = len;
             }
             Some((path, limit, keep)) => {
