@@ -281,8 +281,9 @@ impl Channel {
         };
         if !self.check.allows(&client) {
             // Closed at once, nothing read or answered; others go on.
-            log::warning(&format!("refused client {client:?}: not in allow-vsock-cids/allow-unix-uids"));
-            ctx.audit.record(Record::new("client-refused", "", &client));
+            let rec = Record::new("client-refused", "", &client);
+            log::warning(&format!("refused client {}: not in allow-vsock-cids/allow-unix-uids", rec.client()));
+            ctx.audit.record(rec);
             return;
         }
         let registry = ctx.registry;

@@ -26,7 +26,7 @@ pub struct Deferred {
     id: Option<Value>,
     until: Until,
     /// The audit record that waits for the same outcome.
-    audit: Option<Audit>,
+    audit: Option<Box<Audit>>,
 }
 
 /// What a deferred reply waits for.
@@ -97,10 +97,11 @@ impl Deferred {
 
     /// The connection is gone: nobody reads the reply, but a command that
     /// may have changed something is still audited.
+    #[inline(never)]
     pub fn abandon(self, ctx: &mut Ctx<'_>) {
         if let Some(a) = self.audit {
             let err = Some("unknown: the client left before the command ended");
-            match a {
+            match *a {
                 Audit::Command(r) | Audit::Failure(r) | Audit::Open(r, _) | Audit::Close(r, _) => {
                     ctx.audit.record(r.outcome(err))
                 }
@@ -128,58 +129,65 @@ pub enum Audit {
 
 /// The audit record a request will get, from its arguments (None: not a
 /// file-changing command). Never a password, a key, data or contents.
-fn audit_request(ctx: &mut Ctx<'_>, name: &str, args: &Object) -> Option<Audit> {
+/// Out of line, as [`audit_result`]: the dispatch path stays as it was.
+#[inline(never)]
+fn audit_request(ctx: &mut Ctx<'_>, name: &str, args: &Object) -> Option<Box<Audit>> {
+    let client = ctx.client;
+    let rec = || Record::new("command", name, &client);
     let s = |k: &str| args.get(k).and_then(Value::as_str);
     let count = |k: &str| args.get(k).map_or(0, |v| if let Value::List(l) = v { l.len() as i64 } else { 0 });
     let handle = args.get("handle").and_then(Value::as_i64);
-    let rec = Record::new("command", name, &ctx.client);
-    Some(Audit::Command(match name {
+    let a = match name {
         "guest-file-open" => {
             let (path, mode) = (s("path")?, s("mode").unwrap_or("r"));
             if !mode.contains(['w', 'a', '+']) {
                 return None;
             }
-            return Some(Audit::Open(rec.str("path", path).str("mode", mode), path.to_string()));
+            Audit::Open(rec().str("path", path).str("mode", mode), path.to_string())
         }
-        "guest-file-write" => return handle.map(Audit::Write),
+        "guest-file-write" => Audit::Write(handle?),
         "guest-file-close" => {
             let h = handle?;
             let (path, n) = ctx.audit.file_info(h)?;
-            return Some(Audit::Close(rec.int("handle", h).str("path", path).int("bytes-written", n as i64), h));
+            Audit::Close(rec().int("handle", h).str("path", path).int("bytes-written", n as i64), h)
         }
-        "guest-set-user-password" => rec.str("username", s("username").unwrap_or("")),
-        "guest-ssh-add-authorized-keys" | "guest-ssh-remove-authorized-keys" => {
-            rec.str("username", s("username").unwrap_or("")).int("keys", count("keys"))
-        }
-        "guest-fsfreeze-freeze" | "guest-fsfreeze-thaw" => rec,
-        "guest-fsfreeze-freeze-list" => match args.get("mountpoints") {
-            Some(m) => rec.value("mountpoints", m.clone()),
-            None => rec,
-        },
         "guest-shutdown" => {
             let mode = s("mode").unwrap_or("powerdown");
-            ctx.audit.record(rec.str("mode", mode).str("outcome", "requested"));
+            ctx.audit.record(rec().str("mode", mode).str("outcome", "requested"));
             ctx.audit.flush_all(ctx.guest.frozen);
-            return Some(Audit::Failure(Record::new("command", name, &ctx.client).str("mode", mode)));
+            Audit::Failure(rec().str("mode", mode))
         }
-        "guest-set-time" => match args.get("time").and_then(Value::as_i64) {
-            Some(t) => rec.int("time", t),
-            None => rec,
-        },
-        "guest-set-vcpus" => rec.int("vcpus", count("vcpus")),
-        "guest-set-memory-blocks" => rec.int("memory-blocks", count("mem-blks")),
-        _ => return None,
-    }))
+        _ => Audit::Command(match name {
+            "guest-set-user-password" => rec().str("username", s("username").unwrap_or("")),
+            "guest-ssh-add-authorized-keys" | "guest-ssh-remove-authorized-keys" => {
+                rec().str("username", s("username").unwrap_or("")).int("keys", count("keys"))
+            }
+            "guest-fsfreeze-freeze" | "guest-fsfreeze-thaw" => rec(),
+            "guest-fsfreeze-freeze-list" => match args.get("mountpoints") {
+                Some(m) => rec().value("mountpoints", m.clone()),
+                None => rec(),
+            },
+            "guest-set-time" => match args.get("time").and_then(Value::as_i64) {
+                Some(t) => rec().int("time", t),
+                None => rec(),
+            },
+            "guest-set-vcpus" => rec().int("vcpus", count("vcpus")),
+            "guest-set-memory-blocks" => rec().int("memory-blocks", count("mem-blks")),
+            _ => return None,
+        }),
+    };
+    Some(Box::new(a))
 }
 
 /// Writes the audit record once the outcome is known; returns it back
 /// while the reply still waits for a helper.
-fn audit_result(ctx: &mut Ctx<'_>, a: Audit, result: &Result<Outcome, QgaError>) -> Option<Audit> {
+#[inline(never)]
+fn audit_result(ctx: &mut Ctx<'_>, a: Box<Audit>, result: &Result<Outcome, QgaError>) -> Option<Box<Audit>> {
     if matches!(result, Ok(Outcome::Await(_))) {
         return Some(a);
     }
     let err = result.as_ref().err().map(|e| e.desc.as_str());
-    let rec = match a {
+    let rec = match *a {
         Audit::Command(r) => r,
         Audit::Failure(r) if err.is_some() => r,
         Audit::Failure(_) => return None,
@@ -238,7 +246,7 @@ pub fn dispatch(ctx: &mut Ctx<'_>, msg: Value) -> ReplySlot {
 }
 
 /// Encodes a handler's result (direct and continued replies alike).
-fn slot_for(result: Result<Outcome, QgaError>, id: Option<Value>, audit: Option<Audit>) -> ReplySlot {
+fn slot_for(result: Result<Outcome, QgaError>, id: Option<Value>, audit: Option<Box<Audit>>) -> ReplySlot {
     let mut out = Segments::new();
     match result {
         Ok(Outcome::Return(v)) => encode_reply(&mut out, v, id),

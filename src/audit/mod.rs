@@ -10,7 +10,7 @@ mod sink;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::json::{write_value, Value};
+use crate::json::{write_value, Segments, Value};
 pub use sink::AuditLog;
 
 /// Who sent the request: the identity of a connection, taken when it was
@@ -45,8 +45,16 @@ pub struct Record {
     truncated: bool,
 }
 
+/// Appends a value as the agent writes replies (through `Segments`, the
+/// writer's one instance in the binary).
+fn push_value(out: &mut Vec<u8>, v: &Value) {
+    let mut s = Segments::new();
+    write_value(&mut s, v);
+    out.extend_from_slice(&s.to_vec());
+}
+
 fn push_str(out: &mut Vec<u8>, s: &str) {
-    write_value(out, &Value::Str(s.to_string()));
+    push_value(out, &Value::Str(s.to_string()));
 }
 
 impl Record {
@@ -113,7 +121,15 @@ impl Record {
     /// Any JSON value (an object's members in QEMU's QDict order, as
     /// replies are written).
     pub fn value(self, key: &str, v: Value) -> Record {
-        self.field(key, |b| write_value(b, &v))
+        self.field(key, |b| push_value(b, &v))
+    }
+
+    /// The `client` member's text (for the log).
+    pub fn client(&self) -> &str {
+        let b = &self.body;
+        let start = b.windows(10).position(|w| w == b"\"client\":{").map_or(0, |i| i + 9);
+        let end = b[start..].iter().position(|&c| c == b'}').map_or(start, |i| start + i + 1);
+        std::str::from_utf8(&b[start..end]).unwrap_or("")
     }
 
     /// `"outcome"`: "ok", or the error's description.

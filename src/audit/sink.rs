@@ -6,7 +6,7 @@
 //! the queue's bound drops records (counted in the next one written),
 //! never stalls the agent.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
@@ -52,8 +52,9 @@ pub struct AuditLog {
     retry_at: Option<Instant>,
     /// A write error was logged and no write succeeded since.
     failing: bool,
-    /// guest-file handles opened for writing: path and bytes written.
-    handles: HashMap<i64, (String, u64)>,
+    /// guest-file handles opened for writing: handle, path and bytes
+    /// written (at most `files::MAX_OPEN_HANDLES`).
+    handles: Vec<(i64, String, u64)>,
 }
 
 impl AuditLog {
@@ -217,25 +218,25 @@ impl AuditLog {
     /// A guest-file handle opened for writing (audited when closed).
     pub fn file_opened(&mut self, handle: i64, path: &str) {
         if self.enabled() {
-            self.handles.insert(handle, (path.to_string(), 0));
+            self.handles.push((handle, path.to_string(), 0));
         }
     }
 
     /// Bytes written through a handle.
     pub fn file_written(&mut self, handle: i64, bytes: u64) {
-        if let Some(h) = self.handles.get_mut(&handle) {
-            h.1 += bytes;
+        if let Some(h) = self.handles.iter_mut().find(|h| h.0 == handle) {
+            h.2 += bytes;
         }
     }
 
     /// A handle's path and bytes written, when it was opened for writing.
     pub fn file_info(&self, handle: i64) -> Option<(&str, u64)> {
-        self.handles.get(&handle).map(|(p, n)| (p.as_str(), *n))
+        self.handles.iter().find(|h| h.0 == handle).map(|h| (h.1.as_str(), h.2))
     }
 
     /// The handle is closed: forgotten.
     pub fn file_closed(&mut self, handle: i64) {
-        self.handles.remove(&handle);
+        self.handles.retain(|h| h.0 != handle);
     }
 }
 

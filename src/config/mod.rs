@@ -134,26 +134,26 @@ pub(super) fn parse_max_clients(v: &str) -> Result<usize, String> {
 /// Sets one of qga's own options from its text (command line and
 /// configuration file alike); the error names the option.
 pub(super) fn set_ext(cfg: &mut Config, key: &str, v: String) -> Result<(), String> {
-    let list = || v.split([',', ';']).map(str::trim).filter(|x| !x.is_empty());
+    let bad = |what: &str| format!("invalid {key} '{v}': expected {what}");
+    let list = v.split([',', ';']).map(str::trim).filter(|x| !x.is_empty());
     match key {
         "max-output" => cfg.max_output = Some(parse_max_output(&v)?),
         "max-clients" => cfg.max_clients = Some(parse_max_clients(&v)?),
-        "audit-log" => cfg.audit_log = Some(v),
         "audit-log-size" => {
-            let n = parse_size(&v, 1 << 40).ok_or_else(|| {
-                format!("invalid audit-log-size '{v}': expected a number of bytes (suffixes K, M, G)")
-            })?;
-            cfg.audit_log_size = Some(n as u64);
+            cfg.audit_log_size = Some(parse_size(&v, 1 << 40).ok_or_else(|| bad("a size (suffixes K, M, G)"))? as u64)
         }
         "audit-log-keep" => {
-            let n = v.trim().parse().ok().filter(|n| *n <= 99);
-            cfg.audit_log_keep = Some(n.ok_or_else(|| format!("invalid audit-log-keep '{v}': expected 0 to 99"))?);
+            cfg.audit_log_keep = Some(v.trim().parse().ok().filter(|n| *n <= 99).ok_or_else(|| bad("0 to 99"))?)
         }
         "allow-vsock-cids" => {
-            let cids: Option<Vec<u32>> = list().map(|c| c.parse().ok()).collect();
-            cfg.allow_vsock_cids = Some(cids.ok_or_else(|| format!("invalid allow-vsock-cids '{v}': expected CIDs"))?);
+            let mut cids = Vec::new();
+            for c in list {
+                cids.push(c.parse().map_err(|_| bad("CIDs"))?);
+            }
+            cfg.allow_vsock_cids = Some(cids);
         }
-        "allow-unix-uids" => cfg.allow_unix_uids = Some(list().map(str::to_string).collect()),
+        "allow-unix-uids" => cfg.allow_unix_uids = Some(list.map(str::to_string).collect()),
+        "audit-log" => cfg.audit_log = Some(v),
         _ => {}
     }
     Ok(())
