@@ -10,6 +10,7 @@
 #![forbid(unsafe_code)]
 
 mod agent;
+mod audit;
 mod channel;
 mod commands;
 pub mod config;

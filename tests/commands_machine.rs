@@ -223,19 +223,7 @@ fn ssh_keys_with_fake_passwd() {
 #[test]
 fn freeze_and_thaw_a_scratch_filesystem() {
     let t = TempDir::new("freeze");
-    let img = t.join("fs.img");
-    let mnt = t.join("mnt");
-    std::fs::create_dir(&mnt).unwrap();
-    std::fs::File::create(&img).unwrap().set_len(32 << 20).unwrap();
-    let mkfs = std::process::Command::new("mkfs.ext4")
-        .args(["-q", "-F", img.to_str().unwrap()])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .status();
-    if !mkfs.is_ok_and(|s| s.success()) {
-        return skip::missing("mkfs.ext4 (e2fsprogs) could not make a scratch file system");
-    }
-    let prelude = format!("mount -o loop {} {}", img.display(), mnt.display());
+    let Some((prelude, mnt)) = commands_common::scratch_ext4(&t) else { return };
     let Some(mut a) = Agent::start_in_ns(&prelude, Opts::default()) else { return };
     let m = mnt.to_str().unwrap();
     assert_eq!(a.ok("guest-fsfreeze-freeze-list", &json!({"mountpoints": [m]}).to_string()), 1);

@@ -12,8 +12,10 @@ use mio::{Interest, Registry, Token};
 
 use super::dispatch::{self, Deferred, Nudge, ReplySlot};
 use super::sequencer::{Sequencer, Slot};
-use crate::channel::{self, Endpoint};
+use crate::audit::{ClientInfo, Record};
+use crate::channel::{self, ClientCheck, Endpoint};
 use crate::commands::Ctx;
+use crate::config::Config;
 use crate::json::{Frame, Framer, Segments};
 use crate::log;
 use crate::protocol::{encode_error, QgaError};
@@ -45,6 +47,8 @@ pub const PARTIAL_PER_CLIENT: usize = 1 << 20;
 /// The conversation with the host: one accepted client, or the device.
 struct Conn {
     fd: OwnedFd,
+    /// Who it is (every audit record of its requests carries it).
+    client: ClientInfo,
     framer: Framer,
     /// Maps a long string's buffer ahead of the bytes fed into it.
     map_ahead: MapAhead,
@@ -73,9 +77,10 @@ struct Conn {
 }
 
 impl Conn {
-    fn new(fd: OwnedFd) -> Self {
+    fn new(fd: OwnedFd, client: ClientInfo) -> Self {
         Conn {
             fd,
+            client,
             framer: Framer::new(),
             map_ahead: MapAhead::default(),
             input: vec![0; READ_CHUNK],
@@ -150,10 +155,13 @@ pub struct Channel {
     accept_ready: bool,
     /// Drawn on [`MAX_PARTIAL_REQUESTS`] by all clients.
     partial_pool: usize,
+    /// Which clients a listener serves.
+    check: ClientCheck,
 }
 
 impl Channel {
-    pub fn new(endpoint: Endpoint, max_clients: usize, registry: &Registry) -> std::io::Result<Channel> {
+    pub fn new(endpoint: Endpoint, cfg: &Config, registry: &Registry) -> std::io::Result<Channel> {
+        let (max_clients, check) = (cfg.max_clients(), ClientCheck::new(cfg));
         match endpoint {
             Endpoint::Listener(fd) => {
                 registry.register(&mut SourceFd(&fd.as_raw_fd()), LISTENER, Interest::READABLE)?;
@@ -165,11 +173,16 @@ impl Channel {
                     max_clients,
                     accept_ready: true,
                     partial_pool: 0,
+                    check,
                 })
             }
             Endpoint::Device(fd) => {
                 registry.register(&mut SourceFd(&fd.as_raw_fd()), conn_token(0), Interest::READABLE)?;
-                let conns = vec![Some(Conn::new(fd))];
+                let client = match cfg.method.as_deref() {
+                    Some("isa-serial") => ClientInfo::IsaSerial,
+                    _ => ClientInfo::VirtioSerial,
+                };
+                let conns = vec![Some(Conn::new(fd, client))];
                 Ok(Channel {
                     listener: None,
                     is_device: true,
@@ -177,6 +190,7 @@ impl Channel {
                     max_clients: 1,
                     accept_ready: false,
                     partial_pool: 0,
+                    check,
                 })
             }
         }
@@ -233,11 +247,12 @@ impl Channel {
     /// and dispatch requests within the budgets, send.
     pub fn service(&mut self, ctx: &mut Ctx<'_>) {
         while self.may_accept() {
-            self.accept(ctx.registry);
+            self.accept(ctx);
         }
         for i in 0..self.conns.len() {
             let Some(Some(c)) = self.conns.get_mut(i) else { continue };
             let token = conn_token(i);
+            ctx.client = c.client;
             let mut next = resolve_pending(c, ctx);
             if next == Next::Keep {
                 next = flush(c, token, ctx.registry);
@@ -258,12 +273,20 @@ impl Channel {
         }
     }
 
-    fn accept(&mut self, registry: &Registry) {
+    fn accept(&mut self, ctx: &mut Ctx<'_>) {
         let Some(l) = self.listener.as_ref() else { return };
-        let Some(fd) = channel::socket::accept(l.as_raw_fd()) else {
+        let Some((fd, client)) = channel::socket::accept(l.as_raw_fd()) else {
             self.accept_ready = false;
             return;
         };
+        if !self.check.allows(&client) {
+            // Closed at once, nothing read or answered; others go on.
+            let rec = Record::new("client-refused", "", &client);
+            log::warning(&format!("refused client {}: not in allow-vsock-cids/allow-unix-uids", rec.client()));
+            ctx.audit.record(rec);
+            return;
+        }
+        let registry = ctx.registry;
         let i = match self.conns.iter().position(Option::is_none) {
             Some(i) => i,
             None => {
@@ -276,10 +299,17 @@ impl Channel {
             return;
         }
         log::debug("client connected");
-        self.conns[i] = Some(Conn::new(fd));
+        self.conns[i] = Some(Conn::new(fd, client));
     }
 
     fn disconnect(&mut self, i: usize, ctx: &mut Ctx<'_>) {
+        if let Some(Some(c)) = self.conns.get_mut(i) {
+            // A helper's command that nobody will hear of is still audited.
+            c.replies.resolve(|d| {
+                d.abandon(ctx);
+                Slot::Ready(Segments::new())
+            });
+        }
         if self.is_device {
             // Host side of the port went away: nothing to answer, nobody to
             // parse for. Wait for the next edge (host reconnect / data).

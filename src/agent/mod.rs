@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use mio::{Events, Poll, Token};
 
+use crate::audit::{AuditLog, ClientInfo};
 use crate::channel::Endpoint;
 use crate::commands::{Ctx, GuestState};
 use crate::config::Config;
@@ -30,6 +31,8 @@ pub struct Agent {
     procs: ProcessTable,
     channel: Channel,
     signals: SignalPipe,
+    /// The audit trail, written in bounded steps after the channel's pass.
+    audit: AuditLog,
     stop: bool,
 }
 
@@ -37,9 +40,10 @@ impl Agent {
     pub fn new(cfg: Config, endpoint: Endpoint, guest: GuestState, mut signals: SignalPipe) -> std::io::Result<Agent> {
         let poll = Poll::new()?;
         signals.register(poll.registry(), SIGNALS)?;
-        let channel = Channel::new(endpoint, cfg.max_clients(), poll.registry())?;
+        let channel = Channel::new(endpoint, &cfg, poll.registry())?;
         let procs = ProcessTable::new(cfg.max_output());
-        Ok(Agent { poll, cfg, guest, procs, channel, signals, stop: false })
+        let audit = AuditLog::new(&cfg);
+        Ok(Agent { poll, cfg, guest, procs, channel, signals, audit, stop: false })
     }
 
     /// Runs until SIGTERM/SIGINT. Returns the exit status.
@@ -66,10 +70,14 @@ impl Agent {
             }
             self.procs.service(self.poll.registry());
             self.procs.enforce_deadlines(Instant::now());
-            let Agent { poll, cfg, guest, procs, channel, .. } = self;
-            let mut ctx = Ctx { cfg, guest, procs, registry: poll.registry() };
+            let Agent { poll, cfg, guest, procs, channel, audit, .. } = self;
+            let client = ClientInfo::default();
+            let mut ctx = Ctx { cfg, guest, procs, registry: poll.registry(), audit, client };
             channel.service(&mut ctx);
+            self.audit.flush(self.guest.frozen);
         }
+        // What can be written now is, before the agent ends.
+        self.audit.flush_all(self.guest.frozen);
         0
     }
 
@@ -101,10 +109,10 @@ impl Agent {
     /// How long poll may sleep: 0 with work pending, else until the next
     /// deadline, else forever.
     fn next_timeout(&self) -> Option<Duration> {
-        if self.procs.has_ready_work() || self.channel.busy() {
+        if self.procs.has_ready_work() || self.channel.busy() || self.audit.ready(self.guest.frozen) {
             return Some(Duration::ZERO);
         }
-        [self.channel.next_deadline(), self.procs.next_deadline()]
+        [self.channel.next_deadline(), self.procs.next_deadline(), self.audit.next_deadline()]
             .into_iter()
             .flatten()
             .min()

@@ -3,7 +3,8 @@
 use std::ffi::CString;
 use std::os::fd::{AsFd, OwnedFd, RawFd};
 
-use crate::sys::socket::{self, Family};
+use crate::audit::ClientInfo;
+use crate::sys::socket::{self, Family, Peer};
 use crate::sys::{fd, fs, Errno};
 
 use super::Method;
@@ -49,9 +50,16 @@ pub fn vsock_listen(spec: &str, max_clients: usize) -> Result<OwnedFd, String> {
     Ok(fd)
 }
 
-/// Accepts one pending client, non-blocking and close-on-exec.
-pub fn accept(listener: RawFd) -> Option<OwnedFd> {
-    socket::accept(listener).ok()
+/// Accepts one pending client, non-blocking and close-on-exec, with who
+/// it is: its uid and pid (SO_PEERCRED) or its vsock CID and port.
+pub fn accept(listener: RawFd) -> Option<(OwnedFd, ClientInfo)> {
+    let (fd, peer) = socket::accept_peer(listener).ok()?;
+    let client = match peer {
+        Peer::Vsock { cid, port } => ClientInfo::Vsock { cid, port },
+        Peer::Unix { uid, pid } => ClientInfo::Unix { uid, pid },
+        Peer::Other => ClientInfo::Unix { uid: u32::MAX, pid: 0 },
+    };
+    Some((fd, client))
 }
 
 /// systemd socket activation (`LISTEN_PID`/`LISTEN_FDS`): the inherited

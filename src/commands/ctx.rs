@@ -2,6 +2,7 @@
 
 use mio::Registry;
 
+use crate::audit::{AuditLog, ClientInfo};
 use crate::config::Config;
 use crate::exec::{ExecOptions, NewProcess, ProcessTable};
 use crate::json::utf8::to_c_string;
@@ -26,12 +27,18 @@ pub struct GuestState {
 }
 
 /// A handler's capabilities: configuration, guest state, the process
-/// table and the registry its pipes are watched through.
+/// table and the registry its pipes are watched through, the audit trail
+/// and who sent the request.
 pub struct Ctx<'a> {
     pub cfg: &'a Config,
     pub guest: &'a mut GuestState,
     pub procs: &'a mut ProcessTable,
     pub registry: &'a Registry,
+    /// The audit trail (`--audit-log`; without it, records are dropped at
+    /// once): `ctx.audit.record(Record::new(event, command, &ctx.client)…)`.
+    pub audit: &'a mut AuditLog,
+    /// The connection whose request (or deferred reply) is being handled.
+    pub client: ClientInfo,
 }
 
 impl Ctx<'_> {

@@ -37,6 +37,12 @@ pub(super) const EXT_LONG_OPTS: &[(&str, HasArg, char)] = &[
     ("max-output", HasArg::Required, '3'),
     ("max-clients", HasArg::Required, '4'),
     ("exec-policy", HasArg::Required, 'P'),
+    ("audit-log", HasArg::Required, 'L'),
+    ("audit-log-size", HasArg::Required, 'S'),
+    ("audit-log-keep", HasArg::Required, 'K'),
+    ("audit-argv", HasArg::No, 'G'),
+    ("allow-vsock-cids", HasArg::Required, 'C'),
+    ("allow-unix-uids", HasArg::Required, 'U'),
 ];
 
 /// qemu-ga's GUEST_EXEC_MAX_OUTPUT: the default `max-output`.

@@ -59,6 +59,24 @@ pub fn dump(cfg: &Config) -> String {
     if let Some(n) = cfg.max_clients {
         kv("max-clients", &n.to_string());
     }
+    if let Some(d) = &cfg.audit_log {
+        kv("audit-log", d);
+    }
+    if let Some(n) = cfg.audit_log_size {
+        kv("audit-log-size", &n.to_string());
+    }
+    if let Some(n) = cfg.audit_log_keep {
+        kv("audit-log-keep", &n.to_string());
+    }
+    if cfg.audit_argv {
+        kv("audit-argv", "true");
+    }
+    if let Some(l) = &cfg.allow_vsock_cids {
+        kv("allow-vsock-cids", &l.iter().map(u32::to_string).collect::<Vec<_>>().join(","));
+    }
+    if let Some(l) = &cfg.allow_unix_uids {
+        kv("allow-unix-uids", &l.join(","));
+    }
     s
 }
 
@@ -157,10 +175,8 @@ pub fn load_text(cfg: &mut Config, text: &str) -> Result<(), String> {
             }
             "init" => cfg.init = parse_bool(key, &value)?,
             "modules-dir" => cfg.modules_dir = Some(value),
-            "exec-policy" => cfg.exec_policy = Some(value),
-            "max-output" => cfg.max_output = Some(parse_max_output(&value)?),
-            "max-clients" => cfg.max_clients = Some(parse_max_clients(&value)?),
-            _ => {}
+            "audit-argv" => cfg.audit_argv = parse_bool(key, &value)?,
+            _ => set_ext(cfg, key, value)?,
         }
     }
     Ok(())

@@ -47,6 +47,20 @@ pub struct Config {
     /// qga extension `--exec-policy` / `exec-policy=`: the guest owner's
     /// exec policy file (src/policy; docs/security.md).
     pub exec_policy: Option<String>,
+    /// qga extension `--audit-log` / `audit-log=`: the audit trail's file,
+    /// or `kmsg` for the kernel log (docs/audit.md).
+    pub audit_log: Option<String>,
+    /// `--audit-log-size`: the size at which the audit file is rotated.
+    pub audit_log_size: Option<u64>,
+    /// `--audit-log-keep`: rotated audit files kept (DEST.1 ... DEST.N).
+    pub audit_log_keep: Option<usize>,
+    /// `--audit-argv`: records include argv (and, for exec, the env).
+    pub audit_argv: bool,
+    /// `--allow-vsock-cids`: the only vsock CIDs served (unset: all).
+    pub allow_vsock_cids: Option<Vec<u32>>,
+    /// `--allow-unix-uids`: the only unix-socket client uids (or user
+    /// names) served (unset: all).
+    pub allow_unix_uids: Option<Vec<String>>,
 }
 
 impl Config {
@@ -58,6 +72,16 @@ impl Config {
     /// Clients served at once on a listening socket.
     pub fn max_clients(&self) -> usize {
         self.max_clients.unwrap_or(1)
+    }
+
+    /// The audit file's rotation threshold (default 10 MiB).
+    pub fn audit_log_size(&self) -> u64 {
+        self.audit_log_size.unwrap_or(10 << 20)
+    }
+
+    /// Rotated audit files kept (default 3).
+    pub fn audit_log_keep(&self) -> usize {
+        self.audit_log_keep.unwrap_or(3)
     }
 }
 
@@ -108,6 +132,35 @@ pub(super) fn parse_max_clients(v: &str) -> Result<usize, String> {
         .ok()
         .filter(|n| (1..=MAX_MAX_CLIENTS).contains(n))
         .ok_or_else(|| format!("invalid max-clients '{v}': expected a number from 1 to {MAX_MAX_CLIENTS}"))
+}
+
+/// Sets one of qga's own options from its text (command line and
+/// configuration file alike); the error names the option.
+pub(super) fn set_ext(cfg: &mut Config, key: &str, v: String) -> Result<(), String> {
+    let bad = |what: &str| format!("invalid {key} '{v}': expected {what}");
+    let list = v.split([',', ';']).map(str::trim).filter(|x| !x.is_empty());
+    match key {
+        "max-output" => cfg.max_output = Some(parse_max_output(&v)?),
+        "max-clients" => cfg.max_clients = Some(parse_max_clients(&v)?),
+        "audit-log-size" => {
+            cfg.audit_log_size = Some(parse_size(&v, 1 << 40).ok_or_else(|| bad("a size (suffixes K, M, G)"))? as u64)
+        }
+        "audit-log-keep" => {
+            cfg.audit_log_keep = Some(v.trim().parse().ok().filter(|n| *n <= 99).ok_or_else(|| bad("0 to 99"))?)
+        }
+        "allow-vsock-cids" => {
+            let mut cids = Vec::new();
+            for c in list {
+                cids.push(c.parse().map_err(|_| bad("CIDs"))?);
+            }
+            cfg.allow_vsock_cids = Some(cids);
+        }
+        "allow-unix-uids" => cfg.allow_unix_uids = Some(list.map(str::to_string).collect()),
+        "audit-log" => cfg.audit_log = Some(v),
+        "exec-policy" => cfg.exec_policy = Some(v),
+        _ => {}
+    }
+    Ok(())
 }
 
 /// qemu-ga's `split_list()` builds each list with g_list_prepend, so a
@@ -165,8 +218,11 @@ QEMU Guest Agent {VERSION}
 
 qga extends qemu-ga with --init and --modules-dir (PID 1 mode),
 --max-output BYTES (captured output kept per stream, default 16M) and
---max-clients N (clients served at once on a socket, default 1) and
---exec-policy FILE (what guest-exec may run, how confined); see README.md.
+--max-clients N (clients served at once on a socket, default 1), the audit
+trail (--audit-log=FILE|kmsg, --audit-log-size, --audit-log-keep,
+--audit-argv) and channel checks (--allow-vsock-cids=LIST,
+--allow-unix-uids=LIST) and the exec policy (--exec-policy FILE: what
+guest-exec may run, how confined); see README.md.
 "
     )
 }
@@ -253,19 +309,14 @@ pub fn parse_with(
                     'h' => return Action::Print(usage(argv0)),
                     '1' => cfg.init = true,
                     '2' => cfg.modules_dir = Some(v),
-                    'P' => cfg.exec_policy = Some(v),
-                    '3' | '4' => {
-                        let r = if c == '3' {
-                            parse_max_output(&v).map(|n| cfg.max_output = Some(n))
-                        } else {
-                            parse_max_clients(&v).map(|n| cfg.max_clients = Some(n))
-                        };
-                        if let Err(msg) = r {
+                    'G' => cfg.audit_argv = true,
+                    _ => {
+                        let key = getopt::EXT_LONG_OPTS.iter().find(|o| o.2 == c).map_or("", |o| o.0);
+                        if let Err(msg) = set_ext(&mut cfg, key, v) {
                             stderr.push_str(&format!("{argv0}: {msg}\n"));
                             return Action::Fail { stdout: String::new(), stderr, code: 1 };
                         }
                     }
-                    _ => {}
                 }
             }
         }
@@ -357,6 +408,57 @@ mod tests {
         assert!(c.init && c.modules_dir.as_deref() == Some("/lib/modules/qga"));
         // Unset, the dump is qemu-ga's.
         assert!(!dump(&Config::default()).contains("init"));
+    }
+
+    #[test]
+    fn audit_and_channel_options() {
+        match parse(
+            &argv(&[
+                "--audit-log=/var/log/qga-audit",
+                "--audit-log-size",
+                "64K",
+                "--audit-log-keep=5",
+                "--audit-argv",
+                "--allow-vsock-cids=2,3",
+                "--allow-unix-uids=root,1000",
+                "--allow-rpcs=guest-ping",
+            ]),
+            Some("/nonexistent"),
+            &[],
+        ) {
+            Action::Run(c) => {
+                assert_eq!(c.audit_log.as_deref(), Some("/var/log/qga-audit"));
+                assert_eq!((c.audit_log_size(), c.audit_log_keep(), c.audit_argv), (64 << 10, 5, true));
+                assert_eq!(c.allow_vsock_cids, Some(vec![2, 3]));
+                assert_eq!(c.allow_unix_uids, Some(vec!["root".to_string(), "1000".to_string()]));
+                // qemu-ga's abbreviation --allow still means --allow-rpcs.
+                assert_eq!(c.allow_rpcs, ["guest-ping"]);
+                let d = dump(&c);
+                assert!(d.ends_with(
+                    "audit-log=/var/log/qga-audit\naudit-log-size=65536\naudit-log-keep=5\naudit-argv=true\nallow-vsock-cids=2,3\nallow-unix-uids=root,1000\n"
+                ));
+                let mut again = Config::default();
+                load_text(&mut again, &d).unwrap();
+                assert_eq!(
+                    (again.audit_log, again.audit_log_size, again.audit_argv),
+                    (c.audit_log, c.audit_log_size, true)
+                );
+                assert_eq!((again.allow_vsock_cids, again.allow_unix_uids), (c.allow_vsock_cids, c.allow_unix_uids));
+            }
+            other => panic!("{other:?}"),
+        }
+        let c = Config::default();
+        assert_eq!((c.audit_log_size(), c.audit_log_keep()), (10 << 20, 3));
+        for bad in ["--audit-log-size=0", "--audit-log-keep=100", "--allow-vsock-cids=2,host"] {
+            match parse(&argv(&[bad]), Some("/nonexistent"), &[]) {
+                Action::Fail { stderr, code: 1, .. } => assert!(stderr.starts_with("qemu-ga: invalid "), "{stderr}"),
+                other => panic!("{bad}: {other:?}"),
+            }
+        }
+        let mut c = Config::default();
+        assert!(load_text(&mut c, "[general]\naudit-log-keep=x\n").is_err());
+        load_text(&mut c, "[general]\nallow-unix-uids=\naudit-log=kmsg\n").unwrap();
+        assert_eq!((c.allow_unix_uids, c.audit_log.as_deref()), (Some(vec![]), Some("kmsg")));
     }
 
     #[test]

@@ -236,6 +236,26 @@ impl Drop for Agent {
     }
 }
 
+/// A scratch 32 MiB ext4 image in `t` and the prelude that loop-mounts it
+/// on `t/mnt` (for [`Agent::start_in_ns`]); None, with the skip recorded,
+/// when mkfs.ext4 cannot make it.
+pub fn scratch_ext4(t: &TempDir) -> Option<(String, std::path::PathBuf)> {
+    let img = t.join("fs.img");
+    let mnt = t.join("mnt");
+    std::fs::create_dir(&mnt).unwrap();
+    std::fs::File::create(&img).unwrap().set_len(32 << 20).unwrap();
+    let mkfs = Command::new("mkfs.ext4")
+        .args(["-q", "-F", img.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+    if !mkfs.is_ok_and(|s| s.success()) {
+        skip::missing("mkfs.ext4 (e2fsprogs) could not make a scratch file system");
+        return None;
+    }
+    Some((format!("mount -o loop {} {}", img.display(), mnt.display()), mnt))
+}
+
 /// Writes an executable shell script.
 pub fn script(path: &Path, body: &str) {
     use std::os::unix::fs::PermissionsExt;

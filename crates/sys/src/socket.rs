@@ -148,24 +148,72 @@ pub fn listen(fd: BorrowedFd<'_>, backlog: i32) -> Result<(), Errno> {
     Ok(())
 }
 
+/// Who is at the other end of an accepted connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Peer {
+    /// `SO_PEERCRED` of a unix socket: the credentials the client had when
+    /// it called connect(2) (uid `u32::MAX`, pid 0 if the query failed).
+    Unix {
+        uid: u32,
+        pid: i32,
+    },
+    /// The accepted `sockaddr_vm`: the client's CID and port.
+    Vsock {
+        cid: u32,
+        port: u32,
+    },
+    Other,
+}
+
 /// `accept4(2)` of one pending client, non-blocking and close-on-exec
-/// (retried on EINTR), on a listener known by number (what the agent's
-/// loop holds today; a closed number only yields EBADF).
-pub fn accept(listener: RawFd) -> Result<OwnedFd, Errno> {
+/// (retried on EINTR), on a listener known by number (a closed number
+/// only yields EBADF), with the peer's identity: its `sockaddr_vm` for
+/// vsock, `SO_PEERCRED` for a unix socket.
+pub fn accept_peer(listener: RawFd) -> Result<(OwnedFd, Peer), Errno> {
+    let mut addr: libc::sockaddr_storage = zeroed();
+    let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
     let fd = cvt_r(|| {
-        // SAFETY: accept4 on a descriptor number (memory-safe for any number);
-        // the peer address is not wanted.
+        // SAFETY: accept4 on a descriptor number, the peer address into a
+        // sockaddr_storage with its true size.
         unsafe {
             libc::accept4(
                 listener,
-                std::ptr::null_mut(),
-                std::ptr::null_mut(),
+                (&mut addr as *mut libc::sockaddr_storage).cast(),
+                &mut len,
                 libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK,
             )
         }
     })?;
     // SAFETY: fd was just accepted and belongs to nobody else.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let peer = match libc::c_int::from(addr.ss_family) {
+        libc::AF_VSOCK => {
+            // SAFETY: the kernel filled a sockaddr_vm (smaller than the
+            // storage, which is aligned for any address).
+            let vm = unsafe { &*(&addr as *const libc::sockaddr_storage).cast::<libc::sockaddr_vm>() };
+            Peer::Vsock { cid: vm.svm_cid, port: vm.svm_port }
+        }
+        libc::AF_UNIX => {
+            let mut cred = libc::ucred { pid: 0, uid: u32::MAX, gid: u32::MAX };
+            let mut clen = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+            // SAFETY: SO_PEERCRED into a ucred of the stated size.
+            let rc = unsafe {
+                libc::getsockopt(
+                    fd.as_raw_fd(),
+                    libc::SOL_SOCKET,
+                    libc::SO_PEERCRED,
+                    (&mut cred as *mut libc::ucred).cast(),
+                    &mut clen,
+                )
+            };
+            if rc != 0 {
+                cred = libc::ucred { pid: 0, uid: u32::MAX, gid: u32::MAX };
+            }
+            Peer::Unix { uid: cred.uid, pid: cred.pid }
+        }
+        _ => Peer::Other,
+    };
+    Ok((fd, peer))
 }
 
 /// The address family of a bound socket (`getsockname(2)`).
