@@ -17,7 +17,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 /// True once guest-exec writes its records (exec-start / exec-end).
-const EXEC_RECORDS: bool = false;
+const EXEC_RECORDS: bool = true;
 
 /// A secret-looking argument that must never reach the audit file.
 const SECRET: &str = "--password=hunter2-XYZZY";

@@ -74,6 +74,9 @@ impl Agent {
             let client = ClientInfo::default();
             let mut ctx = Ctx { cfg, guest, procs, registry: poll.registry(), audit, client };
             channel.service(&mut ctx);
+            for rec in self.procs.take_audit() {
+                self.audit.record(rec);
+            }
             self.audit.flush(self.guest.frozen);
         }
         // What can be written now is, before the agent ends.

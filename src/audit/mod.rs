@@ -113,7 +113,6 @@ impl Record {
         self.field(key, |b| b.extend_from_slice(v.to_string().as_bytes()))
     }
 
-    #[allow(dead_code)] // the exec records' (timed-out, oom-kill)
     pub fn bool(self, key: &str, v: bool) -> Record {
         self.field(key, |b| b.extend_from_slice(if v { b"true" } else { b"false" }))
     }

@@ -62,7 +62,7 @@ impl Ctx<'_> {
             cgroup_procs: None,
         };
         let opts = ExecOptions { internal: true, ..Default::default() };
-        self.procs.start(self.registry, &spec, NewProcess { input, opts, confined: None })
+        self.procs.start(self.registry, &spec, NewProcess { input, opts, confined: None, audit: None })
     }
 
     /// Collects exits and drains ready pipes now (before answering

@@ -5,12 +5,14 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use super::{Ctx, Outcome};
+use crate::audit::Record;
 use crate::exec::{ExecOptions, NewProcess};
 use crate::json::utf8::to_c_string;
 use crate::json::{Object, Value};
 use crate::policy::ExecRequest;
 use crate::protocol::{qbase64_decode, Args, QgaError};
 use crate::sys::libc;
+use crate::sys::process::Pid;
 use crate::sys::pty::Winsize;
 use crate::sys::signal::max_signal;
 use crate::sys::spawn::{Credentials, Redirect, SpawnSpec};
@@ -161,10 +163,58 @@ fn cells(name: &str, v: Option<i64>, default: u16) -> Result<u16, QgaError> {
     }
 }
 
-pub fn exec(ctx: &mut Ctx<'_>, mut a: Args) -> Result<Outcome, QgaError> {
+/// What the audit trail says of a guest-exec, noted as the request is
+/// read (only when the trail is on).
+#[derive(Debug, Default)]
+struct ExecNote {
+    on: bool,
+    program: String,
+    args: Vec<String>,
+    env: Option<Vec<String>>,
+    user: Option<String>,
+    cwd: Option<String>,
+    profile: Option<String>,
+}
+
+/// guest-exec: one audit record per request, `exec-start` with the pid or
+/// `exec-refused` with the reason (argv and env only with
+/// `--audit-argv`); the process's `exec-end` is written when it ends.
+pub fn exec(ctx: &mut Ctx<'_>, a: Args) -> Result<Outcome, QgaError> {
+    let mut note = ExecNote { on: ctx.audit.enabled(), ..ExecNote::default() };
+    let r = start(ctx, a, &mut note);
+    if note.on {
+        let n = note;
+        let opt = |v: Option<String>| v.map_or(Value::Null, Value::Str);
+        let event = if r.is_ok() { "exec-start" } else { "exec-refused" };
+        let mut rec = Record::new(event, "guest-exec", &ctx.client)
+            .str("program", &n.program)
+            .int("argc", n.args.len() as i64 + 1)
+            .value("user", opt(n.user))
+            .value("cwd", opt(n.cwd))
+            .value("profile", opt(n.profile));
+        rec = match &r {
+            Ok(pid) => rec.int("pid", i64::from(*pid)),
+            Err(e) => rec.str("reason", &e.desc),
+        };
+        if ctx.audit.with_argv() {
+            let list = |l: Vec<String>| Value::List(l.into_iter().map(Value::Str).collect());
+            rec = rec.value("argv", list(n.args)).value("env", n.env.map_or(Value::Null, list));
+        }
+        ctx.audit.record(rec);
+    }
+    let pid = r?;
+    Ok(Outcome::Return(Value::Object(Object::new().with("pid", Value::Int(i64::from(pid))))))
+}
+
+fn start(ctx: &mut Ctx<'_>, mut a: Args, note: &mut ExecNote) -> Result<Pid, QgaError> {
     let path = a.req_str("path")?;
     let arg = a.opt_str_list("arg")?;
     let env = a.opt_str_list("env")?;
+    if note.on {
+        note.program = path.clone();
+        note.args = arg.clone().unwrap_or_default();
+        note.env = env.clone();
+    }
     let input = a.opt_str("input-data")?;
     let capture = capture_mode(a.opt_value("capture-output"))?;
     // Extensions (absent from qemu-ga's schema).
@@ -179,6 +229,9 @@ pub fn exec(ctx: &mut Ctx<'_>, mut a: Args) -> Result<Outcome, QgaError> {
     let rusage = a.opt_bool("rusage")?.unwrap_or(false);
     let env_merge = a.opt_bool("env-merge")?.unwrap_or(false);
     let profile = a.opt_str("profile")?;
+    if note.on {
+        (note.user, note.cwd, note.profile) = (user.clone(), cwd.clone(), profile.clone());
+    }
     a.finish()?;
 
     let input = input.map(qbase64_decode).transpose()?;
@@ -218,6 +271,11 @@ pub fn exec(ctx: &mut Ctx<'_>, mut a: Args) -> Result<Outcome, QgaError> {
                 profile: profile.as_deref(),
             };
             let admitted = p.admit(&req)?;
+            if note.on {
+                note.program = admitted.program.clone();
+                note.user = admitted.user.clone();
+                note.profile = admitted.confine.as_ref().map(|(_, k)| k.report.profile.clone());
+            }
             (Some(admitted.program), admitted.user, admitted.confine)
         }
     };
@@ -262,8 +320,8 @@ pub fn exec(ctx: &mut Ctx<'_>, mut a: Args) -> Result<Outcome, QgaError> {
     // A terminal is streamed both ways.
     let opts =
         ExecOptions { internal: false, input_stream: input_stream || tty, stream: stream || tty, timeout, rusage };
-    let pid = ctx.procs.start(ctx.registry, &spec, NewProcess { input, opts, confined })?;
-    Ok(Outcome::Return(Value::Object(Object::new().with("pid", Value::Int(i64::from(pid))))))
+    let audit = note.on.then_some(ctx.client);
+    ctx.procs.start(ctx.registry, &spec, NewProcess { input, opts, confined, audit })
 }
 
 /// guest-exec-resize {pid, rows, cols}: the window size of a `tty`

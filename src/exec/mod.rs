@@ -44,6 +44,7 @@ use std::time::{Duration, Instant};
 use mio::unix::SourceFd;
 use mio::{Interest, Registry, Token};
 
+use crate::audit::{ClientInfo, Record};
 use crate::log;
 use crate::protocol::QgaError;
 use crate::sys::confine::cgroup::{Cgroup, CgroupStats};
@@ -236,6 +237,8 @@ pub struct Process {
     bytes_out: u64,
     /// When it was started.
     started: Instant,
+    /// The client that started it (audit trail on).
+    audit: Option<ClientInfo>,
 }
 
 /// How a confined process runs: what its profile applied, and the cgroup
@@ -319,6 +322,9 @@ pub struct NewProcess {
     pub opts: ExecOptions,
     /// Its confinement (exec policy), if any.
     pub confined: Option<Confined>,
+    /// The client that started it, when the audit trail is on: its
+    /// `exec-end` record is made when the result is complete.
+    pub audit: Option<ClientInfo>,
 }
 
 #[derive(Debug, Default)]
@@ -350,6 +356,9 @@ pub struct ProcessTable {
     /// cgroup leaves of collected results that something still runs in
     /// (a daemon): removed once empty.
     lingering: Vec<Cgroup>,
+    /// `exec-end` records of results completed since the loop last took
+    /// them ([`ProcessTable::take_audit`]).
+    audit_records: Vec<Record>,
 }
 
 fn token_for(slot: usize, kind: Kind) -> Token {
@@ -424,7 +433,7 @@ impl ProcessTable {
 
     /// Adds a freshly spawned child and registers its pipes.
     fn insert(&mut self, registry: &Registry, spawned: spawn::Spawned, new: NewProcess) -> Pid {
-        let NewProcess { input, opts, confined } = new;
+        let NewProcess { input, opts, confined, audit } = new;
         let pid = spawned.pid;
         // The kernel reused the pid of a result nobody collected: that
         // result can no longer be addressed, so it goes.
@@ -484,6 +493,7 @@ impl ProcessTable {
             bytes_in: 0,
             bytes_out: 0,
             started: Instant::now(),
+            audit,
         };
         for kind in [Kind::Stdin, Kind::Stdout, Kind::Stderr] {
             self.ready.push((slot, kind));
@@ -611,6 +621,12 @@ impl ProcessTable {
         st.confinement = p.confined.as_ref().map(|c| c.report.clone());
         st.cgroup = p.cgroup_stats.take();
         Ok(st)
+    }
+
+    /// The `exec-end` records made since the last call (the loop hands
+    /// them to the audit trail).
+    pub fn take_audit(&mut self) -> Vec<Record> {
+        std::mem::take(&mut self.audit_records)
     }
 
     /// guest-exec-resize: the window size of `pid`'s terminal.

@@ -340,6 +340,9 @@ impl ProcessTable {
                     }
                     p.cgroup_stats = Some(cg.stats());
                 }
+                if let Some(client) = p.audit.take() {
+                    self.audit_records.push(exec_end(p, &client));
+                }
             }
         }
     }
@@ -378,6 +381,22 @@ impl ProcessTable {
         }
         Ok(n)
     }
+}
+
+/// The audit trail's record of a process whose result is complete.
+fn exec_end(p: &Process, client: &ClientInfo) -> Record {
+    let status = p.status.unwrap_or(WaitStatus(0));
+    let mut rec = Record::new("exec-end", "guest-exec", client).int("pid", i64::from(p.pid));
+    rec = match (status.exit_code(), status.signal()) {
+        (Some(code), _) => rec.int("exit-code", i64::from(code)),
+        (None, sig) => rec.int("signal", i64::from(sig.unwrap_or(0))),
+    };
+    let n = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+    rec.bool("timed-out", p.timed_out)
+        .bool("oom-kill", p.cgroup_stats.as_ref().is_some_and(|s| s.oom_kills > 0))
+        .int("duration-ms", n(p.started.elapsed().as_millis() as u64))
+        .int("bytes-in", n(p.bytes_in))
+        .int("bytes-out", n(p.bytes_out))
 }
 
 /// Grows a capture buffer so that up to `want` more bytes fit: doubling,
