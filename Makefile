@@ -63,7 +63,7 @@ clean:
 ARCH ?= x86_64
 SUB := $(if $(filter x86_64,$(ARCH)),,/$(ARCH))
 STATIC_BIN ?= target/static$(SUB)/qga
-# The minimal build (no `confine` feature: no seccomp or Landlock layer)
+# The minimal build (no `controls` feature: no exec policy, confinement or audit trail)
 # that the initramfs ships; x86_64 must stay within STATIC_BUDGET bytes.
 STATIC_MIN_BIN ?= target/static-min$(SUB)/qga
 STATIC_BUDGET ?= 655360
@@ -85,7 +85,7 @@ static:
 
 # `make static-minimal`: $(STATIC_MIN_BIN), the initramfs build; fails if
 # the x86_64 one is over the 640 KiB budget. The full build ($(STATIC_BIN),
-# with the confine feature) is what the VM suites and the packages use.
+# with the controls feature) is what the VM suites and the packages use.
 static-minimal:
 	QGA_STATIC_CARGOFLAGS=--no-default-features bash scripts/static/build.sh $(ARCH) $(dir $(STATIC_MIN_BIN))
 	@size=$$(stat -c %s $(STATIC_MIN_BIN)); full=$$(stat -c %s $(STATIC_BIN) 2>/dev/null || echo '?'); \

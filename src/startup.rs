@@ -97,6 +97,10 @@ fn start(mut cfg: Config, init_mode: bool) -> Result<i32, String> {
     };
     log::init(cfg.verbose, logfile);
     let exec_policy = load_exec_policy(&mut cfg, init_mode)?;
+    if cfg.audit_log.is_some() && !cfg!(feature = "controls") {
+        // An owner who asked for records must not get none silently.
+        check(init_mode, Err("this qga is built without the audit trail (the controls feature)".into()))?;
+    }
 
     let new_pipe = || SignalPipe::new().map_err(|e| format!("cannot handle signals: {e}"));
     let mut signals = Some(new_pipe()?);

@@ -281,9 +281,10 @@ impl Channel {
         };
         if !self.check.allows(&client) {
             // Closed at once, nothing read or answered; others go on.
-            let rec = Record::new("client-refused", "", &client);
-            log::warning(&format!("refused client {}: not in allow-vsock-cids/allow-unix-uids", rec.client()));
-            ctx.audit.record(rec);
+            log::warning(&format!("refused client {client:?}: not in allow-vsock-cids/allow-unix-uids"));
+            if ctx.audit.enabled() {
+                ctx.audit.record(Record::new("client-refused", "", &client));
+            }
             return;
         }
         let registry = ctx.registry;

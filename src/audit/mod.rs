@@ -123,14 +123,6 @@ impl Record {
         self.field(key, |b| push_value(b, &v))
     }
 
-    /// The `client` member's text (for the log).
-    pub fn client(&self) -> &str {
-        let b = &self.body;
-        let start = b.windows(10).position(|w| w == b"\"client\":{").map_or(0, |i| i + 9);
-        let end = b[start..].iter().position(|&c| c == b'}').map_or(start, |i| start + i + 1);
-        std::str::from_utf8(&b[start..end]).unwrap_or("")
-    }
-
     /// `"outcome"`: "ok", or the error's description.
     pub fn outcome(self, err: Option<&str>) -> Record {
         self.str("outcome", err.unwrap_or("ok"))

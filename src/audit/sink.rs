@@ -68,7 +68,9 @@ impl AuditLog {
 
     /// Whether records are kept at all (`--audit-log`).
     pub fn enabled(&self) -> bool {
-        self.dest.is_some()
+        // Without the `controls` feature this is false at compile time, and
+        // the writing code is left out of the binary.
+        cfg!(feature = "controls") && self.dest.is_some()
     }
 
     /// Whether records may include argv and env (`--audit-argv`).
@@ -79,7 +81,7 @@ impl AuditLog {
 
     /// Queues a record (dropped, and counted, when the queue is full).
     pub fn record(&mut self, rec: Record) {
-        if self.dest.is_none() {
+        if !self.enabled() {
             return;
         }
         self.seq += 1;
@@ -100,7 +102,7 @@ impl AuditLog {
     /// Records are waiting and may be written now.
     pub fn ready(&self, frozen: bool) -> bool {
         let held = frozen && self.is_file();
-        !self.queue.is_empty() && !held && self.retry_at.is_none()
+        self.enabled() && !self.queue.is_empty() && !held && self.retry_at.is_none()
     }
 
     /// When a failed write is tried again.
@@ -121,7 +123,7 @@ impl AuditLog {
     }
 
     fn flush_up_to(&mut self, frozen: bool, budget: usize) {
-        if self.queue.is_empty() || (frozen && self.is_file()) {
+        if !self.enabled() || self.queue.is_empty() || (frozen && self.is_file()) {
             return;
         }
         if let Some(t) = self.retry_at {

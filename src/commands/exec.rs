@@ -251,7 +251,7 @@ fn start(ctx: &mut Ctx<'_>, mut a: Args, note: &mut ExecNote) -> Result<Pid, Qga
     }
     let arg = arg.unwrap_or_default();
     // The owner's policy decides before anything is looked up or started.
-    let policy = ctx.guest.exec_policy.clone();
+    let policy = ctx.guest.exec_policy.clone().filter(|_| cfg!(feature = "controls"));
     let (program, user, confine) = match &policy {
         None if profile.is_some() => {
             return Err(QgaError::generic("Parameter 'profile' requires an exec policy (--exec-policy)"));
@@ -394,7 +394,7 @@ pub fn collect_status(ctx: &mut Ctx<'_>, pid: i64) -> Result<Value, QgaError> {
     }
     // Only for a process that an exec policy's profile confined.
     let n = |v: u64| Value::Int(i64::try_from(v).unwrap_or(i64::MAX));
-    if let Some(c) = st.confinement {
+    if let Some(c) = st.confinement.filter(|_| cfg!(feature = "controls")) {
         let mut o = Object::new();
         o.push("profile", Value::Str(c.profile));
         o.push("no-new-privs", Value::Bool(c.no_new_privs));
@@ -407,7 +407,7 @@ pub fn collect_status(ctx: &mut Ctx<'_>, pid: i64) -> Result<Value, QgaError> {
         o.push("seccomp", Value::Bool(c.seccomp));
         obj.push("confinement", Value::Object(o));
     }
-    if let Some(cg) = st.cgroup {
+    if let Some(cg) = st.cgroup.filter(|_| cfg!(feature = "controls")) {
         let mut o = Object::new();
         if let Some(peak) = cg.memory_peak {
             o.push("memory-peak", n(peak));

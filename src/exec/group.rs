@@ -58,7 +58,9 @@ impl ProcessTable {
             self.on_reaped(pid, status, usage);
         }
         // A daemon left in a collected result's cgroup may have ended.
-        self.lingering.retain(|cg| cg.populated() || cg.remove().is_err());
+        if cfg!(feature = "controls") {
+            self.lingering.retain(|cg| cg.populated() || cg.remove().is_err());
+        }
     }
 
     /// Records a reaped child. Returns false if the pid is not ours.
@@ -118,7 +120,7 @@ impl ProcessTable {
         };
         // With a cgroup of its own, SIGKILL reaches exactly everything the
         // process started, daemons that left its group included.
-        if let Some(cg) = p.confined.as_ref().and_then(|c| c.cgroup.as_ref()) {
+        if let Some(cg) = p.cgroup() {
             if sig == libc::SIGKILL && cg.populated() {
                 let killed = cg.kill().is_ok();
                 return (ours && process::kill_group(p.pid, sig).is_ok()) || killed;

@@ -262,6 +262,12 @@ pub struct ConfineReport {
 }
 
 impl Process {
+    /// Its cgroup leaf (exec policy profiles; never without the
+    /// `controls` feature, which the compiler then leaves out).
+    fn cgroup(&self) -> Option<&Cgroup> {
+        self.confined.as_ref().filter(|_| cfg!(feature = "controls")).and_then(|c| c.cgroup.as_ref())
+    }
+
     fn capture_done(c: &Option<Capture>) -> bool {
         c.as_ref().is_none_or(|c| c.pipe.is_none())
     }
@@ -545,7 +551,7 @@ impl ProcessTable {
         self.ready.retain(|&(s, _)| s != slot);
         self.starved.retain(|&(s, _)| s != slot);
         self.free.push(slot);
-        if let Some(cg) = p.confined.as_mut().and_then(|c| c.cgroup.take()) {
+        if let Some(cg) = p.confined.as_mut().filter(|_| cfg!(feature = "controls")).and_then(|c| c.cgroup.take()) {
             if cg.populated() || cg.remove().is_err() {
                 self.lingering.push(cg);
             }
@@ -618,7 +624,7 @@ impl ProcessTable {
         }
         st.timed_out = p.opts.timeout.is_some().then_some(p.timed_out);
         st.usage = p.opts.rusage.then_some(p.usage);
-        st.confinement = p.confined.as_ref().map(|c| c.report.clone());
+        st.confinement = p.confined.as_ref().filter(|_| cfg!(feature = "controls")).map(|c| c.report.clone());
         st.cgroup = p.cgroup_stats.take();
         Ok(st)
     }

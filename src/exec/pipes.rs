@@ -332,7 +332,7 @@ impl ProcessTable {
                 p.kill_at = None;
                 self.finished_counter += 1;
                 p.finished_seq = Some(self.finished_counter);
-                if let Some(cg) = p.confined.as_ref().and_then(|c| c.cgroup.as_ref()) {
+                if let Some(cg) = p.cgroup() {
                     // A timeout ends the whole tree: what the leader's group
                     // did not take with it (daemons) goes now.
                     if p.timed_out && cg.populated() {
@@ -340,7 +340,7 @@ impl ProcessTable {
                     }
                     p.cgroup_stats = Some(cg.stats());
                 }
-                if let Some(client) = p.audit.take() {
+                if let Some(client) = p.audit.take().filter(|_| cfg!(feature = "controls")) {
                     self.audit_records.push(exec_end(p, &client));
                 }
             }

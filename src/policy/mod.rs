@@ -14,24 +14,24 @@
 //! breaks is named in the error (qemu-ga's `GenericError` form), and the
 //! refusal is audited by the caller.
 //!
-//! All of it is the `confine` cargo feature (with qga-sys's seccomp and
+//! All of it is the `controls` cargo feature (with qga-sys's seccomp and
 //! Landlock layers): the minimal initramfs build leaves it out to stay
 //! within its size budget, and there `--exec-policy` is refused at start
 //! (the daemon does not start; PID 1 mode disables guest-exec), never
 //! ignored.
 
-#[cfg(feature = "confine")]
+#[cfg(feature = "controls")]
 mod compile;
-#[cfg(feature = "confine")]
+#[cfg(feature = "controls")]
 mod load;
-#[cfg(feature = "confine")]
+#[cfg(feature = "controls")]
 pub mod profile;
-#[cfg(feature = "confine")]
+#[cfg(feature = "controls")]
 mod rules;
 
 use std::rc::Rc;
 
-#[cfg(feature = "confine")]
+#[cfg(feature = "controls")]
 pub use compile::ExecPolicy;
 
 use crate::exec::Confined;
@@ -40,7 +40,7 @@ use crate::sys::confine::Confinement;
 
 /// What a request asks for, as far as the policy is concerned.
 #[derive(Debug)]
-#[cfg_attr(not(feature = "confine"), allow(dead_code))]
+#[cfg_attr(not(feature = "controls"), allow(dead_code))]
 pub struct ExecRequest<'a> {
     pub path: &'a str,
     pub args: &'a [String],
@@ -68,13 +68,13 @@ pub struct Admitted {
 }
 
 /// The policy file at `path`, read and compiled, or why it cannot be used.
-#[cfg(feature = "confine")]
+#[cfg(feature = "controls")]
 pub fn load(path: &str) -> Result<ExecPolicy, String> {
     let rules = load::load(path)?;
     ExecPolicy::new(rules).map_err(|e| format!("exec policy {path}: {e}"))
 }
 
-#[cfg(feature = "confine")]
+#[cfg(feature = "controls")]
 impl ExecPolicy {
     /// Checks `req` (nothing is started): the resolved program, the user
     /// and the profile's confinement (a new cgroup leaf when it has one),
@@ -91,18 +91,18 @@ impl ExecPolicy {
     }
 }
 
-/// Without the `confine` feature there is no policy (no value of this
+/// Without the `controls` feature there is no policy (no value of this
 /// type can exist).
-#[cfg(not(feature = "confine"))]
+#[cfg(not(feature = "controls"))]
 #[derive(Debug)]
 pub enum ExecPolicy {}
 
-#[cfg(not(feature = "confine"))]
+#[cfg(not(feature = "controls"))]
 pub fn load(path: &str) -> Result<ExecPolicy, String> {
-    Err(format!("exec policy {path}: this qga is built without exec policies (the confine feature)"))
+    Err(format!("exec policy {path}: this qga is built without exec policies (the controls feature)"))
 }
 
-#[cfg(not(feature = "confine"))]
+#[cfg(not(feature = "controls"))]
 impl ExecPolicy {
     pub fn admit(&self, _: &ExecRequest<'_>) -> Result<Admitted, QgaError> {
         match *self {}
