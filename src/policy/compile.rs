@@ -51,9 +51,16 @@ fn rlimit_resource(name: &str) -> Option<RlimitResource> {
     RlimitResource::from_name(name)
 }
 
-/// The profile's confinement, or why the kernel (or this build) cannot
-/// give it; Err(..) of the outer result: the profile itself is wrong.
-fn compile_one(spec: &ProfileSpec) -> Result<(Result<Confinement, String>, Option<&'static str>, Option<i32>), String> {
+/// A profile built: its confinement, or why the kernel (or this build)
+/// cannot give it, and what its status says of Landlock.
+struct Built {
+    confinement: Result<Confinement, String>,
+    landlock: Option<&'static str>,
+    landlock_abi: Option<i32>,
+}
+
+/// Builds one profile; Err: the profile itself is wrong.
+fn compile_one(spec: &ProfileSpec) -> Result<Built, String> {
     let mut rlimits = Vec::new();
     for (name, soft, hard) in &spec.rlimits {
         let resource = rlimit_resource(name).ok_or_else(|| format!("unknown rlimit '{name}'"))?;
@@ -100,7 +107,7 @@ fn compile_one(spec: &ProfileSpec) -> Result<(Result<Confinement, String>, Optio
         },
     };
     let c = Confinement { no_new_privs: spec.no_new_privs, rlimits, landlock, seccomp };
-    Ok((unusable.map_or(Ok(c), Err), state, abi))
+    Ok(Built { confinement: unusable.map_or(Ok(c), Err), landlock: state, landlock_abi: abi })
 }
 
 /// Delegates the controllers to `dir`'s children. One the kernel lacks is
@@ -159,7 +166,7 @@ impl ExecPolicy {
     pub fn new(rules: Policy) -> Result<ExecPolicy, String> {
         let mut profiles = Vec::new();
         for spec in &rules.profiles {
-            let (confinement, landlock, landlock_abi) =
+            let Built { confinement, landlock, landlock_abi } =
                 compile_one(spec).map_err(|e| format!("[profile {}]: {e}", spec.name))?;
             if let Err(why) = &confinement {
                 log::warning(&format!("{why}: its execs will be refused"));

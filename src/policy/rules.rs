@@ -201,7 +201,7 @@ impl Policy {
             .map_err(|e| self.refuse(format!("program '{}' cannot be run ({e})", req.path), "[exec] allow"))?;
         let program = program.to_string_lossy().into_owned();
         let any_program = self.allow.is_empty() && self.rules.is_empty();
-        let listed = self.allow.iter().any(|p| *p == program);
+        let listed = self.allow.contains(&program);
         let by_rule =
             || self.rules.iter().any(|r| r.path == program && r.args.as_ref().is_none_or(|a| args_match(a, req.args)));
         if !(any_program || listed || by_rule()) {
