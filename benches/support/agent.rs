@@ -34,6 +34,11 @@ impl Agent {
     /// Starts the agent, connects as soon as the socket accepts, and times
     /// spawn → first guest-ping reply.
     pub fn start(label: &'static str, bin: &Path, root: &Path) -> Agent {
+        Agent::start_with(label, bin, root, &[])
+    }
+
+    /// [`Agent::start`] with more command-line arguments.
+    pub fn start_with(label: &'static str, bin: &Path, root: &Path, extra: &[&std::ffi::OsStr]) -> Agent {
         let dir = scratch_dir(root, label);
         let sock = dir.join("sock");
         let t0 = Instant::now();
@@ -44,6 +49,7 @@ impl Agent {
             .arg(&dir)
             .arg("-f")
             .arg(dir.join("pid"))
+            .args(extra)
             .current_dir(&dir)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
