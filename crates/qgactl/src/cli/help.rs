@@ -53,6 +53,8 @@ Options:
                      environment (add PATH=... if the program needs it)
   --cwd DIR          working directory (qga only)
   --user USER        run as USER, a name or a uid (qga only)
+  --profile NAME     under the guest exec policy's confinement profile NAME
+                     (qga with an exec policy only)
   --timeout S        terminate the program after S seconds (exit code 124);
                      qga kills its process group (TERM, then KILL); with
                      stock qemu-ga qgactl runs `kill` in the guest instead

@@ -29,6 +29,8 @@ pub struct ExecArgs {
     pub env: Vec<String>,
     pub cwd: Option<String>,
     pub user: Option<String>,
+    /// `--profile`: a confinement profile the guest's exec policy offers.
+    pub profile: Option<String>,
     pub timeout: Option<f64>,
     pub merge: bool,
     pub poll: bool,
@@ -159,6 +161,7 @@ fn parse_with(items: Vec<OsString>, env_socket: Option<OsString>) -> Result<(Opt
                     }
                     ("exec", "--cwd") => ex.cwd = Some(args.value(&o, inline)?),
                     ("exec" | "shell", "--user") => ex.user = Some(args.value(&o, inline)?),
+                    ("exec" | "shell", "--profile") => ex.profile = Some(args.value(&o, inline)?),
                     ("exec", "-t" | "--tty") => ex.tty = true,
                     ("exec", "-i" | "--interactive") => interactive = true,
                     ("exec", "-it" | "-ti") => {
@@ -470,6 +473,7 @@ mod tests {
         assert!(a.tty && a.shell && matches!(a.stdin, Some(StdinSource::Stdin)));
         assert_eq!((a.program.as_str(), a.user.as_deref()), ("/bin/sh", None));
         assert_eq!(exec(&["shell", "--user", "alice"]).user.as_deref(), Some("alice"));
+        assert_eq!(exec(&["exec", "--profile", "diag", "--", "id"]).profile.as_deref(), Some("diag"));
         assert_eq!(error(&["shell", "bash"]), "shell wants no arguments besides --user (see 'qgactl shell --help')");
         assert_eq!(error(&["shell", "--cwd", "/"]), "unknown option '--cwd' for shell (see 'qgactl shell --help')");
         assert_eq!(error(&["shell", "-t"]), "unknown option '-t' for shell (see 'qgactl shell --help')");

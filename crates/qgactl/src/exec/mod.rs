@@ -61,6 +61,9 @@ pub fn run(sess: &mut Session, a: ExecArgs) -> Result<i32> {
         if a.user.is_some() {
             return Err(needs_ext("--user"));
         }
+        if a.profile.is_some() {
+            return Err(needs_ext("--profile"));
+        }
     }
     // The local terminal goes raw for the session; the guard restores it
     // on every way out of this function (errors included); SIGTERM and

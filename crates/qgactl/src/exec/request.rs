@@ -86,6 +86,9 @@ pub(super) fn exec_request(
         if let Some(u) = &a.user {
             req["user"] = json!(u);
         }
+        if let Some(p) = &a.profile {
+            req["profile"] = json!(p);
+        }
     }
     req
 }
@@ -122,10 +125,17 @@ mod tests {
 
     #[test]
     fn extensions_only_for_qga() {
-        let a = ExecArgs { cwd: Some("/srv".into()), user: Some("www".into()), timeout: Some(60.0), ..args("ls", &[]) };
+        let a = ExecArgs {
+            cwd: Some("/srv".into()),
+            user: Some("www".into()),
+            profile: Some("diag".into()),
+            timeout: Some(60.0),
+            ..args("ls", &[])
+        };
         assert_eq!(
             exec_request(&a, &QGA, &Input::None, true, None),
-            json!({"path": "ls", "capture-output": true, "stream": true, "timeout": 60.0, "cwd": "/srv", "user": "www"})
+            json!({"path": "ls", "capture-output": true, "stream": true, "timeout": 60.0, "cwd": "/srv", "user": "www",
+                   "profile": "diag"})
         );
         assert_eq!(
             exec_request(&a, &QEMU_GA, &Input::None, false, None),
