@@ -43,7 +43,7 @@ GUEST_CID = 3
 # /work/shared/reference/vm-arm.md: pauth=off makes aarch64 40 % faster).
 BOARDS = {
     "x86_64": {"machine": "q35", "cpu": "max", "console": "ttyS0", "accel": "tcg,thread=single",
-               "extra": [], "transports": "virtio,confined,isa,vsock"},
+               "extra": [], "transports": "virtio,confined,isa,vsock,vsock-refused"},
     "aarch64": {"machine": "virt", "cpu": "max,pauth=off", "console": "ttyAMA0",
                 "accel": "tcg,thread=single,tb-size=64", "extra": [], "transports": "virtio,confined,vsock"},
     # Debian's arm64-16k kernel (16 KiB pages): the virtio port only, for
@@ -1003,7 +1003,8 @@ def guest_vsock(opts):
         skipped("vsock", "vhost-device-vsock is not installed and could not be built "
                          f"(see {os.path.join(opts.work, 'vsock-install.log')})")
         return
-    g = Guest("vsock", opts, "vsock", f"-m vsock-listen -p {0xFFFFFFFF}:{VSOCK_PORT}")
+    # The host's CID (2) is the one allowed: the suite's connections are served.
+    g = Guest("vsock", opts, "vsock", f"-m vsock-listen -p {0xFFFFFFFF}:{VSOCK_PORT} --allow-vsock-cids 2")
     try:
         c = boot(g)
         if not c:
@@ -1021,6 +1022,47 @@ def guest_vsock(opts):
             return
         # SIGTERM to pid 1 ends the machine (qemu-ga would exit and panic the kernel).
         guard(g, checks_poweroff, c2, names, "kill -TERM 1")
+    finally:
+        g.stop()
+
+
+def guest_vsock_refused(opts):
+    """--allow-vsock-cids without the host's CID: every connection of the
+    host is closed unanswered, and the agent says so on the console."""
+    if not opts.vsock_backend:
+        skipped("vsock-refused", "vhost-device-vsock is not installed and could not be built")
+        return
+    g = Guest("vsock-refused", opts, "vsock", f"-m vsock-listen -p {0xFFFFFFFF}:{VSOCK_PORT} --allow-vsock-cids 5")
+    try:
+        g.start()
+        connect = g.connector()
+        answered, tries, log = [], 0, ""
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline and not g.exited() and "refused client" not in log:
+            tries += 1
+            try:
+                s = connect()
+            except (OSError, ConnectionError):
+                # Not listening yet, or accepted and closed before the
+                # backend's OK: the console tells which.
+                s = None
+            if s is not None:
+                try:
+                    s.settimeout(3)
+                    s.sendall(b'{"execute":"guest-ping"}\n')
+                    data = s.recv(100)
+                    if data:
+                        answered.append(data)
+                except OSError:
+                    pass
+                finally:
+                    s.close()
+            time.sleep(0.2)
+            with open(g.console, errors="replace") as f:
+                log = f.read()
+        check(f"{g.name}: the host (CID 2) outside --allow-vsock-cids is refused, never answered",
+              "refused client" in log and "Vsock { cid: 2" in log and not answered,
+              f"{tries} connects, answered {answered[:2]}, console tail {log[-300:]!r}")
     finally:
         g.stop()
 
@@ -1049,7 +1091,8 @@ def main():
         f"qgactl {'present' if qgactl_path() else 'absent'}")
 
     only = set(opts.only.split(","))
-    for name, fn in (("virtio", guest_virtio), ("confined", guest_confined), ("isa", guest_isa), ("vsock", guest_vsock)):
+    for name, fn in (("virtio", guest_virtio), ("confined", guest_confined), ("isa", guest_isa), ("vsock", guest_vsock),
+                     ("vsock-refused", guest_vsock_refused)):
         if name in only:
             fn(opts)
 
