@@ -160,7 +160,25 @@ fn cgroup_base() -> Result<PathBuf, String> {
     Ok(base)
 }
 
+/// Leaves tried before giving up: a leaf still populated by a daemon of an
+/// earlier agent keeps its name, and the next free one is taken.
+const LEAF_TRIES: u32 = 64;
+
 impl ExecPolicy {
+    /// A new cgroup leaf `exec-N` below `base` with `limits`.
+    fn new_leaf(&self, base: &std::path::Path, limits: &CgroupLimits) -> Result<Cgroup, String> {
+        for _ in 0..LEAF_TRIES {
+            let n = self.leaves.get() + 1;
+            self.leaves.set(n);
+            let name = format!("exec-{n}");
+            match Cgroup::create(base, &name, limits) {
+                Err(crate::sys::Errno(crate::sys::libc::EEXIST)) => continue,
+                r => return r.map_err(|e| format!("cannot create cgroup {}/{name}: {e}", base.display())),
+            }
+        }
+        Err(format!("no free cgroup leaf name below {}", base.display()))
+    }
+
     /// Compiles every profile of `rules`; Err: the policy is wrong (an
     /// unknown syscall name...), and the agent does not start with it.
     pub fn new(rules: Policy) -> Result<ExecPolicy, String> {
@@ -205,12 +223,7 @@ impl ExecPolicy {
                     Some(Err(why)) => return Err(refuse(&format!("profile '{}' needs a cgroup: {why}", p.name))),
                     None => return Err(refuse("no cgroup base")),
                 };
-                let n = self.leaves.get() + 1;
-                self.leaves.set(n);
-                let name = format!("exec-{n}");
-                let cg = Cgroup::create(base, &name, limits)
-                    .map_err(|e| refuse(&format!("cannot create cgroup {}/{name}: {e}", base.display())))?;
-                Some(cg)
+                Some(self.new_leaf(base, limits).map_err(|e| refuse(&e))?)
             }
         };
         let report = ConfineReport {
