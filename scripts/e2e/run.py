@@ -1032,11 +1032,19 @@ def guest_vsock_refused(opts):
     if not opts.vsock_backend:
         skipped("vsock-refused", "vhost-device-vsock is not installed and could not be built")
         return
-    g = Guest("vsock-refused", opts, "vsock", f"-m vsock-listen -p {0xFFFFFFFF}:{VSOCK_PORT} --allow-vsock-cids 5")
+    # -v: the agent says when its modules are loaded (it listens right
+    # after); connecting only then keeps the backend from queueing
+    # connections to a guest that has no vsock driver yet.
+    g = Guest("vsock-refused", opts, "vsock", f"-v -m vsock-listen -p {0xFFFFFFFF}:{VSOCK_PORT} --allow-vsock-cids 5")
     try:
         g.start()
         connect = g.connector()
         answered, tries, log = [], 0, ""
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline and not g.exited() and "kernel modules" not in log:
+            time.sleep(0.2)
+            with open(g.console, errors="replace") as f:
+                log = f.read()
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline and not g.exited() and "refused client" not in log:
             tries += 1
