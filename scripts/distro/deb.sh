@@ -66,7 +66,10 @@ gzip -9n < packaging/qga.8 > "$R/usr/share/man/man8/qga.8.gz"
 ln -s qga.8.gz "$R/usr/share/man/man8/qemu-ga.8.gz"
 install -m 0644 packaging/deb/copyright "$DOC/copyright"
 install -d -m 0755 "$R/usr/share/lintian/overrides"
-install -m 0644 packaging/deb/lintian-overrides "$R/usr/share/lintian/overrides/qga"
+# The override that applies to this binary (see the file's comment).
+if readelf -hW "$BIN" | grep -q 'Type:.*DYN'; then drop=statically-linked-binary; else drop=shared-library-lacks-prerequisites; fi
+grep -v "^qga: $drop " packaging/deb/lintian-overrides > "$R/usr/share/lintian/overrides/qga"
+chmod 0644 "$R/usr/share/lintian/overrides/qga"
 {
     newest=$(sed -n '1s/^qga (\([^)]*\)).*/\1/p' packaging/deb/changelog)
     if [ "$newest" != "$VERSION" ]; then
@@ -76,7 +79,7 @@ install -m 0644 packaging/deb/lintian-overrides "$R/usr/share/lintian/overrides/
     sed "s|@MAINTAINER@|$MAINTAINER|" packaging/deb/changelog
 } | gzip -9n > "$DOC/changelog.gz"
 
-for s in postinst prerm postrm; do
+for s in preinst postinst prerm postrm; do
     install -m 0755 "packaging/deb/$s" "$R/DEBIAN/$s"
 done
 printf '/etc/qemu/fsfreeze-hook\n/etc/qemu/qemu-ga.conf\n' > "$R/DEBIAN/conffiles"

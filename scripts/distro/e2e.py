@@ -30,11 +30,14 @@ qemu-guest-agent`, offline from the image's cache):
           with owner and modes; killed -> restarted; port hot-unplugged
           (QMP device_del) -> stopped; plugged back -> started;
           (qga) upgrade to a version-bumped package -> restarted on the
-          new binary; switch to qemu-guest-agent and back with apt;
-          guest-shutdown reboot
+          new binary; guest-shutdown reboot
   boot 3: the agent back; previous boot's journal clean; guest-shutdown
           powerdown -> QEMU exits
-  boot 4: the powerdown's journal clean; (qga) apt purge: nothing left.
+  boot 4: the powerdown's journal clean; (qga) apt purge: nothing left;
+          (qemu-ga) `apt install ./qga_*.deb` replaces qemu-guest-agent on
+          the running system (qga answers at once, the administrator's
+          qemu-ga.conf and hook kept), `apt install qemu-guest-agent` the
+          other way round, then both purged: nothing left.
 The results that libvirt would show (users, fsinfo, freeze/thaw counts and
 status, the hook's calls, the password login, the keys and the files'
 owner and modes, restart/unplug/plug/boot behaviour, journals) must be the
@@ -319,7 +322,9 @@ class Guest:
             "-accel", "tcg,thread=single", "-cpu", "max", "-machine", "q35", "-smp", "1", "-m", "512M",
             "-kernel", os.path.join(self.image, "vmlinuz"), "-initrd", os.path.join(self.image, "initrd.cpio.gz"),
             "-append", "console=ttyS0 rdinit=/init panic=-1 quiet modprobe.blacklist=kvm,kvm_amd,kvm_intel",
-            "-drive", f"file={self.p('root.qcow2')},if=none,id=d0,format=qcow2",
+            # cache=unsafe: the guest's flushes (dpkg, journald) stop at QEMU;
+            # the overlay is thrown away after the run anyway.
+            "-drive", f"file={self.p('root.qcow2')},if=none,id=d0,format=qcow2,cache=unsafe",
             "-device", "virtio-blk-pci,drive=d0,serial=qga-root",
             "-drive", f"file={self.payload},if=none,id=d1,format=raw,readonly=on",
             "-device", "virtio-blk-pci,drive=d1,serial=payload",
@@ -410,7 +415,7 @@ class Scenario:
         t = time.monotonic()
         if not g.root.login("root", ROOT_PW, timeout=240):
             raise Fail("root login refused")
-        self.measure(f"boot {g.boots}: QEMU start to root shell on ttyS1", time.monotonic() - t + (t - g.t_start))
+        self.measure(f"QEMU start {g.boots}: to a root shell on ttyS1", time.monotonic() - t + (t - g.t_start))
 
     def main_pid(self):
         return int(self.g.root.out(f"systemctl show -p MainPID --value {self.unit}") or 0)
@@ -528,7 +533,6 @@ class Scenario:
         self.step("hot-unplug and plug", self.unplug_check)
         if name == "qga":
             self.step("upgrade", self.upgrade_check)
-            self.step("switch to qemu-guest-agent and back", self.switch_check)
         # reboot through the agent (virsh reboot --mode agent)
         bid = self.boot_id()
         g.agent.sync(30)
@@ -556,6 +560,8 @@ class Scenario:
         self.step("journal after guest-shutdown powerdown", self.journal_clean, "guest-shutdown powerdown")
         if name == "qga":
             self.step("purge", self.purge_check)
+        else:
+            self.step("switch to qga and back", self.switch_check)
         g.root.send("systemctl poweroff\r")
         g.wait_exit(120)
 
@@ -677,28 +683,43 @@ class Scenario:
                    f"version={ver} pid {pid}->{new} exe={exe!r} md5 matches={same}")
 
     def switch_check(self):
-        r = self.g.root
-        rc, out, removed = self.install("qemu-guest-agent", "switch to Debian's qemu-guest-agent")
-        st = r.out("dpkg-query -W -f='${db:Status-Abbrev}' qga qemu-guest-agent; echo")
-        self.check("qga removed (conffiles kept), qemu-guest-agent installed, nothing else removed",
+        """On the running qemu-ga guest: qga's package replaces Debian's
+        (the administrator's qemu-ga.conf kept, qga answering at once),
+        then qemu-guest-agent replaces qga, then both are purged."""
+        r, a = self.g.root, self.g.agent
+        status = "for p in qga qemu-guest-agent; do dpkg-query -W -f='${db:Status-Abbrev} ' $p 2>/dev/null || printf 'none '; done"
+        new_deb = os.path.basename(self.args.deb_upgrade)
+        rc, out, removed = self.install(f"/root/pkgs/{new_deb}", "replace qemu-guest-agent on a running system")
+        st = r.out(status)
+        a.close()
+        ok = self.agent_answers("qga answers right after replacing qemu-guest-agent", 60) is not None
+        info = a.ok("guest-info") if ok else {}
+        conf = r.out("grep -c '^fsfreeze-hook=/etc/qemu/fsfreeze-hook' /etc/qemu/qemu-ga.conf || true")
+        self.check("qga installed, qemu-guest-agent removed (nothing else), the administrator's qemu-ga.conf kept",
+                   st.split() == ["ii", "rc"] and removed == ["qemu-guest-agent"] and info.get("version") == "10.2.0"
+                   and conf == "1", f"status={st!r} removed={removed} version={info.get('version')} conf={conf}")
+        if ok:
+            n = a.ok("guest-fsfreeze-freeze", timeout=60)
+            m = a.ok("guest-fsfreeze-thaw", timeout=60)
+            hook = r.out("tail -n 2 /var/log/e2e-hook.log")
+            self.check("qga runs the freeze hook the administrator configured for qemu-ga",
+                       n == m and hook.split() == ["e2e-hook", "freeze", "e2e-hook", "thaw"], f"{n} {m} {hook!r}")
+        rc, out, removed = self.install("qemu-guest-agent", "switch back to Debian's qemu-guest-agent")
+        st = r.out(status)
+        self.check("qemu-guest-agent installed, qga removed (conffiles kept), nothing else removed",
                    st.split() == ["rc", "ii"] and removed == ["qga"], f"status={st!r} removed={removed}")
         # Debian's postinst does not start its static unit: a port event (or a reboot) does.
         r.out("udevadm trigger --subsystem-match=virtio-ports --action=add && udevadm settle")
-        self.g.agent.close()
-        self.g.agent.sync(60)
-        info = self.g.agent.ok("guest-info")
-        self.check("qemu-ga answers after the switch (udevadm trigger)", not info.get("version", "").startswith("10.2"),
-                   info.get("version"))
-        new_deb = os.path.basename(self.args.deb_upgrade)
-        rc, out, removed = self.install(f"/root/pkgs/{new_deb}", "switch back to qga")
-        st = r.out("dpkg-query -W -f='${db:Status-Abbrev}' qga qemu-guest-agent; echo")
-        self.g.agent.close()
-        ok = self.agent_answers("qga answers right after switching back", 60) is not None
-        info = self.g.agent.ok("guest-info") if ok else {}
-        conf = r.out("grep -c '^fsfreeze-hook=' /etc/qemu/qemu-ga.conf || true")
-        self.check("switched back: qga installed, qemu-guest-agent removed, the edited qemu-ga.conf kept",
-                   st.split() == ["ii", "rc"] and removed == ["qemu-guest-agent"] and info.get("version") == "10.2.0"
-                   and conf == "1", f"status={st!r} removed={removed} version={info.get('version')} conf={conf}")
+        a.close()
+        a.sync(60)
+        info = a.ok("guest-info")
+        self.check("qemu-ga answers after the switch back (udevadm trigger)",
+                   info.get("version", "").startswith("10.0"), info.get("version"))
+        r.out("rm -f /etc/qemu/fsfreeze-hook.d/e2e-log /var/log/e2e-hook.log")  # the administrator's own files
+        rc, out = r.run("apt purge -y qga qemu-guest-agent </dev/null 2>&1 | tail -n 20", timeout=300)
+        left = r.out("ls -d /etc/qemu /usr/sbin/qga /usr/sbin/qemu-ga /var/log/qga-fsfreeze-hook.log* 2>/dev/null || true")
+        self.check("apt purge qga qemu-guest-agent: nothing of either left", rc == 0 and not left.strip(),
+                   f"rc={rc} left={left!r} {out[-600:]}")
 
     def purge_check(self):
         r = self.g.root
@@ -714,8 +735,9 @@ class Scenario:
         _, procs = r.run("pgrep -x qga || true")
         self.check("purge: nothing left (package, files, /etc/qemu, logs, unit, process)",
                    st.strip() in ("", "un") or "no packages found" in st, f"dpkg status={st!r}")
+        inside = r.out("find /etc/qemu 2>/dev/null || true")
         self.check("purge: no file of the package left behind", not left.strip() and unit == "gone" and not procs.strip(),
-                   f"left={left!r} unit={unit} procs={procs!r}")
+                   f"left={left!r} /etc/qemu holds {inside!r} unit={unit} procs={procs!r}")
 
 
 def make_payload(work, debs):
