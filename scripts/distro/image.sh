@@ -8,8 +8,9 @@
 # packages: systemd as init, udev, dbus, logind (libpam-systemd), login and
 # getty on the serial ports ttyS1 and ttyS2, root and a login-capable user
 # `alice`, a persistent journal, and qemu-guest-agent's .deb with its
-# dependencies in apt's cache (downloaded, not installed: the suite installs
-# it with `apt install qemu-guest-agent` as a user would, offline). The
+# dependencies in a local repository that is the guest's apt source
+# (downloaded, not installed: the suite installs it with `apt install
+# qemu-guest-agent` as a user would, offline). The
 # modules of the kernel the other suites boot (KERNEL_DIR: Debian's 6.1
 # cloud kernel, extracted by scripts/e2e/setup.sh --kernel) are copied to
 # /usr/lib/modules and depmod'ed, so udev loads virtio_console & co.
@@ -76,7 +77,7 @@ log "mmdebstrap $SUITE ($PACKAGES) into $TREE"
 nice mmdebstrap --mode=root --variant=minbase --include="$PACKAGES" \
     --aptopt='Acquire::Check-Valid-Until "false"' \
     --aptopt='APT::Install-Recommends "false"' \
-    --skip=cleanup/apt/lists --skip=cleanup/apt/cache \
+    --skip=cleanup/apt/lists \
     --customize-hook="$ROOT/scripts/distro/customize.sh" \
     "$SUITE" "$TREE" \
     "deb $MIRROR $SUITE main" "deb $MIRROR $SUITE-updates main" "deb $SECURITY_MIRROR $SUITE-security main" >&2 ||
@@ -113,7 +114,7 @@ ln -sf "$VMLINUZ" "$OUT/.build/img/vmlinuz"
     echo "script=$(sha256sum "$0" | cut -d' ' -f1)"
     echo "built=$(date -u +%FT%TZ) in $((SECONDS - t0)) s"
     chroot "$TREE" dpkg-query -W -f='${Package} ${Version}\n' systemd udev qemu-guest-agent 2>/dev/null || true
-    ls "$TREE"/var/cache/apt/archives/*.deb | xargs -n1 basename
+    ls "$TREE"/var/local/debs/*.deb | xargs -n1 basename
 } > "$OUT/.build/img/recipe"
 touch "$OUT/.build/img/done"
 mv "$OUT/.build/img" "$IMG"
