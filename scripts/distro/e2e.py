@@ -6,7 +6,7 @@
 
 DIR is an image of scripts/distro/image.sh (Debian trixie with systemd,
 udev, logind, getty on ttyS1/ttyS2, root and `alice`, an ext4 root on
-virtio-blk, qemu-guest-agent's .deb in apt's cache). Each scenario boots
+virtio-blk, qemu-guest-agent's .deb in a local apt repository). Each scenario boots
 a fresh qcow2 overlay of it under TCG (the kernel of the other suites) with
 the agent's virtio-serial port (a QMP socket to unplug and plug it) and a
 read-only second disk holding the two qga packages as a tar archive.
@@ -21,7 +21,7 @@ domfsinfo, domfsfreeze/domfsthaw, set-user-password, reboot/shutdown
 (make e2e-libvirt does that with the busybox guest).
 
 Per agent (qga: `apt install ./qga_*.deb`; qemu-ga: `apt install
-qemu-guest-agent`, offline from the image's cache):
+qemu-guest-agent`, offline from the image's local repository):
   boot 1: install; (qga) answering at once; enable the freeze hook in
           /etc/qemu/qemu-ga.conf, add a hook script; `systemctl reboot`
   boot 2: the agent answers by itself; users after a real login; fsinfo of
