@@ -125,8 +125,9 @@ e2e: static
 	$(CARGO) build --release --bins || echo "e2e: warning: could not build every binary; checks needing qgactl will skip"
 	python3 scripts/e2e/run.py --arch $(ARCH) --qga $(STATIC_BIN) --busybox $(BUSYBOX) --kernel $(KERNEL_DIR) --work $(E2E_WORK)
 
-# `make dist`: per architecture the static qga and its initramfs, a static
-# x86_64 qgactl, and SHA256SUMS, in $(DIST_DIR) (README.md).
+# `make dist`: per architecture the static qga, its Debian package
+# (scripts/distro/deb.sh) and its initramfs, a static x86_64 qgactl, and
+# SHA256SUMS, in $(DIST_DIR) (README.md).
 dist:
 	rm -rf $(DIST_DIR) && mkdir -p $(DIST_DIR)
 	@set -e; for a in $(DIST_ARCHES); do \
@@ -134,10 +135,11 @@ dist:
 		sub=$$( [ $$a = x86_64 ] || echo /$$a ); \
 		cp target/static$$sub/qga $(DIST_DIR)/qga-$$a; \
 		cp target$$sub/initramfs.cpio.gz $(DIST_DIR)/initramfs-$$a.cpio.gz; \
+		bash scripts/distro/deb.sh $$a target/static$$sub/qga $(DIST_DIR) >/dev/null; \
 	done
 	bash scripts/static/build.sh x86_64 target/static/qgactl-dist qgactl
 	cp target/static/qgactl-dist/qgactl $(DIST_DIR)/qgactl-x86_64
-	cd $(DIST_DIR) && sha256sum qga-* initramfs-* qgactl-* > SHA256SUMS && cat SHA256SUMS && ls -l
+	cd $(DIST_DIR) && sha256sum qga-* qga_*.deb initramfs-* qgactl-* > SHA256SUMS && cat SHA256SUMS && ls -l
 
 # `make install`: the binary, the systemd unit and the udev rule.
 BINDIR ?= $(PREFIX)/bin
@@ -213,3 +215,27 @@ e2e-disks: static
 	bash scripts/e2e/setup.sh --qemu --busybox --kernel
 	bash scripts/fetch-qemu-ga.sh target/ref
 	python3 scripts/e2e/disks.py --qga $(STATIC_BIN) --busybox $(BUSYBOX) --kernel $(KERNEL_DIR) --generic-kernel --work $(E2E_DIR)/disks
+
+# ---- Debian package and a Debian guest with systemd (docs/distro.md) ------
+# `make deb [ARCH=…]`: $(DEB_DIR)/qga_<version>_<debian-arch>.deb of the
+# static musl qga (scripts/distro/deb.sh: dpkg-deb, no debhelper), then
+# lintian on it: no error allowed (lintian is installed when missing).
+# `make e2e-distro`: a Debian trixie image (mmdebstrap, cached under
+# $(DISTRO_DIR), rebuilt when its recipe changes) booted under TCG with the
+# kernel of the other suites; qga's package installed with apt, checked
+# with udev/systemd, libvirt's agent commands, upgrade, switch and purge,
+# and the same checks against Debian's qemu-guest-agent in the same image
+# (scripts/distro/e2e.py).
+DEB_DIR ?= target/deb$(SUB)
+DISTRO_DIR ?= target/distro
+.PHONY: deb e2e-distro
+deb: static
+	@command -v lintian >/dev/null 2>&1 || bash scripts/apt.sh install -q --no-remove --no-install-recommends lintian \
+		|| { bash scripts/apt.sh update -q && bash scripts/apt.sh install -q --no-remove --no-install-recommends lintian; }
+	@deb=$$(bash scripts/distro/deb.sh $(ARCH) $(STATIC_BIN) $(DEB_DIR)) && echo "deb: lintian $$deb" && \
+		{ rc=0; lintian --fail-on error --pedantic -I $$deb > $(DEB_DIR)/lintian.txt 2>&1 || rc=$$?; \
+		grep -v 'root privileges is not recommended' $(DEB_DIR)/lintian.txt; echo "deb: lintian exit $$rc"; exit $$rc; }
+
+e2e-distro: static
+	bash scripts/e2e/setup.sh --qemu --busybox --kernel
+	bash scripts/distro/run.sh $(STATIC_BIN) $(KERNEL_DIR) $(DISTRO_DIR)
