@@ -101,6 +101,7 @@ for b in "${BINS[@]}"; do args+=(--bin "$b"); done
 log "cargo build ${BINS[*]} for $RTARGET (std from source)"
 in_chroot env SSL_CERT_FILE=/etc/qga-ca.crt CARGO_HTTP_CAINFO=/etc/qga-ca.crt \
     CARGO_HOME=/src/target/static-env/cargo-home CARGO_TARGET_DIR=$TDIR RUSTC_BOOTSTRAP=1 \
+    CARGO_PROFILE_RELEASE_STRIP=${QGA_STATIC_STRIP:-true} \
     "CARGO_TARGET_${UP}_LINKER=$TOOLS/cc" \
     "CARGO_TARGET_${UP}_RUSTFLAGS=-C link-self-contained=no -L $TOOLS $XFLAGS $RUSTFLAGS_SIZE" \
     sh -c "cd /src && nice cargo build --release --locked ${QGA_STATIC_CARGOFLAGS:-} -Z build-std=std,panic_abort --target $RTARGET ${args[*]}" >&2 ||

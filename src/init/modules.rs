@@ -9,16 +9,16 @@ use crate::sys::libc;
 use crate::sys::{mount as sysmount, Errno};
 
 fn module_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
+    let names: Vec<String> = std::fs::read_dir(dir)?
         .flatten()
-        .map(|e| e.path())
-        .filter(|p| {
-            let n = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
-            [".ko", ".ko.xz", ".ko.zst", ".ko.gz"].iter().any(|s| n.ends_with(s))
-        })
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|n| [".ko", ".ko.xz", ".ko.zst", ".ko.gz"].iter().any(|s| n.ends_with(s)))
         .collect();
-    files.sort();
-    Ok(files)
+    // Sorted as `&str`s: the quicksort the parser's duplicate-key check
+    // already links in, not a second (stable, PathBuf) one.
+    let mut sorted: Vec<&str> = names.iter().map(String::as_str).collect();
+    sorted.sort_unstable();
+    Ok(sorted.into_iter().map(|n| dir.join(n)).collect())
 }
 
 /// Loads one module; Ok(false) when it was already loaded.

@@ -14,4 +14,4 @@ pub(crate) mod writer;
 pub use framer::{Frame, Framer, MAX_NESTING, MAX_TOKEN_COUNT, MAX_TOKEN_SIZE};
 pub use segments::Segments;
 pub use value::{Object, Value};
-pub use writer::{format_g17, qdict_bucket, write_value, Sink};
+pub use writer::{format_g17, qdict_bucket, qdict_order, write_value, Sink};

@@ -30,6 +30,18 @@ pub fn qdict_bucket(key: &str) -> u32 {
     }
 }
 
+/// The positions of `keys` (in insertion order) in QDict iteration order
+/// (`qdict_first()`/`qdict_next()`): buckets upwards, and inside a bucket
+/// the newest entry first (QDict inserts at the head of a bucket's
+/// list). The one ordering the writer, the envelope check and the argument
+/// visitor share; (bucket, position from the end) packed in one `u64`.
+pub fn qdict_order<'k>(keys: impl Iterator<Item = &'k str>) -> Vec<usize> {
+    let mut packed: Vec<u64> =
+        keys.enumerate().map(|(i, k)| (u64::from(qdict_bucket(k)) << 32) | u64::from(u32::MAX - i as u32)).collect();
+    packed.sort_unstable();
+    packed.into_iter().map(|p| (u32::MAX - p as u32) as usize).collect()
+}
+
 /// Where serialised bytes go: a plain buffer, or [`Segments`] that keep
 /// large base64 strings raw until they are sent.
 pub trait Sink {
@@ -91,16 +103,13 @@ pub fn write_value<S: Sink + ?Sized>(out: &mut S, value: &Value) {
 }
 
 fn write_object<S: Sink + ?Sized>(out: &mut S, obj: &Object) {
-    // QDict iterates buckets upwards; inside a bucket the newest entry
-    // comes first (entries are inserted at the head of the bucket list).
-    let mut order: Vec<(u32, usize, &str, &Value)> =
-        obj.iter().enumerate().map(|(i, (k, v))| (qdict_bucket(k), i, k, v)).collect();
-    order.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
+    let members: Vec<(&str, &Value)> = obj.iter().collect();
     out.push(b'{');
-    for (n, (_, _, key, value)) in order.into_iter().enumerate() {
+    for (n, i) in qdict_order(members.iter().map(|m| m.0)).into_iter().enumerate() {
         if n > 0 {
             out.extend_from_slice(b", ");
         }
+        let (key, value) = members[i];
         write_str(out, key);
         out.extend_from_slice(b": ");
         write_value(out, value);

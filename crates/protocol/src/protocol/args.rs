@@ -4,7 +4,7 @@
 
 use super::error::QgaError;
 use super::ghash;
-use crate::json::{qdict_bucket, Object, Value};
+use crate::json::{qdict_order, Object, Value};
 
 /// The `arguments` object of one request, consumed member by member.
 #[derive(Debug)]
@@ -207,9 +207,7 @@ impl Args {
         }
         let original: Vec<&str> = original.into_iter().map(|k| k.unwrap_or_default()).collect();
         // QDict iteration order: buckets upwards, newest first in a bucket.
-        let mut order: Vec<usize> = (0..total).collect();
-        let buckets: Vec<u32> = original.iter().map(|k| qdict_bucket(k)).collect();
-        order.sort_unstable_by_key(|&i| (buckets[i], std::cmp::Reverse(i)));
+        let order = qdict_order(original.iter().copied());
         let mut qdict_pos = vec![0; total];
         for (pos, &i) in order.iter().enumerate() {
             qdict_pos[i] = pos;

@@ -1,7 +1,7 @@
 //! Envelope validation, as `qmp_dispatch()` + `qmp_dispatch_check_obj()`.
 
 use super::error::QgaError;
-use crate::json::{qdict_bucket, Object, Value};
+use crate::json::{qdict_order, Object, Value};
 
 /// A validated request envelope.
 #[derive(Debug)]
@@ -21,11 +21,10 @@ pub fn parse_request(msg: Value) -> Result<Request, (QgaError, Option<Value>)> {
     let id = dict.take("id");
     // Members are checked in QDict iteration order, so with several faults
     // the one reported is the one qemu-ga reports.
-    let mut order: Vec<(u32, usize, &str, &Value)> =
-        dict.iter().enumerate().map(|(i, (k, v))| (qdict_bucket(k), i, k, v)).collect();
-    order.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
+    let members: Vec<(&str, &Value)> = dict.iter().collect();
     let mut fault = None;
-    for (_, _, key, value) in order {
+    for i in qdict_order(members.iter().map(|m| m.0)) {
+        let (key, value) = members[i];
         match key {
             "execute" if !matches!(value, Value::Str(_)) => {
                 fault = Some(QgaError::generic("QMP input member 'execute' must be a string"));
