@@ -395,6 +395,73 @@ class Bench:
         self.start_agent()
         return {"floor_pipe_read_ms": pipe, "floor_port_write_ms": port - read, "floor_cap8_ms": pipe + port - read}
 
+    def w_ready(self):
+        """qga only: /init -> readiness, in fresh guests' own clock (dmesg).
+        The floor: a busybox /init that loads the same modules in the same
+        order, no agent, and stamps the kernel log once the port has its
+        sysfs name (polled with shell builtins right after virtio_console:
+        the vsock modules load after the stamp). Then qga as /init (the
+        bench image): its "channel ... is open" stamp and its first reply
+        (e2e.boot_times)."""
+        if self.agent != "qga":
+            return {}
+        floor = e2e.Guest("ready-floor", self.opts, "virtio")
+        floor.initramfs = floor_image(self.opts)
+        try:
+            floor.start()
+            if not floor.wait_exit(120):
+                raise Fail("ready: the floor guest did not power off")
+        finally:
+            floor.stop()
+        with open(floor.console, errors="replace") as f:
+            stamps = dict((m.group(2), float(m.group(1))) for m in re.finditer(
+                r"\[\s*([0-9.]+)\] (Run /init as init process|ready-floor-port)", f.read()))
+        if len(stamps) != 2:
+            raise Fail(f"ready: the floor guest's console lacks its stamps ({stamps})")
+        floor_ms = (stamps["ready-floor-port"] - stamps["Run /init as init process"]) * 1e3
+        g = e2e.Guest("ready-qga", self.opts, "virtio")
+        try:
+            g.start()
+            c = g.connect_and_sync(120)
+            b = e2e.boot_times(c, c.matched_at)
+            c.close()
+        finally:
+            g.stop()
+        if not b or b["open_ms"] is None:
+            raise Fail("ready: no /init or channel stamp in the qga guest's dmesg")
+        return {"ready_floor_port_ms": floor_ms, "ready_qga_open_ms": b["open_ms"],
+                "ready_qga_reply_ms": b["first_ms"], "ready_reply_after_open_ms": b["first_ms"] - b["open_ms"],
+                "ready_reply_over_floor_ms": b["first_ms"] - floor_ms}
+
+
+# The readiness floor's /init (w_ready): no agent, the same modules.
+FLOOR_INIT = """#!/bin/sh
+mount -t proc proc /proc; mount -t sysfs sys /sys; mount -t devtmpfs dev /dev
+for m in /lib/modules/qga/*; do
+    insmod $m
+    case $m in *virtio_console*)
+        until for n in /sys/class/virtio-ports/*/name; do [ -e $n ] && break; done; do :; done
+        echo ready-floor-port >/dev/kmsg;;
+    esac
+done
+dmesg >/dev/console
+poweroff -f
+"""
+
+
+def floor_image(opts):
+    """The floor guest's initramfs (built once): FLOOR_INIT as /init,
+    busybox, the modules qga's image has, no agent."""
+    out = os.path.join(opts.work, "floor.cpio.gz")
+    if not os.path.exists(out):
+        script = os.path.join(opts.work, "floor-init.sh")
+        with open(script, "w") as f:
+            f.write(FLOOR_INIT)
+        subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "initramfs.py"), "--init", script,
+                        "--busybox", opts.busybox, "--kernel", opts.kernel, "--no-conf", "--out", out],
+                       check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return out
+
 
 def run_timed(argv, stdout):
     """Runs argv; (exit code, its CPU seconds: user + system)."""
@@ -404,7 +471,7 @@ def run_timed(argv, stdout):
     return p.returncode, ru.ru_utime + ru.ru_stime
 
 
-WORKLOADS = ["start", "ping", "exec", "capture", "input", "idle", "stream", "hwm", "floor"]
+WORKLOADS = ["start", "ping", "exec", "capture", "input", "idle", "stream", "hwm", "floor", "ready"]
 
 # (metric, label, higher is better, target for qemu-ga/qga or qga/qemu-ga)
 ROWS = [
@@ -439,6 +506,11 @@ ROWS = [
     ("floor_pipe_read_ms", "kernel floor: `dd` reading 8 MiB from a pipe, its CPU (ms)", False),
     ("floor_port_write_ms", "kernel floor: `dd` writing 10.7 MiB (8 MiB as base64) to the port, its CPU (ms)", False),
     ("floor_cap8_ms", "kernel floor of an 8 MiB capture: the two together (ms)", False),
+    ("ready_floor_port_ms", "readiness floor: /init -> virtio port named, busybox /init, same modules (ms)", False),
+    ("ready_qga_open_ms", "qga as /init: /init -> channel open (ms)", False),
+    ("ready_qga_reply_ms", "qga as /init: /init -> first reply (ms)", False),
+    ("ready_reply_after_open_ms", "  first reply - channel open (ms)", False),
+    ("ready_reply_over_floor_ms", "  first reply - the floor's port (ms)", False),
 ]
 
 # Targets of issue 15: (metric, qga's figure must be at most `factor` x ref's).

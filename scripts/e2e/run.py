@@ -446,39 +446,78 @@ def boot(g, timeout=60):
     return c
 
 
-def boot_split(g, c, t_first):
-    """The boot in the guest's clock: kernel start -> /init from dmesg's
-    "Run /init as init process"; /init -> first reply from an uptime read
-    taken by a guest-exec, minus the host time since the first reply (the
-    read happens within the exec's round trip: +- half of it). dmesg's
-    clock and /proc/uptime are tied by a mark written to /dev/kmsg next to
-    the uptime read (they differ by up to half a second on aarch64)."""
-    script = "cat /proc/uptime; echo qga-e2e-mark >/dev/kmsg; dmesg; grep -h VmRSS /proc/1/status"
-    t_send = time.monotonic()
-    pid = c.ok("guest-exec", {"path": "sh", "arg": ["-c", script], "capture-output": True})["pid"]
-    t_back = time.monotonic()
-    st = c.ok("guest-exec-status", {"pid": pid, "wait": 10}, timeout=15)
+def kernel_log_mark(c, tag):
+    """Writes `tag` to the guest's kernel log; returns (the host's
+    monotonic time the record's dmesg stamp maps to, +- seconds). Through
+    guest-file-write on /dev/kmsg the agent's write(2) stamps it within
+    one round trip; where the file commands are blocked, a guest-exec'd
+    `echo` does, somewhere between the request and the status that says
+    it exited (a looser tie)."""
+    data = {"buf-b64": b64(tag + "\n")}
+    try:
+        h = c.ok("guest-file-open", {"path": "/dev/kmsg", "mode": "w"})
+        t_send = time.monotonic()
+        c.ok("guest-file-write", dict(data, handle=h))
+        t_back = time.monotonic()
+        c.ok("guest-file-close", {"handle": h})
+    except AgentError:
+        t_send = time.monotonic()
+        c.exec_wait({"path": "sh", "arg": ["-c", f"echo {tag} >/dev/kmsg"]})
+        t_back = time.monotonic()
+    return (t_send + t_back) / 2, (t_back - t_send) / 2
+
+
+def boot_times(c, t_first):
+    """The boot in the guest's clock (dmesg's), from the agent's first
+    reply at host time t_first: {"init": kernel start -> /init (s),
+    "first_ms": /init -> first reply, "open_ms": /init -> qga's "channel
+    ... is open" stamp (None without it), "err_ms": +- of first_ms,
+    "rss": pid 1's VmRSS, "lines": dmesg, "mark": the mark's stamp}; None
+    without the stamps. /init is dmesg's "Run /init as init process"; the
+    first reply is placed from a kernel-log mark written at a known host
+    time (`kernel_log_mark`), minus the host time in between."""
+    tag = f"qga-e2e-mark-{random.randrange(1 << 30)}"
+    t_tag, err = kernel_log_mark(c, tag)
+    st = c.exec_wait({"path": "sh", "arg": ["-c", "dmesg; grep -h VmRSS /proc/1/status"], "capture-output": True})
     lines = unb64(st.get("out-data")).decode(errors="replace").splitlines()
-    uptime = float(lines[0].split()[0])
 
     def stamp(text):
-        hit = [l for l in lines[1:] if text in l and l.startswith("[")]
+        hit = [l for l in lines if text in l and l.startswith("[")]
         return float(hit[0][1:].split("]")[0]) if hit else None
 
-    rss = [l.split()[1] for l in lines if l.startswith("VmRSS:")]
-    if rss:
-        measured(f"{g.name}: qga (pid 1) VmRSS after start, in the guest", f"{rss[0]} KiB")
-    t_init, t_mark = stamp("Run /init as init process"), stamp("qga-e2e-mark")
+    t_init, t_mark = stamp("Run /init as init process"), stamp(tag)
     if t_init is None or t_mark is None:
+        return None
+    at_first = t_mark - (t_tag - t_first)
+    t_open = stamp("qga: channel ")
+    rss = [l.split()[1] for l in lines if l.startswith("VmRSS:")]
+    return {"init": t_init, "first_ms": (at_first - t_init) * 1000, "err_ms": err * 1000,
+            "open_ms": (t_open - t_init) * 1000 if t_open is not None else None,
+            "rss": rss[0] if rss else None, "lines": lines, "mark": t_mark}
+
+
+def boot_split(g, c, t_first):
+    """Prints `boot_times`: kernel start -> /init, /init -> first reply,
+    and where qga stamped it, /init -> channel open and the gap from there
+    to the first reply."""
+    b = boot_times(c, t_first)
+    if b is None:
         skipped(f"{g.name}: boot split", "no 'Run /init as init process' or mark in dmesg")
         return
-    at_first = uptime - ((t_send + t_back) / 2 - t_first)
+    if b["rss"]:
+        measured(f"{g.name}: qga (pid 1) VmRSS after start, in the guest", f"{b['rss']} KiB")
     # What the kernel logged after /init started (module loads, devices).
-    for l in [l for l in lines[1:] if l.startswith("[") and t_init < float(l[1:].split("]")[0]) < t_mark][:12]:
+    t_init = b["init"]
+    for l in [l for l in b["lines"] if l.startswith("[") and t_init < float(l[1:].split("]")[0]) < b["mark"]][:12]:
         say(f"  dmesg after /init: {l}")
     measured(f"{g.name}: kernel start to /init (guest clock)", f"{t_init:.3f} s")
-    measured(f"{g.name}: /init to first reply (guest clock)",
-             f"{(at_first - (t_init + uptime - t_mark)) * 1000:.0f} ms (+- {(t_back - t_send) * 500:.0f} ms)")
+    err = f"(+- {b['err_ms']:.0f} ms)"
+    measured(f"{g.name}: /init to first reply (guest clock)", f"{b['first_ms']:.0f} ms {err}")
+    # qga (PID 1) stamps the kernel log when its channel opens: the port's
+    # appearance as qga saw it, in dmesg's clock.
+    if b["open_ms"] is not None:
+        measured(f"{g.name}: /init to channel open (guest clock)", f"{b['open_ms']:.0f} ms")
+        measured(f"{g.name}: first reply - channel open", f"{b['first_ms'] - b['open_ms']:.0f} ms {err}")
 
 
 def checks_basic(g, c):

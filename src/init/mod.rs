@@ -21,6 +21,7 @@ mod virtio;
 pub use power::{idle_forever, shutdown_on_signal};
 pub use virtio::open_channel_waiting;
 
+use crate::channel::Method;
 use crate::config::Config;
 use crate::log;
 use crate::sys::process;
@@ -44,9 +45,16 @@ pub fn prepare(cfg: &mut Config) {
             log::warning(&format!("cannot become a child subreaper: {e}"));
         }
     }
-    if let Some(dir) = cfg.modules_dir.clone() {
-        let n = modules::load_modules(&dir);
-        log::info(&format!("loaded {n} kernel modules from {dir}"));
+    // Before the modules: their devices' events must not be missed.
+    virtio::watch_device_events();
+    if let Some(dir) = cfg.modules_dir.as_deref() {
+        // A virtio port is waited for through its events: the modules
+        // load beside the wait. Other channels open once all are loaded.
+        if Method::parse(cfg.method.as_deref().unwrap_or_default()) == Some(Method::VirtioSerial) {
+            modules::load_in_child(dir);
+        } else {
+            modules::load_and_log(dir);
+        }
     }
     if cfg.daemonize {
         // Init forking away would leave nobody as pid 1.

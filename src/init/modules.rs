@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 
 use crate::log;
 use crate::sys::libc;
-use crate::sys::{mount as sysmount, Errno};
+use crate::sys::process::{self, Forked};
+use crate::sys::{mount as sysmount, signal, Errno};
 
 fn module_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     let names: Vec<String> = std::fs::read_dir(dir)?
@@ -52,12 +53,14 @@ pub fn load_modules(dir: &str) -> usize {
         failures.clear();
         let mut next = Vec::new();
         for p in pending {
+            let started = std::time::Instant::now();
             match finit_module(&p) {
                 Ok(new) => {
                     progress = true;
                     if new {
                         loaded += 1;
-                        log::debug(&format!("loaded module {}", p.display()));
+                        let us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+                        log::debug(&format!("loaded module {} in {us} us", p.display()));
                     }
                 }
                 Err(e) => {
@@ -75,4 +78,36 @@ pub fn load_modules(dir: &str) -> usize {
         log::warning(&format!("cannot load module {}: {e}", p.display()));
     }
     loaded
+}
+
+/// Loads the modules of `dir` ([`load_modules`]) and logs how many.
+pub fn load_and_log(dir: &str) {
+    let n = load_modules(dir);
+    log::info(&format!("loaded {n} kernel modules from {dir}"));
+}
+
+/// Loads the modules of `dir` in a child process and returns at once, so
+/// that init opens a virtio port as soon as the kernel announces it while
+/// modules the port does not need (vsock's, 60-120 ms of finit_module
+/// under TCG) still load. The port's own modules load no later than in
+/// order (finit_module is synchronous; the child loads them first when
+/// their files sort first, as the initramfs names them). The child is
+/// reaped with the orphans. When fork fails, they load here.
+pub fn load_in_child(dir: &str) {
+    match process::fork_single_threaded() {
+        Ok(Forked::Child) => {
+            // Init's handlers only record signals: the child must die by
+            // them when the machine ends. It yields to the agent: a
+            // loop woken by the host runs first.
+            signal::reset_all_dispositions();
+            let _ = process::set_nice(19);
+            load_and_log(dir);
+            process::exit_now(0)
+        }
+        Ok(Forked::Parent(pid)) => log::debug(&format!("loading kernel modules in process {pid}")),
+        Err(e) => {
+            log::warning(&format!("cannot fork to load modules: {e}"));
+            load_and_log(dir);
+        }
+    }
 }

@@ -31,6 +31,7 @@ pub mod spawn;
 pub mod stdio;
 pub mod termios;
 pub mod time;
+pub mod uevent;
 pub mod user;
 
 use std::fmt;

@@ -196,6 +196,39 @@ pub fn fork_and_leave_parent() -> Result<(), Errno> {
     Ok(())
 }
 
+/// Which side of a [`fork_single_threaded`] this is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Forked {
+    Child,
+    Parent(Pid),
+}
+
+/// fork(2) for a process that has only one thread (PID 1 mode before
+/// its loop): the child may then use everything the parent had (the
+/// allocator, the logger's lock: no other thread held them). The child
+/// must leave by [`exit_now`].
+pub fn fork_single_threaded() -> Result<Forked, Errno> {
+    // SAFETY: the caller is single-threaded (the function's contract), so
+    // no lock or allocator state is left half-taken in the child.
+    let pid = cvt(unsafe { libc::fork() })?;
+    Ok(if pid == 0 { Forked::Child } else { Forked::Parent(pid) })
+}
+
+/// Sets the calling process's nice value (setpriority(2)); 19 is the
+/// lowest priority.
+pub fn set_nice(nice: i32) -> Result<(), Errno> {
+    // SAFETY: setpriority on the calling process (who 0), no pointers.
+    cvt(unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, nice) })?;
+    Ok(())
+}
+
+/// Ends the process at once with `code` (`_exit(2)`): no destructors,
+/// nothing of state shared with a parent is touched.
+pub fn exit_now(code: i32) -> ! {
+    // SAFETY: _exit takes no pointer and never returns.
+    unsafe { libc::_exit(code) }
+}
+
 /// Starts a new session (the caller must not be a group leader).
 pub fn setsid() -> Result<(), Errno> {
     // SAFETY: setsid takes no arguments.
