@@ -174,7 +174,7 @@ BENCH_VM_ROUNDS ?= 5
 bench-vm: static
 	bash scripts/e2e/setup.sh --qemu --busybox --kernel
 	bash scripts/fetch-qemu-ga.sh target/ref >/dev/null
-	bash scripts/static/build.sh x86_64 target/static/qgactl-dist qgactl
+	bash scripts/static/build.sh x86_64 target/static/qgactl-dist qgactl qga-pty-floor
 	$(CARGO) build --release --bins
 	python3 scripts/bench/vm.py --rounds $(BENCH_VM_ROUNDS) --qga $(STATIC_BIN) --busybox $(BUSYBOX) --kernel $(KERNEL_DIR)
 

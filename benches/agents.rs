@@ -388,13 +388,49 @@ fn capture_stream(c: &mut Client, file: &Path) -> (f64, usize, usize) {
     (t.elapsed().as_secs_f64(), calls, bytes)
 }
 
-/// qga `tty`: 8 MiB of NULs through a pseudo-terminal (unchanged by it);
-/// returns (seconds, status calls, bytes).
-fn tty_stream(c: &mut Client) -> (f64, usize, usize) {
+/// qga: 8 MiB of NULs (unchanged by a terminal) from `head`, on a
+/// pseudo-terminal (`tty`) or through `stream` pipes, collected with
+/// status `wait`; returns (seconds, status calls, bytes).
+fn head_stream(c: &mut Client, tty: bool) -> (f64, usize, usize) {
+    let how = if tty { r#""tty":true"# } else { r#""capture-output":true,"stream":true"# };
     let t = Instant::now();
-    let pid = c.exec(&format!(r#"{{"path":"head","arg":["-c","{CAPTURE_LEN}","/dev/zero"],"tty":true}}"#));
+    let pid = c.exec(&format!(r#"{{"path":"head","arg":["-c","{CAPTURE_LEN}","/dev/zero"],{how}}}"#));
     let (calls, bytes) = collect_stream(c, pid);
     (t.elapsed().as_secs_f64(), calls, bytes)
+}
+
+/// Kernel floors of the terminal rows, no agent: the same `head` writing
+/// into a pty slave (default, cooked settings, as qga opens it) or a pipe,
+/// and this process reading the master (or the pipe) with blocking reads
+/// until EIO (the slave's last close) or EOF; returns seconds.
+fn head_floor(tty: bool) -> f64 {
+    use std::io::Read;
+    let t = Instant::now();
+    let head = || {
+        let mut cmd = std::process::Command::new("head");
+        cmd.args(["-c", &CAPTURE_LEN.to_string(), "/dev/zero"]).stdin(std::process::Stdio::null());
+        cmd
+    };
+    // The Command owns the slave and is dropped after the spawn: no copy
+    // of ours keeps the slave open past the writer.
+    let (mut child, reader): (_, std::fs::File) = if tty {
+        let (master, slave, _) = qga_sys::pty::open_named().expect("pty");
+        let child = head().stdout(std::process::Stdio::from(slave)).spawn().expect("head");
+        (child, master.into())
+    } else {
+        let mut child = head().stdout(std::process::Stdio::piped()).spawn().expect("head");
+        let out = child.stdout.take().expect("pipe");
+        (child, std::os::fd::OwnedFd::from(out).into())
+    };
+    let mut buf = vec![0u8; 256 << 10];
+    let mut got = 0;
+    let mut r = &reader;
+    while let Ok(n @ 1..) = r.read(&mut buf) {
+        got += n;
+    }
+    let _ = child.wait();
+    assert_eq!(got, CAPTURE_LEN, "floor read {got} bytes");
+    t.elapsed().as_secs_f64()
 }
 
 /// qga `tty`: one key through guest-exec-input to `cat` on a raw terminal
@@ -1209,26 +1245,46 @@ fn run_all(ctx: &mut Ctx) {
 
     // ---- terminal (qga `tty`) ----------------------------------------------------------
     progress("terminal");
-    let (mut y_t, mut y_s) = (Samples::new(), Samples::new());
-    alternate(reps.capture, 2, |who| {
-        if who == 0 {
-            let (t, _, n) = tty_stream(&mut qa.client);
-            y_t.push(t);
+    let (mut y_t, mut y_s, mut y_ft, mut y_fp) = (Samples::new(), Samples::new(), Samples::new(), Samples::new());
+    alternate(reps.capture, 4, |who| match who {
+        0 | 1 => {
+            let (t, _, n) = head_stream(&mut qa.client, who == 0);
             if n != CAPTURE_LEN {
-                eprintln!("WARNING: qga tty delivered {n} bytes");
+                eprintln!("WARNING: qga {} delivered {n} bytes", if who == 0 { "tty" } else { "stream" });
             }
-        } else {
-            y_s.push(capture_stream(&mut qa.client, &cap_file).0);
+            if who == 0 { &mut y_t } else { &mut y_s }.push(t);
         }
+        2 => y_ft.push(head_floor(true)),
+        _ => y_fp.push(head_floor(false)),
     });
     qa.client.shrink();
     let mibs = |s: &Samples| CAPTURE_LEN as f64 / MIB as f64 / s.median();
     let tty_note = format!(
-        "`head -c 8M /dev/zero` on a pty: {:.0} MiB/s; the same through `stream` pipes (cat): {:.0} MiB/s",
+        "`head -c 8M /dev/zero` on a pty: {:.0} MiB/s, {:.0} % of the same bytes through `stream` pipes in this run; \
+         floor: a bare reader of a pty master (no agent) {:.0} MiB/s",
         mibs(&y_t),
-        mibs(&y_s)
+        y_s.median() / y_t.median() * 100.0,
+        mibs(&y_ft)
     );
-    ctx.rows.push(Row::new("terminal: 8 MiB of output through a pty (`tty`, qga)", Unit::Time).qga(y_t).note(tty_note));
+    let pipe_note = format!(
+        "the same `head` through `stream` pipes: {:.0} MiB/s; floor: a bare pipe reader {:.0} MiB/s \
+         (a bare pty reader gets {:.0} % of that: N_TTY hands out 4 KiB per read, a pty holds ~12 KiB)",
+        mibs(&y_s),
+        mibs(&y_fp),
+        y_fp.median() / y_ft.median() * 100.0
+    );
+    ctx.rows.push(
+        Row::new("terminal: 8 MiB of output through a pty (`tty`, qga)", Unit::Time)
+            .qga(y_t)
+            .floor(y_ft)
+            .note(tty_note),
+    );
+    ctx.rows.push(
+        Row::new("terminal: the same 8 MiB through `stream` pipes (qga)", Unit::Time)
+            .qga(y_s)
+            .floor(y_fp)
+            .note(pipe_note),
+    );
     let keys = keystrokes(&mut qa.client, 200);
     let key_note = format!(
         "one byte via guest-exec-input → `cat` on a raw pty → status `wait`; p99 {}",

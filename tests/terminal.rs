@@ -259,6 +259,62 @@ fn full_screen_output_arrives_complete_and_in_order() {
 }
 
 #[test]
+fn bulk_terminal_output_is_byte_exact_while_another_terminal_echoes_keys() {
+    if skip_on_reference() {
+        return;
+    }
+    let (agent, mut c) = Agent::start();
+    // 3 MiB of every byte value: a terminal's default output processing
+    // (OPOST|ONLCR) turns each \n into \r\n and passes the rest unchanged.
+    let mut x = 0x2545_f491_4f6c_dd1du64;
+    let data: Vec<u8> = (0..3 << 20)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 56) as u8
+        })
+        .collect();
+    let file = agent.dir().join("bulk.bin");
+    std::fs::write(&file, &data).unwrap();
+    let mut want = Vec::with_capacity(data.len() + data.len() / 128);
+    for &b in &data {
+        if b == b'\n' {
+            want.push(b'\r');
+        }
+        want.push(b);
+    }
+
+    let mut keys =
+        Term::start(&mut c, json!({"path": "/bin/sh", "arg": ["-c", "stty raw -echo && echo ready && exec cat"]}));
+    keys.until(&mut c, "ready", |t| t.contains("ready"));
+    let echoed_from = keys.out.len();
+    let mut bulk = Term::start(&mut c, json!({"path": "cat", "arg": [file.to_str().unwrap()]}));
+    // Between parts of the bulk output, one key to the other terminal and
+    // its echo back: each terminal's bytes stay its own and in order.
+    let mut sent = Vec::new();
+    while bulk.fin.is_none() {
+        bulk.poll(&mut c);
+        let key = b'a' + (sent.len() % 26) as u8;
+        keys.input(&mut c, &[key]);
+        sent.push(key);
+        let n = sent.len();
+        keys.until(&mut c, "the echo", |t| t.len() >= echoed_from + n);
+    }
+    assert_eq!(result_of(bulk.fin.as_ref().unwrap()), json!({"exited": true, "exitcode": 0}));
+    assert!(
+        bulk.out == want,
+        "terminal output differs: got {} bytes, want {}; first difference at {:?}",
+        bulk.out.len(),
+        want.len(),
+        bulk.out.iter().zip(&want).position(|(a, b)| a != b)
+    );
+    assert_eq!(&keys.out[echoed_from..], &sent[..], "the keys came back in order, once each");
+    c.ok("guest-exec-terminate", json!({"pid": keys.pid}));
+    keys.finish(&mut c);
+}
+
+#[test]
 fn fifty_mib_of_terminal_output_with_backpressure_and_bounded_rss() {
     if skip_on_reference() {
         return;

@@ -463,6 +463,50 @@ def floor_image(opts):
     return out
 
 
+    def term_once(self, tty):
+        """`head -c 8M /dev/zero` through the agent under test, on a pty
+        (`tty`) or through `stream` pipes, long-polled with status `wait`:
+        (wall ms, agent CPU ms)."""
+        how = {"tty": True} if tty else {"capture-output": True, "stream": True}
+        p0 = self.proc()
+        t = time.perf_counter()
+        pid = self.c.ok("guest-exec", dict({"path": "head", "arg": ["-c", str(8 * MiB), "/dev/zero"]}, **how))["pid"]
+        n = 0
+        while True:
+            st = self.c.ok("guest-exec-status", {"pid": pid, "wait": 60}, timeout=90)
+            n += len(e2e.unb64(st.get("out-data")))
+            if st["exited"]:
+                break
+        dt = time.perf_counter() - t
+        p1 = self.proc()
+        if n != 8 * MiB or st.get("exitcode") != 0:
+            raise Fail(f"term ({'tty' if tty else 'stream'}): got {n} bytes, exit {st.get('exitcode')}")
+        return dt * 1e3, (p1["ns"] - p0["ns"]) / 1e6
+
+    def w_term(self):
+        """qga only (terminals are an extension): 8 MiB of terminal output,
+        the same bytes through `stream` pipes, and the kernel floor:
+        qga-pty-floor (no agent) reading the same 8 MiB from a pty master,
+        its own CPU, the better of three."""
+        if not self.agent.startswith("qga"):
+            return {}
+        r = {}
+        r["term_wall_ms"], r["term_cpu_ms"] = self.term_once(True)
+        r["term_pipe_wall_ms"], r["term_pipe_cpu_ms"] = self.term_once(False)
+        r["term_pct_of_pipe"] = r["term_pipe_wall_ms"] / r["term_wall_ms"] * 100
+        if not os.access(self.opts.pty_floor, os.X_OK):
+            return r
+        floor = []
+        for _ in range(3):
+            got, ms = self.sh(f"/usr/bin/qga-pty-floor {8 * MiB}").split()
+            if int(got) != 8 * MiB:
+                raise Fail(f"qga-pty-floor read {got} bytes")
+            floor.append(float(ms))
+        r["term_floor_ms"] = min(floor)
+        r["term_x_floor"] = r["term_cpu_ms"] / r["term_floor_ms"]
+        return r
+
+
 def run_timed(argv, stdout):
     """Runs argv; (exit code, its CPU seconds: user + system)."""
     p = subprocess.Popen(argv, stdout=stdout)
@@ -471,7 +515,7 @@ def run_timed(argv, stdout):
     return p.returncode, ru.ru_utime + ru.ru_stime
 
 
-WORKLOADS = ["start", "ping", "exec", "capture", "input", "idle", "stream", "hwm", "floor", "ready"]
+WORKLOADS = ["start", "ping", "exec", "capture", "input", "idle", "stream", "hwm", "floor", "ready", "term"]
 
 # (metric, label, higher is better, target for qemu-ga/qga or qga/qemu-ga)
 ROWS = [
@@ -511,6 +555,15 @@ ROWS = [
     ("ready_qga_reply_ms", "qga as /init: /init -> first reply (ms)", False),
     ("ready_reply_after_open_ms", "  first reply - channel open (ms)", False),
     ("ready_reply_over_floor_ms", "  first reply - the floor's port (ms)", False),
+]
+ROWS += [
+    ("term_wall_ms", "terminal: `head -c 8M /dev/zero` on a pty (`tty`), status `wait`: wall (ms)", False),
+    ("term_cpu_ms", "  agent CPU (ms)", False),
+    ("term_pipe_wall_ms", "  the same through `stream` pipes: wall (ms)", False),
+    ("term_pipe_cpu_ms", "  the same through `stream` pipes: agent CPU (ms)", False),
+    ("term_pct_of_pipe", "  terminal rate as % of the pipe rate", True),
+    ("term_floor_ms", "kernel floor: qga-pty-floor reading 8 MiB from a pty master, its CPU (ms)", False),
+    ("term_x_floor", "  qga's terminal CPU as a multiple of that floor", False),
 ]
 
 # Targets of issue 15: (metric, qga's figure must be at most `factor` x ref's).
@@ -624,6 +677,8 @@ def report(opts, agents, results, t_all):
 
 def image(opts, agents):
     extra = ["--file", f"{opts.qga}:{AGENT_BIN['qga']}:0755", "--file", f"{opts.qgactl}:/usr/bin/qgactl:0755"]
+    if os.access(opts.pty_floor, os.X_OK):
+        extra += ["--file", f"{opts.pty_floor}:/usr/bin/qga-pty-floor:0755"]
     if "qga-b" in agents:
         extra += ["--file", f"{opts.qga_b}:{AGENT_BIN['qga-b']}:0755"]
     libs = {}
@@ -651,6 +706,8 @@ def main():
     ap.add_argument("--qga", default=os.path.join(ROOT, "target/static/qga"))
     ap.add_argument("--qgactl", default=os.path.join(ROOT, "target/static/qgactl-dist/qgactl"),
                     help="static qgactl for the guest (the start-up probe)")
+    ap.add_argument("--pty-floor", default=os.path.join(ROOT, "target/static/qgactl-dist/qga-pty-floor"),
+                    help="static qga-pty-floor for the guest (workload term's kernel floor)")
     ap.add_argument("--qgactl-host", default=os.path.join(ROOT, "target/release/qgactl"))
     ap.add_argument("--qemu-ga-10", default=os.path.join(ROOT, "target/ref/qemu-ga-10/usr/sbin/qemu-ga"))
     ap.add_argument("--qemu-ga-72", default=os.path.join(ROOT, "target/ref/qemu-ga-7.2/usr/sbin/qemu-ga"))

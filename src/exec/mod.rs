@@ -52,7 +52,7 @@ use crate::sys::libc;
 use crate::sys::process::{Pid, Usage, WaitStatus};
 use crate::sys::pty::{self, Winsize};
 use crate::sys::spawn::{self, SpawnError, SpawnSpec, Stage};
-use crate::sys::{fd, LentBytes};
+use crate::sys::{fd, LentBytes, MapAhead};
 
 /// Entries (running or finished and unclaimed) tracked at once.
 pub const MAX_PROCESSES: usize = 1024;
@@ -70,6 +70,14 @@ pub const MAX_PENDING_INPUT: usize = 256 << 20;
 pub const KILL_GRACE: Duration = Duration::from_secs(2);
 /// Largest single read from a child's pipe.
 const READ_CHUNK: usize = 256 << 10;
+/// Largest single read from a terminal's master. N_TTY hands a reader at
+/// most its 4 KiB read buffer per copy (N_TTY_BUF_SIZE, drivers/tty/n_tty.c)
+/// and a pty holds little more (measured on Linux 6.18: a slave takes
+/// 12–13.5 KiB before EAGAIN), so a bigger request only made every 4 KiB
+/// read prefault 256 KiB of buffer (one madvise per read, ~10 % of the
+/// agent's samples on an 8 MiB terminal output); under `PREFAULT_MIN`
+/// (64 KiB) it makes none, and `MapAhead` maps the buffer ahead instead.
+const TERMINAL_READ_CHUNK: usize = 16 << 10;
 /// After a terminal's session leader is reaped, at most this much more is
 /// read from the terminal before its master is closed (a daemon that keeps
 /// writing to it cannot keep the result open).
@@ -77,6 +85,18 @@ const TERMINAL_DRAIN: usize = 4 << 20;
 /// Bytes moved per pipe per loop iteration, so that one chatty child
 /// cannot starve the channel or the other children.
 pub const PIPE_BUDGET: usize = 1 << 20;
+
+/// Bytes read from a terminal per loop iteration. A pty's non-blocking
+/// read rarely says EAGAIN while its writer is busy: when N_TTY's buffer
+/// is empty, n_tty_read first waits for queued flip-buffer work
+/// (flush_to_ldisc on a kworker, `tty_buffer_flush_work`,
+/// drivers/tty/n_tty.c), and reading made room for the writer, which
+/// queues more. So a pass of 4 KiB reads sleeps in read about once per
+/// read (measured: ~2,000 reads and 33–60 epoll_waits per 8 MiB). With the
+/// pipes' 1 MiB a pass could last the whole stream window (5–30 ms) before a
+/// held status, another client or another terminal's keystroke was served;
+/// 64 KiB is 16 such reads.
+const TERMINAL_BUDGET: usize = 64 << 10;
 
 /// First token used for child pipes; three per slot (stdin, stdout, stderr).
 pub const PIPE_TOKEN_BASE: usize = 128;
@@ -111,6 +131,10 @@ struct Capture {
     /// A terminal whose session leader was reaped: read until EAGAIN (or
     /// [`TERMINAL_DRAIN`] bytes), then close.
     drain_left: Option<usize>,
+    /// A terminal's master: reads of [`TERMINAL_READ_CHUNK`], into pages
+    /// mapped ahead by `map_ahead` (a pty gives 4 KiB per read).
+    terminal: bool,
+    map_ahead: MapAhead,
 }
 
 /// input-data still to be written to the child's stdin.
@@ -469,10 +493,11 @@ impl ProcessTable {
             feed.recharge(&mut self.pending_input);
             feed
         });
+        let terminal = term_out.is_some();
         let capture = |pipe: Option<OwnedFd>, kind: Kind| {
             pipe.map(|p| {
                 reg(&p, kind, Interest::READABLE);
-                Capture { pipe: Some(p), ready: true, ..Default::default() }
+                Capture { pipe: Some(p), ready: true, terminal: terminal && kind == Kind::Stdout, ..Default::default() }
             })
         };
         let out = capture(spawned.stdout.or(term_out), Kind::Stdout);

@@ -153,7 +153,7 @@ impl ProcessTable {
             self.sink = vec![0u8; READ_CHUNK];
         }
         let limit = if streamed { STREAM_WINDOW } else { self.max_capture };
-        let mut budget = PIPE_BUDGET;
+        let mut budget = if cap.terminal { TERMINAL_BUDGET } else { PIPE_BUDGET };
         let mut eof = false;
         let mut starved = false;
         // Bytes the child wrote that were read this call (kept or not).
@@ -164,7 +164,8 @@ impl ProcessTable {
                 // Backpressure: leave the data in the pipe until collected.
                 break;
             }
-            let mut want = room.min(READ_CHUNK).min(budget);
+            let chunk = if cap.terminal { TERMINAL_READ_CHUNK } else { READ_CHUNK };
+            let mut want = room.min(chunk).min(budget);
             if let Some(left) = cap.drain_left {
                 if left == 0 {
                     break;
@@ -183,6 +184,9 @@ impl ProcessTable {
                 break;
             }
             let r = if fit > 0 && cap.data.capacity() > 0 {
+                if cap.terminal {
+                    cap.map_ahead.before_append(&mut cap.data, fit);
+                }
                 fd::read_append(pipe.as_fd(), &mut cap.data, fit)
             } else {
                 // A first read goes through the scratch buffer and is kept
@@ -192,7 +196,7 @@ impl ProcessTable {
                 // never blocks, and the result says so.
                 let len = match (streamed, want) {
                     (true, _) => fit,
-                    (false, 0) => READ_CHUNK.min(budget).max(1),
+                    (false, 0) => chunk.min(budget).max(1),
                     (false, want) => want,
                 };
                 let r = fd::read(pipe.as_fd(), &mut self.sink[..len]);
