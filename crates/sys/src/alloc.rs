@@ -8,12 +8,15 @@
 //!   pipe by reference must never be reused for another block while the
 //!   pipe still holds them, and a munmap'd page never is.
 //! * **One freed big block is kept mapped** (up to [`SPARE_MAX`] bytes) and
-//!   becomes the next big block (`alloc`, not `alloc_zeroed`), resized with
-//!   mremap: a fresh mapping's pages are zero-filled by the kernel on first
-//!   touch, which in a TCG guest cost a third of the agent's CPU moving a
-//!   file with guest-file-read/-write (`clear_page_erms`, perf, 4 MiB
-//!   chunks). Lent blocks never become the spare: [`LentBytes`] unmaps its
-//!   block itself.
+//!   the next big block (`alloc`, not `alloc_zeroed`) is cut from it (the
+//!   rest stays the spare) or grown from it with mremap: a fresh mapping's
+//!   pages are zero-filled by the kernel on first touch, which in a TCG
+//!   guest cost a third of the agent's CPU moving a file with
+//!   guest-file-read/-write (`clear_page_erms`, perf, 4 MiB chunks). Every
+//!   block and the spare stay within one kernel mapping (VMA): mremap
+//!   cannot move or grow a range that spans two, so pages are never moved
+//!   between blocks. Lent blocks never become the spare: [`LentBytes`]
+//!   unmaps its block itself.
 //! * **musl builds: small blocks are recycled.** musl's malloc is compact
 //!   but slow for the many small, short-lived blocks of a request (parsing,
 //!   reply building): the static musl build answered 3× fewer pipelined
@@ -279,39 +282,6 @@ fn take(size: usize) -> *mut u8 {
     q
 }
 
-/// Grows a big block with mremap, then moves the spare's pages (already
-/// mapped and touched) over the fresh part, as many as it has: a buffer
-/// that grows by doubling (a long string arriving) reuses the pages of
-/// the last one freed instead of having new ones zero-filled.
-#[cold]
-#[inline(never)]
-fn grow(p: *mut u8, old: usize, new: usize) -> *mut u8 {
-    let q = remap(p, old, new);
-    if q.is_null() {
-        return q;
-    }
-    let Some((spare, len)) = take_spare() else { return q };
-    let page = page_size();
-    let (from, to) = (map_len(old, page), map_len(new, page));
-    let n = len.min(to - from);
-    if n == 0 {
-        keep_spare(spare, len);
-        return q;
-    }
-    let flags = libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED;
-    // SAFETY: the destination is the fresh part of the block's own mapping
-    // (replaced, never anything else's); the source is whole pages at the
-    // start of the spare, which is ours alone since it was taken.
-    let moved = unsafe { libc::mremap(spare as *mut libc::c_void, n, n, flags, q.add(from) as *mut libc::c_void) };
-    if moved == libc::MAP_FAILED {
-        keep_spare(spare, len);
-    } else if len > n {
-        // SAFETY: inside the spare's mapping.
-        keep_spare(unsafe { spare.add(n) }, len - n);
-    }
-    q
-}
-
 /// [`unmap`] with pages of `page` bytes.
 fn unmap_with(p: *mut u8, size: usize, page: usize) {
     // SAFETY: the block is the whole mapping made for this size with these
@@ -381,9 +351,6 @@ unsafe impl GlobalAlloc for Alloc {
     unsafe fn realloc(&self, p: *mut u8, l: Layout, new: usize) -> *mut u8 {
         let (from_big, to_big) = (is_big(l.size(), l.align()), is_big(new, l.align()));
         if from_big && to_big {
-            if new > l.size() {
-                return grow(p, l.size(), new);
-            }
             return remap(p, l.size(), new);
         }
         if !from_big && !to_big {
@@ -530,15 +497,23 @@ mod tests {
             }
             ptr::write_bytes(q, 1, big.size());
             a.dealloc(q, big);
-            // A block taken from the spare's start, then grown over the rest.
+            // A block cut from the spare's start, grown twice (mremap: one
+            // mapping each time), shrunk, freed, taken and grown again.
             let one = Layout::from_size_align(1 << 20, 1).unwrap();
             let b = a.alloc(one);
             ptr::write_bytes(b, 3, one.size());
-            let g = a.realloc(b, one, 6 << 20);
+            let mut g = a.realloc(b, one, 2 << 20);
+            g = a.realloc(g, Layout::from_size_align(2 << 20, 1).unwrap(), 6 << 20);
+            assert!(!g.is_null());
             assert!((0..one.size()).step_by(512).all(|i| *g.add(i) == 3), "grown: contents kept");
             ptr::write_bytes(g, 4, 6 << 20);
-            assert!((0..6 << 20).step_by(4096).all(|i| *g.add(i) == 4));
-            a.dealloc(g, Layout::from_size_align(6 << 20, 1).unwrap());
+            g = a.realloc(g, Layout::from_size_align(6 << 20, 1).unwrap(), 5 << 20);
+            a.dealloc(g, Layout::from_size_align(5 << 20, 1).unwrap());
+            let h = a.alloc(Layout::from_size_align(2 << 20, 1).unwrap());
+            let h = a.realloc(h, Layout::from_size_align(2 << 20, 1).unwrap(), 9 << 20);
+            assert!(!h.is_null());
+            ptr::write_bytes(h, 5, 9 << 20);
+            a.dealloc(h, Layout::from_size_align(9 << 20, 1).unwrap());
             // alloc_zeroed never takes the spare.
             let z = a.alloc_zeroed(l);
             assert!((0..l.size()).step_by(4096).all(|i| *z.add(i) == 0));
