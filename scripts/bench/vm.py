@@ -346,6 +346,16 @@ class Bench:
                 "push_host_cpu_ms_per_mib": cpu_in * 1e3 / mib}
 
 
+    def stop_agent_take_port(self):
+        """Stops the agent under test; the host end of its port, connected."""
+        self.c.close()
+        self.c = None
+        self.sh(f"kill {self.pid}; while [ -e /proc/{self.pid} ]; do sleep 0.05; done")
+        self.pid = None
+        host = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        host.connect(self.g.sock)
+        return host
+
     def dd_cpu_ms(self, args, input_b64=None):
         """CPU (user + system, ms) of one `dd` run by the control agent."""
         req = {"path": "/bin/dd", "arg": args, "rusage": True}
@@ -368,12 +378,7 @@ class Bench:
             self.sh("base64 -w0 /run/d8 > /run/b8 && [ $(wc -c < /run/b8) -eq 11184812 ]")
             self.b8 = True
         pipe = min(self.dd_cpu_ms(["of=/dev/null", "bs=256k"], self.opts.floor_b64) for _ in range(3))
-        self.c.close()
-        self.c = None
-        self.sh(f"kill {self.pid}; while [ -e /proc/{self.pid} ]; do sleep 0.05; done")
-        self.pid = None
-        host = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        host.connect(self.g.sock)
+        host = self.stop_agent_take_port()
         got = []
 
         def drain():
@@ -507,6 +512,96 @@ def floor_image(opts):
         return r
 
 
+    # -- push / pull (issue 25, part 3) ---------------------------------------
+
+    def w_xfer_floor(self):
+        """What the guest kernel alone charges to move a file through the
+        port, with no agent (qga's guest only, its agent stopped meanwhile),
+        each figure that `dd`'s own CPU (rusage), the best of three:
+        push: reading the 10.7 MiB of 8 MiB as base64 from the agent's port
+        (the host writes it) + writing 8 MiB to a new file in /run, net of
+        reading the source; pull: reading 8 MiB from a file + writing
+        10.7 MiB to the port (w_floor's figure)."""
+        if self.agent != "qga":
+            return {}
+        r = self.w_floor()
+        read_d8 = min(self.dd_cpu_ms(["if=/run/d8", "of=/dev/null", "bs=4M"]) for _ in range(3))
+        write_d8 = min(self.dd_cpu_ms(["if=/run/d8", "of=/run/xfer-floor", "bs=4M"]) for _ in range(3))
+        self.sh("rm -f /run/xfer-floor")
+        host = self.stop_agent_take_port()
+        port_in = []
+        try:
+            # Port -> dd: the host writes the base64 text while dd reads it.
+            for _ in range(3):
+                pid = self.ctl.ok("guest-exec", {"path": "/bin/dd", "rusage": True, "capture-output": True, "arg": [
+                    f"if={AGENT_PORT}", "of=/dev/null", "bs=64k", "iflag=fullblock,count_bytes",
+                    f"count={len(self.opts.floor_b64)}"]})["pid"]
+                host.sendall(self.opts.floor_b64.encode())
+                st = self.ctl.ok("guest-exec-status", {"pid": pid, "wait": 120}, timeout=130)
+                if st.get("exitcode") != 0:
+                    raise Fail(f"xfer floor: dd from the port: {st}")
+                ru = st["rusage"]
+                port_in.append((ru["user-us"] + ru["system-us"]) / 1e3)
+        finally:
+            host.close()
+        self.start_agent()
+        push = min(port_in) + write_d8 - read_d8
+        pull = read_d8 + r["floor_port_write_ms"]
+        XFER_FLOOR.update(push=push / 8, pull=pull / 8)
+        return dict(r, floor_push_port_read_ms=min(port_in), floor_push_file_write_ms=write_d8 - read_d8,
+                    floor_push_ms_per_mib=push / 8, floor_pull_file_read_ms=read_d8,
+                    floor_pull_port_write_ms=r["floor_port_write_ms"], floor_pull_ms_per_mib=pull / 8)
+
+    def w_xfer(self):
+        """`qgactl push` of a host file to /run in the guest, then `qgactl
+        pull` of it back, byte for byte (qga only): MiB/s, the agent's CPU
+        per MiB, qgactl's CPU per MiB; as a multiple of the floor when
+        xfer_floor ran before it in the same round."""
+        if not self.agent.startswith("qga") or not self.opts.qgactl_host:
+            return {}
+        mib = self.opts.stream_mib
+        src = os.path.join(self.g.run, "xfer.src")
+        back = os.path.join(self.g.run, "xfer.back")
+        if not os.path.exists(src):
+            with open(src, "wb") as f:
+                f.write(random.Random(25).randbytes(mib * MiB))
+        self.c.close()
+        self.c = None
+        qgactl = self.opts.qgactl_host_b if self.agent == "qga-b" and self.opts.qgactl_host_b else self.opts.qgactl_host
+        q = [qgactl, "--socket", self.g.sock, "--connect-timeout", "30"] + self.opts.xfer_args.split()
+        p0 = self.proc()
+        t = time.perf_counter()
+        rc, cpu_push = run_timed(q + ["push", src, "/run/xfer"], subprocess.DEVNULL)
+        dt_push = time.perf_counter() - t
+        p1 = self.proc()
+        if rc != 0:
+            raise Fail(f"qgactl push: rc {rc}")
+        t = time.perf_counter()
+        rc, cpu_pull = run_timed(q + ["pull", "/run/xfer", back], subprocess.DEVNULL)
+        dt_pull = time.perf_counter() - t
+        p2 = self.proc()
+        self.sh("rm -f /run/xfer")
+        with open(src, "rb") as a, open(back, "rb") as b:
+            same = a.read() == b.read()
+        os.unlink(back)
+        if rc != 0 or not same:
+            raise Fail(f"qgactl pull: rc {rc}, same bytes: {same}")
+        self.c = self.g.connect_and_sync(30)
+        r = {"xfer_push_mib_s": mib / dt_push, "xfer_push_cpu_ms_per_mib": (p1["ns"] - p0["ns"]) / 1e6 / mib,
+             "xfer_push_host_cpu_ms_per_mib": cpu_push * 1e3 / mib,
+             "xfer_pull_mib_s": mib / dt_pull, "xfer_pull_cpu_ms_per_mib": (p2["ns"] - p1["ns"]) / 1e6 / mib,
+             "xfer_pull_host_cpu_ms_per_mib": cpu_pull * 1e3 / mib}
+        if XFER_FLOOR:
+            r["xfer_push_x_floor"] = r["xfer_push_cpu_ms_per_mib"] / XFER_FLOOR["push"]
+            r["xfer_pull_x_floor"] = r["xfer_pull_cpu_ms_per_mib"] / XFER_FLOOR["pull"]
+        return r
+
+
+# The latest transfer floors (ms per MiB), measured in qga's guest: the
+# kernel is the same in every guest.
+XFER_FLOOR = {}
+
+
 def run_timed(argv, stdout):
     """Runs argv; (exit code, its CPU seconds: user + system)."""
     p = subprocess.Popen(argv, stdout=stdout)
@@ -515,7 +610,7 @@ def run_timed(argv, stdout):
     return p.returncode, ru.ru_utime + ru.ru_stime
 
 
-WORKLOADS = ["start", "ping", "exec", "capture", "input", "idle", "stream", "hwm", "floor", "ready", "term"]
+WORKLOADS = ["start", "ping", "exec", "capture", "input", "idle", "stream", "hwm", "floor", "ready", "term", "xfer_floor", "xfer"]
 
 # (metric, label, higher is better, target for qemu-ga/qga or qga/qemu-ga)
 ROWS = [
@@ -564,6 +659,22 @@ ROWS += [
     ("term_pct_of_pipe", "  terminal rate as % of the pipe rate", True),
     ("term_floor_ms", "kernel floor: qga-pty-floor reading 8 MiB from a pty master, its CPU (ms)", False),
     ("term_x_floor", "  qga's terminal CPU as a multiple of that floor", False),
+]
+ROWS += [
+    ("xfer_push_mib_s", "`qgactl push` 32 MiB host -> guest file (MiB/s)", True),
+    ("xfer_push_cpu_ms_per_mib", "  agent CPU per MiB (ms)", False),
+    ("xfer_push_x_floor", "  agent CPU per MiB as a multiple of the push floor", False),
+    ("xfer_push_host_cpu_ms_per_mib", "  qgactl's CPU on the host per MiB (ms)", False),
+    ("xfer_pull_mib_s", "`qgactl pull` 32 MiB guest file -> host (MiB/s)", True),
+    ("xfer_pull_cpu_ms_per_mib", "  agent CPU per MiB (ms)", False),
+    ("xfer_pull_x_floor", "  agent CPU per MiB as a multiple of the pull floor", False),
+    ("xfer_pull_host_cpu_ms_per_mib", "  qgactl's CPU on the host per MiB (ms)", False),
+    ("floor_push_port_read_ms", "kernel floor: `dd` reading 10.7 MiB (8 MiB as base64) from the port, its CPU (ms)", False),
+    ("floor_push_file_write_ms", "kernel floor: `dd` writing 8 MiB to a new file in /run, its CPU (ms)", False),
+    ("floor_push_ms_per_mib", "kernel floor of push: the two, per MiB of file (ms)", False),
+    ("floor_pull_file_read_ms", "kernel floor: `dd` reading 8 MiB from a file in /run, its CPU (ms)", False),
+    ("floor_pull_port_write_ms", "kernel floor: `dd` writing 10.7 MiB to the port, its CPU (ms)", False),
+    ("floor_pull_ms_per_mib", "kernel floor of pull: the two, per MiB of file (ms)", False),
 ]
 
 # Targets of issue 15: (metric, qga's figure must be at most `factor` x ref's).
@@ -720,6 +831,8 @@ def main():
     ap.add_argument("--kernel", default=os.path.join(ROOT, "target/e2e/kernel/current"))
     ap.add_argument("--work", default=os.path.join(ROOT, "target/bench/vm"))
     ap.add_argument("--out", default=os.path.join(ROOT, "target/bench/vm.md"))
+    ap.add_argument("--qgactl-host-b", help="the host qgactl that the xfer workload uses with qga-b (an A/B run)")
+    ap.add_argument("--xfer-args", default="", help="qgactl options for the xfer workload (e.g. --max-reply-bytes 10000000)")
     ap.add_argument("--tools", default="", help="host tools copied into the image with their libraries (strace,perf)")
     ap.add_argument("--keep", action="store_true", help="leave the guests running at the end (prints their sockets)")
     opts = ap.parse_args()

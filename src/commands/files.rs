@@ -244,14 +244,16 @@ pub fn read(ctx: &mut Ctx<'_>, mut a: Args) -> Result<Outcome, QgaError> {
             h.fh.flush().map_err(|e| QgaError::with_errno("failed to flush file", e))?;
             h.state = RwState::New;
         }
-        let mut buf = vec![0u8; count as usize];
-        match h.fh.read(&mut buf) {
+        // Read straight into the buffer the reply encodes from, not zeroed
+        // first and its pages mapped in one call (`fread()` as in
+        // qmp_guest_file_read()).
+        let mut buf = Vec::new();
+        match h.fh.read_append(&mut buf, count as usize) {
             Err(e) => {
                 crate::log::info(&format!("guest-file-read failed, handle: {id}"));
                 Err(QgaError::with_errno("failed to read file", e))
             }
             Ok((n, eof)) => {
-                buf.truncate(n);
                 if buf.capacity() - n >= crate::exec::SHRINK_SLACK {
                     buf.shrink_to_fit();
                 }

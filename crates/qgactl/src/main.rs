@@ -42,8 +42,8 @@ fn run() -> fail::Result<i32> {
         Command::Shutdown { mode } => simple::shutdown(&mut sess, mode),
         Command::Raw { request } => simple::raw(&mut sess, &request),
         Command::Exec(a) => exec::run(&mut sess, a),
-        Command::Push { local, remote, progress } => files::push(&mut sess, &local, &remote, progress),
-        Command::Pull { remote, local, progress } => files::pull(&mut sess, &remote, &local, progress),
+        Command::Push { local, remote, transfer } => files::push(&mut sess, &local, &remote, &transfer),
+        Command::Pull { remote, local, transfer } => files::pull(&mut sess, &remote, &local, &transfer),
         Command::Help(_) | Command::Version => Ok(0),
     }
 }

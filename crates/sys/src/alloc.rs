@@ -7,6 +7,16 @@
 //!   rule, because [`super::fd::vmsplice`] relies on it: pages handed to a
 //!   pipe by reference must never be reused for another block while the
 //!   pipe still holds them, and a munmap'd page never is.
+//! * **One freed big block is kept mapped** (up to [`SPARE_MAX`] bytes) and
+//!   the next big block (`alloc`, not `alloc_zeroed`) is cut from it (the
+//!   rest stays the spare) or grown from it with mremap: a fresh mapping's
+//!   pages are zero-filled by the kernel on first touch, which in a TCG
+//!   guest cost a third of the agent's CPU moving a file with
+//!   guest-file-read/-write (`clear_page_erms`, perf, 4 MiB chunks). Every
+//!   block and the spare stay within one kernel mapping (VMA): mremap
+//!   cannot move or grow a range that spans two, so pages are never moved
+//!   between blocks. Lent blocks never become the spare: [`LentBytes`]
+//!   unmaps its block itself.
 //! * **musl builds: small blocks are recycled.** musl's malloc is compact
 //!   but slow for the many small, short-lived blocks of a request (parsing,
 //!   reply building): the static musl build answered 3× fewer pipelined
@@ -17,6 +27,7 @@ use std::alloc::{GlobalAlloc, Layout, System};
 #[cfg(target_env = "musl")]
 use std::cell::UnsafeCell;
 use std::ptr;
+use std::sync::atomic::{AtomicPtr, Ordering};
 
 use super::mem::{page_size, MIN_PAGE};
 
@@ -52,6 +63,14 @@ thread_local! {
 /// builds for), though nothing depends on that: a mapping's length is the
 /// block's size rounded up to the kernel's page.
 pub const BIG_BLOCK: usize = 1 << 20;
+
+/// The largest big block kept mapped when freed: a guest-file-read or
+/// -write chunk of up to 7.5 MiB (libvirt's 10 MiB reply cap), as base64.
+pub const SPARE_MAX: usize = 10 << 20;
+
+/// The spare big block: null, or a whole mapping whose first word holds
+/// its length (a swap takes or leaves it whole, from any thread).
+static SPARE: AtomicPtr<u8> = AtomicPtr::new(ptr::null_mut());
 
 pub struct Alloc;
 
@@ -210,6 +229,59 @@ fn unmap(p: *mut u8, size: usize) {
     unmap_with(p, size, page_size())
 }
 
+/// Frees a big block: it becomes the spare (the one before it is
+/// unmapped) unless it is over [`SPARE_MAX`].
+#[cold]
+#[inline(never)]
+fn release(p: *mut u8, size: usize) {
+    let len = map_len(size, page_size());
+    if len > SPARE_MAX {
+        return unmap(p, size);
+    }
+    keep_spare(p, len);
+}
+
+/// Makes the whole mapping of `len` bytes at `p` the spare; the one before
+/// it (another thread's, at most) is unmapped.
+fn keep_spare(p: *mut u8, len: usize) {
+    // SAFETY: the mapping is ours, page-aligned and at least a page long.
+    unsafe { (p as *mut usize).write(len) };
+    let old = SPARE.swap(p, Ordering::AcqRel);
+    if !old.is_null() {
+        // SAFETY: a spare's first word is its mapping's length.
+        unsafe { unmap_with(old, (old as *const usize).read(), 1) };
+    }
+}
+
+/// Takes the spare: its address and length.
+fn take_spare() -> Option<(*mut u8, usize)> {
+    let p = SPARE.swap(ptr::null_mut(), Ordering::AcqRel);
+    // SAFETY: a spare's first word is its mapping's length.
+    (!p.is_null()).then(|| (p, unsafe { (p as *const usize).read() }))
+}
+
+/// A big block of `size` bytes for `alloc`: the spare's first pages (the
+/// rest stays the spare), the spare grown, or a fresh mapping. Its
+/// contents are undefined.
+#[cold]
+#[inline(never)]
+fn take(size: usize) -> *mut u8 {
+    let Some((p, len)) = take_spare() else { return map(size) };
+    let want = map_len(size, page_size());
+    if len > want {
+        // SAFETY: p + want is inside the spare's mapping.
+        keep_spare(unsafe { p.add(want) }, len - want);
+        return p;
+    }
+    // Both lengths are whole pages already: page size 1 here.
+    let q = remap_with(p, len, want, 1);
+    if q.is_null() {
+        unmap_with(p, len, 1);
+        return map(size);
+    }
+    q
+}
+
 /// [`unmap`] with pages of `page` bytes.
 fn unmap_with(p: *mut u8, size: usize, page: usize) {
     // SAFETY: the block is the whole mapping made for this size with these
@@ -231,7 +303,7 @@ unsafe impl GlobalAlloc for Alloc {
             return unsafe { self.cached_alloc(c) };
         }
         if is_big(l.size(), l.align()) {
-            return map(l.size());
+            return take(l.size());
         }
         // SAFETY: the caller's layout, passed on.
         unsafe { System.alloc(l) }
@@ -268,7 +340,7 @@ unsafe impl GlobalAlloc for Alloc {
             return unsafe { self.cached_dealloc(p, c) };
         }
         if is_big(l.size(), l.align()) {
-            return unmap(p, l.size());
+            return release(p, l.size());
         }
         // SAFETY: a block from System.alloc with this layout.
         unsafe { System.dealloc(p, l) }
@@ -316,6 +388,17 @@ impl LentBytes {
 
     pub fn as_slice(&self) -> &[u8] {
         &self.0
+    }
+}
+
+impl Drop for LentBytes {
+    /// Unmaps the block, never making it the spare: a pipe may still hold
+    /// its pages.
+    fn drop(&mut self) {
+        let mut v = std::mem::ManuallyDrop::new(std::mem::take(&mut self.0));
+        // A big block of this crate's global allocator (LentBytes::new):
+        // its mapping is made for its capacity.
+        unmap(v.as_mut_ptr(), v.capacity());
     }
 }
 
@@ -394,6 +477,53 @@ mod tests {
                 unmap_with(r, BIG_BLOCK + 1, page);
             }
         }
+    }
+
+    #[test]
+    fn a_freed_big_block_is_the_next_one_and_lent_ones_never_are() {
+        let a = Alloc::new();
+        let l = Layout::from_size_align(3 << 20, 1).unwrap();
+        // SAFETY: matched alloc/dealloc with their layouts.
+        unsafe {
+            let p = a.alloc(l);
+            ptr::write_bytes(p, 9, l.size());
+            a.dealloc(p, l);
+            // Another thread's test may take the spare in between: only
+            // the contents are checked when the block comes back.
+            let big = Layout::from_size_align(5 << 20, 1).unwrap();
+            let q = a.alloc(big);
+            if q == p || *q.add(4096) == 9 {
+                assert_eq!(*q.add(l.size() - 1), 9, "the spare keeps its pages");
+            }
+            ptr::write_bytes(q, 1, big.size());
+            a.dealloc(q, big);
+            // A block cut from the spare's start, grown twice (mremap: one
+            // mapping each time), shrunk, freed, taken and grown again.
+            let one = Layout::from_size_align(1 << 20, 1).unwrap();
+            let b = a.alloc(one);
+            ptr::write_bytes(b, 3, one.size());
+            let mut g = a.realloc(b, one, 2 << 20);
+            g = a.realloc(g, Layout::from_size_align(2 << 20, 1).unwrap(), 6 << 20);
+            assert!(!g.is_null());
+            assert!((0..one.size()).step_by(512).all(|i| *g.add(i) == 3), "grown: contents kept");
+            ptr::write_bytes(g, 4, 6 << 20);
+            g = a.realloc(g, Layout::from_size_align(6 << 20, 1).unwrap(), 5 << 20);
+            a.dealloc(g, Layout::from_size_align(5 << 20, 1).unwrap());
+            let h = a.alloc(Layout::from_size_align(2 << 20, 1).unwrap());
+            let h = a.realloc(h, Layout::from_size_align(2 << 20, 1).unwrap(), 9 << 20);
+            assert!(!h.is_null());
+            ptr::write_bytes(h, 5, 9 << 20);
+            a.dealloc(h, Layout::from_size_align(9 << 20, 1).unwrap());
+            // alloc_zeroed never takes the spare.
+            let z = a.alloc_zeroed(l);
+            assert!((0..l.size()).step_by(4096).all(|i| *z.add(i) == 0));
+            a.dealloc(z, l);
+        }
+        // Dropping lent bytes unmaps them (the spare is not them).
+        let lent = LentBytes::new(vec![5u8; 2 << 20]).unwrap();
+        let at = lent.as_slice().as_ptr() as *mut u8;
+        drop(lent);
+        assert_ne!(SPARE.load(Ordering::Acquire), at);
     }
 
     #[cfg(target_env = "musl")]

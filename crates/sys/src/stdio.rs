@@ -74,6 +74,23 @@ impl Stream {
         self.result(n)
     }
 
+    /// `fread(3)` of up to `max` bytes appended to `buf`, into its spare
+    /// capacity without zero-filling it first (as [`super::fd::read_append`]:
+    /// a big read's pages are mapped in one call first, instead of one
+    /// fault per page). Ok((count, feof)) or the errno, as [`Stream::read`].
+    pub fn read_append(&mut self, buf: &mut Vec<u8>, max: usize) -> Result<(usize, bool), Errno> {
+        buf.reserve(max);
+        super::mem::prefault_spare(buf, max);
+        let len = buf.len();
+        let want = max.min(buf.capacity() - len);
+        // SAFETY: fread writes at most `want` bytes into the reserved, not
+        // yet initialised tail of the Vec.
+        let n = unsafe { libc::fread(buf.as_mut_ptr().add(len).cast(), 1, want, self.fh.as_ptr()) };
+        // SAFETY: fread initialised the n <= want bytes it counts.
+        unsafe { buf.set_len(len + n) };
+        self.result(n)
+    }
+
     /// `fwrite(3)` of `buf`: Ok((count, feof)) or the errno when
     /// `ferror()` is set; indicators cleared afterwards.
     pub fn write(&mut self, buf: &[u8]) -> Result<(usize, bool), Errno> {
@@ -159,6 +176,14 @@ mod tests {
         let mut buf = [0u8; 16];
         assert_eq!(s.read(&mut buf).unwrap(), (4, true));
         assert_eq!(&buf[..4], b"ello");
+        // Appended into spare capacity, prefaulted when big.
+        assert_eq!(s.seek(0, Whence::Set).unwrap(), (0, false));
+        let mut v = b"x".to_vec();
+        assert_eq!(s.read_append(&mut v, 3).unwrap(), (3, false));
+        assert_eq!(v, b"xhel");
+        let mut big = Vec::new();
+        assert_eq!(s.read_append(&mut big, 1 << 20).unwrap(), (2, true));
+        assert_eq!(big, b"lo");
         s.close().unwrap();
         std::fs::remove_file(&path).unwrap();
     }

@@ -37,6 +37,9 @@ const BIG_STRING: usize = 256 << 10;
 /// Buffers this big are mappings of their own whose untouched pages cost
 /// nothing: [`Framer::held`] counts their length, not their capacity.
 const HELD_BY_LENGTH: usize = 1 << 20;
+/// The capacity a long string's buffer starts with when it moves out of
+/// the message text: a 4 MiB chunk's base64 (5.6 MB) and then some.
+const BIG_STRING_ROOM: usize = 8 << 20;
 
 /// What the framer produced: a parsed message, or the `desc` of a
 /// GenericError reply.
@@ -258,7 +261,15 @@ impl Framer {
         }
         if self.text.len() - self.token_start > BIG_STRING {
             self.big.escaped = self.text[self.token_start..].contains(&b'\\');
-            self.big.body = self.text.split_off(self.token_start + 1);
+            // Room for a whole chunk of base64 at once (guest-file-write,
+            // input-data): one big block, which the global allocator cuts
+            // from the last big block freed (the previous string's pages)
+            // instead of the string growing by doubling into fresh pages
+            // that the kernel must zero-fill. Untouched pages cost nothing.
+            let mut body = Vec::with_capacity(BIG_STRING_ROOM);
+            body.extend_from_slice(&self.text[self.token_start + 1..]);
+            self.text.truncate(self.token_start + 1);
+            self.big.body = body;
             self.big.growing = true;
         }
     }

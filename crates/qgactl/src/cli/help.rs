@@ -114,29 +114,53 @@ Options:
 Example:
   qgactl --socket /run/vm1/qga.sock shell";
 
-pub const PUSH_HELP: &str = "\
-Usage: qgactl push [--progress|--no-progress] LOCAL REMOTE
+/// The options push and pull share.
+macro_rules! transfer_options {
+    () => {
+        "Options:
+  --progress, --no-progress   draw a progress bar on stderr (default: when
+                              it is a terminal)
+  --in-flight N               requests sent ahead of their replies (1-64,
+                              default 3)
+  --max-reply-bytes N         chunks small enough that no reply or request
+                              is over N bytes (default: 4 MiB chunks, about
+                              5.6 MB messages)
+  --libvirt                   --max-reply-bytes 10485760, libvirt's cap
+"
+    };
+}
+
+pub const PUSH_HELP: &str = concat!(
+    r#"Usage: qgactl push [OPTIONS] LOCAL REMOTE
 
 Copies LOCAL (or stdin for '-') to REMOTE in the guest through
-guest-file-open/write/close, in chunks of 4 MiB; bytes are preserved
-exactly. REMOTE ending in '/' means REMOTE/<basename of LOCAL>. An existing
-REMOTE is truncated; a new one is created by the agent (qemu-ga: mode 0666).
-A progress bar is drawn on stderr when it is a terminal.
+guest-file-open/write/close, in chunks of 4 MiB, several in flight; bytes
+are preserved exactly. REMOTE ending in '/' means REMOTE/<basename of
+LOCAL>. An existing REMOTE is truncated; a new one is created by the agent
+(qemu-ga: mode 0666).
 
+"#,
+    transfer_options!(),
+    r#"
 Example:
-  qgactl push ./build/app.tar.gz /root/";
+  qgactl push ./build/app.tar.gz /root/"#
+);
 
-pub const PULL_HELP: &str = "\
-Usage: qgactl pull [--progress|--no-progress] REMOTE LOCAL
+pub const PULL_HELP: &str = concat!(
+    r#"Usage: qgactl pull [OPTIONS] REMOTE LOCAL
 
 Copies REMOTE from the guest to LOCAL (stdout for '-'; LOCAL being a
 directory means LOCAL/<basename of REMOTE>) through
-guest-file-open/read/close, in chunks of 4 MiB; bytes are preserved exactly.
-The data goes to a temporary file next to LOCAL that is renamed over LOCAL
-only when the whole file arrived.
+guest-file-open/read/close, in chunks of 4 MiB, several in flight; bytes
+are preserved exactly. The data goes to a temporary file next to LOCAL that
+is renamed over LOCAL only when the whole file arrived.
 
+"#,
+    transfer_options!(),
+    r#"
 Example:
-  qgactl pull /var/log/syslog ./guest-syslog";
+  qgactl pull /var/log/syslog ./guest-syslog"#
+);
 
 pub const PING_HELP: &str = "\
 Usage: qgactl ping

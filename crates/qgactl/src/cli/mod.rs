@@ -13,6 +13,7 @@ use std::path::PathBuf;
 
 use crate::conn::Options;
 use crate::fail::{Failure, Result};
+use crate::files::{Transfer, IN_FLIGHT_MAX, MAX_REPLY_MIN};
 use args::{seconds, usage, utf8, Arg, Args};
 use global::Global;
 use help::{help_for, MAIN_HELP};
@@ -42,6 +43,18 @@ pub struct ExecArgs {
     pub args: Vec<String>,
 }
 
+/// libvirt's reply cap (QEMU_AGENT_MAX_RESPONSE, 10 MiB): `--libvirt`.
+pub const LIBVIRT_MAX_REPLY: usize = 10 << 20;
+
+/// A whole number in `min..=max` given to `opt`.
+fn count_in(opt: &str, v: &str, min: usize, max: usize) -> Result<usize> {
+    match v.parse::<usize>() {
+        Ok(n) if (min..=max).contains(&n) => Ok(n),
+        _ if max == usize::MAX => Err(usage(format!("{opt} wants a number of at least {min}, not '{v}'"))),
+        _ => Err(usage(format!("{opt} wants a number from {min} to {max}, not '{v}'"))),
+    }
+}
+
 #[derive(Debug)]
 pub enum Command {
     Help(&'static str),
@@ -53,8 +66,8 @@ pub enum Command {
     Shutdown { mode: Option<String> },
     Raw { request: String },
     Exec(ExecArgs),
-    Push { local: PathBuf, remote: String, progress: Option<bool> },
-    Pull { remote: String, local: PathBuf, progress: Option<bool> },
+    Push { local: PathBuf, remote: String, transfer: Transfer },
+    Pull { remote: String, local: PathBuf, transfer: Transfer },
 }
 
 const COMMANDS: [&str; 11] =
@@ -112,7 +125,7 @@ fn parse_with(items: Vec<OsString>, env_socket: Option<OsString>) -> Result<(Opt
     let mut words: Vec<OsString> = Vec::new();
     let mut json = false;
     let mut mode = None;
-    let mut progress = None;
+    let mut transfer = Transfer::default();
     let mut ex = ExecArgs::default();
     let mut interactive = false;
     let mut program: Option<Vec<OsString>> = None;
@@ -145,8 +158,17 @@ fn parse_with(items: Vec<OsString>, env_socket: Option<OsString>) -> Result<(Opt
                 match (command, o.as_str()) {
                     ("info" | "osinfo", "--json") => json = true,
                     ("shutdown", "--mode") => mode = Some(args.value(&o, inline)?),
-                    ("push" | "pull", "--progress") => progress = Some(true),
-                    ("push" | "pull", "--no-progress") => progress = Some(false),
+                    ("push" | "pull", "--progress") => transfer.progress = Some(true),
+                    ("push" | "pull", "--no-progress") => transfer.progress = Some(false),
+                    ("push" | "pull", "--max-reply-bytes") => {
+                        let v = args.value(&o, inline)?;
+                        transfer.max_reply_bytes = Some(count_in(&o, &v, MAX_REPLY_MIN, usize::MAX)?);
+                    }
+                    ("push" | "pull", "--libvirt") => transfer.max_reply_bytes = Some(LIBVIRT_MAX_REPLY),
+                    ("push" | "pull", "--in-flight") => {
+                        let v = args.value(&o, inline)?;
+                        transfer.in_flight = count_in(&o, &v, 1, IN_FLIGHT_MAX)?;
+                    }
                     ("exec", "--stdin") => {
                         let v = args.value(&o, inline)?;
                         ex.stdin =
@@ -222,11 +244,11 @@ fn parse_with(items: Vec<OsString>, env_socket: Option<OsString>) -> Result<(Opt
         }
         "push" => {
             nwords(2, "LOCAL and REMOTE")?;
-            Command::Push { local: PathBuf::from(&words[0]), remote: utf8(&words[1], "REMOTE")?, progress }
+            Command::Push { local: PathBuf::from(&words[0]), remote: utf8(&words[1], "REMOTE")?, transfer }
         }
         "pull" => {
             nwords(2, "REMOTE and LOCAL")?;
-            Command::Pull { remote: utf8(&words[0], "REMOTE")?, local: PathBuf::from(&words[1]), progress }
+            Command::Pull { remote: utf8(&words[0], "REMOTE")?, local: PathBuf::from(&words[1]), transfer }
         }
         "shell" => {
             nwords(0, "no arguments besides --user")?;
@@ -511,25 +533,51 @@ mod tests {
 
     #[test]
     fn push_and_pull() {
+        let defaults = Transfer::default();
         match cmd(&["push", "./a.tar", "/root/"]) {
-            Command::Push { local, remote, progress } => {
-                assert_eq!((local, remote.as_str(), progress), (PathBuf::from("./a.tar"), "/root/", None))
+            Command::Push { local, remote, transfer } => {
+                assert_eq!((local, remote.as_str(), transfer), (PathBuf::from("./a.tar"), "/root/", defaults))
             }
             other => panic!("{other:?}"),
         }
         assert!(
-            matches!(cmd(&["push", "--progress", "-", "/r"]), Command::Push { local, progress: Some(true), .. } if local.as_os_str() == "-")
+            matches!(cmd(&["push", "--progress", "-", "/r"]), Command::Push { local, transfer, .. } if local.as_os_str() == "-" && transfer.progress == Some(true))
         );
         match cmd(&["pull", "--no-progress", "/etc/hostname", "-"]) {
-            Command::Pull { remote, local, progress } => {
-                assert_eq!((remote.as_str(), local, progress), ("/etc/hostname", PathBuf::from("-"), Some(false)))
+            Command::Pull { remote, local, transfer } => {
+                assert_eq!(
+                    (remote.as_str(), local, transfer.progress),
+                    ("/etc/hostname", PathBuf::from("-"), Some(false))
+                )
             }
             other => panic!("{other:?}"),
         }
         // The last of --progress / --no-progress counts; after `--` names may start with '-'.
         assert!(
-            matches!(cmd(&["pull", "--no-progress", "--progress", "--", "-r", "-l"]), Command::Pull { remote, progress: Some(true), .. } if remote == "-r")
+            matches!(cmd(&["pull", "--no-progress", "--progress", "--", "-r", "-l"]), Command::Pull { remote, transfer, .. } if remote == "-r" && transfer.progress == Some(true))
         );
+        // Chunk sizing and pipelining.
+        match cmd(&["pull", "--max-reply-bytes", "1000000", "--in-flight=8", "/r", "l"]) {
+            Command::Pull { transfer, .. } => {
+                assert_eq!((transfer.max_reply_bytes, transfer.in_flight), (Some(1_000_000), 8));
+                assert_eq!(transfer.chunk(), (1_000_000 - 256) / 4 * 3);
+            }
+            other => panic!("{other:?}"),
+        }
+        match cmd(&["push", "--libvirt", "a", "/r"]) {
+            Command::Push { transfer, .. } => {
+                assert_eq!(transfer.max_reply_bytes, Some(LIBVIRT_MAX_REPLY));
+                // 7.5 MiB of data: its base64 and the reply's members stay under 10 MiB.
+                assert!(transfer.chunk() / 3 * 4 + 256 <= 10 << 20 && transfer.chunk() > 7 << 20);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(defaults.chunk(), 4 << 20);
+        assert_eq!(
+            error(&["push", "--max-reply-bytes", "100", "a", "b"]),
+            "--max-reply-bytes wants a number of at least 4352, not '100'"
+        );
+        assert_eq!(error(&["pull", "--in-flight", "0", "a", "b"]), "--in-flight wants a number from 1 to 64, not '0'");
         assert_eq!(error(&["push", "a"]), "push wants LOCAL and REMOTE (see 'qgactl push --help')");
         assert_eq!(error(&["push", "a", "b", "c"]), "push wants LOCAL and REMOTE (see 'qgactl push --help')");
         assert_eq!(error(&["pull"]), "pull wants REMOTE and LOCAL (see 'qgactl pull --help')");
