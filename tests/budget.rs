@@ -225,7 +225,9 @@ fn unfinished_requests_of_many_clients_share_one_bound() {
             refused += 1;
         }
     }
-    assert!(refused >= 5, "only 2 requests of 48 MiB fit in 128 MiB; {refused} refused");
+    // The agent holds such input-data decoded as it arrives (36 MiB each):
+    // three fit in 128 MiB (a text body of 48 MiB: two).
+    assert!(refused >= 4, "only 3 requests of 36 MiB fit in 128 MiB; {refused} refused");
 }
 
 #[test]

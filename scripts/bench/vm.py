@@ -137,16 +137,20 @@ class Bench:
     def proc(self):
         """The agent's CPU (ns from schedstat, ticks from stat), RSS, HWM,
         context switches."""
-        out = self.sh(f"cat /proc/{self.pid}/schedstat /proc/{self.pid}/stat /proc/{self.pid}/status")
+        out = self.sh(f"cat /proc/{self.pid}/schedstat /proc/{self.pid}/stat /proc/{self.pid}/status"
+                      f" /proc/{self.pid}/io 2>/dev/null")
         lines = out.splitlines()
         sched = lines[0].split()
         stat = lines[1][lines[1].rindex(")") + 2:].split()
         status = {l.split(":")[0]: l.split(":", 1)[1].split() for l in lines[2:] if ":" in l}
         return {
             "ns": int(sched[0]), "slices": int(sched[2]),
-            "ticks": int(stat[11]) + int(stat[12]),
+            "ticks": int(stat[11]) + int(stat[12]), "utime": int(stat[11]), "stime": int(stat[12]),
+            "minflt": int(stat[7]),
             "rss": int(status["VmRSS"][0]), "hwm": int(status["VmHWM"][0]),
             "csw": int(status["voluntary_ctxt_switches"][0]) + int(status["nonvoluntary_ctxt_switches"][0]),
+            # /proc/PID/io (task I/O accounting): read and write calls.
+            "syscr": int(status.get("syscr", [0])[0]), "syscw": int(status.get("syscw", [0])[0]),
         }
 
     def boot(self):
@@ -439,35 +443,6 @@ class Bench:
                 "ready_reply_over_floor_ms": b["first_ms"] - floor_ms}
 
 
-# The readiness floor's /init (w_ready): no agent, the same modules.
-FLOOR_INIT = """#!/bin/sh
-mount -t proc proc /proc; mount -t sysfs sys /sys; mount -t devtmpfs dev /dev
-for m in /lib/modules/qga/*; do
-    insmod $m
-    case $m in *virtio_console*)
-        until for n in /sys/class/virtio-ports/*/name; do [ -e $n ] && break; done; do :; done
-        echo ready-floor-port >/dev/kmsg;;
-    esac
-done
-dmesg >/dev/console
-poweroff -f
-"""
-
-
-def floor_image(opts):
-    """The floor guest's initramfs (built once): FLOOR_INIT as /init,
-    busybox, the modules qga's image has, no agent."""
-    out = os.path.join(opts.work, "floor.cpio.gz")
-    if not os.path.exists(out):
-        script = os.path.join(opts.work, "floor-init.sh")
-        with open(script, "w") as f:
-            f.write(FLOOR_INIT)
-        subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "initramfs.py"), "--init", script,
-                        "--busybox", opts.busybox, "--kernel", opts.kernel, "--no-conf", "--out", out],
-                       check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    return out
-
-
     def term_once(self, tty):
         """`head -c 8M /dev/zero` through the agent under test, on a pty
         (`tty`) or through `stream` pipes, long-polled with status `wait`:
@@ -591,10 +566,48 @@ def floor_image(opts):
              "xfer_push_host_cpu_ms_per_mib": cpu_push * 1e3 / mib,
              "xfer_pull_mib_s": mib / dt_pull, "xfer_pull_cpu_ms_per_mib": (p2["ns"] - p1["ns"]) / 1e6 / mib,
              "xfer_pull_host_cpu_ms_per_mib": cpu_pull * 1e3 / mib}
+        # Where the agent's CPU went: user vs system share (clock ticks),
+        # page faults and context switches (sleeps in epoll) per MiB.
+        for name, a, b in (("push", p0, p1), ("pull", p1, p2)):
+            ticks = max(1, b["ticks"] - a["ticks"])
+            r[f"xfer_{name}_sys_pct"] = (b["stime"] - a["stime"]) * 100 / ticks
+            r[f"xfer_{name}_minflt_per_mib"] = (b["minflt"] - a["minflt"]) / mib
+            r[f"xfer_{name}_csw_per_mib"] = (b["csw"] - a["csw"]) / mib
+            r[f"xfer_{name}_syscr_per_mib"] = (b["syscr"] - a["syscr"]) / mib
+            r[f"xfer_{name}_syscw_per_mib"] = (b["syscw"] - a["syscw"]) / mib
         if XFER_FLOOR:
             r["xfer_push_x_floor"] = r["xfer_push_cpu_ms_per_mib"] / XFER_FLOOR["push"]
             r["xfer_pull_x_floor"] = r["xfer_pull_cpu_ms_per_mib"] / XFER_FLOOR["pull"]
         return r
+
+
+# The readiness floor's /init (w_ready): no agent, the same modules.
+FLOOR_INIT = """#!/bin/sh
+mount -t proc proc /proc; mount -t sysfs sys /sys; mount -t devtmpfs dev /dev
+for m in /lib/modules/qga/*; do
+    insmod $m
+    case $m in *virtio_console*)
+        until for n in /sys/class/virtio-ports/*/name; do [ -e $n ] && break; done; do :; done
+        echo ready-floor-port >/dev/kmsg;;
+    esac
+done
+dmesg >/dev/console
+poweroff -f
+"""
+
+
+def floor_image(opts):
+    """The floor guest's initramfs (built once): FLOOR_INIT as /init,
+    busybox, the modules qga's image has, no agent."""
+    out = os.path.join(opts.work, "floor.cpio.gz")
+    if not os.path.exists(out):
+        script = os.path.join(opts.work, "floor-init.sh")
+        with open(script, "w") as f:
+            f.write(FLOOR_INIT)
+        subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "initramfs.py"), "--init", script,
+                        "--busybox", opts.busybox, "--kernel", opts.kernel, "--no-conf", "--out", out],
+                       check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return out
 
 
 # The latest transfer floors (ms per MiB), measured in qga's guest: the
@@ -665,10 +678,20 @@ ROWS += [
     ("xfer_push_cpu_ms_per_mib", "  agent CPU per MiB (ms)", False),
     ("xfer_push_x_floor", "  agent CPU per MiB as a multiple of the push floor", False),
     ("xfer_push_host_cpu_ms_per_mib", "  qgactl's CPU on the host per MiB (ms)", False),
+    ("xfer_push_sys_pct", "  agent CPU in the kernel (%)", False),
+    ("xfer_push_minflt_per_mib", "  agent page faults per MiB", False),
+    ("xfer_push_csw_per_mib", "  agent context switches per MiB", False),
+    ("xfer_push_syscr_per_mib", "  agent read calls per MiB", False),
+    ("xfer_push_syscw_per_mib", "  agent write calls per MiB", False),
     ("xfer_pull_mib_s", "`qgactl pull` 32 MiB guest file -> host (MiB/s)", True),
     ("xfer_pull_cpu_ms_per_mib", "  agent CPU per MiB (ms)", False),
     ("xfer_pull_x_floor", "  agent CPU per MiB as a multiple of the pull floor", False),
     ("xfer_pull_host_cpu_ms_per_mib", "  qgactl's CPU on the host per MiB (ms)", False),
+    ("xfer_pull_sys_pct", "  agent CPU in the kernel (%)", False),
+    ("xfer_pull_minflt_per_mib", "  agent page faults per MiB", False),
+    ("xfer_pull_csw_per_mib", "  agent context switches per MiB", False),
+    ("xfer_pull_syscr_per_mib", "  agent read calls per MiB", False),
+    ("xfer_pull_syscw_per_mib", "  agent write calls per MiB", False),
     ("floor_push_port_read_ms", "kernel floor: `dd` reading 10.7 MiB (8 MiB as base64) from the port, its CPU (ms)", False),
     ("floor_push_file_write_ms", "kernel floor: `dd` writing 8 MiB to a new file in /run, its CPU (ms)", False),
     ("floor_push_ms_per_mib", "kernel floor of push: the two, per MiB of file (ms)", False),

@@ -18,7 +18,7 @@ use crate::commands::Ctx;
 use crate::config::Config;
 use crate::json::{Frame, Framer, Segments};
 use crate::log;
-use crate::protocol::{encode_error, QgaError};
+use crate::protocol::{encode_error, QgaError, DECODED_MEMBERS};
 use crate::sys::libc;
 use crate::sys::{fd, Errno, MapAhead};
 
@@ -81,7 +81,7 @@ impl Conn {
         Conn {
             fd,
             client,
-            framer: Framer::new(),
+            framer: Framer::new().decoding_members(DECODED_MEMBERS),
             map_ahead: MapAhead::default(),
             input: vec![0; READ_CHUNK],
             in_start: 0,
@@ -119,7 +119,7 @@ impl Conn {
 
     /// Forget partial input and unsent replies (new peer on a device).
     fn reset(&mut self) {
-        self.framer = Framer::new();
+        self.framer = Framer::new().decoding_members(DECODED_MEMBERS);
         self.in_start = 0;
         self.in_end = 0;
         self.replies.clear();

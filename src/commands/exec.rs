@@ -10,7 +10,7 @@ use crate::exec::{ExecOptions, NewProcess};
 use crate::json::utf8::to_c_string;
 use crate::json::{Object, Value};
 use crate::policy::ExecRequest;
-use crate::protocol::{qbase64_decode, Args, QgaError};
+use crate::protocol::{Args, Base64Arg, QgaError};
 use crate::sys::libc;
 use crate::sys::process::Pid;
 use crate::sys::pty::Winsize;
@@ -215,7 +215,7 @@ fn start(ctx: &mut Ctx<'_>, mut a: Args, note: &mut ExecNote) -> Result<Pid, Qga
         note.args = arg.clone().unwrap_or_default();
         note.env = env.clone();
     }
-    let input = a.opt_str("input-data")?;
+    let input = a.opt_base64("input-data")?;
     let capture = capture_mode(a.opt_value("capture-output"))?;
     // Extensions (absent from qemu-ga's schema).
     let cwd = a.opt_str("cwd")?;
@@ -234,7 +234,7 @@ fn start(ctx: &mut Ctx<'_>, mut a: Args, note: &mut ExecNote) -> Result<Pid, Qga
     }
     a.finish()?;
 
-    let input = input.map(qbase64_decode).transpose()?;
+    let input = input.map(Base64Arg::decode).transpose()?;
     let timeout = timeout.map(|t| seconds("timeout", t, MAX_TIMEOUT_SECONDS)).transpose()?;
     if stream && capture == Capture::None && !tty {
         return Err(QgaError::generic("Parameter 'stream' requires 'capture-output'"));
@@ -426,10 +426,10 @@ pub fn collect_status(ctx: &mut Ctx<'_>, pid: i64) -> Result<Value, QgaError> {
 /// and answers `{"count": n}`; the client offers the rest again later.
 pub fn input(ctx: &mut Ctx<'_>, mut a: Args) -> Result<Outcome, QgaError> {
     let pid = a.req_int("pid")?;
-    let data = a.opt_str("input-data")?;
+    let data = a.opt_base64("input-data")?;
     let eof = a.opt_bool("eof")?.unwrap_or(false);
     a.finish()?;
-    let bytes = data.map(qbase64_decode).transpose()?.unwrap_or_default();
+    let bytes = data.map(Base64Arg::decode).transpose()?.unwrap_or_default();
     let n = ctx.procs.feed_input(pid, &bytes, eof)?;
     let n = i64::try_from(n).unwrap_or(i64::MAX);
     Ok(Outcome::Return(Value::Object(Object::new().with("count", Value::Int(n)))))

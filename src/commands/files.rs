@@ -24,7 +24,7 @@ use super::reply::obj;
 use super::Ctx;
 use super::Outcome;
 use crate::json::Value;
-use crate::protocol::{qbase64_decode, Args, QgaError};
+use crate::protocol::{Args, QgaError};
 use crate::sys::fs::{self, oflag};
 use crate::sys::stdio::{Stream, Whence as Origin};
 use crate::sys::{fd, Errno};
@@ -271,7 +271,7 @@ pub fn read(ctx: &mut Ctx<'_>, mut a: Args) -> Result<Outcome, QgaError> {
 
 pub fn write(ctx: &mut Ctx<'_>, mut a: Args) -> Result<Outcome, QgaError> {
     let id = a.req_int("handle")?;
-    let b64 = a.req_str("buf-b64")?;
+    let b64 = a.req_base64("buf-b64")?;
     let count = a.opt_int("count")?;
     a.finish()?;
     with_handle(&mut ctx.guest.files, id, |h| {
@@ -279,7 +279,7 @@ pub fn write(ctx: &mut Ctx<'_>, mut a: Args) -> Result<Outcome, QgaError> {
             h.fh.seek_cur0().map_err(|e| QgaError::with_errno("failed to seek file", e))?;
             h.state = RwState::New;
         }
-        let buf = qbase64_decode(b64)?;
+        let buf = b64.decode()?;
         let count = match count {
             None => buf.len() as i64,
             Some(c) if c >= 0 && c <= buf.len() as i64 => c,

@@ -16,7 +16,6 @@ mod errno_text;
 pub mod fd;
 pub mod fs;
 pub mod host;
-pub mod io;
 mod mem;
 pub mod mount;
 pub mod net;

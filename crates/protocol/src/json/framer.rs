@@ -18,6 +18,7 @@
 //!   precedes the guest-sync-delimited answer), and sending it keeps the
 //!   reply stream byte-identical to qemu-ga's.
 
+use super::base64;
 use super::parser::{self, Token, TokenKind};
 use super::utf8;
 use super::value::Value;
@@ -96,6 +97,9 @@ pub struct Framer {
     /// The body (no quotes) of the message's first string token that grew
     /// past [`BIG_STRING`]; its token keeps only the opening quote in `text`.
     big: BigString,
+    /// Object members whose long string values are decoded as base64 while
+    /// they arrive ([`Framer::decoding_members`]).
+    decode_members: &'static [&'static str],
 }
 
 #[derive(Debug, Default)]
@@ -107,6 +111,137 @@ struct BigString {
     token: Option<usize>,
     /// A backslash was seen: the parser must unescape it.
     escaped: bool,
+    /// `body` holds what the text decodes to as base64, not the text: the
+    /// string is the value of a member named in `decode_members`, and all
+    /// of it so far is canonical base64 (whole groups of the alphabet,
+    /// then at most a padded last group). The first character that breaks
+    /// that turns the body back into the text ([`BigString::fall_back`]).
+    decoded: bool,
+    /// Decoded: the characters of a group not yet complete (4 only for a
+    /// padded group, which must be the last).
+    carry: [u8; 4],
+    carry_len: usize,
+    /// Decoded: the closing quote was seen and the last group decoded.
+    closed: bool,
+}
+
+fn is_base64_char(c: u8) -> bool {
+    c.is_ascii_alphanumeric() || c == b'+' || c == b'/'
+}
+
+/// Whether `chars` can begin a string's last base64 group: at most 4,
+/// alphabet characters, then '=' only at the third and fourth places.
+fn may_start_last_group(chars: &[u8]) -> bool {
+    let k = chars.iter().position(|&c| c == b'=').unwrap_or(chars.len());
+    chars.len() <= 4
+        && chars[..k].iter().all(|&c| is_base64_char(c))
+        && chars[k..].iter().all(|&c| c == b'=')
+        && (k == chars.len() || k >= 2)
+}
+
+impl BigString {
+    /// Length of the string's text so far (the closing quote included
+    /// once seen).
+    fn text_len(&self) -> usize {
+        if self.decoded {
+            // Whole groups, then a last group of 1 or 2 bytes once closed.
+            self.body.len().div_ceil(3) * 4 + self.carry_len + self.closed as usize
+        } else {
+            self.body.len()
+        }
+    }
+
+    /// Appends the string's text so far to `out`.
+    fn text_into(&self, out: &mut Vec<u8>) {
+        if self.decoded {
+            base64::encode_append(out, &self.body);
+            out.extend_from_slice(&self.carry[..self.carry_len]);
+        } else {
+            out.extend_from_slice(&self.body);
+        }
+    }
+
+    /// Not base64 after all: the body becomes the text again (once per
+    /// string at most; canonical base64 encodes back to itself).
+    #[cold]
+    fn fall_back(&mut self) {
+        let mut text = Vec::with_capacity(BIG_STRING_ROOM.max(self.text_len() + 64));
+        self.text_into(&mut text);
+        self.body = text;
+        self.decoded = false;
+        self.carry_len = 0;
+    }
+
+    /// Decoded: takes whole groups of alphabet characters from the start
+    /// of `input` (the carry's group first), as many as there are; returns
+    /// how many characters it took.
+    fn take_groups(&mut self, input: &[u8]) -> usize {
+        let mut i = 0;
+        if self.carry_len > 0 {
+            let need = 4 - self.carry_len;
+            if input.len() < need {
+                return 0;
+            }
+            self.carry[self.carry_len..].copy_from_slice(&input[..need]);
+            if base64::decode_groups_append(&self.carry, &mut self.body) == 0 {
+                return 0;
+            }
+            self.carry_len = 0;
+            i = need;
+        }
+        i + base64::decode_groups_append(&input[i..], &mut self.body)
+    }
+
+    /// Decoded: takes a run of plain string characters.
+    fn append_decoded(&mut self, bytes: &[u8]) {
+        let mut i = 0;
+        while self.carry_len > 0 && self.carry_len < 4 && i < bytes.len() {
+            self.carry[self.carry_len] = bytes[i];
+            self.carry_len += 1;
+            i += 1;
+        }
+        if self.carry_len == 4 && base64::decode_groups_append(&self.carry, &mut self.body) == 4 {
+            self.carry_len = 0;
+        }
+        if self.carry_len == 0 {
+            i += base64::decode_groups_append(&bytes[i..], &mut self.body);
+        }
+        let rest = &bytes[i..];
+        if rest.is_empty() && may_start_last_group(&self.carry[..self.carry_len]) {
+            return;
+        }
+        if self.carry_len == 0 && may_start_last_group(rest) {
+            self.carry[..rest.len()].copy_from_slice(rest);
+            self.carry_len = rest.len();
+            return;
+        }
+        self.fall_back();
+        // Plain runs never hold a backslash; step() appends it alone (and
+        // it may have gone to the carry, now text).
+        self.escaped |= bytes == b"\\";
+        self.body.extend_from_slice(rest);
+    }
+
+    /// Decoded: the closing quote. The last group decodes, or the body
+    /// falls back to the text, closing quote included as in a text body.
+    fn close_decoded(&mut self, quote: u8) {
+        let last = match self.carry_len {
+            0 => Some(([0; 4], 0)),
+            4 => base64::decode_last_group(self.carry),
+            _ => None,
+        };
+        match last {
+            Some((bytes, n)) => {
+                self.body.extend_from_slice(&bytes[..n]);
+                self.carry_len = 0;
+                self.closed = true;
+            }
+            None => {
+                self.fall_back();
+                self.body.push(quote);
+            }
+        }
+    }
 }
 
 impl Default for Framer {
@@ -133,7 +268,20 @@ impl Framer {
             errors_this_line: 0,
             ready: None,
             big: BigString::default(),
+            decode_members: &[],
         }
+    }
+
+    /// Long string values (past [`BIG_STRING`]) of object members with
+    /// these names are decoded as base64 while they arrive, when they are
+    /// canonical base64 (what clients send): the parser gives them as
+    /// [`Value::Base64`](crate::json::Value::Base64), whose text is the
+    /// string's. One pass over the text instead of a copy, a UTF-8 check
+    /// and a decoding pass; a string that is not canonical base64 is kept
+    /// as text, as any other.
+    pub fn decoding_members(mut self, names: &'static [&'static str]) -> Self {
+        self.decode_members = names;
+        self
     }
 
     /// Consumes bytes from `input` up to and including the first one that
@@ -143,6 +291,18 @@ impl Framer {
         let mut i = 0;
         while i < input.len() {
             if matches!(self.state, Lex::DqString | Lex::SqString) {
+                if self.big.growing && self.big.decoded {
+                    // Whole groups straight from the input into the bytes.
+                    let n = self.big.take_groups(&input[i..]);
+                    if n > 0 {
+                        i += n;
+                        self.check_big_size();
+                        if let Some(frame) = self.ready.take() {
+                            return (i, Some(frame));
+                        }
+                        continue;
+                    }
+                }
                 let run = self.plain_string_run(&input[i..]);
                 if run > 0 {
                     self.append_token_bytes(&input[i..i + run]);
@@ -244,12 +404,37 @@ impl Framer {
 
     #[inline(never)]
     fn append_big(&mut self, bytes: &[u8]) {
-        // Plain runs never hold a backslash; step() appends it alone.
-        self.big.escaped |= bytes == b"\\";
-        self.big.body.extend_from_slice(bytes);
+        if self.big.decoded {
+            // Plain runs never hold the string's quote: this is its end.
+            let quote = if self.state == Lex::DqString { b'"' } else { b'\'' };
+            if bytes == [quote] {
+                self.big.close_decoded(quote);
+            } else {
+                self.big.append_decoded(bytes);
+            }
+        } else {
+            // Plain runs never hold a backslash; step() appends it alone.
+            self.big.escaped |= bytes == b"\\";
+            self.big.body.extend_from_slice(bytes);
+        }
+        self.check_big_size();
+    }
+
+    fn check_big_size(&mut self) {
         if self.token_size + self.token_len() + 1 > MAX_TOKEN_SIZE {
             self.limit_error("JSON token size limit exceeded");
         }
+    }
+
+    /// Whether the string being lexed is the value of a member named in
+    /// `decode_members`: the tokens before it are the key and a colon.
+    fn is_decoding_member(&self) -> bool {
+        let [.., key, colon] = self.tokens[..] else { return false };
+        if colon.kind != TokenKind::Colon || key.kind != TokenKind::String {
+            return false;
+        }
+        let key = &self.text[key.start as usize..key.end as usize];
+        key.len() >= 2 && self.decode_members.iter().any(|m| m.as_bytes() == &key[1..key.len() - 1])
     }
 
     /// After a plain run of a string (the only way a string grows fast):
@@ -267,7 +452,20 @@ impl Framer {
             // instead of the string growing by doubling into fresh pages
             // that the kernel must zero-fill. Untouched pages cost nothing.
             let mut body = Vec::with_capacity(BIG_STRING_ROOM);
-            body.extend_from_slice(&self.text[self.token_start + 1..]);
+            let text = &self.text[self.token_start + 1..];
+            let n = if self.big.escaped || !self.is_decoding_member() {
+                0
+            } else {
+                base64::decode_groups_append(text, &mut body)
+            };
+            if n > 0 && may_start_last_group(&text[n..]) {
+                self.big.decoded = true;
+                self.big.carry_len = text.len() - n;
+                self.big.carry[..self.big.carry_len].copy_from_slice(&text[n..]);
+            } else {
+                body.clear();
+                body.extend_from_slice(text);
+            }
             self.text.truncate(self.token_start + 1);
             self.big.body = body;
             self.big.growing = true;
@@ -276,7 +474,7 @@ impl Framer {
 
     /// Bytes of the token being lexed so far.
     fn token_len(&self) -> usize {
-        let big = if self.big.growing { self.big.body.len() } else { 0 };
+        let big = if self.big.growing { self.big.text_len() } else { 0 };
         self.text.len() - self.token_start + big
     }
 
@@ -407,7 +605,7 @@ impl Framer {
     fn lexical_error(&mut self, b: u8) {
         let mut stray = self.text.split_off(self.token_start.min(self.text.len()));
         if self.big.growing {
-            stray.extend_from_slice(&self.big.body);
+            self.big.text_into(&mut stray);
         }
         stray.push(b);
         let desc = format!("JSON parse error, stray '{}'", utf8::lossy_c_string(&stray));
@@ -472,8 +670,10 @@ impl Framer {
         // Literal tokens are already in `text`; structural ones count as 1.
         let len = self.token_len().max(1);
         if self.big.growing {
-            // The closing quote went to the body; the token ends here.
-            self.big.body.pop();
+            // The closing quote went to a text body; the token ends here.
+            if !self.big.decoded {
+                self.big.body.pop();
+            }
             self.big.growing = false;
             self.big.token = Some(self.tokens.len());
         }
@@ -497,6 +697,7 @@ impl Framer {
             token: i,
             body: std::mem::take(&mut self.big.body),
             escaped: self.big.escaped,
+            decoded: self.big.decoded,
         });
         let frame = match parser::parse(&self.tokens, &self.text, big) {
             Ok(v) => {
@@ -528,7 +729,10 @@ mod tests {
 
     /// Feeds `input` in pieces of `chunk` bytes and renders every frame.
     fn frames(input: &[u8], chunk: usize) -> Vec<String> {
-        let mut f = Framer::new();
+        frames_by(&mut Framer::new(), input, chunk)
+    }
+
+    fn frames_by(f: &mut Framer, input: &[u8], chunk: usize) -> Vec<String> {
         let mut out = Vec::new();
         for piece in input.chunks(chunk.max(1)) {
             let mut rest = piece;
@@ -554,6 +758,115 @@ mod tests {
 
     fn all(input: &[u8]) -> Vec<String> {
         frames(input, usize::MAX)
+    }
+
+    /// Whether a frame holds a string the framer decoded.
+    fn has_decoded(v: &Value) -> bool {
+        match v {
+            Value::Base64(_) => true,
+            Value::Object(o) => o.iter().any(|(_, v)| has_decoded(v)),
+            Value::List(l) => l.iter().any(has_decoded),
+            _ => false,
+        }
+    }
+
+    /// A framer that decodes `buf-b64` and `input-data` gives the frames a
+    /// plain one gives (rendered: a decoded string renders as its text),
+    /// counts every token's length alike at every point, and decodes
+    /// exactly the canonical base64 values of those members.
+    #[test]
+    fn decoded_members_give_the_frames_of_text() {
+        use crate::json::base64::tests::Rng;
+        let mut rng = Rng(0x2545_F491_4F6C_DD1D);
+        // (where, what): a change at a character position of the string.
+        let edits: [&[u8]; 14] = [
+            b"=",
+            b"==",
+            b"\\n",
+            b"\\u0041",
+            b"\\\"",
+            b"\xc3\xa9",
+            b"\x01",
+            b"\n",
+            b"!",
+            b" ",
+            b"'",
+            b"\"",
+            b"A",
+            b"QR==",
+        ];
+        // Every edit at each kind of place, then canonical strings and
+        // truncated ones; short strings mostly (a debug build is slow).
+        let places = 5;
+        for case in 0..edits.len() * places + 24 {
+            let len = BIG_STRING * 3 / 4 + rng.below(if case % 7 == 0 { 300_000 } else { 600 });
+            let data = rng.bytes(len);
+            let mut text = Vec::new();
+            base64::encode_append(&mut text, &data);
+            let canonical = case >= edits.len() * places && case % 2 == 0;
+            if case < edits.len() * places {
+                let at = match case % places {
+                    0 => rng.below(64),                 // before the move
+                    1 => text.len() - rng.below(8),     // in the last groups
+                    2 => BIG_STRING + 1 - rng.below(8), // at the move
+                    3 => text.len() - 4 - rng.below(4000),
+                    _ => rng.below(text.len()),
+                };
+                let e = edits[case / places];
+                text.splice(at..at, e.iter().copied());
+            } else if !canonical {
+                text.truncate(text.len() - rng.below(text.len() - BIG_STRING - 5));
+            }
+            let key = ["buf-b64", "input-data", "buf-b64", "other"][case % 4];
+            let (open, close) = if rng.below(4) == 0 { ("'", "'") } else { ("\"", "\"") };
+            let mut msg =
+                format!(r#"{{"execute":"guest-file-write","arguments":{{"handle":1,"{key}":{open}"#).into_bytes();
+            msg.extend_from_slice(&text);
+            msg.extend_from_slice(format!(r#"{close},"count":5}}}}{{"execute":"guest-ping"}}"#).as_bytes());
+            let tiny = if case % 5 == 0 { 1 + rng.below(7) } else { 4093 };
+            // 0: in two pieces, the first ending with the string's closing quote.
+            for chunk in [usize::MAX, 4096, 1 + rng.below(9000), tiny, 0] {
+                let (mut plain, mut dec) = (Framer::new(), Framer::new().decoding_members(&["buf-b64", "input-data"]));
+                let (mut want, mut got, mut decoded) = (Vec::new(), Vec::new(), 0);
+                let quote_at = msg.len() - r#","count":5}}{"execute":"guest-ping"}"#.len();
+                let pieces: Vec<&[u8]> = match chunk {
+                    0 => vec![&msg[..quote_at], &msg[quote_at..]],
+                    n => msg.chunks(n).collect(),
+                };
+                for piece in pieces {
+                    for (f, out, is_dec) in [(&mut plain, &mut want, false), (&mut dec, &mut got, true)] {
+                        let mut rest = piece;
+                        while !rest.is_empty() {
+                            let (n, frame) = f.feed(rest);
+                            rest = &rest[n..];
+                            match frame {
+                                Some(Frame::Message(v)) => {
+                                    decoded += (is_dec && has_decoded(&v)) as usize;
+                                    let mut s = Vec::new();
+                                    write_value(&mut s, &v);
+                                    out.push(String::from_utf8(s).unwrap());
+                                }
+                                Some(Frame::Error(e)) => out.push(format!("ERR {e}")),
+                                None => {}
+                            }
+                        }
+                    }
+                    assert_eq!(dec.token_len(), plain.token_len(), "case {case}, chunk {chunk}");
+                    assert_eq!(dec.token_size, plain.token_size, "case {case}, chunk {chunk}");
+                }
+                if got != want {
+                    let (g, w) = (got.concat(), want.concat());
+                    let at = g.bytes().zip(w.bytes()).position(|(a, b)| a != b).unwrap_or(g.len().min(w.len()));
+                    let near = |s: &str| s.get(at.saturating_sub(40)..(at + 40).min(s.len())).unwrap_or("").to_string();
+                    panic!("case {case}, chunk {chunk}: at {at}: {:?} vs {:?}", near(&g), near(&w));
+                }
+                // (A string moves out of the text, and may be decoded,
+                // only after a long run: not when fed a few bytes at a time.)
+                let canonical = base64::decode_strict(&text).is_some();
+                let decodable = canonical && key != "other" && (chunk >= 128 || chunk == 0);
+                assert_eq!(decoded, decodable as usize, "case {case}, chunk {chunk}");
+            }
+        }
     }
 
     #[test]

@@ -64,6 +64,9 @@ pub struct Big {
     pub body: Vec<u8>,
     /// It holds a backslash.
     pub escaped: bool,
+    /// `body` is what the string's text decodes to as base64: the text is
+    /// canonical base64 ([`Framer::decoding_members`](super::Framer::decoding_members)).
+    pub decoded: bool,
 }
 
 /// Parses one message. `tokens` is non-empty and balanced (or ends at the
@@ -220,6 +223,7 @@ impl<'a> Parser<'a> {
         let rebuilt;
         let big = if is_big { self.big.take() } else { None };
         let text = match big {
+            Some(big) if big.decoded => return Ok(Value::base64(big.body)),
             Some(big) => match big_string(self.text_of(t), big) {
                 Ok(s) => return Ok(Value::Str(s)),
                 Err(token) => {

@@ -18,9 +18,12 @@ pub enum Value {
     UInt(u64),
     Float(f64),
     Str(String),
-    /// Reply-only: raw bytes written as a standard base64 string. Shared,
-    /// so that a reply's output can hold the raw bytes and encode them
-    /// while sending (captured output can be 16 MiB).
+    /// Raw bytes whose text is their standard base64 string. In replies:
+    /// shared, so that a reply's output can hold the raw bytes and encode
+    /// them while sending (captured output can be 16 MiB). In requests: a
+    /// long member value that the framer decoded while it arrived
+    /// ([`Framer::decoding_members`](super::Framer::decoding_members)); its
+    /// text was the canonical encoding of these bytes.
     Base64(std::rc::Rc<Vec<u8>>),
     List(Vec<Value>),
     Object(Object),
@@ -30,6 +33,19 @@ impl Value {
     /// Raw bytes sent as a base64 string.
     pub fn base64(bytes: Vec<u8>) -> Value {
         Value::Base64(std::rc::Rc::new(bytes))
+    }
+
+    /// The value as the text of the message gave it: a decoded string is
+    /// a string again, with the text it came as.
+    pub fn into_text(self) -> Value {
+        match self {
+            Value::Base64(bytes) => {
+                let mut text = Vec::new();
+                super::base64::encode_append(&mut text, &bytes);
+                Value::Str(String::from_utf8(text).unwrap_or_default())
+            }
+            v => v,
+        }
     }
 }
 

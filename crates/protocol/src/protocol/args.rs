@@ -2,6 +2,7 @@
 //! (`qapi/qobject-input-visitor.c`): members are visited in schema order,
 //! so a missing or mistyped member is reported before an unexpected one.
 
+use super::base64::Base64Arg;
 use super::error::QgaError;
 use super::ghash;
 use crate::json::{qdict_order, Object, Value};
@@ -37,8 +38,14 @@ impl Args {
         }
     }
 
-    /// Removes a member, remembering that it was visited.
+    /// Removes a member, remembering that it was visited; a string the
+    /// framer decoded is its text again (only the base64 accessors take
+    /// the bytes).
     fn take(&mut self, name: &str) -> Option<Value> {
+        self.take_raw(name).map(Value::into_text)
+    }
+
+    fn take_raw(&mut self, name: &str) -> Option<Value> {
         let (current, value) = self.rest.take_indexed(name)?;
         // Position among the original members: skip the taken ones.
         let mut original = current;
@@ -80,6 +87,22 @@ impl Args {
     pub fn opt_str(&mut self, name: &str) -> R<Option<String>> {
         let full = self.full_name(name);
         self.take(name).map(|v| to_str(&full, v)).transpose()
+    }
+
+    /// An optional base64 string (its type checked now, its decoding done
+    /// by [`Base64Arg::decode`] once the other arguments are checked, as
+    /// qemu-ga orders the errors).
+    pub fn opt_base64(&mut self, name: &str) -> R<Option<Base64Arg>> {
+        let full = self.full_name(name);
+        self.take_raw(name).map(|v| base64_arg(&full, v)).transpose()
+    }
+
+    pub fn req_base64(&mut self, name: &str) -> R<Base64Arg> {
+        let full = self.full_name(name);
+        match self.take_raw(name) {
+            Some(v) => base64_arg(&full, v),
+            None => Err(QgaError::missing(&full)),
+        }
     }
 
     pub fn req_int(&mut self, name: &str) -> R<i64> {
@@ -215,6 +238,13 @@ impl Args {
         let keys: Vec<&str> = order.iter().map(|&i| original[i]).collect();
         let visited: Vec<usize> = self.taken.iter().map(|(_, at)| qdict_pos[*at]).collect();
         ghash::first_unvisited(&keys, &visited).map(|pos| keys[pos])
+    }
+}
+
+fn base64_arg(name: &str, v: Value) -> R<Base64Arg> {
+    match v {
+        Value::Base64(bytes) => Ok(Base64Arg::Bytes(std::rc::Rc::try_unwrap(bytes).unwrap_or_else(|b| (*b).clone()))),
+        v => to_str(name, v).map(Base64Arg::Text),
     }
 }
 

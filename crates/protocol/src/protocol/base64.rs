@@ -22,6 +22,31 @@ const fn rank_table() -> [u8; 256] {
 
 static RANK: [u8; 256] = rank_table();
 
+/// The members whose long values the agent's framer decodes while they
+/// arrive ([`Framer::decoding_members`](crate::json::Framer::decoding_members)):
+/// guest-file-write's `buf-b64`, guest-exec's and guest-exec-input's
+/// `input-data`. Their handlers take them with `Args::req_base64` /
+/// `Args::opt_base64`.
+pub const DECODED_MEMBERS: &[&str] = &["buf-b64", "input-data"];
+
+/// A base64 string argument: its text, or the bytes the framer already
+/// decoded from canonical text.
+#[derive(Debug)]
+pub enum Base64Arg {
+    Text(String),
+    Bytes(Vec<u8>),
+}
+
+impl Base64Arg {
+    /// The bytes, as [`qbase64_decode`] gives them.
+    pub fn decode(self) -> Result<Vec<u8>, QgaError> {
+        match self {
+            Base64Arg::Text(s) => qbase64_decode(s),
+            Base64Arg::Bytes(b) => Ok(b),
+        }
+    }
+}
+
 /// Decodes `input` or returns QEMU's error (util/base64.c
 /// `qbase64_decode()`, called with `in_len` -1). A NUL anywhere is an
 /// invalid character: QEMU's JSON parser turns `\u0000` into the bytes

@@ -10,7 +10,7 @@ mod reply;
 mod request;
 
 pub use args::Args;
-pub use base64::qbase64_decode;
+pub use base64::{qbase64_decode, Base64Arg, DECODED_MEMBERS};
 pub use error::{ErrorClass, OsError, QgaError};
 pub use reply::{encode_error, encode_reply, SYNC_DELIMITER};
 pub use request::{parse_request, Request};
