@@ -1,9 +1,6 @@
-//! Signals as poll events. SIGCHLD (one per process) and SIGIO come
-//! through a signalfd (sys::signal::SignalFd: no handler runs). Nothing
-//! of the agent's raises SIGIO now that the virtio port is not in O_ASYNC
-//! mode; it stays blocked so that a stray one neither ends the agent (its
-//! default action) nor is lost: it makes the agent look at its channel
-//! again. The rare ones (SIGTERM,
+//! Signals as poll events. The frequent ones, SIGCHLD (one per process)
+//! and SIGIO (one per request on a virtio port), come through a signalfd
+//! (sys::signal::SignalFd: no handler runs); the rare ones (SIGTERM,
 //! SIGINT, SIGHUP) through a self-pipe:
 //! signal-hook writes a byte per signal into a socket pair whose read end
 //! sits in the mio poll, and per-signal flags say which arrived. Both fds

@@ -16,6 +16,7 @@ mod errno_text;
 pub mod fd;
 pub mod fs;
 pub mod host;
+pub mod io;
 mod mem;
 pub mod mount;
 pub mod net;
