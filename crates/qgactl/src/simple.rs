@@ -143,7 +143,13 @@ pub fn shutdown(sess: &mut Session, mode: Option<String>) -> Result<i32> {
     sess.send("guest-sync", Some(json!({"id": id})))?;
     match sess.read_line(sess.reply_timeout) {
         Ok(line) => match parse_reply(&line)? {
-            Reply::Error { class, desc } => Err(Failure::agent("guest-shutdown", &class, &desc)),
+            Reply::Error { class, desc } => {
+                // The guest-sync's reply follows: read it before closing, so
+                // the agent never writes to a closed connection (qemu-ga
+                // 10.0.2 in unix-listen mode sometimes exits when it does).
+                let _ = sess.read_line(sess.reply_timeout);
+                Err(Failure::agent("guest-shutdown", &class, &desc))
+            }
             Reply::Return(v) if v.as_i64() == Some(id) => {
                 out("guest-shutdown: accepted by the agent\n")?;
                 Ok(0)
